@@ -1,0 +1,66 @@
+"""The ``dsrbody`` command.
+
+Each subcommand lives in its own module of this package and exposes
+``add_parser(subparsers) -> argparse.ArgumentParser`` and ``run(args) -> int``. Modules are
+imported only when their command runs, so ``dsrbody --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from dsrbody import __version__
+
+# (command, module under dsrbody.cli, one-line help). Add a line here for a new command.
+COMMANDS: list[tuple[str, str, str]] = [
+    ("body", "body", "pose a body model and write its mesh (.obj/.ply)"),
+]
+
+
+class CLIError(Exception):
+    """An error the CLI reports as one line, without a traceback."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser with one subparser per command (help texts only; options load lazily)."""
+    parser = argparse.ArgumentParser(
+        prog="dsrbody",
+        description="Regress 3D human bodies from images of clothed people, with DSR losses.",
+    )
+    parser.add_argument("--version", action="version", version=f"dsrbody {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, _module, help_text in COMMANDS:
+        sub.add_parser(name, help=help_text, add_help=False)
+    return parser
+
+
+def _command_parser(name: str, module_name: str) -> tuple[argparse.ArgumentParser, object]:
+    module = importlib.import_module(f"dsrbody.cli.{module_name}")
+    parser = argparse.ArgumentParser(prog=f"dsrbody {name}")
+    module.add_parser(parser)
+    return parser, module
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``dsrbody`` console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    top = build_parser()
+    if not argv or argv[0] not in {c[0] for c in COMMANDS}:
+        top.parse_args(argv)  # handles --help / --version / unknown commands
+        top.print_help()
+        return 2
+    name = argv[0]
+    module_name = next(m for c, m, _ in COMMANDS if c == name)
+    parser, module = _command_parser(name, module_name)
+    args = parser.parse_args(argv[1:])
+    try:
+        return int(module.run(args) or 0)
+    except (CLIError, FileNotFoundError, ValueError) as exc:  # one-line errors for bad input
+        print(f"dsrbody {name}: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,5 @@
+import sys
+
+from dsrbody.cli import main
+
+sys.exit(main())
