@@ -96,9 +96,7 @@ class BodyModel(nn.Module):
         """
         raise NotImplementedError
 
-    def check_inputs(
-        self, global_orient: torch.Tensor, body_pose: torch.Tensor, shape: torch.Tensor
-    ) -> None:
+    def check_inputs(self, global_orient: torch.Tensor, body_pose: torch.Tensor, shape: torch.Tensor) -> None:
         """Raise ``ValueError`` with a clear message when the input shapes do not fit this model."""
         B = global_orient.shape[0] if global_orient.dim() >= 1 else -1
         if global_orient.dim() != 3 or tuple(global_orient.shape[1:]) != (3, 3):

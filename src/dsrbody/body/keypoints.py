@@ -204,7 +204,9 @@ def flip_keypoints(keypoints: torch.Tensor, kp_set: KeypointSet, width: float | 
         ``(..., K, D)`` mirrored and re-ordered keypoints.
     """
     if keypoints.shape[-2] != len(kp_set):
-        raise ValueError(f"expected {len(kp_set)} keypoints for set {kp_set.name!r}, got {keypoints.shape[-2]}")
+        raise ValueError(
+            f"expected {len(kp_set)} keypoints for set {kp_set.name!r}, got {keypoints.shape[-2]}"
+        )
     out = keypoints[..., kp_set.flip_perm, :].clone()
     out[..., 0] = (width - out[..., 0]) if width is not None else -out[..., 0]
     return out

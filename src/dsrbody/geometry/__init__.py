@@ -1,1 +1,37 @@
-"""dsrbody.geometry."""
+"""Geometry: cameras and projections (SPIN/DSR convention), rotations, Procrustes alignment."""
+
+from dsrbody.geometry.cameras import (
+    FOCAL_LENGTH,
+    IMG_RES,
+    denormalize_keypoints,
+    estimate_translation,
+    intrinsics_matrix,
+    normalize_keypoints,
+    perspective_projection,
+    translation_to_weak_perspective,
+    weak_perspective_to_translation,
+)
+from dsrbody.geometry.procrustes import similarity_procrustes
+from dsrbody.geometry.rotations import (
+    axis_angle_to_matrix,
+    matrix_to_axis_angle,
+    matrix_to_rot6d,
+    rot6d_to_matrix,
+)
+
+__all__ = [
+    "FOCAL_LENGTH",
+    "IMG_RES",
+    "axis_angle_to_matrix",
+    "denormalize_keypoints",
+    "estimate_translation",
+    "intrinsics_matrix",
+    "matrix_to_axis_angle",
+    "matrix_to_rot6d",
+    "normalize_keypoints",
+    "perspective_projection",
+    "rot6d_to_matrix",
+    "similarity_procrustes",
+    "translation_to_weak_perspective",
+    "weak_perspective_to_translation",
+]

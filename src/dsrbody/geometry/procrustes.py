@@ -1,0 +1,45 @@
+"""Similarity Procrustes alignment (scale, rotation, translation), as used by PA-MPJPE."""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["similarity_procrustes"]
+
+
+def similarity_procrustes(
+    X: torch.Tensor, Y: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Find ``s, R, t`` minimising ``sum_i || s R X_i + t - Y_i ||^2`` (Umeyama), per batch element.
+
+    This is the alignment of SPIN/DSR's ``compute_similarity_transform`` (reflections excluded).
+
+    Args:
+        X: ``(B, N, 3)`` source points (e.g. predicted joints, metres).
+        Y: ``(B, N, 3)`` target points (e.g. ground-truth joints, metres).
+
+    Returns:
+        ``X_aligned (B, N, 3)`` = ``s R X + t``, ``scale (B,)``, ``R (B, 3, 3)``, ``t (B, 3)``.
+    """
+    if X.shape != Y.shape or X.dim() != 3 or X.shape[-1] != 3:
+        raise ValueError(
+            f"similarity_procrustes expects two (B, N, 3) tensors, got {tuple(X.shape)} and {tuple(Y.shape)}"
+        )
+    mu_x = X.mean(dim=1, keepdim=True)
+    mu_y = Y.mean(dim=1, keepdim=True)
+    Xc = X - mu_x
+    Yc = Y - mu_y
+    var_x = (Xc**2).sum(dim=(1, 2))  # (B,)
+    K = Xc.transpose(1, 2) @ Yc  # (B, 3, 3) = sum_i x_i y_i^T
+    U, S, Vh = torch.linalg.svd(K)
+    V = Vh.transpose(1, 2)
+    # Correct for reflections: Z = diag(1, 1, sign(det(V U^T))).
+    d = torch.sign(torch.linalg.det(V @ U.transpose(1, 2)))
+    d = torch.where(d == 0, torch.ones_like(d), d)
+    Z = torch.ones_like(S)
+    Z[:, -1] = d
+    R = V @ torch.diag_embed(Z) @ U.transpose(1, 2)
+    scale = (S * Z).sum(dim=1) / var_x.clamp_min(torch.finfo(X.dtype).tiny)
+    t = mu_y.squeeze(1) - scale[:, None] * (R @ mu_x.squeeze(1)[..., None]).squeeze(-1)
+    X_aligned = scale[:, None, None] * (X @ R.transpose(1, 2)) + t[:, None, :]
+    return X_aligned, scale, R, t
