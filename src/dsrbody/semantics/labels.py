@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import torch
@@ -118,7 +119,7 @@ class LabelSet:
                 return i
         raise KeyError(f"label {name!r} is not in the {self.name} label set {list(self.names)}")
 
-    @property
+    @cached_property
     def flip_perm(self) -> np.ndarray:
         """``(L,)`` int64: the label that label ``i`` becomes under a horizontal flip (an involution)."""
         perm = np.arange(len(self.names), dtype=np.int64)

@@ -358,7 +358,7 @@ def flip_parsing(
     """
     perm = get_label_set(label_set).flip_perm
     if isinstance(labels, torch.Tensor):
-        p = torch.as_tensor(perm, device=labels.device)
+        p = as_torch(perm, labels.device)
         return p[labels.flip(-1).long()].to(labels.dtype)
     arr = np.asarray(labels)
     return perm[arr[..., ::-1]].astype(arr.dtype)

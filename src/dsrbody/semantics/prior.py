@@ -64,6 +64,7 @@ from dsrbody.semantics.labels import (
     MERGE_MATRIX,
     NUM_LABELS,
     LabelSet,
+    as_torch,
     get_label_set,
     label_indices,
 )
@@ -569,13 +570,13 @@ class ClothingPrior(nn.Module):
             raise ValueError(
                 f"mc_texture_batch: present must be (B, {NUM_LABELS}), got {tuple(present.shape)}"
             )
-        mc = torch.as_tensor(MC_MASK, device=self.probs.device)
+        mc = as_torch(MC_MASK, self.probs.device)
         sel = (present.to(self.probs.device).bool() & mc[None]).to(self.probs.dtype)  # (B, 20)
         return torch.einsum("fl,bl->bf", self.probs, sel)[..., None]
 
     def merged_channels(self) -> torch.Tensor:
         """``(F, 8)`` DSR-C merged-class probabilities (sum of each class's member labels; rows sum to 1)."""
-        return self.probs @ torch.as_tensor(MERGE_MATRIX, device=self.probs.device)
+        return self.probs @ as_torch(MERGE_MATRIX, self.probs.device).to(self.probs.dtype)
 
     def merged_channels_batch(self, batch_size: int) -> torch.Tensor:
         """``(B, F, 8)`` expanded view of :meth:`merged_channels` (no copy)."""
