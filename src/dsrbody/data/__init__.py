@@ -1,1 +1,56 @@
-"""dsrbody.data."""
+"""dsrbody.data: SPIN/DSR annotation files, crop and augmentation, mixed datasets (DESIGN section 8)."""
+
+from dsrbody.data.crop_augment import (
+    CIHP_LABEL_FLIP_PERM,
+    IMG_NORM_MEAN,
+    IMG_NORM_STD,
+    AugmentParams,
+    crop_matrix,
+    flip_pose,
+    j2d_processing,
+    j3d_processing,
+    parsing_processing,
+    pose_processing,
+    rgb_processing,
+    sample_augment_params,
+)
+from dsrbody.data.mixed import DSR_MIX, DSR_MIX_WITH_3DPW, EvalConcatDataset, MixedDataset
+from dsrbody.data.spin_npz import (
+    DATASET_FILES,
+    DatasetFileInfo,
+    SkipLog,
+    SpinNpzDataset,
+    collate_samples,
+    find_annotation_file,
+    load_annotations,
+    read_image,
+    read_parsing_map,
+)
+
+__all__ = [
+    "CIHP_LABEL_FLIP_PERM",
+    "DATASET_FILES",
+    "DSR_MIX",
+    "DSR_MIX_WITH_3DPW",
+    "IMG_NORM_MEAN",
+    "IMG_NORM_STD",
+    "AugmentParams",
+    "DatasetFileInfo",
+    "EvalConcatDataset",
+    "MixedDataset",
+    "SkipLog",
+    "SpinNpzDataset",
+    "collate_samples",
+    "crop_matrix",
+    "find_annotation_file",
+    "flip_pose",
+    "j2d_processing",
+    "j3d_processing",
+    "load_annotations",
+    "parsing_processing",
+    "pose_processing",
+    "read_image",
+    "read_parsing_map",
+    "rgb_processing",
+    "sample_augment_params",
+]

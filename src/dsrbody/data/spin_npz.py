@@ -1,0 +1,654 @@
+"""SPIN/DSR annotation files (``.npz``) as a torch ``Dataset`` (DESIGN section 8).
+
+File layout (as the field ships it; ``N`` samples):
+
+==============  ===============  =====================================================================
+key             shape            meaning
+==============  ===============  =====================================================================
+``imgname``     ``(N,)`` str     image path relative to the image folder
+``center``      ``(N, 2)``       box centre, original pixels
+``scale``       ``(N,)``         box side / 200
+``part``        ``(N, 24, 3)``   the 24 "GT" 2D keypoints (SPIN_GT24), px + confidence (zeros if absent)
+``openpose``    ``(N, 25, 3)``   optional OpenPose BODY_25 detections (zeros if absent)
+``S``           ``(N, 24, 4)``   optional 3D joints (SPIN_GT24), metres + confidence
+``pose``        ``(N, 72)``      optional SMPL axis-angle pose (24 joints x 3; other rigs: J x 3)
+``shape``       ``(N, 10)``      optional SMPL betas (other models: their shape vector)
+``has_smpl``    ``(N,)``         optional; 1 where pose/shape are valid (1 everywhere if absent but
+                                 pose and shape present)
+``gender``      ``(N,)`` str     optional ``'m'``/``'f'``
+others          ``(N, ...)``     passed through per sample (e.g. synthetic ``body_model``, ``phenotype``)
+==============  ===============  =====================================================================
+
+Images live at ``<img_dir>/<imgname>``; parsing maps (human parsing, CIHP labels, colour or index
+PNG) at ``<parsing_root>/grph_sequences/<imgname with its suffix replaced by .png>``, ``parsing_root``
+defaulting to ``img_dir``.
+
+Bad samples. A missing or unreadable image (or an unusable box) makes the sample invalid: it is
+returned with ``valid=False`` (zero image, ``skip_reason`` set), and :func:`collate_samples` drops it
+from the batch and lists it under ``batch["skipped"]``. We chose this over replacing the sample by
+another one because evaluation must not count a sample twice, and because the flag travels through
+DataLoader worker processes inside the batch. A missing or unreadable parsing map leaves the sample
+valid with ``has_parsing=False`` (no DSR loss for it) and ``parsing_status`` ``"missing"`` or
+``"corrupt"``. Counts: every dataset has a :class:`SkipLog` at ``dataset.skipped``; ``__getitem__``
+records into it in its own process, and the consumer calls ``dataset.skipped.update(batch)`` on
+each batch (needed with ``num_workers > 0``, harmless without: events are de-duplicated per
+sample), then ``dataset.summary()`` at the end of the epoch and ``dataset.skipped.reset()``.
+
+Augmentation is drawn per sample from ``np.random.default_rng([seed, epoch, index])`` (call
+:meth:`SpinNpzDataset.set_epoch` each epoch), so a run is reproducible regardless of workers.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset, default_collate
+
+from dsrbody.body.keypoints import SMPL24, SPIN49, SPIN_GT24, KeypointSet
+from dsrbody.data.crop_augment import (
+    CIHP_LABEL_FLIP_PERM,
+    CIHP_PALETTE,
+    PARSING_INTERPOLATIONS,
+    AugmentParams,
+    colors_to_labels,
+    j2d_processing,
+    j3d_processing,
+    parsing_processing,
+    pose_processing,
+    rgb_processing,
+    sample_augment_params,
+)
+
+__all__ = [
+    "DatasetFileInfo",
+    "DATASET_FILES",
+    "BASE_KEYS",
+    "EXPECTED_LAYOUT",
+    "SkipLog",
+    "SpinNpzDataset",
+    "collate_samples",
+    "load_annotations",
+    "read_image",
+    "read_parsing_map",
+    "parsing_path_for",
+    "find_annotation_file",
+]
+
+#: Keys every annotation file must have.
+BASE_KEYS = ("imgname", "center", "scale")
+_KNOWN_KEYS = {"imgname", "center", "scale", "part", "openpose", "S", "pose", "shape", "has_smpl", "gender"}
+
+EXPECTED_LAYOUT = (
+    "expected a SPIN/DSR annotation .npz (keys imgname, center, scale; optional part, openpose, S, pose, "
+    "shape, has_smpl, gender) with images at <img_dir>/<imgname> and parsing maps at "
+    "<img_dir>/grph_sequences/<imgname as .png>"
+)
+
+
+@dataclass(frozen=True)
+class DatasetFileInfo:
+    """What a recognised annotation file holds.
+
+    Attributes:
+        filename: the file name the field uses.
+        name: dataset name given to its samples (``dataset_name``).
+        split: ``"train"`` or ``"test"``.
+        protocol: evaluation protocol id (``"3dpw"``, ``"h36m-p1"``, ``"h36m-p2"``, ``"mpi-inf-3dhp"``)
+            or ``None`` for training files.
+        required: keys beyond :data:`BASE_KEYS` that the file must have for its use.
+        description: one line.
+    """
+
+    filename: str
+    name: str
+    split: str
+    protocol: str | None
+    required: tuple[str, ...]
+    description: str
+
+
+_FILES = [
+    DatasetFileInfo("h36m_train.npz", "h36m", "train", None, ("part", "S"),
+                    "Human3.6M training: 2D GT keypoints, 3D joints S; pose/shape where the file has them"),
+    DatasetFileInfo("mpi_inf_3dhp_train.npz", "mpi-inf-3dhp", "train", None, ("part", "S"),
+                    "MPI-INF-3DHP training: 2D keypoints, OpenPose, 3D joints; SPIN fits as pose/shape"),
+    DatasetFileInfo("coco_2014_train.npz", "coco", "train", None, ("part",),
+                    "COCO 2014 training with EFT pseudo ground-truth pose/shape"),
+    DatasetFileInfo("3dpw_train.npz", "3dpw", "train", None, ("pose", "shape"),
+                    "3DPW training split: SMPL pose/shape, gender"),
+    DatasetFileInfo("3dpw_test.npz", "3dpw", "test", "3dpw", ("pose", "shape", "gender"),
+                    "3DPW test (SPIN): gender-specific SMPL ground truth"),
+    DatasetFileInfo("3dpw_test_with_mmpose.npz", "3dpw", "test", "3dpw", ("pose", "shape", "gender"),
+                    "3DPW test (DSR) with MMPose 2D keypoints"),
+    DatasetFileInfo("h36m_valid_protocol1.npz", "h36m-p1", "test", "h36m-p1", ("S",),
+                    "Human3.6M protocol 1 (all cameras): 3D joints S"),
+    DatasetFileInfo("h36m_valid_protocol2.npz", "h36m-p2", "test", "h36m-p2", ("S",),
+                    "Human3.6M protocol 2 (frontal camera): 3D joints S"),
+    DatasetFileInfo("mpi_inf_3dhp_valid.npz", "mpi-inf-3dhp", "test", "mpi-inf-3dhp", ("S",),
+                    "MPI-INF-3DHP test: 3D joints S (17 used)"),
+]  # fmt: skip
+
+#: Registry of the annotation file names of DESIGN section 8: file name -> :class:`DatasetFileInfo`.
+DATASET_FILES: dict[str, DatasetFileInfo] = {f.filename: f for f in _FILES}
+
+
+def find_annotation_file(root: str | os.PathLike, filename: str) -> Path:
+    """Locate an annotation file under a data root (``root/filename`` or ``root/dataset_extras/filename``).
+
+    Raises:
+        FileNotFoundError: naming the places looked at and the expected layout.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: data root does not exist; {EXPECTED_LAYOUT}")
+    for cand in (root / filename, root / "dataset_extras" / filename):
+        if cand.is_file():
+            return cand
+    raise FileNotFoundError(f"{filename} not found in {root} or {root / 'dataset_extras'}; {EXPECTED_LAYOUT}")
+
+
+def load_annotations(path: str | os.PathLike, required: Iterable[str] = ()) -> dict[str, np.ndarray]:
+    """Read and check a SPIN/DSR annotation ``.npz``.
+
+    Args:
+        path: the ``.npz`` file.
+        required: keys needed beyond :data:`BASE_KEYS` (and beyond the registry's for known names).
+
+    Returns:
+        every array of the file, materialised, with ``imgname`` as str and per-sample arrays checked
+        to share the first dimension N.
+
+    Raises:
+        FileNotFoundError: the file does not exist (message names it and the expected layout).
+        ValueError: unreadable file, a missing required key, or inconsistent shapes (names key and file).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: annotation file does not exist; {EXPECTED_LAYOUT}")
+    info = DATASET_FILES.get(path.name)
+    need = list(BASE_KEYS) + list(info.required if info else ()) + [k for k in required if k not in BASE_KEYS]
+    try:
+        npz = np.load(path, allow_pickle=False)
+    except Exception as e:  # noqa: BLE001 - any reader error means the same to the user
+        raise ValueError(f"{path}: not a readable .npz file ({e})") from None
+    with npz:
+        for k in need:
+            if k not in npz.files:
+                raise ValueError(f"{path}: missing required key {k!r} (file has {sorted(npz.files)})")
+        data = {}
+        for k in npz.files:
+            try:
+                data[k] = npz[k]
+            except ValueError as e:
+                raise ValueError(f"{path}: key {k!r} cannot be read without pickle ({e})") from None
+    data["imgname"] = np.asarray([str(s) for s in data["imgname"]])
+    n = len(data["imgname"])
+    shapes = {
+        "center": (n, 2), "scale": (n,), "part": (n, 24, 3), "openpose": (n, 25, 3), "has_smpl": (n,),
+        "gender": (n,),
+    }  # fmt: skip
+    if data["scale"].ndim == 2 and data["scale"].shape[1] == 1:
+        data["scale"] = data["scale"][:, 0]
+    for k, shp in shapes.items():
+        if k in data and data[k].shape != shp:
+            raise ValueError(f"{path}: key {k!r} has shape {data[k].shape}, expected {shp}")
+    if "S" in data:
+        s = data["S"]
+        if s.ndim != 3 or s.shape[0] != n or s.shape[1] != 24 or s.shape[2] not in (3, 4):
+            raise ValueError(f"{path}: key 'S' has shape {s.shape}, expected ({n}, 24, 4)")
+        if s.shape[2] == 3:
+            data["S"] = np.concatenate([s, np.ones((n, 24, 1), s.dtype)], axis=2)
+    for k in ("pose", "shape"):
+        if k in data and (data[k].ndim != 2 or data[k].shape[0] != n):
+            raise ValueError(f"{path}: key {k!r} has shape {data[k].shape}, expected ({n}, D)")
+    if "pose" in data and data["pose"].shape[1] % 3:
+        raise ValueError(
+            f"{path}: key 'pose' has {data['pose'].shape[1]} values per sample, not a multiple of 3"
+        )
+    return data
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Read an image as RGB.
+
+    Returns:
+        ``(H, W, 3)`` uint8 RGB.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: the file cannot be decoded.
+    """
+    path = str(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: image does not exist")
+    img = cv2.imread(path, cv2.IMREAD_COLOR)
+    if img is None or img.size == 0:
+        raise ValueError(f"{path}: image cannot be decoded")
+    return np.ascontiguousarray(img[:, :, ::-1])
+
+
+def read_parsing_map(path: str | os.PathLike, palette: np.ndarray = CIHP_PALETTE) -> np.ndarray:
+    """Read a human-parsing map (CIHP labels) from a colour PNG in the palette, or an index PNG.
+
+    Colour images are decoded by exact colour match (unknown colours -> 0, background). Paletted
+    PNGs whose palette is the CIHP one, and single-channel PNGs, are read as label indices.
+
+    Returns:
+        ``(H, W)`` uint8 labels in ``[0, len(palette))``.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: the file cannot be decoded, or index values exceed the label count.
+    """
+    path = str(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: parsing map does not exist")
+    n_labels = len(palette)
+    try:
+        with Image.open(path) as im:
+            im.load()
+            mode = im.mode
+            if mode == "P":
+                idx = np.asarray(im)
+                pal = np.asarray(im.getpalette() or [], dtype=np.uint8).reshape(-1, 3)
+                used = np.unique(idx)
+                if used.max() < min(len(pal), n_labels) and np.array_equal(pal[used], palette[used]):
+                    return idx.astype(np.uint8)
+                rgb = np.asarray(im.convert("RGB"))
+                known = colors_to_labels(pal[used], palette, unknown=255) if len(pal) > used.max() else None
+                if known is not None and (known != 255).all():
+                    return colors_to_labels(rgb, palette)
+                if used.max() < n_labels:
+                    return idx.astype(np.uint8)
+                raise ValueError(f"{path}: paletted parsing map with indices up to {used.max()}")
+            if mode in ("RGB", "RGBA"):
+                return colors_to_labels(np.asarray(im.convert("RGB")), palette)
+            arr = np.asarray(im)
+    except (OSError, SyntaxError) as e:
+        raise ValueError(f"{path}: parsing map cannot be decoded ({e})") from None
+    if arr.ndim != 2:
+        raise ValueError(f"{path}: parsing map of mode {mode} is neither colour nor single-channel")
+    if arr.size and arr.max() >= n_labels:
+        raise ValueError(f"{path}: parsing map has label {arr.max()} (expected < {n_labels})")
+    return arr.astype(np.uint8)
+
+
+def parsing_path_for(imgname: str, root: str | os.PathLike, subdir: str = "grph_sequences") -> Path:
+    """Where the parsing map of ``imgname`` lives: ``root/subdir/<imgname with suffix .png>``."""
+    return Path(root) / subdir / Path(imgname).with_suffix(".png")
+
+
+_REASON_TEXT = {
+    "image_missing": "missing image",
+    "image_corrupt": "unreadable image",
+    "bad_box": "unusable box (center/scale)",
+    "parsing_missing": "missing parsing map (no DSR loss)",
+    "parsing_corrupt": "unreadable parsing map (no DSR loss)",
+}
+#: Reasons that drop the sample; the others only disable its parsing map.
+DROP_REASONS = ("image_missing", "image_corrupt", "bad_box")
+
+
+class SkipLog:
+    """Counts of skipped samples and missing parsing maps, de-duplicated per (dataset, sample, reason).
+
+    Fed by :meth:`record` (in the process that loads) and :meth:`update` (from collated batches, so
+    counts made in DataLoader workers reach the consumer).
+    """
+
+    def __init__(self) -> None:
+        self._events: dict[tuple[str, str], dict[int, str]] = {}
+
+    def record(self, dataset_name: str, sample_index: int, reason: str, path: str = "") -> None:
+        """Note one event (``reason`` one of ``image_missing``, ``image_corrupt``, ``bad_box``,
+        ``parsing_missing``, ``parsing_corrupt``)."""
+        if reason not in _REASON_TEXT:
+            raise ValueError(f"unknown skip reason {reason!r}")
+        self._events.setdefault((dataset_name, reason), {})[int(sample_index)] = path
+
+    def update(self, batch: dict[str, Any]) -> None:
+        """Record the events carried by a batch made by :func:`collate_samples`."""
+        for s in batch.get("skipped", []):
+            self.record(s["dataset_name"], s["sample_index"], s["reason"], s.get("path", ""))
+        statuses = batch.get("parsing_status")
+        if statuses:
+            idx = batch["sample_index"]
+            idx = idx.tolist() if torch.is_tensor(idx) else list(idx)
+            paths = batch.get("parsing_path", [""] * len(statuses))
+            for name, i, st, p in zip(batch["dataset_name"], idx, statuses, paths):
+                if st in ("missing", "corrupt"):
+                    self.record(name, i, f"parsing_{st}", p)
+
+    def merge(self, other: SkipLog) -> None:
+        """Add another log's events."""
+        for key, ev in other._events.items():
+            self._events.setdefault(key, {}).update(ev)
+
+    def count(self, reason: str | None = None, dataset_name: str | None = None) -> int:
+        """Number of distinct samples with the given reason / dataset (``None``: any)."""
+        return sum(
+            len(ev)
+            for (d, r), ev in self._events.items()
+            if (reason is None or r == reason) and (dataset_name is None or d == dataset_name)
+        )
+
+    @property
+    def dropped(self) -> int:
+        """Samples dropped (missing/unreadable image, unusable box)."""
+        return sum(self.count(r) for r in DROP_REASONS)
+
+    def paths(self, reason: str | None = None) -> list[str]:
+        """The recorded file paths (sorted), e.g. to list missing images in a report."""
+        return sorted(
+            p for (_, r), ev in self._events.items() if reason is None or r == reason for p in ev.values()
+        )
+
+    def reset(self) -> None:
+        """Forget everything (call at the start of an epoch)."""
+        self._events.clear()
+
+    def __len__(self) -> int:
+        return self.dropped
+
+    def summary(self) -> str:
+        """One line per (dataset, reason) with counts and up to 3 example paths; a single line if clean."""
+        if not self._events:
+            return "data: no sample skipped, no parsing map missing"
+        lines = [f"data: {self.dropped} sample(s) skipped, {self.count() - self.dropped} without parsing map"]
+        for (d, r), ev in sorted(self._events.items()):
+            ex = ", ".join(sorted(p for p in ev.values() if p)[:3])
+            lines.append(f"  {d}: {len(ev)} x {_REASON_TEXT[r]}" + (f" (e.g. {ex})" if ex else ""))
+        return "\n".join(lines)
+
+
+def _gender_codes(g: np.ndarray) -> np.ndarray:
+    out = np.full(len(g), -1, dtype=np.int64)
+    for i, v in enumerate(g):
+        s = (v.decode() if isinstance(v, bytes) else str(v)).strip().lower()
+        if s in ("m", "male", "0"):
+            out[i] = 0
+        elif s in ("f", "female", "1"):
+            out[i] = 1
+    return out
+
+
+class SpinNpzDataset(Dataset):
+    """Samples of one SPIN/DSR annotation file, cropped and augmented (DESIGN section 8).
+
+    Args:
+        npz_path: the annotation ``.npz``.
+        img_dir: root of the images (``imgname`` is relative to it).
+        name: ``dataset_name`` of its samples (default: the registry's name for known file names,
+            else the file stem).
+        augment: draw the training augmentation (flip, rotation, scale, pixel noise); ``False`` gives
+            the plain crop (evaluation).
+        parsing: load parsing maps (``False``: ``has_parsing`` is always false, nothing counted).
+        parsing_root: root of the ``grph_sequences`` folder (default ``img_dir``).
+        parsing_subdir: the parsing folder's name.
+        parsing_interp: one of :data:`~dsrbody.data.crop_augment.PARSING_INTERPOLATIONS`.
+        res: crop side (224).
+        seed: augmentation seed.
+        ignore_3d: treat the file as having no SMPL and no 3D joints (SPIN's ``ignore_3d``).
+        required: keys the file must have beyond the base ones and the registry's.
+        pose_joints: names (or set) of the pose's joints for mirroring (``SMPL24`` for 72-value poses;
+            a body model's ``joint_names`` otherwise).
+        rot_factor, scale_factor, noise_factor, flip_prob, rot_zero_prob: augmentation settings
+            (official values by default).
+
+    Each item is a dict: ``img (3,res,res)`` float32 normalised; ``keypoints (49,3)`` normalised
+    crop coordinates + confidence (OpenPose then GT, zeros where absent); ``pose (P,)`` axis-angle;
+    ``betas (S,)``; ``pose_3d (24,4)`` camera-frame metres + confidence (zeros if none);
+    ``has_smpl``, ``has_pose_3d``, ``has_parsing``, ``valid``, ``is_flipped`` bool tensors;
+    ``parsing (res,res)`` uint8 labels; ``parsing_status`` (``ok``/``missing``/``corrupt``/``off``),
+    ``parsing_path``, ``skip_reason`` (``""`` if valid), ``imgname`` (as in the file), ``img_path``,
+    ``dataset_name`` strings; ``sample_index`` int; ``scale`` (augmented box scale), ``rot_angle``
+    floats; ``center (2,)``, ``orig_shape (2,)`` (H, W; zeros if unreadable), ``gender`` (0 m, 1 f,
+    -1 unknown); plus every extra per-sample field of the file (numbers as tensors, strings as str).
+    """
+
+    def __init__(
+        self,
+        npz_path: str | os.PathLike,
+        img_dir: str | os.PathLike,
+        *,
+        name: str | None = None,
+        augment: bool = False,
+        parsing: bool = True,
+        parsing_root: str | os.PathLike | None = None,
+        parsing_subdir: str = "grph_sequences",
+        parsing_interp: str = "nearest",
+        res: int = 224,
+        seed: int = 0,
+        ignore_3d: bool = False,
+        required: Sequence[str] = (),
+        pose_joints: KeypointSet | Sequence[str] = SMPL24,
+        rot_factor: float = 30.0,
+        scale_factor: float = 0.25,
+        noise_factor: float = 0.4,
+        flip_prob: float = 0.5,
+        rot_zero_prob: float = 0.6,
+    ) -> None:
+        super().__init__()
+        if parsing_interp not in PARSING_INTERPOLATIONS:
+            raise ValueError(
+                f"parsing_interp must be one of {PARSING_INTERPOLATIONS}, got {parsing_interp!r}"
+            )
+        self.npz_path = Path(npz_path)
+        self.img_dir = Path(img_dir)
+        if not self.img_dir.is_dir():
+            raise FileNotFoundError(f"{self.img_dir}: image folder does not exist; {EXPECTED_LAYOUT}")
+        data = load_annotations(self.npz_path, required)
+        self.info = DATASET_FILES.get(self.npz_path.name)
+        self.name = name or (self.info.name if self.info else self.npz_path.stem)
+        self.augment = augment
+        self.parsing = parsing
+        self.parsing_root = Path(parsing_root) if parsing_root is not None else self.img_dir
+        self.parsing_subdir = parsing_subdir
+        self.parsing_interp = parsing_interp
+        self.res = res
+        self.seed = seed
+        self.epoch = 0
+        self.pose_joints = pose_joints
+        self.aug_settings = dict(
+            rot_factor=rot_factor,
+            scale_factor=scale_factor,
+            noise_factor=noise_factor,
+            flip_prob=flip_prob,
+            rot_zero_prob=rot_zero_prob,
+        )
+        self.skipped = SkipLog()
+
+        n = len(data["imgname"])
+        self.imgname = data["imgname"]
+        self.center = data["center"].astype(np.float64)
+        self.scale = data["scale"].astype(np.float64)
+        part = data.get("part", np.zeros((n, 24, 3)))
+        openpose = data.get("openpose", np.zeros((n, 25, 3)))
+        self.keypoints = np.concatenate([openpose, part], axis=1).astype(np.float64)
+        if "pose" in data and "shape" in data and not ignore_3d:
+            self.pose = data["pose"].astype(np.float64)
+            self.betas = data["shape"].astype(np.float64)
+            self.has_smpl = data["has_smpl"].astype(bool) if "has_smpl" in data else np.ones(n, bool)
+        else:
+            self.pose = None
+            self.betas = None
+            self.has_smpl = np.zeros(n, bool)
+        self.pose_dim = data["pose"].shape[1] if "pose" in data else 72
+        self.shape_dim = data["shape"].shape[1] if "shape" in data else 10
+        if self.pose is not None and len(self.pose_joints) * 3 != self.pose_dim:
+            raise ValueError(
+                f"{self.npz_path}: 'pose' has {self.pose_dim // 3} joints but {len(self.pose_joints)} "
+                "pose_joints names were given"
+            )
+        self.pose_3d = data["S"].astype(np.float64) if ("S" in data and not ignore_3d) else None
+        self.gender = _gender_codes(data["gender"]) if "gender" in data else np.full(n, -1, np.int64)
+        self.extras = {
+            k: v for k, v in data.items() if k not in _KNOWN_KEYS and v.ndim >= 1 and v.shape[0] == n
+        }
+        self.meta = {k: v for k, v in data.items() if k not in _KNOWN_KEYS and k not in self.extras}
+
+    def __len__(self) -> int:
+        return len(self.imgname)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the augmentation draws of an epoch (they depend on seed, epoch and index only)."""
+        self.epoch = int(epoch)
+
+    def summary(self) -> str:
+        """Text summary of the skipped samples and missing parsing maps counted so far."""
+        return f"{self.name}: " + self.skipped.summary()
+
+    def augment_params(self, index: int) -> AugmentParams:
+        """The augmentation of sample ``index`` in the current epoch (identity when ``augment`` is off)."""
+        if not self.augment:
+            return AugmentParams()
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        return sample_augment_params(rng, **self.aug_settings)
+
+    def image_path(self, index: int) -> Path:
+        """Path of sample ``index``'s image."""
+        return self.img_dir / self.imgname[index]
+
+    def parsing_path(self, index: int) -> Path:
+        """Path of sample ``index``'s parsing map."""
+        return parsing_path_for(self.imgname[index], self.parsing_root, self.parsing_subdir)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        index = int(index)
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError(f"index {index} out of range for {self.name} ({len(self)} samples)")
+        params = self.augment_params(index)
+        res = self.res
+        center = self.center[index]
+        scale = float(self.scale[index])
+        img_path = self.image_path(index)
+        skip_reason = ""
+        img = None
+        if not (np.isfinite(center).all() and np.isfinite(scale) and scale > 0):
+            skip_reason = "bad_box"
+            center, scale = np.zeros(2), 1.0
+        else:
+            try:
+                img = read_image(img_path)
+            except FileNotFoundError:
+                skip_reason = "image_missing"
+            except ValueError:
+                skip_reason = "image_corrupt"
+        if skip_reason:
+            self.skipped.record(self.name, index, skip_reason, str(img_path))
+            img_t = torch.zeros(3, res, res)
+            orig_shape = torch.zeros(2, dtype=torch.int64)
+        else:
+            img_t = torch.from_numpy(rgb_processing(img, center, scale, params, res))
+            orig_shape = torch.tensor(img.shape[:2], dtype=torch.int64)
+
+        parsing = torch.zeros(res, res, dtype=torch.uint8)
+        parsing_status = "off"
+        ppath = ""
+        if self.parsing and not skip_reason:
+            ppath = str(self.parsing_path(index))
+            try:
+                lab = read_parsing_map(ppath)
+                if lab.shape != img.shape[:2]:
+                    lab = cv2.resize(lab, (img.shape[1], img.shape[0]), interpolation=cv2.INTER_NEAREST)
+                parsing = torch.from_numpy(
+                    parsing_processing(
+                        lab, center, scale, params, res, self.parsing_interp, CIHP_LABEL_FLIP_PERM
+                    )
+                )
+                parsing_status = "ok"
+            except FileNotFoundError:
+                parsing_status = "missing"
+            except ValueError:
+                parsing_status = "corrupt"
+            if parsing_status != "ok":
+                self.skipped.record(self.name, index, f"parsing_{parsing_status}", ppath)
+
+        has_smpl = bool(self.has_smpl[index])
+        if has_smpl:
+            pose = pose_processing(self.pose[index], params, self.pose_joints)
+            betas = self.betas[index].astype(np.float32)
+        else:
+            pose = np.zeros(self.pose_dim, np.float32)
+            betas = np.zeros(self.shape_dim, np.float32)
+        if self.pose_3d is not None:
+            pose_3d = j3d_processing(self.pose_3d[index], params, SPIN_GT24)
+        else:
+            pose_3d = np.zeros((24, 4), np.float32)
+        keypoints = j2d_processing(self.keypoints[index], center, scale, params, res, SPIN49)
+
+        item: dict[str, Any] = {
+            "img": img_t,
+            "keypoints": torch.from_numpy(keypoints),
+            "pose": torch.from_numpy(pose),
+            "betas": torch.from_numpy(betas),
+            "pose_3d": torch.from_numpy(pose_3d),
+            "has_smpl": torch.tensor(has_smpl),
+            "has_pose_3d": torch.tensor(self.pose_3d is not None),
+            "parsing": parsing,
+            "has_parsing": torch.tensor(parsing_status == "ok"),
+            "parsing_status": parsing_status,
+            "parsing_path": ppath,
+            "valid": torch.tensor(not skip_reason),
+            "skip_reason": skip_reason,
+            "imgname": str(self.imgname[index]),
+            "img_path": str(img_path),
+            "dataset_name": self.name,
+            "sample_index": index,
+            "scale": float(scale * params.scale),
+            "center": torch.as_tensor(np.asarray(center, np.float32)),
+            "orig_shape": orig_shape,
+            "is_flipped": torch.tensor(params.flip),
+            "rot_angle": float(params.rot),
+            "gender": int(self.gender[index]),
+        }
+        for k, v in self.extras.items():
+            x = v[index]
+            if v.dtype.kind in "USO":
+                item[k] = x.decode() if isinstance(x, bytes) else str(x)
+            else:
+                item[k] = torch.as_tensor(np.asarray(x))
+        return item
+
+
+def collate_samples(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """Collate dataset items, dropping invalid ones (``valid=False``) and listing them.
+
+    Args:
+        samples: items of :class:`SpinNpzDataset` (or datasets built on it).
+
+    Returns:
+        the default-collated batch of the valid samples, plus ``skipped``: a list of dicts
+        (``dataset_name``, ``sample_index``, ``imgname``, ``reason``, ``path``) for the dropped ones,
+        and ``num_valid``. When every sample is invalid the batch has only those two keys. Keys that
+        only some samples have (extra fields of one dataset in a mixed batch) are left out.
+    """
+    valid = [s for s in samples if bool(s["valid"])]
+    if valid:
+        common = set(valid[0]).intersection(*valid[1:])
+        valid = [{k: v for k, v in s.items() if k in common} for s in valid]
+    skipped = [
+        {
+            "dataset_name": s["dataset_name"],
+            "sample_index": int(s["sample_index"]),
+            "imgname": s["imgname"],
+            "reason": s["skip_reason"],
+            "path": s["img_path"],
+        }
+        for s in samples
+        if not bool(s["valid"])
+    ]
+    batch: dict[str, Any] = default_collate(valid) if valid else {}
+    batch["skipped"] = skipped
+    batch["num_valid"] = len(valid)
+    return batch
