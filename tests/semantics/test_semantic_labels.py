@@ -51,7 +51,7 @@ def test_palette_round_trip_arrays_and_png(ls, tmp_path):
     np.testing.assert_array_equal(back, labels)
     assert not unknown.any()
     path = tmp_path / f"{ls.name}.png"
-    Image.fromarray(rgb, mode="RGB").save(path)
+    Image.fromarray(rgb).save(path)
     np.testing.assert_array_equal(read_parsing(path, label_set=ls), labels)
 
 

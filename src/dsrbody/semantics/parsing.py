@@ -261,7 +261,7 @@ def write_parsing(path: str | PathLike, labels: np.ndarray, *, label_set: str | 
     labels = _check_labels(labels, len(ls), f"write_parsing({path})")
     if labels.ndim != 2:
         raise ValueError(f"write_parsing({path}): labels must be (H, W), got {labels.shape}")
-    img = Image.fromarray(labels.astype(np.uint8), mode="P")
+    img = Image.fromarray(labels.astype(np.uint8))  # "L"; putpalette turns it into "P"
     pal = np.zeros((256, 3), dtype=np.uint8)
     pal[: len(ls)] = ls.palette
     img.putpalette(pal.ravel().tolist())
