@@ -1,0 +1,143 @@
+"""The weighted total of SPIN's and DSR's losses (DESIGN section 7; official weights as defaults).
+
+``total = overall * sum_t w_t * mean_t``, where ``mean_t`` is the mean of term ``t`` over the samples it
+applies to, NaN/infinite samples dropped and counted (:func:`~dsrbody.losses.reduce.drop_nonfinite`).
+The overall factor (60) multiplies the DSR terms too, so their effective weight is 60 x 0.1 = 6.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+
+import torch
+
+from dsrbody.losses.keypoints import NUM_OPENPOSE, keypoint_2d_loss, keypoint_3d_loss
+from dsrbody.losses.params import betas_loss, camera_loss, pose_loss, vertex_loss
+from dsrbody.losses.reduce import drop_nonfinite
+
+__all__ = ["LossWeights", "spin_loss_terms", "combine_losses", "TERM_NAMES"]
+
+#: names of the terms :func:`combine_losses` knows, in logging order.
+TERM_NAMES = (
+    "keypoints_2d",
+    "keypoints_3d",
+    "pose",
+    "betas",
+    "vertices",
+    "camera",
+    "dsr_mc",
+    "dsr_c",
+    "silhouette",
+)
+
+
+@dataclass
+class LossWeights:
+    """Loss weights; defaults are the official SPIN/DSR recipe (``configs/dsr_train.cfg``).
+
+    Attributes:
+        keypoints_2d, keypoints_3d: SPIN's ``keypoint_loss_weight`` (5) for both.
+        pose, betas: SMPL-parameter terms (1, 0.001).
+        vertices: per-vertex L1 (SPIN's ``shape_loss_weight``, 0).
+        camera: the ``exp(-10 s)^2`` regulariser (1, not configurable in SPIN).
+        dsr_mc, dsr_c: DSR terms (0.1 each; the code calls them SRP/SRV).
+        silhouette: naive silhouette term (0; ablation only).
+        openpose, gt: per-keypoint weights of the OpenPose and GT keypoints in the 2D term (0, 1).
+        overall: factor on the whole sum (60).
+    """
+
+    keypoints_2d: float = 5.0
+    keypoints_3d: float = 5.0
+    pose: float = 1.0
+    betas: float = 0.001
+    vertices: float = 0.0
+    camera: float = 1.0
+    dsr_mc: float = 0.1
+    dsr_c: float = 0.1
+    silhouette: float = 0.0
+    openpose: float = 0.0
+    gt: float = 1.0
+    overall: float = 60.0
+
+    def as_dict(self) -> dict[str, float]:
+        """Plain dict (for configs and logs)."""
+        return asdict(self)
+
+
+Term = tuple[torch.Tensor, torch.Tensor | None]
+
+
+def spin_loss_terms(
+    pred: Mapping[str, torch.Tensor],
+    gt: Mapping[str, torch.Tensor],
+    weights: LossWeights | None = None,
+    num_openpose: int = NUM_OPENPOSE,
+) -> dict[str, Term]:
+    """SPIN's per-sample loss terms with their validity masks.
+
+    Args:
+        pred: :class:`~dsrbody.models.hmr.Regressor` output: ``keypoints_2d (B, K, 2)``,
+            ``joints (B, K, 3)``, ``rotmat (B, J, 3, 3)``, ``shape (B, S)``, ``cam (B, 3)``, ``vertices``.
+        gt: batch with ``keypoints (B, K, 3)`` normalised 2D + confidence (SPIN's 49 = 25 OpenPose + 24 GT);
+            optional ``pose_3d (B, K - num_openpose, 4)`` + ``has_pose_3d (B,)``; optional ``pose``
+            (``(B, J*3)`` axis-angle or ``(B, J, 3, 3)``), ``betas (B, S')`` + ``has_smpl (B,)``; optional
+            ``vertices (B, V, 3)`` (GT mesh for the vertex term, valid where ``has_smpl``).
+        weights: for the OpenPose/GT keypoint weights (defaults: official).
+        num_openpose: leading OpenPose keypoints; the 3D term uses ``joints[:, num_openpose:]``.
+
+    Returns:
+        ``{name: (per_sample (B,), valid (B,) bool or None for all)}`` for the terms whose inputs exist.
+    """
+    w = weights or LossWeights()
+    terms: dict[str, Term] = {
+        "keypoints_2d": (
+            keypoint_2d_loss(pred["keypoints_2d"], gt["keypoints"], w.openpose, w.gt, num_openpose),
+            None,
+        ),
+        "camera": (camera_loss(pred["cam"]), None),
+    }
+    if "pose_3d" in gt:
+        has3d = gt.get("has_pose_3d")
+        terms["keypoints_3d"] = (
+            keypoint_3d_loss(pred["joints"][:, num_openpose:], gt["pose_3d"]),
+            None if has3d is None else has3d.bool(),
+        )
+    has_smpl = gt.get("has_smpl")
+    valid = None if has_smpl is None else has_smpl.bool()
+    if "pose" in gt:
+        terms["pose"] = (pose_loss(pred["rotmat"], gt["pose"]), valid)
+    if "betas" in gt:
+        terms["betas"] = (betas_loss(pred["shape"], gt["betas"]), valid)
+    if "vertices" in gt and w.vertices != 0:
+        terms["vertices"] = (vertex_loss(pred["vertices"], gt["vertices"]), valid)
+    return terms
+
+
+def combine_losses(
+    terms: Mapping[str, Term], weights: LossWeights | None = None
+) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, int]]:
+    """Weighted total of per-sample terms.
+
+    Args:
+        terms: ``{name: (per_sample (B,), valid (B,) or None)}``; names among :data:`TERM_NAMES`.
+        weights: :class:`LossWeights` (official by default).
+
+    Returns:
+        ``(total, means, dropped)``: the scalar total (``overall * sum w_t mean_t``), each term's mean
+        (unweighted, for logging) and the number of NaN/infinite samples dropped per term.
+    """
+    w = (weights or LossWeights()).as_dict()
+    total = None
+    means: dict[str, torch.Tensor] = {}
+    dropped: dict[str, int] = {}
+    for name, (per_sample, valid) in terms.items():
+        if name not in TERM_NAMES:
+            raise ValueError(f"unknown loss term {name!r}; known terms: {TERM_NAMES}")
+        mean, n_bad = drop_nonfinite(per_sample, valid)
+        means[name], dropped[name] = mean, n_bad
+        if w[name] != 0:
+            total = w[name] * mean if total is None else total + w[name] * mean
+    if total is None:
+        raise ValueError("no loss term with a non-zero weight")
+    return w["overall"] * total, means, dropped

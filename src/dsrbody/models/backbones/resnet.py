@@ -1,0 +1,191 @@
+"""ResNet-18/34/50 with torchvision-compatible state-dict keys (no torchvision dependency).
+
+The module tree (``conv1``, ``bn1``, ``layer1..4`` of ``BasicBlock``/``Bottleneck`` with
+``downsample.0`` (1x1 conv) and ``downsample.1`` (batch norm), optional ``fc``) reproduces
+torchvision's ``resnet{18,34,50}`` exactly (ResNet v1.5: the stride of a bottleneck sits on its 3x3
+convolution), so torchvision ImageNet weights, SPIN's backbone weights and DSR's backbone weights
+load by name. :meth:`ResNet.forward` returns the last feature map ``(B, C, H/32, W/32)`` (``C`` = 512
+or 2048); the HMR head pools it.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+__all__ = [
+    "BasicBlock",
+    "Bottleneck",
+    "ResNet",
+    "RESNET_SPECS",
+    "resnet18",
+    "resnet34",
+    "resnet50",
+]
+
+
+def _conv3x3(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
+    """3x3 convolution, padding 1, no bias."""
+    return nn.Conv2d(cin, cout, kernel_size=3, stride=stride, padding=1, bias=False)
+
+
+def _conv1x1(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
+    """1x1 convolution, no bias."""
+    return nn.Conv2d(cin, cout, kernel_size=1, stride=stride, bias=False)
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 convolutions with a residual connection (ResNet-18/34)."""
+
+    expansion = 1
+
+    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None):
+        super().__init__()
+        self.conv1 = _conv3x3(inplanes, planes, stride)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = _conv3x3(planes, planes)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.downsample = downsample
+        self.stride = stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, inplanes, H, W) -> (B, planes, H/stride, W/stride)``."""
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + identity)
+
+
+class Bottleneck(nn.Module):
+    """1x1 -> 3x3 (strided) -> 1x1 bottleneck with a residual connection (ResNet-50, v1.5)."""
+
+    expansion = 4
+
+    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None):
+        super().__init__()
+        self.conv1 = _conv1x1(inplanes, planes)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = _conv3x3(planes, planes, stride)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv3 = _conv1x1(planes, planes * self.expansion)
+        self.bn3 = nn.BatchNorm2d(planes * self.expansion)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+        self.stride = stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, inplanes, H, W) -> (B, 4 planes, H/stride, W/stride)``."""
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        return self.relu(out + identity)
+
+
+#: name -> (block class, blocks per stage)
+RESNET_SPECS: dict[str, tuple[type[nn.Module], tuple[int, int, int, int]]] = {
+    "resnet18": (BasicBlock, (2, 2, 2, 2)),
+    "resnet34": (BasicBlock, (3, 4, 6, 3)),
+    "resnet50": (Bottleneck, (3, 4, 6, 3)),
+}
+
+
+class ResNet(nn.Module):
+    """A torchvision-layout ResNet returning its last feature map.
+
+    Args:
+        block: :class:`BasicBlock` or :class:`Bottleneck`.
+        layers: number of blocks in each of the 4 stages.
+        num_classes: size of the optional classifier ``fc`` (only built when ``with_fc``).
+        with_fc: build torchvision's ``fc`` layer (so a full torchvision state dict loads strictly);
+            :meth:`forward` never uses it, :meth:`classify` does.
+
+    Attributes:
+        feature_dim: channels of the returned feature map (512 for 18/34, 2048 for 50).
+    """
+
+    def __init__(
+        self,
+        block: type[BasicBlock] | type[Bottleneck],
+        layers: tuple[int, int, int, int] | list[int],
+        num_classes: int = 1000,
+        with_fc: bool = False,
+    ):
+        super().__init__()
+        if len(layers) != 4:
+            raise ValueError(f"ResNet needs 4 stage sizes, got {list(layers)}")
+        self.inplanes = 64
+        self.conv1 = nn.Conv2d(3, 64, kernel_size=7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(64)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        self.layer1 = self._make_layer(block, 64, layers[0])
+        self.layer2 = self._make_layer(block, 128, layers[1], stride=2)
+        self.layer3 = self._make_layer(block, 256, layers[2], stride=2)
+        self.layer4 = self._make_layer(block, 512, layers[3], stride=2)
+        self.feature_dim = 512 * block.expansion
+        self.fc = nn.Linear(self.feature_dim, num_classes) if with_fc else None
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                # He init over fan-out, as torchvision and SPIN (normal(0, sqrt(2 / (k*k*out)))).
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    def _make_layer(
+        self, block: type[BasicBlock] | type[Bottleneck], planes: int, blocks: int, stride: int = 1
+    ) -> nn.Sequential:
+        """One stage: ``blocks`` blocks, the first one strided and projected when shapes change."""
+        downsample = None
+        if stride != 1 or self.inplanes != planes * block.expansion:
+            downsample = nn.Sequential(
+                _conv1x1(self.inplanes, planes * block.expansion, stride),
+                nn.BatchNorm2d(planes * block.expansion),
+            )
+        stage = [block(self.inplanes, planes, stride, downsample)]
+        self.inplanes = planes * block.expansion
+        stage += [block(self.inplanes, planes) for _ in range(1, blocks)]
+        return nn.Sequential(*stage)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Feature map of an image batch.
+
+        Args:
+            x: ``(B, 3, H, W)`` ImageNet-normalised images (224x224 in the SPIN/DSR setting).
+
+        Returns:
+            ``(B, feature_dim, ceil(H/32), ceil(W/32))`` (``(B, C, 7, 7)`` for 224 crops).
+        """
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.layer1(x)
+        x = self.layer2(x)
+        x = self.layer3(x)
+        return self.layer4(x)
+
+    def classify(self, x: torch.Tensor) -> torch.Tensor:
+        """torchvision's full forward (global average pool + ``fc``): ``(B, 3, H, W) -> (B, num_classes)``."""
+        if self.fc is None:
+            raise ValueError("this ResNet was built without its classifier (with_fc=False)")
+        return self.fc(self.forward(x).mean(dim=(2, 3)))
+
+
+def _build(name: str, with_fc: bool, num_classes: int) -> ResNet:
+    block, layers = RESNET_SPECS[name]
+    return ResNet(block, layers, num_classes=num_classes, with_fc=with_fc)
+
+
+def resnet18(with_fc: bool = False, num_classes: int = 1000) -> ResNet:
+    """ResNet-18 (BasicBlock, [2, 2, 2, 2]); features 512."""
+    return _build("resnet18", with_fc, num_classes)
+
+
+def resnet34(with_fc: bool = False, num_classes: int = 1000) -> ResNet:
+    """ResNet-34 (BasicBlock, [3, 4, 6, 3]); features 512."""
+    return _build("resnet34", with_fc, num_classes)
+
+
+def resnet50(with_fc: bool = False, num_classes: int = 1000) -> ResNet:
+    """ResNet-50 (Bottleneck, [3, 4, 6, 3]); features 2048."""
+    return _build("resnet50", with_fc, num_classes)

@@ -1,0 +1,344 @@
+"""The HMR regressor: image backbone + iterative-error-feedback head + a body model (DESIGN 3, 7b).
+
+:class:`HMRHead` is SPIN's ``hmr.py`` head with the same parameter names (``fc1``, ``drop1``,
+``fc2``, ``drop2``, ``decpose``, ``decshape``, ``deccam``; buffers ``init_pose``, ``init_shape``,
+``init_cam``), so SPIN's and DSR's released weights load by name, but its sizes come from the body
+model: ``fc1`` takes ``feature_dim + J*6 + S + 3`` inputs (2048 + 144 + 10 + 3 for SMPL).
+
+:class:`Regressor` runs the body model on the head's output and places it in the camera.
+
+Global orientation convention. Body models work in the SMPL canonical frame (y up, facing +z) while
+the camera frame is y down, z forward (OpenCV). As in SPIN, no fixed flip is inserted between the
+two: the predicted global orientation maps the body frame straight into the camera frame, so an
+upright person facing the camera has ``global_orient`` = the 180 deg rotation about x,
+``diag(1, -1, -1)``. SMPL's ``smpl_mean_params.npz`` mean pose already contains that flip (and the
+pose annotations of the SPIN/DSR datasets too); a body model's :meth:`~BodyModel.mean_params` must
+do the same. If a body model's mean orientation is the identity (the person upside down and facing
+away in the camera), :class:`Regressor` composes the flip in and says so in ``init_note``.
+
+Bounded shape spaces. Anny's phenotypes live in a box (the model clamps them), where a plain
+additive update could leave the box and stop receiving gradients. When the body model exposes
+``shape_bounds`` (``(lo, hi)``, each ``(S,)``), or is Anny (``name == "anny"``; default bounds
+``[0, 1]``), the head regresses an unbounded vector ``z`` and the shape is
+``lo + (hi - lo) * sigmoid(z)``; ``init_shape`` is then ``logit`` of the mean (0 for Anny's
+mid-range phenotypes 0.5). SMPL's betas are unbounded and used as regressed.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from dsrbody.geometry.cameras import (
+    FOCAL_LENGTH,
+    IMG_RES,
+    normalize_keypoints,
+    perspective_projection,
+    weak_perspective_to_translation,
+)
+from dsrbody.geometry.rotations import matrix_to_rot6d, rot6d_to_matrix
+
+__all__ = ["HMRHead", "Regressor", "SPIN_MEAN_CAM", "CAMERA_FLIP"]
+
+#: SPIN's mean weak-perspective camera (``smpl_mean_params.npz['cam']``): scale 0.9, centred.
+SPIN_MEAN_CAM = (0.9, 0.0, 0.0)
+#: 180 deg about x: the body frame (y up, facing +z) seen upright and facing an OpenCV camera.
+CAMERA_FLIP = torch.tensor([[1.0, 0.0, 0.0], [0.0, -1.0, 0.0], [0.0, 0.0, -1.0]])
+
+
+class HMRHead(nn.Module):
+    """Iterative error feedback regressor (HMR/SPIN) of 6D joint rotations, shape and camera.
+
+    Args:
+        feature_dim: channels of the backbone's feature map.
+        num_joints: J (rotations regressed, root included).
+        shape_dim: S.
+        init_pose: ``(J*6,)`` mean pose, 6D SPIN layout (``x.view(J, 3, 2)`` columns).
+        init_shape: ``(S,)`` mean of the regressed shape vector.
+        init_cam: ``(3,)`` mean weak-perspective camera ``(s, tx, ty)``.
+        hidden: width of ``fc1``/``fc2`` (SPIN: 1024).
+        n_iter: IEF iterations (SPIN/DSR: 3).
+        dropout: dropout probability of ``drop1``/``drop2`` (SPIN: 0.5).
+    """
+
+    def __init__(
+        self,
+        feature_dim: int,
+        num_joints: int = 24,
+        shape_dim: int = 10,
+        init_pose: torch.Tensor | None = None,
+        init_shape: torch.Tensor | None = None,
+        init_cam: torch.Tensor | None = None,
+        hidden: int = 1024,
+        n_iter: int = 3,
+        dropout: float = 0.5,
+    ):
+        super().__init__()
+        npose = num_joints * 6
+        self.feature_dim, self.num_joints, self.shape_dim, self.n_iter = (
+            feature_dim,
+            num_joints,
+            shape_dim,
+            n_iter,
+        )
+        self.fc1 = nn.Linear(feature_dim + npose + shape_dim + 3, hidden)
+        self.drop1 = nn.Dropout(dropout)
+        self.fc2 = nn.Linear(hidden, hidden)
+        self.drop2 = nn.Dropout(dropout)
+        self.decpose = nn.Linear(hidden, npose)
+        self.decshape = nn.Linear(hidden, shape_dim)
+        self.deccam = nn.Linear(hidden, 3)
+        for dec in (self.decpose, self.decshape, self.deccam):
+            nn.init.xavier_uniform_(dec.weight, gain=0.01)
+        if init_pose is None:
+            init_pose = matrix_to_rot6d(torch.eye(3).expand(num_joints, 3, 3)).reshape(-1)
+        if init_shape is None:
+            init_shape = torch.zeros(shape_dim)
+        if init_cam is None:
+            init_cam = torch.tensor(SPIN_MEAN_CAM)
+        for name, value, n in (
+            ("init_pose", init_pose, npose),
+            ("init_shape", init_shape, shape_dim),
+            ("init_cam", init_cam, 3),
+        ):
+            value = torch.as_tensor(value, dtype=torch.float32).reshape(-1)
+            if value.numel() != n:
+                raise ValueError(f"HMRHead: {name} must have {n} values, got {value.numel()}")
+            # (1, n) exactly as SPIN's buffers, so checkpoints load by shape too.
+            self.register_buffer(name, value.reshape(1, n).clone())
+
+    def forward(
+        self, features: torch.Tensor, n_iter: int | None = None, return_iterations: bool = False
+    ) -> dict[str, torch.Tensor | list[dict[str, torch.Tensor]]]:
+        """Regress parameters from a feature map.
+
+        Args:
+            features: ``(B, C, h, w)`` feature map (average-pooled here; SPIN's 7x7 AvgPool2d on a
+                224 crop) or ``(B, C)`` pooled features.
+            n_iter: IEF iterations (default ``self.n_iter``).
+            return_iterations: also return the estimate after each iteration under ``"iterations"``.
+
+        Returns:
+            ``{"pose6d": (B, J*6), "shape": (B, S) raw shape vector, "cam": (B, 3)}`` (+ ``"iterations"``).
+        """
+        xf = features.mean(dim=(2, 3)) if features.dim() == 4 else features
+        if xf.dim() != 2 or xf.shape[1] != self.feature_dim:
+            raise ValueError(
+                f"HMRHead expects features (B, {self.feature_dim}[, h, w]), got {tuple(features.shape)}"
+            )
+        B = xf.shape[0]
+        pose = self.init_pose.expand(B, -1)
+        shape = self.init_shape.expand(B, -1)
+        cam = self.init_cam.expand(B, -1)
+        iterations = []
+        for _ in range(self.n_iter if n_iter is None else n_iter):
+            xc = torch.cat([xf, pose, shape, cam], dim=1)
+            xc = self.drop2(self.fc2(self.drop1(self.fc1(xc))))
+            pose = self.decpose(xc) + pose
+            shape = self.decshape(xc) + shape
+            cam = self.deccam(xc) + cam
+            if return_iterations:
+                iterations.append({"pose6d": pose, "shape": shape, "cam": cam})
+        out: dict = {"pose6d": pose, "shape": shape, "cam": cam}
+        if return_iterations:
+            out["iterations"] = iterations
+        return out
+
+
+def _shape_bounds(body_model: nn.Module) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """``(lo, hi)`` of a bounded shape space, or None (see the module docstring)."""
+    bounds = getattr(body_model, "shape_bounds", None)
+    if bounds is not None:
+        lo, hi = (torch.as_tensor(b, dtype=torch.float32).reshape(-1) for b in bounds)
+        return lo.expand(body_model.shape_dim).clone(), hi.expand(body_model.shape_dim).clone()
+    if getattr(body_model, "name", "") == "anny":
+        return torch.zeros(body_model.shape_dim), torch.ones(body_model.shape_dim)
+    return None
+
+
+class Regressor(nn.Module):
+    """Backbone + :class:`HMRHead` + body model: images to posed bodies in the camera.
+
+    The body model moves with the regressor (``.to()``) but its tensors are not part of the
+    regressor's ``state_dict`` (they come from the body model's own files); checkpoints hold
+    ``backbone.*`` and ``head.*`` only.
+
+    Args:
+        backbone: a module mapping ``(B, 3, H, W)`` images to ``(B, feature_dim, h, w)``.
+        feature_dim: channels of the backbone output.
+        body_model: a :class:`dsrbody.body.base.BodyModel`.
+        n_iter: IEF iterations (3).
+        dropout: head dropout (0.5).
+        focal: focal length in pixels of the ``img_res`` crop (5000).
+        img_res: crop size in pixels (224).
+        init_cam: mean camera (default: ``body_model.mean_params()["cam"]`` when present, else
+            SPIN's ``(0.9, 0, 0)``).
+
+    Attributes:
+        init_note: how the start point was derived (mentions an inserted camera flip).
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        feature_dim: int,
+        body_model: nn.Module,
+        n_iter: int = 3,
+        dropout: float = 0.5,
+        focal: float = FOCAL_LENGTH,
+        img_res: int = IMG_RES,
+        init_cam: torch.Tensor | None = None,
+    ):
+        super().__init__()
+        self.backbone = backbone
+        self.body_model = body_model
+        self.focal, self.img_res = float(focal), int(img_res)
+        J, S = int(body_model.num_joints), int(body_model.shape_dim)
+        mean = body_model.mean_params()
+        go = torch.as_tensor(mean["global_orient"], dtype=torch.float32).reshape(3, 3)
+        bp = torch.as_tensor(mean["body_pose"], dtype=torch.float32).reshape(J - 1, 3, 3)
+        self.init_note = "mean parameters of the body model"
+        # Facing the camera means the body's +y (up) maps to camera -y (image up): R[1, 1] < 0.
+        if go[1, 1] > 0:
+            go = CAMERA_FLIP @ go
+            self.init_note += (
+                "; mean global orientation composed with the 180 deg x flip into the camera frame"
+            )
+        init_pose = matrix_to_rot6d(torch.cat([go[None], bp], dim=0)).reshape(-1)
+        shape_mean = torch.as_tensor(mean["shape"], dtype=torch.float32).reshape(-1)
+        if shape_mean.numel() < S:
+            shape_mean = torch.cat([shape_mean, shape_mean.new_zeros(S - shape_mean.numel())])
+        bounds = _shape_bounds(body_model)
+        if bounds is not None:
+            lo, hi = bounds
+            self.register_buffer("shape_lo", lo, persistent=False)
+            self.register_buffer("shape_hi", hi, persistent=False)
+            u = ((shape_mean - lo) / (hi - lo)).clamp(1e-4, 1 - 1e-4)
+            init_shape = torch.log(u) - torch.log1p(-u)
+        else:
+            self.shape_lo = self.shape_hi = None
+            init_shape = shape_mean
+        if init_cam is None:
+            init_cam = torch.as_tensor(mean.get("cam", SPIN_MEAN_CAM), dtype=torch.float32)
+        self.head = HMRHead(
+            feature_dim,
+            J,
+            S,
+            init_pose=init_pose,
+            init_shape=init_shape,
+            init_cam=init_cam,
+            n_iter=n_iter,
+            dropout=dropout,
+        )
+        self.register_state_dict_post_hook(_drop_body_model_keys)
+        self.register_load_state_dict_post_hook(_ignore_missing_body_model_keys)
+
+    @property
+    def faces(self) -> torch.Tensor:
+        """``(F, 3)`` long triangles of the body mesh."""
+        return self.body_model.faces
+
+    def shape_from_raw(self, raw: torch.Tensor) -> torch.Tensor:
+        """Map the head's shape vector ``(B, S)`` to the body model's shape (identity unless bounded)."""
+        if self.shape_lo is None:
+            return raw
+        return self.shape_lo + (self.shape_hi - self.shape_lo) * torch.sigmoid(raw)
+
+    def forward(self, images: torch.Tensor, n_iter: int | None = None) -> dict[str, torch.Tensor]:
+        """Regress bodies from image crops.
+
+        Args:
+            images: ``(B, 3, img_res, img_res)`` ImageNet-normalised crops.
+            n_iter: IEF iterations (default: the head's).
+
+        Returns:
+            dict with
+            ``rotmat (B, J, 3, 3)`` (root first; camera-frame global orientation),
+            ``global_orient (B, 3, 3)``, ``body_pose (B, J-1, 3, 3)``, ``pose6d (B, J*6)``,
+            ``shape (B, S)`` (body-model shape), ``shape_raw (B, S)`` (head output),
+            ``cam (B, 3)`` weak perspective ``(s, tx, ty)``, ``translation (B, 3)`` metres,
+            ``vertices (B, V, 3)`` and ``joints (B, K, 3)`` metres in the rotated body frame (no
+            translation; SPIN's ``pred_vertices``), ``vertices_cam (B, V, 3)`` = vertices + translation
+            (camera frame, for the renderer), ``keypoints_2d (B, K, 2)`` perspective projections
+            normalised to [-1, 1] (``px / (img_res / 2) - 1``), ``rest_vertices (B, V, 3)``.
+        """
+        if images.dim() != 4 or images.shape[1] != 3:
+            raise ValueError(f"Regressor expects images (B, 3, H, W), got {tuple(images.shape)}")
+        return self.forward_features(self.backbone(images), n_iter=n_iter)
+
+    def forward_features(self, features: torch.Tensor, n_iter: int | None = None) -> dict[str, torch.Tensor]:
+        """:meth:`forward` from backbone features ``(B, C, h, w)`` (same outputs)."""
+        head = self.head(features, n_iter=n_iter)
+        B, J = features.shape[0], self.head.num_joints
+        rotmat = rot6d_to_matrix(head["pose6d"].reshape(B, J, 6))
+        return self.pose_body(rotmat, self.shape_from_raw(head["shape"]), head["cam"]) | {
+            "pose6d": head["pose6d"],
+            "shape_raw": head["shape"],
+        }
+
+    def pose_body(
+        self, rotmat: torch.Tensor, shape: torch.Tensor, cam: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """Run the body model and the camera on given parameters.
+
+        Args:
+            rotmat: ``(B, J, 3, 3)``; shape: ``(B, S)``; cam: ``(B, 3)``.
+
+        Returns:
+            The dict of :meth:`forward` without ``pose6d``/``shape_raw``.
+        """
+        body = self.body_model(rotmat[:, 0], rotmat[:, 1:], shape)
+        translation = weak_perspective_to_translation(cam, focal=self.focal, img_res=self.img_res)
+        c = self.img_res / 2.0
+        kp_px = perspective_projection(body.joints, translation, focal=self.focal, principal_point=(c, c))
+        return {
+            "rotmat": rotmat,
+            "global_orient": rotmat[:, 0],
+            "body_pose": rotmat[:, 1:],
+            "shape": shape,
+            "cam": cam,
+            "translation": translation,
+            "vertices": body.vertices,
+            "joints": body.joints,
+            "rest_vertices": body.rest_vertices,
+            "vertices_cam": body.vertices + translation[:, None, :],
+            "keypoints_2d": normalize_keypoints(kp_px, self.img_res),
+        }
+
+
+def _drop_body_model_keys(module: nn.Module, state_dict: dict, prefix: str, local_metadata: dict) -> None:
+    for k in [k for k in state_dict if k.startswith(prefix + "body_model.")]:
+        del state_dict[k]
+
+
+def _ignore_missing_body_model_keys(module: nn.Module, incompatible_keys) -> None:
+    missing = incompatible_keys.missing_keys
+    missing[:] = [k for k in missing if ".body_model." not in f".{k}" and not k.startswith("body_model.")]
+
+
+def build_regressor(
+    body_model: nn.Module,
+    backbone: str = "resnet50",
+    pretrained_backbone: str | None = None,
+    checkpoint: str | None = None,
+    n_iter: int = 3,
+    dropout: float = 0.5,
+) -> Regressor:
+    """A :class:`Regressor` by names.
+
+    Args:
+        body_model: the body model.
+        backbone: ``"resnet18"``, ``"resnet34"`` or ``"resnet50"``.
+        pretrained_backbone: optional backbone weights (torchvision / SPIN / DSR file), loaded strictly.
+        checkpoint: optional full regressor weights (SPIN ``model_checkpoint.pt``, DSR Lightning
+            checkpoint, dsrbody's), loaded strictly after the backbone weights.
+        n_iter, dropout: head settings.
+    """
+    from dsrbody.models.backbones import build_backbone
+    from dsrbody.models.checkpoint import load_regressor_checkpoint
+
+    net, dim = build_backbone(backbone, pretrained=pretrained_backbone)
+    reg = Regressor(net, dim, body_model, n_iter=n_iter, dropout=dropout)
+    if checkpoint is not None:
+        load_regressor_checkpoint(reg, checkpoint)
+    return reg
