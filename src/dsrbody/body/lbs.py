@@ -1,0 +1,228 @@
+"""Linear blend skinning with shape and pose blend shapes (the SMPL forward model), one step per function.
+
+The SMPL forward pass (Loper et al. 2015), for a batch of ``B`` bodies with ``V`` vertices, ``J`` joints
+and ``S`` shape coefficients:
+
+1. :func:`shape_blend_shapes`: rest vertices ``T(beta) = T_bar + sum_s beta_s S_s``.
+2. :func:`vertices_to_joints`: rest joints ``J(beta) = J_regressor T(beta)`` (linear, so it can be
+   precomputed per shape basis: :func:`joints_from_shape`).
+3. :func:`pose_features` + :func:`pose_blend_shapes`: ``T_P = T(beta) + sum_k (R_k - I)_flat P_k``.
+4. :func:`batch_rigid_transform`: world transform of every joint along the kinematic tree, and the
+   skinning transforms ``A_j = G_j * [I | -J_j]`` (the rest pose removed).
+5. :func:`skin_vertices`: ``v' = sum_j w_vj A_j [v; 1]``.
+
+:func:`lbs` chains them. The matrices are laid out for large single matrix products: blend-shape
+bases are ``(K, 3 V)`` and skinning multiplies the ``(V, J)`` weights by all ``B x 12`` transform
+entries at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+__all__ = [
+    "shape_blend_shapes",
+    "vertices_to_joints",
+    "joints_from_shape",
+    "pose_features",
+    "pose_blend_shapes",
+    "kinematic_levels",
+    "batch_rigid_transform",
+    "skin_vertices",
+    "lbs",
+]
+
+
+def shape_blend_shapes(betas: torch.Tensor, shapedirs: torch.Tensor) -> torch.Tensor:
+    """Vertex offsets of the shape blend shapes.
+
+    Args:
+        betas: ``(B, S')`` shape coefficients, ``S' <= S`` (the first ``S'`` components are used).
+        shapedirs: ``(S, 3 V)`` basis, row ``s`` = component ``s`` as ``(V, 3)`` flattened, metres.
+
+    Returns:
+        ``(B, V, 3)`` offsets in metres.
+    """
+    n = betas.shape[1]
+    return (betas @ shapedirs[:n]).view(betas.shape[0], -1, 3)
+
+
+def vertices_to_joints(J_regressor: torch.Tensor, vertices: torch.Tensor) -> torch.Tensor:
+    """Regress joints (or keypoints) from vertices.
+
+    Args:
+        J_regressor: ``(K, V)`` regressor (rows usually sum to 1).
+        vertices: ``(B, V, 3)`` metres.
+
+    Returns:
+        ``(B, K, 3)`` metres.
+    """
+    return torch.matmul(J_regressor, vertices)
+
+
+def joints_from_shape(
+    betas: torch.Tensor, joint_template: torch.Tensor, joint_shapedirs: torch.Tensor
+) -> torch.Tensor:
+    """Rest joints of a shaped body, ``J_regressor (T_bar + sum beta_s S_s)``, from precomputed
+    ``joint_template = J_regressor T_bar`` and ``joint_shapedirs = J_regressor S_s`` (equal by
+    linearity, and ``V / J`` times cheaper).
+
+    Args:
+        betas: ``(B, S')``.
+        joint_template: ``(J, 3)`` metres.
+        joint_shapedirs: ``(S, 3 J)``.
+
+    Returns:
+        ``(B, J, 3)`` rest joint locations, metres.
+    """
+    n = betas.shape[1]
+    return joint_template + (betas @ joint_shapedirs[:n]).view(betas.shape[0], -1, 3)
+
+
+def pose_features(rot_mats: torch.Tensor) -> torch.Tensor:
+    """SMPL's pose-blend-shape features: ``R_j - I`` of every non-root joint, flattened row-major.
+
+    Args:
+        rot_mats: ``(B, J, 3, 3)`` relative joint rotations (joint 0 = the root, not used).
+
+    Returns:
+        ``(B, 9 (J - 1))``; entry ``9 (j - 1) + 3 r + c`` is ``R_j[r, c] - I[r, c]``.
+    """
+    eye = torch.eye(3, dtype=rot_mats.dtype, device=rot_mats.device)
+    return (rot_mats[:, 1:] - eye).reshape(rot_mats.shape[0], -1)
+
+
+def pose_blend_shapes(pose_feature: torch.Tensor, posedirs: torch.Tensor) -> torch.Tensor:
+    """Vertex offsets of the pose blend shapes.
+
+    Args:
+        pose_feature: ``(B, P)`` from :func:`pose_features`.
+        posedirs: ``(P, 3 V)`` basis, metres per unit feature.
+
+    Returns:
+        ``(B, V, 3)`` offsets in metres.
+    """
+    return (pose_feature @ posedirs).view(pose_feature.shape[0], -1, 3)
+
+
+def kinematic_levels(parents: Sequence[int]) -> list[tuple[list[int], list[int]]]:
+    """Group the joints of a tree by depth, for one batched product per depth.
+
+    Args:
+        parents: ``(J,)`` parent of each joint, ``-1`` for the root; parents come before children.
+
+    Returns:
+        For each depth ``d >= 1``: ``(joints at depth d, position of each one's parent in the list of
+        depth d - 1)``. Depth 0 is the root alone.
+    """
+    parents = [int(p) for p in parents]
+    depth = [0] * len(parents)
+    for j in range(1, len(parents)):
+        if not 0 <= parents[j] < j:
+            raise ValueError(f"parents must list each parent before its child, got {parents}")
+        depth[j] = depth[parents[j]] + 1
+    by_depth: list[list[int]] = [[] for _ in range(max(depth) + 1)]
+    for j, d in enumerate(depth):
+        by_depth[d].append(j)
+    if by_depth[0] != [0]:
+        raise ValueError(f"joint 0 must be the only root, got parents {parents}")
+    levels = []
+    for d in range(1, len(by_depth)):
+        prev = {j: i for i, j in enumerate(by_depth[d - 1])}
+        levels.append((by_depth[d], [prev[parents[j]] for j in by_depth[d]]))
+    return levels
+
+
+def batch_rigid_transform(
+    rot_mats: torch.Tensor,
+    joints: torch.Tensor,
+    parents: Sequence[int],
+    levels: list[tuple[list[int], list[int]]] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pose the skeleton: chain the relative rotations down the kinematic tree.
+
+    Joint ``j`` has the local transform ``[R_j | J_j - J_parent(j)]`` (the root: ``[R_0 | J_0]``); its
+    world transform is ``G_j = G_parent(j) [R_j | J_j - J_parent(j)]``.
+
+    Args:
+        rot_mats: ``(B, J, 3, 3)`` rotations relative to the parent (joint 0: global orientation).
+        joints: ``(B, J, 3)`` rest joint locations, metres.
+        parents: ``(J,)`` parent indices, ``-1`` for the root.
+        levels: ``kinematic_levels(parents)``, to skip recomputing it.
+
+    Returns:
+        ``(posed_joints (B, J, 3) metres, transforms (B, J, 3, 4))`` where
+        ``transforms[:, j] = [G_j.R | G_j.t - G_j.R J_j]`` maps a rest-pose point rigidly attached to
+        joint ``j`` to its posed location.
+    """
+    if levels is None:
+        levels = kinematic_levels(parents)
+    B, J = rot_mats.shape[:2]
+    par = torch.as_tensor([0] + [int(p) for p in parents][1:], device=joints.device)
+    rel = joints - torch.cat([torch.zeros_like(joints[:, :1]), joints[:, par[1:]]], dim=1)
+    rel = rel.unsqueeze(-1)  # (B, J, 3, 1)
+    world_R = [rot_mats[:, :1]]
+    world_t = [rel[:, :1]]
+    order = [0]
+    for idx, par_pos in levels:
+        pR = world_R[-1][:, par_pos]
+        pt = world_t[-1][:, par_pos]
+        world_R.append(pR @ rot_mats[:, idx])
+        world_t.append(pR @ rel[:, idx] + pt)
+        order += idx
+    inv = torch.empty(J, dtype=torch.long)
+    inv[torch.as_tensor(order)] = torch.arange(J)
+    inv = inv.to(joints.device)
+    R = torch.cat(world_R, dim=1)[:, inv]  # (B, J, 3, 3)
+    t = torch.cat(world_t, dim=1)[:, inv]  # (B, J, 3, 1)
+    transforms = torch.cat([R, t - R @ joints.unsqueeze(-1)], dim=-1)
+    return t.squeeze(-1), transforms
+
+
+def skin_vertices(vertices: torch.Tensor, weights: torch.Tensor, transforms: torch.Tensor) -> torch.Tensor:
+    """Linear blend skinning: ``v'_v = sum_j w_vj A_j [v_v; 1]``.
+
+    Args:
+        vertices: ``(B, V, 3)`` rest-pose vertices (with blend shapes), metres.
+        weights: ``(V, J)`` skinning weights.
+        transforms: ``(B, J, 3, 4)`` skinning transforms from :func:`batch_rigid_transform`.
+
+    Returns:
+        ``(B, V, 3)`` posed vertices, metres.
+    """
+    B, J = transforms.shape[:2]
+    V = weights.shape[0]
+    # one (V, J) x (J, 12 B) product blends the transforms of every body at once
+    T = (weights @ transforms.reshape(B, J, 12).transpose(0, 1).reshape(J, 12 * B)).view(V, B, 3, 4)
+    T = T.transpose(0, 1)  # (B, V, 3, 4)
+    return (T[..., :3] * vertices.unsqueeze(-2)).sum(-1) + T[..., 3]
+
+
+def lbs(
+    betas: torch.Tensor,
+    rot_mats: torch.Tensor,
+    v_template: torch.Tensor,
+    shapedirs: torch.Tensor,
+    posedirs: torch.Tensor,
+    J_regressor: torch.Tensor,
+    parents: Sequence[int],
+    weights: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The whole SMPL forward pass from the basic arrays (reference implementation; :class:`SMPL`
+    uses the same steps with precomputed joint bases).
+
+    Args:
+        betas: ``(B, S')``; rot_mats: ``(B, J, 3, 3)``; v_template: ``(V, 3)``; shapedirs:
+        ``(S, 3 V)``; posedirs: ``(9 (J - 1), 3 V)``; J_regressor: ``(J, V)``; parents: ``(J,)``;
+        weights: ``(V, J)``.
+
+    Returns:
+        ``(vertices (B, V, 3), posed_joints (B, J, 3), rest_vertices (B, V, 3))``, metres.
+    """
+    v_shaped = v_template + shape_blend_shapes(betas, shapedirs)
+    joints = vertices_to_joints(J_regressor, v_shaped)
+    v_posed = v_shaped + pose_blend_shapes(pose_features(rot_mats), posedirs)
+    posed_joints, transforms = batch_rigid_transform(rot_mats, joints, parents)
+    return skin_vertices(v_posed, weights, transforms), posed_joints, v_shaped
