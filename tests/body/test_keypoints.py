@@ -49,3 +49,9 @@ def test_h36m_to_lsp14_gives_lsp_order():
     names = [H36M17.names[i] for i in H36M_TO_LSP14]
     assert names[:12] == list(LSP14.names[:12])
     assert names[12:] == ["Thorax", "Head"]
+
+
+def test_swap_left_right_name_styles():
+    assert swap_left_right("upperarm01.L") == "upperarm01.R" and swap_left_right("wrist.R") == "wrist.L"
+    assert swap_left_right("spine05") == "spine05" and swap_left_right("OP MidHip") == "OP MidHip"
+    assert swap_left_right("left_collar") == "right_collar" and swap_left_right("Right Ear") == "Left Ear"

@@ -39,12 +39,15 @@ _LR_PATTERNS = [
     (r"(?<=OP )R", "L"),
     (r"^L_", "R_"),
     (r"^R_", "L_"),
+    (r"\.L$", ".R"),
+    (r"\.R$", ".L"),
 ]
 
 
 def swap_left_right(name: str) -> str:
-    """The mirror name of a keypoint: ``"Left Knee" -> "Right Knee"``, ``"OP LEye" -> "OP REye"``,
-    ``"left_hip" -> "right_hip"``, ``"L_Hip" -> "R_Hip"``; names without a side are unchanged."""
+    """The mirror name of a keypoint or joint: ``"Left Knee" -> "Right Knee"``, ``"OP LEye" -> "OP REye"``,
+    ``"left_hip" -> "right_hip"``, ``"L_Hip" -> "R_Hip"``, ``"upperarm01.L" -> "upperarm01.R"`` (Anny's
+    bones); names without a side are unchanged."""
     for pattern, repl in _LR_PATTERNS:
         new, n = re.subn(pattern, repl, name, count=1)
         if n:
