@@ -1,9 +1,9 @@
-"""A tiny body model for regressor tests (any BodyModel works; this one is cheap and exact)."""
+"""Helpers for the model tests: a tiny body model and a tiny backbone (cheap and exact)."""
 
 from __future__ import annotations
 
-import pytest
 import torch
+from torch import nn
 
 from dsrbody.body.base import BodyModel, BodyOutput
 from dsrbody.geometry.rotations import axis_angle_to_matrix
@@ -66,6 +66,11 @@ class TinyBody(BodyModel):
         return {"global_orient": go, "body_pose": bp, "shape": torch.full((self.shape_dim,), 0.3)}
 
 
-@pytest.fixture
-def tiny_body():
-    return TinyBody()
+def tiny_backbone(channels: int = 8) -> nn.Module:
+    """A 2-layer conv net standing in for a ResNet: ``(B, 3, H, W) -> (B, channels, H/8, W/8)``."""
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(3, channels, 3, stride=4, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(channels, channels, 3, stride=2, padding=1),
+    )
