@@ -52,6 +52,8 @@ __all__ = [
     "j2d_processing",
     "j3d_processing",
     "rotate_global_orient",
+    "crop_camera",
+    "transform_translation",
     "flip_pose",
     "pose_processing",
     "parsing_processing",
@@ -308,6 +310,54 @@ def j3d_processing(joints: np.ndarray, params: AugmentParams, kp_set: KeypointSe
         s = s[kp_set.flip_perm]
         s[:, 0] = -s[:, 0]
     return s.astype(np.float32)
+
+
+def crop_camera(
+    focal: float | np.ndarray,
+    principal_point: np.ndarray,
+    center: Sequence[float] | np.ndarray,
+    scale: float,
+    params: AugmentParams,
+    res: int = 224,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The pinhole camera of the crop, given the original image's camera.
+
+    With ``A = s R`` (+ offset) the crop map, ``A K X / z = K' (Rz X) / z``: 3D points turned and
+    mirrored as :func:`j3d_processing` does project into the crop with focal ``s f`` and principal
+    point ``A(pp)``. Square pixels are assumed when ``rot != 0``.
+
+    Args:
+        focal: original focal length px, scalar or ``(2,)`` (fx, fy).
+        principal_point: ``(2,)`` original principal point px.
+        center: ``(2,)`` box centre px.
+        scale: box side / 200 before augmentation.
+        params: the augmentation.
+        res: crop side.
+
+    Returns:
+        ``(focal (2,), principal_point (2,))`` of the crop, px, float64.
+    """
+    a = crop_matrix(center, scale * params.scale, res, params.rot, params.flip)
+    k = res / (200.0 * scale * params.scale)
+    f = np.broadcast_to(np.asarray(focal, dtype=np.float64), (2,)) * k
+    return f.copy(), transform_points(np.asarray(principal_point, dtype=np.float64), a)
+
+
+def transform_translation(translation: np.ndarray, params: AugmentParams) -> np.ndarray:
+    """Turn and mirror a camera-frame translation as :func:`j3d_processing` does with joints.
+
+    Args:
+        translation: ``(3,)`` metres.
+        params: the augmentation.
+
+    Returns:
+        ``(3,)`` float64.
+    """
+    t = np.asarray(translation, dtype=np.float64).copy()
+    t[:2] = _inplane_rotation(params.rot) @ t[:2]
+    if params.flip:
+        t[0] = -t[0]
+    return t
 
 
 def rotate_global_orient(global_orient: np.ndarray, rot: float) -> np.ndarray:

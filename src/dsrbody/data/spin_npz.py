@@ -15,9 +15,18 @@ key             shape            meaning
 ``shape``       ``(N, 10)``      optional SMPL betas (other models: their shape vector)
 ``has_smpl``    ``(N,)``         optional; 1 where pose/shape are valid (1 everywhere if absent but
                                  pose and shape present)
+``has_params``  ``(N,)``         optional; 1 where pose/shape are valid targets for the file's body model
+                                 (e.g. synthetic Anny data: ``has_smpl`` 0, ``has_params`` 1); defaults
+                                 to ``has_smpl``
 ``gender``      ``(N,)`` str     optional ``'m'``/``'f'``
 others          ``(N, ...)``     passed through per sample (e.g. synthetic ``body_model``, ``phenotype``)
 ==============  ===============  =====================================================================
+
+Camera extras: when a file has per-sample ``focal_length`` (px, ``(N,)`` or ``(N, 2)``) and
+``principal_point`` (``(N, 2)``), items also carry the crop's camera ``crop_focal_length (2,)`` and
+``crop_principal_point (2,)`` (the camera under which the augmented ``pose_3d`` projects onto the
+augmented ``keypoints``); a ``cam_t (N, 3)`` also gives ``crop_cam_t`` (turned and mirrored as the
+joints). The raw extras are passed through unchanged.
 
 Images live at ``<img_dir>/<imgname>``; parsing maps (human parsing, CIHP labels, colour or index
 PNG) at ``<parsing_root>/grph_sequences/<imgname with its suffix replaced by .png>``, ``parsing_root``
@@ -59,12 +68,14 @@ from dsrbody.data.crop_augment import (
     PARSING_INTERPOLATIONS,
     AugmentParams,
     colors_to_labels,
+    crop_camera,
     j2d_processing,
     j3d_processing,
     parsing_processing,
     pose_processing,
     rgb_processing,
     sample_augment_params,
+    transform_translation,
 )
 
 __all__ = [
@@ -84,7 +95,10 @@ __all__ = [
 
 #: Keys every annotation file must have.
 BASE_KEYS = ("imgname", "center", "scale")
-_KNOWN_KEYS = {"imgname", "center", "scale", "part", "openpose", "S", "pose", "shape", "has_smpl", "gender"}
+_KNOWN_KEYS = {
+    "imgname", "center", "scale", "part", "openpose", "S", "pose", "shape", "has_smpl", "has_params",
+    "gender",
+}  # fmt: skip
 
 EXPECTED_LAYOUT = (
     "expected a SPIN/DSR annotation .npz (keys imgname, center, scale; optional part, openpose, S, pose, "
@@ -404,9 +418,10 @@ class SpinNpzDataset(Dataset):
             (official values by default).
 
     Each item is a dict: ``img (3,res,res)`` float32 normalised; ``keypoints (49,3)`` normalised
-    crop coordinates + confidence (OpenPose then GT, zeros where absent); ``pose (P,)`` axis-angle;
-    ``betas (S,)``; ``pose_3d (24,4)`` camera-frame metres + confidence (zeros if none);
-    ``has_smpl``, ``has_pose_3d``, ``has_parsing``, ``valid``, ``is_flipped`` bool tensors;
+    crop coordinates + confidence (OpenPose then GT, zeros where absent); ``pose (P,)`` axis-angle and
+    ``betas (S,)`` (zeros unless ``has_params``); ``pose_3d (24,4)`` camera-frame metres + confidence
+    (zeros if none); ``has_smpl``, ``has_params``, ``has_pose_3d``, ``has_parsing``, ``valid``,
+    ``is_flipped`` bool tensors;
     ``parsing (res,res)`` uint8 labels; ``parsing_status`` (``ok``/``missing``/``corrupt``/``off``),
     ``parsing_path``, ``skip_reason`` (``""`` if valid), ``imgname`` (as in the file), ``img_path``,
     ``dataset_name`` strings; ``sample_index`` int; ``scale`` (augmented box scale), ``rot_angle``
@@ -477,10 +492,17 @@ class SpinNpzDataset(Dataset):
             self.pose = data["pose"].astype(np.float64)
             self.betas = data["shape"].astype(np.float64)
             self.has_smpl = data["has_smpl"].astype(bool) if "has_smpl" in data else np.ones(n, bool)
+            self.has_params = (
+                data["has_params"].astype(bool) if "has_params" in data else self.has_smpl.copy()
+            )
+            finite = np.isfinite(self.pose).all(axis=1) & np.isfinite(self.betas).all(axis=1)
+            self.has_smpl &= finite
+            self.has_params &= finite
         else:
             self.pose = None
             self.betas = None
             self.has_smpl = np.zeros(n, bool)
+            self.has_params = np.zeros(n, bool)
         self.pose_dim = data["pose"].shape[1] if "pose" in data else 72
         self.shape_dim = data["shape"].shape[1] if "shape" in data else 10
         if self.pose is not None and len(self.pose_joints) * 3 != self.pose_dim:
@@ -575,7 +597,7 @@ class SpinNpzDataset(Dataset):
                 self.skipped.record(self.name, index, f"parsing_{parsing_status}", ppath)
 
         has_smpl = bool(self.has_smpl[index])
-        if has_smpl:
+        if self.has_params[index]:
             pose = pose_processing(self.pose[index], params, self.pose_joints)
             betas = self.betas[index].astype(np.float32)
         else:
@@ -594,6 +616,7 @@ class SpinNpzDataset(Dataset):
             "betas": torch.from_numpy(betas),
             "pose_3d": torch.from_numpy(pose_3d),
             "has_smpl": torch.tensor(has_smpl),
+            "has_params": torch.tensor(bool(self.has_params[index])),
             "has_pose_3d": torch.tensor(self.pose_3d is not None),
             "parsing": parsing,
             "has_parsing": torch.tensor(parsing_status == "ok"),
@@ -618,6 +641,20 @@ class SpinNpzDataset(Dataset):
                 item[k] = x.decode() if isinstance(x, bytes) else str(x)
             else:
                 item[k] = torch.as_tensor(np.asarray(x))
+        if "focal_length" in self.extras and "principal_point" in self.extras:
+            f, pp = crop_camera(
+                self.extras["focal_length"][index],
+                self.extras["principal_point"][index],
+                center,
+                scale,
+                params,
+                res,
+            )
+            item["crop_focal_length"] = torch.from_numpy(f.astype(np.float32))
+            item["crop_principal_point"] = torch.from_numpy(pp.astype(np.float32))
+        if "cam_t" in self.extras:
+            t = transform_translation(self.extras["cam_t"][index], params)
+            item["crop_cam_t"] = torch.from_numpy(t.astype(np.float32))
         return item
 
 
