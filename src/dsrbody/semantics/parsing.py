@@ -503,11 +503,18 @@ def parsing_targets(
 # ----------------------------------------------------------------------------------------------
 
 
-def _check_batch(labels: torch.Tensor, num_labels: int, what: str) -> torch.Tensor:
+def _validate_batch(labels: torch.Tensor, what: str) -> None:
     if labels.dim() != 3:
         raise ValueError(f"{what}: labels must be (B, H, W), got {tuple(labels.shape)}")
-    if labels.dtype.is_floating_point or labels.dtype == torch.bool:
+    if labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool:
         raise ValueError(f"{what}: labels must be an integer tensor, got {labels.dtype}")
+
+
+def _check_batch(labels: torch.Tensor, num_labels: int, what: str) -> torch.Tensor:
+    """Validate ``(B, H, W)`` integer labels and return them as int64 (no copy when already int64).
+    Label values are not range-checked (that would synchronise a GPU); out-of-range values raise in the
+    gather/scatter that uses them."""
+    _validate_batch(labels, what)
     return labels.long()
 
 
@@ -520,7 +527,7 @@ def clean_parsing_batch(
 ) -> torch.Tensor:
     """Batched :func:`clean_parsing`: ``labels (B, H, W)`` integer, ``keypoints (B, K, 3)`` pixels +
     confidence -> ``(B, H, W)`` (maps without a confident keypoint are left unchanged)."""
-    _check_batch(labels, 256, "clean_parsing_batch")
+    _validate_batch(labels, "clean_parsing_batch")
     B, H, W = labels.shape
     kp = keypoints.to(device=labels.device, dtype=torch.float64)
     conf = kp[..., 2] > conf_threshold  # (B, K)
@@ -533,16 +540,17 @@ def clean_parsing_batch(
     cy = torch.arange(H, device=kp.device, dtype=kp.dtype) + 0.5
     keep_x = (cx[None] >= x0[:, None]) & (cx[None] <= x1[:, None])  # (B, W)
     keep_y = (cy[None] >= y0[:, None]) & (cy[None] <= y1[:, None])  # (B, H)
-    keep = (keep_y[:, :, None] & keep_x[:, None, :]) | ~conf.any(1)[:, None, None]
-    return torch.where(keep, labels, torch.zeros_like(labels))
+    none = ~conf.any(1, keepdim=True)  # no confident keypoint: keep everything
+    return labels * (keep_y | none)[:, :, None] * (keep_x | none)[:, None, :]
 
 
 def label_counts_batch(labels: torch.Tensor, num_labels: int = NUM_LABELS) -> torch.Tensor:
     """``(B, H, W)`` integer labels -> ``(B, num_labels)`` int64 pixel counts per map."""
-    lab = _check_batch(labels, num_labels, "label_counts_batch")
-    B = lab.shape[0]
-    offset = torch.arange(B, device=lab.device)[:, None, None] * num_labels
-    return torch.bincount((lab + offset).reshape(-1), minlength=B * num_labels).view(B, num_labels)
+    lab = _check_batch(labels, num_labels, "label_counts_batch").reshape(labels.shape[0], -1)
+    ones = torch.ones((), dtype=torch.int64, device=lab.device).expand_as(lab)
+    return torch.zeros(lab.shape[0], num_labels, dtype=torch.int64, device=lab.device).scatter_add_(
+        1, lab, ones
+    )
 
 
 def mc_mask_batch(labels: torch.Tensor, min_pixels: int = MC_MIN_PIXELS) -> tuple[torch.Tensor, torch.Tensor]:
@@ -557,7 +565,8 @@ def mc_mask_batch(labels: torch.Tensor, min_pixels: int = MC_MIN_PIXELS) -> tupl
 def merge_labels_batch(labels: torch.Tensor) -> torch.Tensor:
     """Batched :func:`merge_labels`: ``(B, H, W)`` CIHP labels -> ``(B, H, W)`` int64 merged classes."""
     lab = _check_batch(labels, NUM_LABELS, "merge_labels_batch")
-    return as_torch(CIHP_TO_MERGED, lab.device)[lab]
+    table = as_torch(CIHP_TO_MERGED, lab.device)[None].expand(lab.shape[0], -1)
+    return torch.gather(table, 1, lab.flatten(1)).view_as(lab)  # gather: much faster than indexing on CPU
 
 
 def class_weights_batch(merged: torch.Tensor, min_pixels: int = MC_MIN_PIXELS) -> torch.Tensor:
