@@ -256,7 +256,12 @@ class DSRLoss(nn.Module):
         c_form: DSR-C form (:data:`C_FORMS`).
         sigma, gamma: soft-rasteriser sharpness and depth temperature (official training: 1e-5, 1e-1).
         focal, img_res: camera of DESIGN section 3.
-        render_fn: ``soft_render``-compatible callable (default :func:`dsrbody.render.soft.soft_render`).
+        render_fn: ``soft_render``-compatible callable (default :func:`dsrbody.render.soft.soft_render`,
+            called with ``nonfinite="mask"`` so that a sample with NaN vertices yields NaN losses that
+            :func:`~dsrbody.losses.reduce.drop_nonfinite` drops, instead of an exception).
+
+    Raises:
+        ValueError (``PriorTopologyError``): the prior was made for another mesh.
     """
 
     def __init__(
@@ -277,6 +282,8 @@ class DSRLoss(nn.Module):
         if c_form not in C_FORMS:
             raise ValueError(f"unknown DSR-C form {c_form!r}; choose one of {C_FORMS}")
         self.register_buffer("faces", torch.as_tensor(faces).long(), persistent=False)
+        if hasattr(prior, "check_topology"):
+            prior.check_topology(self.faces, what="DSR clothing prior")
         merged = torch.as_tensor(prior.merged_channels(), dtype=torch.float32)
         if merged.dim() != 2 or merged.shape[0] != self.faces.shape[0]:
             raise ValueError(
@@ -303,8 +310,10 @@ class DSRLoss(nn.Module):
             ``mc (B, H, W)``, ``classes (B, 8, H, W)`` or None, ``silhouette (B, H, W)``.
         """
         render = self._render_fn or _default_render()
+        # the real renderer turns samples with non-finite vertices into NaN maps (dropped later)
+        extra = {"nonfinite": "mask"} if self._render_fn is None else {}
         B = vertices_cam.shape[0]
-        mc_tex = torch.as_tensor(self.prior.mc_texture_batch(mc_present.bool().cpu()))
+        mc_tex = torch.as_tensor(self.prior.mc_texture_batch(mc_present.bool()))
         mc_tex = mc_tex.to(device=vertices_cam.device, dtype=vertices_cam.dtype).reshape(B, -1, 1)
         feats = [mc_tex]
         if with_classes:
@@ -320,6 +329,7 @@ class DSRLoss(nn.Module):
             image_size=(self.img_res, self.img_res),
             sigma=self.sigma,
             gamma=self.gamma,
+            **extra,
         )
         return out[:, 0], (out[:, 1:] if with_classes else None), sil[:, 0]
 
@@ -379,31 +389,30 @@ class DSRLoss(nn.Module):
         )
         out["rendered_mc"], out["rendered_silhouette"] = r_mc, r_sil
 
-        def scatter(values: torch.Tensor) -> torch.Tensor:
-            return zeros.index_put((idx,), values)
+        def scatter(values: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+            # rendered samples that do not get this term (e.g. rendered for the silhouette only) get 0
+            return torch.where(valid, zeros.index_put((idx,), values), zeros)
 
         if mc:
             dist = targets.distance.to(dev)[idx] if targets.distance is not None else None
             mask = targets.mc_mask.to(dev)[idx]
-            out["dsr_mc"] = scatter(dsr_mc_loss(r_mc, mask, self.mc_form, distance=dist))
-            out["dsr_mc_valid"] = valid_dsr & need
+            out["dsr_mc_valid"] = valid_dsr
+            out["dsr_mc"] = scatter(dsr_mc_loss(r_mc, mask, self.mc_form, distance=dist), valid_dsr)
         if clothing:
             labels = targets.merged.to(dev)[idx].long()
             weights = targets.class_weights.to(dev)[idx]
-            out["dsr_c"] = scatter(dsr_c_loss(r_cls, labels, weights, self.c_form, silhouette=r_sil))
             has_weight = torch.gather(weights, 1, labels.flatten(1)).sum(dim=1) > 0
-            valid_c = (
-                torch.zeros_like(valid_dsr).index_put((idx,), has_weight)
-                if self.c_form != "inside"
-                else valid_dsr
-            )
-            out["dsr_c_valid"] = valid_dsr & valid_c
+            valid_c = valid_dsr
+            if self.c_form != "inside":  # a sample with no weighted pixel has no DSR-C
+                valid_c = valid_c & torch.zeros_like(valid_dsr).index_put((idx,), has_weight)
+            out["dsr_c_valid"] = valid_c
+            out["dsr_c"] = scatter(dsr_c_loss(r_cls, labels, weights, self.c_form, silhouette=r_sil), valid_c)
             if r_cls is not None:
                 shown = r_cls.detach().clone()
                 if self.c_form == "nll":
                     shown[:, 0] = 1.0 - shown[:, 1:].sum(dim=1)
                 out["rendered_classes"] = shown
         if silhouette:
-            out["silhouette"] = scatter(silhouette_loss(r_sil, person[idx]))
+            out["silhouette"] = scatter(silhouette_loss(r_sil, person[idx]), valid_sil)
             out["silhouette_valid"] = valid_sil
         return out

@@ -18,10 +18,12 @@ away in the camera), :class:`Regressor` composes the flip in and says so in ``in
 
 Bounded shape spaces. Anny's phenotypes live in a box (the model clamps them), where a plain
 additive update could leave the box and stop receiving gradients. When the body model exposes
-``shape_bounds`` (``(lo, hi)``, each ``(S,)``), or is Anny (``name == "anny"``; default bounds
-``[0, 1]``), the head regresses an unbounded vector ``z`` and the shape is
-``lo + (hi - lo) * sigmoid(z)``; ``init_shape`` is then ``logit`` of the mean (0 for Anny's
-mid-range phenotypes 0.5). SMPL's betas are unbounded and used as regressed.
+``shape_bounds`` (``(lo, hi)``, each ``(S,)``), or is Anny (``name == "anny"``: the ranges of
+``dsrbody.body.anny.PHENOTYPE_RANGES``, ``[0, 1]`` and ``[-1/3, 1]`` for age), the head regresses an
+unbounded vector ``z`` and the shape is ``lo + (hi - lo) * sigmoid(z)``; ``init_shape`` is then the
+``logit`` of the mean's position in the box (0 for Anny's mid phenotypes 0.5, except age: 0.51). The
+sigmoid keeps gradients alive where a clamp would cut them and keeps every prediction a valid body.
+SMPL's betas are unbounded and used as regressed.
 """
 
 from __future__ import annotations
@@ -152,7 +154,10 @@ def _shape_bounds(body_model: nn.Module) -> tuple[torch.Tensor, torch.Tensor] | 
         lo, hi = (torch.as_tensor(b, dtype=torch.float32).reshape(-1) for b in bounds)
         return lo.expand(body_model.shape_dim).clone(), hi.expand(body_model.shape_dim).clone()
     if getattr(body_model, "name", "") == "anny":
-        return torch.zeros(body_model.shape_dim), torch.ones(body_model.shape_dim)
+        from dsrbody.body.anny import ANNY_PHENOTYPES, PHENOTYPE_RANGES
+
+        lo, hi = zip(*(PHENOTYPE_RANGES[n] for n in ANNY_PHENOTYPES[: body_model.shape_dim]))
+        return torch.tensor(lo), torch.tensor(hi)
     return None
 
 
