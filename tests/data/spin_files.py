@@ -7,7 +7,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from dsrbody.data.crop_augment import CIHP_PALETTE
+from dsrbody.semantics.labels import CIHP_PALETTE
 
 
 def write_image(path: Path, rgb: np.ndarray) -> None:

@@ -129,16 +129,22 @@ def test_colour_and_index_parsing_pngs_agree(tmp_path):
     np.testing.assert_array_equal(read_parsing_map(tmp_path / "i.png"), labels)
     from PIL import Image
 
-    from dsrbody.data.crop_augment import CIHP_PALETTE
+    from dsrbody.semantics.labels import CIHP_PALETTE
 
     im = Image.fromarray(labels, mode="P")
     im.putpalette(CIHP_PALETTE.reshape(-1).tolist())
     im.save(tmp_path / "p.png")
     np.testing.assert_array_equal(read_parsing_map(tmp_path / "p.png"), labels)
-    bad = np.full((5, 5), 40, np.uint8)
-    write_parsing(tmp_path / "bad.png", bad, colour=False)
-    with pytest.raises(ValueError, match="label 40"):
-        read_parsing_map(tmp_path / "bad.png")
+    # indices outside the label set (e.g. 255 "ignore") are background, as dsrbody.semantics reads them
+    odd = labels.copy()
+    odd[0, :5] = 255
+    write_parsing(tmp_path / "odd.png", odd, colour=False)
+    expected = labels.copy()
+    expected[0, :5] = 0
+    np.testing.assert_array_equal(read_parsing_map(tmp_path / "odd.png"), expected)
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n broken")
+    with pytest.raises(ValueError, match="broken.png"):
+        read_parsing_map(tmp_path / "broken.png")
 
 
 def _break_files(img_dir: Path, arr) -> None:

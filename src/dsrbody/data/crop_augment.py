@@ -36,6 +36,8 @@ import roma
 import torch
 
 from dsrbody.body.keypoints import SMPL24, SPIN49, SPIN_GT24, KeypointSet, swap_left_right
+from dsrbody.semantics.labels import CIHP_FLIP_PERM, CIHP_PALETTE
+from dsrbody.semantics.parsing import decode_colors, encode_colors
 
 __all__ = [
     "IMG_NORM_MEAN",
@@ -58,31 +60,15 @@ __all__ = [
     "pose_processing",
     "parsing_processing",
     "flip_perm_from_names",
-    "labels_to_colors",
-    "colors_to_labels",
 ]
 
 #: ImageNet normalisation (DESIGN section 3).
 IMG_NORM_MEAN = (0.485, 0.456, 0.406)
 IMG_NORM_STD = (0.229, 0.224, 0.225)
 
-# The 20 CIHP/LIP labels' colours (DESIGN section 5), in label order. Kept here because
-# ``dsrbody.semantics.labels`` (another module) did not exist when this was written; the values are
-# the ones DESIGN section 5 lists.
-CIHP_PALETTE = np.array(
-    [
-        (0, 0, 0), (128, 0, 0), (255, 0, 0), (0, 85, 0), (170, 0, 51), (255, 85, 0), (0, 0, 85),
-        (0, 119, 221), (85, 85, 0), (0, 85, 85), (85, 51, 0), (52, 86, 128), (0, 128, 0), (0, 0, 255),
-        (51, 170, 221), (0, 255, 255), (85, 255, 170), (170, 255, 85), (255, 255, 0), (255, 170, 0),
-    ],
-    dtype=np.uint8,
-)  # fmt: skip
-
-#: ``flipped_label = CIHP_LABEL_FLIP_PERM[label]``: leftArm(14)<->rightArm(15), leftLeg(16)<->rightLeg(17),
-#: leftShoe(18)<->rightShoe(19); every other label is its own mirror.
-CIHP_LABEL_FLIP_PERM = np.array(
-    [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 15, 14, 17, 16, 19, 18], dtype=np.uint8
-)
+#: The flip swap of the CIHP labels (leftArm<->rightArm, leftLeg<->rightLeg, leftShoe<->rightShoe), from
+#: :mod:`dsrbody.semantics.labels`, as uint8: ``flipped_label = CIHP_LABEL_FLIP_PERM[label]``.
+CIHP_LABEL_FLIP_PERM = np.asarray(CIHP_FLIP_PERM, dtype=np.uint8)
 
 #: ``"nearest"``: nearest-neighbour sampling and left/right label swap on flip (dsrbody default).
 #: ``"bilinear_official"``: what the official DSR code does, for reproduction only: the map is turned
@@ -465,41 +451,6 @@ def pose_processing(
     return p.astype(np.float32)
 
 
-def labels_to_colors(labels: np.ndarray, palette: np.ndarray = CIHP_PALETTE) -> np.ndarray:
-    """Colour image of a label map.
-
-    Args:
-        labels: ``(H, W)`` integer labels in ``[0, len(palette))``.
-        palette: ``(L, 3)`` uint8 RGB.
-
-    Returns:
-        ``(H, W, 3)`` uint8 RGB.
-    """
-    return palette[np.asarray(labels)]
-
-
-def colors_to_labels(colors: np.ndarray, palette: np.ndarray = CIHP_PALETTE, unknown: int = 0) -> np.ndarray:
-    """Label map of a colour parsing image by exact colour match.
-
-    Args:
-        colors: ``(H, W, 3)`` uint8 RGB.
-        palette: ``(L, 3)`` uint8 RGB, one colour per label.
-        unknown: the label given to colours that are in no palette entry.
-
-    Returns:
-        ``(H, W)`` uint8 labels.
-    """
-    c = np.asarray(colors)[..., :3].astype(np.int64)
-    code = (c[..., 0] << 16) | (c[..., 1] << 8) | c[..., 2]
-    pal = palette.astype(np.int64)
-    pcode = (pal[:, 0] << 16) | (pal[:, 1] << 8) | pal[:, 2]
-    order = np.argsort(pcode)
-    sorted_codes = pcode[order]
-    pos = np.clip(np.searchsorted(sorted_codes, code), 0, len(pcode) - 1)
-    hit = sorted_codes[pos] == code
-    return np.where(hit, order[pos], unknown).astype(np.uint8)
-
-
 def parsing_processing(
     labels: np.ndarray,
     center: Sequence[float] | np.ndarray,
@@ -532,9 +483,9 @@ def parsing_processing(
             out = np.asarray(flip_labels, dtype=np.uint8)[out]
         return out
     if interpolation == "bilinear_official":
-        colors = labels_to_colors(lab).astype(np.float32)
+        colors = encode_colors(lab).astype(np.float32)
         warped = warp_image(colors, a, res, "bilinear")
-        return colors_to_labels(np.clip(np.rint(warped), 0, 255).astype(np.uint8))
+        return decode_colors(np.clip(np.rint(warped), 0, 255).astype(np.uint8))[0]
     raise ValueError(
         f"unknown parsing interpolation {interpolation!r}; expected one of {PARSING_INTERPOLATIONS}"
     )

@@ -50,6 +50,7 @@ Augmentation is drawn per sample from ``np.random.default_rng([seed, epoch, inde
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,16 +59,13 @@ from typing import Any
 import cv2
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import Dataset, default_collate
 
 from dsrbody.body.keypoints import SMPL24, SPIN49, SPIN_GT24, KeypointSet
 from dsrbody.data.crop_augment import (
     CIHP_LABEL_FLIP_PERM,
-    CIHP_PALETTE,
     PARSING_INTERPOLATIONS,
     AugmentParams,
-    colors_to_labels,
     crop_camera,
     j2d_processing,
     j3d_processing,
@@ -77,6 +75,7 @@ from dsrbody.data.crop_augment import (
     sample_augment_params,
     transform_translation,
 )
+from dsrbody.semantics.parsing import ParsingWarning, read_parsing
 
 __all__ = [
     "DatasetFileInfo",
@@ -249,50 +248,32 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     return np.ascontiguousarray(img[:, :, ::-1])
 
 
-def read_parsing_map(path: str | os.PathLike, palette: np.ndarray = CIHP_PALETTE) -> np.ndarray:
-    """Read a human-parsing map (CIHP labels) from a colour PNG in the palette, or an index PNG.
+def read_parsing_map(path: str | os.PathLike) -> np.ndarray:
+    """Read a human-parsing map (CIHP labels): colour PNG in the CIHP palette, index or palette PNG.
 
-    Colour images are decoded by exact colour match (unknown colours -> 0, background). Paletted
-    PNGs whose palette is the CIHP one, and single-channel PNGs, are read as label indices.
+    Uses :func:`dsrbody.semantics.parsing.read_parsing` (unknown colours/indices become background,
+    silently here: a training loop would otherwise warn once per sample; empty maps are accepted).
 
     Returns:
-        ``(H, W)`` uint8 labels in ``[0, len(palette))``.
+        ``(H, W)`` uint8 labels in ``[0, 20)``.
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: the file cannot be decoded, or index values exceed the label count.
+        ValueError: the file cannot be decoded (:class:`~dsrbody.semantics.parsing.ParsingError`).
     """
-    path = str(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path}: parsing map does not exist")
-    n_labels = len(palette)
-    try:
-        with Image.open(path) as im:
-            im.load()
-            mode = im.mode
-            if mode == "P":
-                idx = np.asarray(im)
-                pal = np.asarray(im.getpalette() or [], dtype=np.uint8).reshape(-1, 3)
-                used = np.unique(idx)
-                if used.max() < min(len(pal), n_labels) and np.array_equal(pal[used], palette[used]):
-                    return idx.astype(np.uint8)
-                rgb = np.asarray(im.convert("RGB"))
-                known = colors_to_labels(pal[used], palette, unknown=255) if len(pal) > used.max() else None
-                if known is not None and (known != 255).all():
-                    return colors_to_labels(rgb, palette)
-                if used.max() < n_labels:
-                    return idx.astype(np.uint8)
-                raise ValueError(f"{path}: paletted parsing map with indices up to {used.max()}")
-            if mode in ("RGB", "RGBA"):
-                return colors_to_labels(np.asarray(im.convert("RGB")), palette)
-            arr = np.asarray(im)
-    except (OSError, SyntaxError) as e:
-        raise ValueError(f"{path}: parsing map cannot be decoded ({e})") from None
-    if arr.ndim != 2:
-        raise ValueError(f"{path}: parsing map of mode {mode} is neither colour nor single-channel")
-    if arr.size and arr.max() >= n_labels:
-        raise ValueError(f"{path}: parsing map has label {arr.max()} (expected < {n_labels})")
-    return arr.astype(np.uint8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ParsingWarning)
+        return read_parsing(path, on_empty="ignore")
+
+
+def _fit_parsing_to_image(labels: np.ndarray, shape: tuple[int, int], path: str) -> np.ndarray:
+    """A map of another size but the same aspect ratio (within 2 %) is resized (nearest); else error."""
+    if labels.shape == shape:
+        return labels
+    (h, w), (ph, pw) = shape, labels.shape
+    if abs((pw / ph) / (w / h) - 1.0) > 0.02:
+        raise ValueError(f"{path}: parsing map is {pw}x{ph}, its image {w}x{h}")
+    return cv2.resize(labels, (w, h), interpolation=cv2.INTER_NEAREST)
 
 
 def parsing_path_for(imgname: str, root: str | os.PathLike, subdir: str = "grph_sequences") -> Path:
@@ -580,9 +561,7 @@ class SpinNpzDataset(Dataset):
         if self.parsing and not skip_reason:
             ppath = str(self.parsing_path(index))
             try:
-                lab = read_parsing_map(ppath)
-                if lab.shape != img.shape[:2]:
-                    lab = cv2.resize(lab, (img.shape[1], img.shape[0]), interpolation=cv2.INTER_NEAREST)
+                lab = _fit_parsing_to_image(read_parsing_map(ppath), img.shape[:2], ppath)
                 parsing = torch.from_numpy(
                     parsing_processing(
                         lab, center, scale, params, res, self.parsing_interp, CIHP_LABEL_FLIP_PERM
