@@ -142,10 +142,10 @@ def _u(rng: np.random.Generator, lo: float, hi: float) -> float:
 
 # ---------------------------------------------------------------------------------------------- helpers
 def _sleeves(g: BodyGeometry, sleeve: float) -> np.ndarray:
-    """Arm vertices up to ``sleeve`` (arm coordinate); none when ``sleeve <= 0``."""
+    """Upper-arm and forearm vertices up to ``sleeve`` (arm coordinate); none when ``sleeve <= 0``."""
     if sleeve <= 0:
         return np.zeros(g.num_vertices, dtype=bool)
-    return np.nan_to_num(g.arm, nan=np.inf) <= sleeve
+    return (np.nan_to_num(g.arm, nan=np.inf) <= sleeve) & ~g.part_mask("left_hand", "right_hand")
 
 
 def _neck_opening(g: BodyGeometry, depth: float) -> np.ndarray:
@@ -267,7 +267,7 @@ class TankTop(_Top):
         return _upper_body(g, self.hem, self.neckline) & ~tips
 
 
-# ---------------------------------------------------------------------------------------------- dresses, coats
+# ------------------------------------------------------------------------------ dresses, coats
 @dataclass
 class Dress(Garment):
     """One-piece dress. ``length``: hem in the leg coordinate (0.3 mini .. 1.95 floor); ``sleeve``: 0

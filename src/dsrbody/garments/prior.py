@@ -98,12 +98,14 @@ def build_procedural_prior(
     done = 0
     while done < n:
         k = min(chunk, n - done)
-        labels = [dress_body(g, sample_outfit(rng, hard)).face_labels for _ in range(k)]
+        labels = []
+        for _ in range(k):
+            labels.append(dress_body(g, sample_outfit(rng, hard)).face_labels)
+            if bar is not None:
+                bar.update(1)
         part = ClothingPrior.from_face_labels(labels, g.faces, source="chunk")
         counts += part.probs.double().numpy() * k
         done += k
-        if bar is not None:
-            bar.update(k)
     if bar is not None:
         bar.close()
     probs = counts / n
@@ -185,11 +187,12 @@ def default_prior(model: torch.nn.Module) -> ClothingPrior:
         src_centroids = z["face_centroids"] if "face_centroids" in z.files else None
     if tid == shipped_tid:
         return ClothingPrior.load(path, expected_topology=tid)
-    if getattr(model, "name", "") != "anny" or src_centroids is None:
+    name = str(getattr(model, "name", "smpl"))
+    if name != "anny" or src_centroids is None:
         raise PriorTopologyError(
             f"{path}: the shipped clothing prior is for the default Anny mesh (topology {shipped_tid}); "
-            f"the {getattr(model, 'name', 'body')} model has topology {tid}: build one with "
-            f"'dsrbody prior build --procedural 4000 --model {getattr(model, 'name', 'smpl')} --out prior.npz'"
+            f"the {name} model has topology {tid}: build one with "
+            f"'dsrbody prior build --procedural 4000 --model {name} --out prior.npz'"
         )
     shipped = ClothingPrior.load(path)
     target = face_centroids(BodyGeometry.from_model(model))

@@ -1,0 +1,238 @@
+"""``dsrbody prior``: build a semantic clothing prior and look at one.
+
+    dsrbody prior build (--from-scans DIR | --procedural N) --model anny|smpl [--model-path P]
+                        [--seed S] [--smooth K] [--hard] [--label-set cihp|atr] --out prior.npz
+    dsrbody prior show prior.npz [--model anny|smpl] [--model-path P] --out grid.png
+
+``build`` writes the ``ClothingPrior`` ``.npz`` (plus the rest-pose face centroids used for nearest-face
+transfer). ``show`` paints the prior on the model's mean body in its rest pose, front view: an argmax panel
+(CIHP colours; its back view beside it) and one panel per label whose area-weighted mass is at least
+``--min-mass`` or whose largest face probability is at least 0.2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dsrbody.cli import CLIError
+
+
+def add_parser(parser: argparse.ArgumentParser) -> None:
+    """Options of ``dsrbody prior``."""
+    parser.description = "Build a semantic clothing prior (per-face label probabilities) or paint one."
+    sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+
+    b = sub.add_parser("build", help="build a prior from labelled scans or procedural outfits")
+    src = b.add_mutually_exclusive_group(required=True)
+    src.add_argument("--from-scans", metavar="DIR", help="folder of labelled scans (.npz 'labels' or .ply)")
+    src.add_argument("--procedural", metavar="N", type=int, help="number of procedural outfits to average")
+    _model_args(b)
+    b.add_argument("--seed", type=int, default=0, help="random seed of the procedural outfits (default 0)")
+    b.add_argument("--smooth", type=int, default=0, metavar="K", help="neighbour-smoothing iterations")
+    b.add_argument("--hard", action="store_true", help="heavier-clothing outfit distribution (procedural)")
+    b.add_argument("--label-set", default="cihp", choices=("cihp", "atr"), help="label set of the scans")
+    b.add_argument("--out", required=True, help="output .npz")
+
+    s = sub.add_parser("show", help="paint a prior on the body, one panel per label")
+    s.add_argument("prior", help="prior file (.npz, or the official bare .npy for SMPL)")
+    _model_args(s)
+    s.add_argument("--min-mass", type=float, default=0.002, help="smallest area fraction of a shown label")
+    s.add_argument("--out", required=True, help="output picture (.png)")
+
+
+def _model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default="anny", choices=("anny", "smpl"), help="body model (default anny)")
+    p.add_argument("--model-path", default=None, help="model files (SMPL folder or file)")
+
+
+def _build_model(args: argparse.Namespace) -> torch.nn.Module:
+    try:
+        from dsrbody.body.factory import build_body_model
+    except ImportError:  # the factory is optional: build the two families directly
+        if args.model == "smpl":
+            from dsrbody.body.smpl import SMPL
+
+            if args.model_path is None:
+                raise CLIError("--model smpl needs --model-path (folder or file of the SMPL model)") from None
+            return SMPL(args.model_path)
+        from dsrbody.body.anny import AnnyBody
+
+        return AnnyBody()
+    return build_body_model(args.model, model_path=args.model_path)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``dsrbody prior build|show``."""
+    if args.action == "build":
+        return _build(args)
+    return _show(args)
+
+
+# ---------------------------------------------------------------------------------------------- build
+def _build(args: argparse.Namespace) -> int:
+    from dsrbody.garments.geometry import BodyGeometry
+    from dsrbody.garments.prior import build_procedural_prior, face_centroids, save_prior
+    from dsrbody.semantics.prior import ClothingPrior
+
+    if args.smooth < 0:
+        raise CLIError(f"--smooth must be >= 0, got {args.smooth}")
+    if args.procedural is not None and args.procedural < 1:
+        raise CLIError(f"--procedural must be >= 1, got {args.procedural}")
+    if args.from_scans is not None and not Path(args.from_scans).is_dir():
+        raise FileNotFoundError(f"scan folder not found: {args.from_scans}")
+    out = Path(args.out)
+    if out.suffix.lower() != ".npz":
+        raise CLIError(f"--out must be a .npz file, got {out}")
+    model = _build_model(args)
+    geom = BodyGeometry.from_model(model) if args.procedural is not None else None
+    if args.procedural is not None:
+        prior = build_procedural_prior(
+            geom, args.procedural, args.seed, hard=args.hard, smoothing_iterations=args.smooth, progress=True
+        )
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the skipped files are listed below instead
+            prior = ClothingPrior.from_scans(
+                args.from_scans, model.faces, smoothing_iterations=args.smooth, label_set=args.label_set
+            )
+        if prior.skipped:
+            print(f"skipped {len(prior.skipped)} unreadable scan file(s):", file=sys.stderr)
+            for name, reason in prior.skipped:
+                print(f"  {name}: {reason}", file=sys.stderr)
+        geom = _try_geometry(model)
+    save_prior(prior, out, face_centroids(geom) if geom is not None else None)
+    print(f"wrote {out}: {prior.num_faces} faces, topology {prior.topology_id}, {prior.source}")
+    return 0
+
+
+def _try_geometry(model: torch.nn.Module):
+    """Body coordinates when the body-part labels are available for the model, else None."""
+    from dsrbody.garments.geometry import BodyGeometry
+
+    try:
+        return BodyGeometry.from_model(model)
+    except (ImportError, ValueError):
+        return None
+
+
+# ---------------------------------------------------------------------------------------------- show
+def _show(args: argparse.Namespace) -> int:
+    from dsrbody.garments.geometry import _mean_rest_vertices
+    from dsrbody.semantics.prior import ClothingPrior
+
+    path = Path(args.prior)
+    if not path.is_file():
+        raise FileNotFoundError(f"clothing prior not found: {path}")
+    model = _build_model(args)
+    prior = ClothingPrior.load(path, expected_topology=model)
+    verts = _mean_rest_vertices(model).double().numpy()
+    faces = model.faces.detach().cpu().numpy().astype(np.int64)
+    fig = prior_figure(prior.probs.numpy(), verts, faces, min_mass=args.min_mass, title=f"{path.name}")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=100)
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    print(f"wrote {out}")
+    return 0
+
+
+def shown_labels(probs: np.ndarray, areas: np.ndarray, min_mass: float) -> list[int]:
+    """Labels worth a panel: area-weighted mass ``>= min_mass`` or a face probability ``>= 0.2``.
+
+    Args:
+        probs: ``(F, 20)`` prior.
+        areas: ``(F,)`` face areas (any unit).
+        min_mass: smallest area fraction.
+    """
+    mass = (probs * areas[:, None]).sum(0) / max(float(areas.sum()), 1e-12)
+    keep = (mass >= min_mass) | (probs.max(0) >= 0.2)
+    return [int(i) for i in np.nonzero(keep)[0]]
+
+
+def _paint(ax, verts: np.ndarray, faces: np.ndarray, colors: np.ndarray, back: bool = False) -> None:
+    """Orthographic view along z of a mesh with per-face RGB colours (painter's algorithm, flat shading)."""
+    from matplotlib.collections import PolyCollection
+
+    tri = verts[faces]
+    sign = -1.0 if back else 1.0
+    xy = np.stack([sign * tri[..., 0], tri[..., 1]], -1)
+    order = np.argsort(sign * tri[..., 2].mean(1))  # far faces first
+    n = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    n /= np.linalg.norm(n, axis=1, keepdims=True) + 1e-12
+    shade = 0.55 + 0.45 * np.abs(n[:, 2])
+    ax.add_collection(
+        PolyCollection(
+            xy[order], facecolors=np.clip(colors[order] * shade[order, None], 0, 1), edgecolors="none"
+        )
+    )
+    lo, hi = verts.min(0), verts.max(0)
+    pad = 0.03 * (hi[1] - lo[1])
+    ax.set_xlim(lo[0] - pad, hi[0] + pad)
+    ax.set_ylim(lo[1] - pad, hi[1] + pad)
+    ax.set_aspect("equal")
+    ax.axis("off")
+
+
+def prior_figure(
+    probs: np.ndarray, verts: np.ndarray, faces: np.ndarray, min_mass: float = 0.002, title: str = ""
+):
+    """A matplotlib figure of a prior painted on a mesh.
+
+    Panels: the argmax label per face (CIHP colours), front and back; then per shown label
+    (:func:`shown_labels`) its probability per face on a 0..1 viridis scale, front view.
+
+    Args:
+        probs: ``(F, 20)`` prior.
+        verts: ``(V, 3)`` mesh in the body-model frame (y up, facing +z), metres.
+        faces: ``(F, 3)``.
+        min_mass: see :func:`shown_labels`.
+        title: figure title.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
+
+    from dsrbody.semantics.labels import CIHP
+
+    tri = verts[faces]
+    areas = 0.5 * np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1)
+    labels = shown_labels(probs, areas, min_mass)
+    mass = (probs * areas[:, None]).sum(0) / max(float(areas.sum()), 1e-12)
+    n_panels = 2 + len(labels)
+    ncols = min(6, n_panels)
+    nrows = (n_panels + ncols - 1) // ncols
+    fig, axs = plt.subplots(nrows, ncols, figsize=(2.6 * ncols, 3.6 * nrows + 0.6), squeeze=False)
+    for ax in axs.ravel():
+        ax.axis("off")
+    argmax = probs.argmax(1)
+    palette = CIHP.palette.astype(np.float64) / 255.0
+    for k, back in enumerate((False, True)):
+        _paint(axs[0, k], verts, faces, palette[argmax], back=back)
+        axs[0, k].set_title(f"argmax ({'back' if back else 'front'})", fontsize=9)
+    present = sorted(set(argmax.tolist()))
+    axs[0, 0].legend(
+        handles=[Patch(color=palette[i], label=CIHP.names[i]) for i in present],
+        loc="lower left",
+        fontsize=6,
+        frameon=False,
+        bbox_to_anchor=(-0.05, -0.02),
+    )
+    cmap = plt.get_cmap("viridis")
+    for j, lab in enumerate(labels):
+        ax = axs.ravel()[2 + j]
+        _paint(ax, verts, faces, cmap(probs[:, lab])[:, :3])
+        ax.set_title(f"{CIHP.names[lab]} ({100 * mass[lab]:.1f}% area)", fontsize=9)
+    sm = plt.cm.ScalarMappable(cmap=cmap, norm=plt.Normalize(0, 1))
+    fig.colorbar(sm, ax=axs.ravel().tolist(), fraction=0.015, pad=0.01, label="probability")
+    fig.suptitle(title, fontsize=10)
+    return fig
