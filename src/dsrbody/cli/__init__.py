@@ -16,6 +16,7 @@ from dsrbody import __version__
 # (command, module under dsrbody.cli, one-line help). Add a line here for a new command.
 COMMANDS: list[tuple[str, str, str]] = [
     ("body", "body", "pose a body model and write its mesh (.obj/.ply)"),
+    ("prior", "prior", "build a semantic clothing prior (scans or procedural outfits) or paint one"),
 ]
 
 
