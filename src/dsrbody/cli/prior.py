@@ -211,7 +211,8 @@ def prior_figure(
     n_panels = 2 + len(labels)
     ncols = min(6, n_panels)
     nrows = (n_panels + ncols - 1) // ncols
-    fig, axs = plt.subplots(nrows, ncols, figsize=(2.6 * ncols, 3.6 * nrows + 0.6), squeeze=False)
+    fig, axs = plt.subplots(nrows, ncols, figsize=(2.6 * ncols, 3.4 * nrows + 1.0), squeeze=False)
+    fig.subplots_adjust(left=0.01, right=0.93, top=0.93, bottom=0.1, wspace=0.02, hspace=0.12)
     for ax in axs.ravel():
         ax.axis("off")
     argmax = probs.argmax(1)
@@ -220,12 +221,14 @@ def prior_figure(
         _paint(axs[0, k], verts, faces, palette[argmax], back=back)
         axs[0, k].set_title(f"argmax ({'back' if back else 'front'})", fontsize=9)
     present = sorted(set(argmax.tolist()))
-    axs[0, 0].legend(
+    fig.legend(
         handles=[Patch(color=palette[i], label=CIHP.names[i]) for i in present],
-        loc="lower left",
-        fontsize=6,
+        loc="lower center",
+        ncol=min(len(present), 10),
+        fontsize=8,
         frameon=False,
-        bbox_to_anchor=(-0.05, -0.02),
+        title="argmax colours (CIHP palette)",
+        title_fontsize=8,
     )
     cmap = plt.get_cmap("viridis")
     for j, lab in enumerate(labels):
@@ -233,6 +236,6 @@ def prior_figure(
         _paint(ax, verts, faces, cmap(probs[:, lab])[:, :3])
         ax.set_title(f"{CIHP.names[lab]} ({100 * mass[lab]:.1f}% area)", fontsize=9)
     sm = plt.cm.ScalarMappable(cmap=cmap, norm=plt.Normalize(0, 1))
-    fig.colorbar(sm, ax=axs.ravel().tolist(), fraction=0.015, pad=0.01, label="probability")
+    fig.colorbar(sm, cax=fig.add_axes((0.945, 0.3, 0.012, 0.4)), label="probability")
     fig.suptitle(title, fontsize=10)
     return fig
