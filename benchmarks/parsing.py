@@ -10,11 +10,14 @@ Both sides use the same scipy distance transform and produce identical results (
 from __future__ import annotations
 
 import argparse
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import scipy.ndimage
 import torch
+from PIL import Image
 
 from dsrbody.semantics import labels as L
 from dsrbody.semantics import parsing as P
@@ -138,6 +141,18 @@ def main() -> None:
     ms_new = bench(lambda: P.parsing_targets(P.decode_colors(rgb)[0], kp), args.repeat)
     ms_old = bench(lambda: targets_loop(decode_loop(rgb, L.CIHP_PALETTE)[0], kp), args.repeat)
     rows.append(("decode + targets", ms_old, ms_new))
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "map.png"
+        Image.fromarray(rgb).save(path)
+
+        def old_file():
+            with Image.open(path) as im:
+                targets_loop(decode_loop(np.asarray(im.convert("RGB")), L.CIHP_PALETTE)[0], kp)
+
+        ms_new = bench(lambda: P.parsing_targets(P.read_parsing(path), kp), args.repeat)
+        ms_old = bench(old_file, args.repeat)
+        rows.append(("colour PNG file -> targets (read_parsing)", ms_old, ms_new))
 
     B = args.batch
     lab_b = torch.from_numpy(np.stack([synthetic_person(args.size, seed=i)[0] for i in range(B)])).long()
