@@ -92,6 +92,10 @@ def test_drop_nonfinite():
     m.backward()
     assert torch.equal(y.grad, torch.zeros(2))
     assert drop_nonfinite(torch.tensor([2.0, 4.0]))[0].item() == 3.0
+    # the official DSR normalisation: over the batch's finite samples, invalid ones counting 0
+    assert drop_nonfinite(x.detach(), valid, "batch")[0].item() == pytest.approx(4.0 / 3)
+    with pytest.raises(ValueError, match="denominator"):
+        drop_nonfinite(x, valid, "sum")
 
 
 def _spin_reference(pred, gt, w: LossWeights) -> torch.Tensor:
@@ -163,5 +167,8 @@ def test_combine_weights_and_overall_factor():
         "dsr_c": 1,
         "silhouette": 0,
     }
+    total_b, means_b, _ = combine_losses(terms, batch_mean=("dsr_mc",))
+    assert means_b["dsr_mc"].item() == pytest.approx(0.25)
+    assert total_b.item() == pytest.approx(60 * (5 * 2.0 + 0.1 * 0.25 + 0.1 * 2.0))
     with pytest.raises(ValueError, match="unknown loss term 'kp'"):
         combine_losses({"kp": (torch.ones(1), None)})

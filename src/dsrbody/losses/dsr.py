@@ -7,7 +7,8 @@ Loss functions take rendered maps and targets and return one value per sample:
   pixels. Forms: ``"iou"`` (default; the paper's soft IoU over the whole image), ``"iou_rows"`` (what
   the official code computes: the same ratio per image row, averaged over rows, empty rows counting 0;
   for reproduction only), ``"distance"`` (``sum R*DT / ((sum R)^(3/2) + 1e-6)``, DT the distance in
-  pixels to ``M``).
+  pixels to ``M``; the official code sums over 3 identical RGB copies of ``R`` and ``DT``, so its
+  value is this one divided by sqrt(3)).
 - :func:`dsr_c_loss`: DSR-C, the clothing term, on the 8 merged-class channels. Forms: ``"nll"``
   (default: class-weighted negative log of the rendered probability of each pixel's label, with
   p(background) = 1 - sum of the 7 body classes), ``"official"`` (the official code's
@@ -19,7 +20,12 @@ Loss functions take rendered maps and targets and return one value per sample:
 
 :class:`DSRLoss` renders once per batch, all channels in one call, only the samples that need it,
 and returns per-sample values with their validity masks; reduce with
-:func:`dsrbody.losses.reduce.drop_nonfinite`.
+:func:`dsrbody.losses.reduce.drop_nonfinite` (over the samples with DSR targets; the official code
+averages over the whole batch, samples without labels counting 0: ``denominator="batch"``).
+
+Official settings (``configs/dsr_train.cfg`` of the DSR release): DSR-MC ``nIOU`` (= ``"iou_rows"``),
+weights 0.1 and 0.1, sigma 1e-5, gamma 0.1, ``START_DSR: -1`` (on from the first epoch when fine-tuning
+from ``dsr_wo3DPW_checkpoint.pt``).
 """
 
 from __future__ import annotations

@@ -7,7 +7,9 @@ import torch
 __all__ = ["drop_nonfinite"]
 
 
-def drop_nonfinite(per_sample: torch.Tensor, valid: torch.Tensor | None = None) -> tuple[torch.Tensor, int]:
+def drop_nonfinite(
+    per_sample: torch.Tensor, valid: torch.Tensor | None = None, denominator: str = "valid"
+) -> tuple[torch.Tensor, int]:
     """Mean of a per-sample loss over the samples it applies to, leaving out non-finite ones.
 
     The official code zeroes a NaN sample silently; here the sample is excluded from the mean (so it
@@ -16,6 +18,9 @@ def drop_nonfinite(per_sample: torch.Tensor, valid: torch.Tensor | None = None) 
     Args:
         per_sample: ``(B,)`` loss of each sample.
         valid: ``(B,)`` bool, the samples the loss applies to (e.g. ``has_smpl``); ``None`` for all.
+        denominator: ``"valid"`` (default: divide by the number of valid finite samples, as SPIN's
+            masked losses) or ``"batch"`` (divide by the number of finite samples of the whole batch,
+            invalid ones counting 0: the official DSR code's ``loss_srp.mean()`` over the batch).
 
     Returns:
         ``(mean, n_dropped)``: the mean over valid finite samples (a zero scalar, still attached to the
@@ -37,6 +42,11 @@ def drop_nonfinite(per_sample: torch.Tensor, valid: torch.Tensor | None = None) 
     finite = torch.isfinite(per_sample.detach())
     keep = valid & finite
     n_dropped = int((valid & ~finite).sum())
-    n = int(keep.sum())
+    if denominator == "valid":
+        n = int(keep.sum())
+    elif denominator == "batch":
+        n = int(finite.sum())
+    else:
+        raise ValueError(f"denominator must be 'valid' or 'batch', got {denominator!r}")
     safe = torch.where(keep, per_sample, torch.zeros_like(per_sample))
     return safe.sum() / max(n, 1), n_dropped

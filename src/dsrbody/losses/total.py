@@ -7,7 +7,7 @@ The overall factor (60) multiplies the DSR terms too, so their effective weight 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import asdict, dataclass
 
 import torch
@@ -115,13 +115,16 @@ def spin_loss_terms(
 
 
 def combine_losses(
-    terms: Mapping[str, Term], weights: LossWeights | None = None
+    terms: Mapping[str, Term], weights: LossWeights | None = None, batch_mean: Collection[str] = ()
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, int]]:
     """Weighted total of per-sample terms.
 
     Args:
         terms: ``{name: (per_sample (B,), valid (B,) or None)}``; names among :data:`TERM_NAMES`.
         weights: :class:`LossWeights` (official by default).
+        batch_mean: terms averaged over the whole batch, samples they do not apply to counting 0
+            (the official DSR code does this for DSR-MC/DSR-C; give ``("dsr_mc", "dsr_c")`` to reproduce
+            it); the others are averaged over the samples they apply to.
 
     Returns:
         ``(total, means, dropped)``: the scalar total (``overall * sum w_t mean_t``), each term's mean
@@ -134,7 +137,7 @@ def combine_losses(
     for name, (per_sample, valid) in terms.items():
         if name not in TERM_NAMES:
             raise ValueError(f"unknown loss term {name!r}; known terms: {TERM_NAMES}")
-        mean, n_bad = drop_nonfinite(per_sample, valid)
+        mean, n_bad = drop_nonfinite(per_sample, valid, "batch" if name in batch_mean else "valid")
         means[name], dropped[name] = mean, n_bad
         if w[name] != 0:
             total = w[name] * mean if total is None else total + w[name] * mean
