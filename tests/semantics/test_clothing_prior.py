@@ -112,17 +112,19 @@ def test_unreadable_scans_are_skipped_and_listed(scan_folder):
     (scan_folder / "broken.npz").write_bytes(b"garbage")
     np.savez(scan_folder / "nokey.npz", foo=SCAN1)
     np.savez(scan_folder / "fewverts.npz", labels=SCAN1[:4])
+    np.savez(scan_folder / "manyverts.npz", labels=np.r_[SCAN1, 0])
     np.savez(scan_folder / "range.npz", labels=SCAN1 + 20)
     (scan_folder / "nolabel.ply").write_text(
         (scan_folder / "scan3.ply").read_text().replace(" label", " temp")
     )
     (scan_folder / "notes.txt").write_text("not a scan")
-    with pytest.warns(UserWarning, match=r"skipped 5 of 8 scan files"):
+    with pytest.warns(UserWarning, match=r"skipped 6 of 9 scan files"):
         prior = ClothingPrior.from_scans(scan_folder, FACES)
     names = sorted(n.split("/")[-1] for n, _ in prior.skipped)
-    assert names == ["broken.npz", "fewverts.npz", "nokey.npz", "nolabel.ply", "range.npz"]
+    assert names == ["broken.npz", "fewverts.npz", "manyverts.npz", "nokey.npz", "nolabel.ply", "range.npz"]
     reasons = dict((n.split("/")[-1], r) for n, r in prior.skipped)
-    assert "no 'labels'" in reasons["nokey.npz"] and "4 vertices" in reasons["fewverts.npz"]
+    assert "no 'labels'" in reasons["nokey.npz"]
+    assert "has 4 vertex labels but the mesh has 6" in reasons["fewverts.npz"]
     assert "accepted: label" in reasons["nolabel.ply"] and "outside" in reasons["range.npz"]
     np.testing.assert_allclose(prior.probs.numpy(), _expected_probs(), atol=1e-6)
 

@@ -252,8 +252,10 @@ class ClothingPrior(nn.Module):
         check_rows: bool = True,
     ) -> None:
         super().__init__()
-        p = torch.as_tensor(np.asarray(probs) if not isinstance(probs, torch.Tensor) else probs)
-        p = p.detach().to(torch.float32)
+        if isinstance(probs, torch.Tensor):
+            p = probs.detach().to(torch.float32)
+        else:
+            p = torch.from_numpy(np.array(probs, dtype=np.float32))  # a copy: inputs stay untouched
         if p.dim() != 2 or p.shape[1] != NUM_LABELS:
             raise ValueError(f"clothing prior probs must be (F, {NUM_LABELS}), got {tuple(p.shape)}")
         if not torch.isfinite(p).all() or (p < 0).any():
@@ -340,19 +342,23 @@ class ClothingPrior(nn.Module):
         *,
         smoothing_iterations: int = 0,
         label_set: str | LabelSet = CIHP,
+        num_vertices: int | None = None,
         source: str | None = None,
     ) -> ClothingPrior:
         """Prior from a folder of labelled scans registered to the topology of ``faces``.
 
         Every ``*.npz`` and ``*.ply`` file directly in ``folder`` is one scan (see the module docstring).
         A file is skipped (warning, and listed in ``skipped``) when it cannot be read, has no labels,
-        has another vertex count than the mesh, or has labels outside the label set.
+        has another vertex count than the mesh, or has labels outside the label set. Other files in the
+        folder are ignored.
 
         Args:
             folder: the scan folder.
             faces: ``(F, 3)`` faces of the body topology.
             smoothing_iterations: neighbour-averaging iterations after averaging over scans.
             label_set: label set of the scan labels (``"cihp"``, or ``"atr"``: converted to CIHP).
+            num_vertices: vertex count V of the topology (default ``faces.max() + 1``); every scan must
+                have exactly V labels.
             source: provenance text (default: ``"scans:<folder> (N scans)"``).
 
         Raises:
@@ -363,7 +369,9 @@ class ClothingPrior(nn.Module):
             raise FileNotFoundError(f"scan folder not found: {folder}")
         ls = get_label_set(label_set)
         f = _faces_np(faces)
-        V = int(f.max()) + 1 if len(f) else 0
+        V = int(num_vertices) if num_vertices is not None else (int(f.max()) + 1 if len(f) else 0)
+        if len(f) and int(f.max()) >= V:
+            raise ValueError(f"faces reference vertex {int(f.max())} but num_vertices is {V}")
         files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in (".npz", ".ply"))
         if not files:
             raise FileNotFoundError(f"no scan files (*.npz, *.ply) in {folder}")
@@ -372,8 +380,8 @@ class ClothingPrior(nn.Module):
         for p in files:
             try:
                 lab = read_scan_labels(p)
-                if lab.shape[0] < V:
-                    raise ValueError(f"has {lab.shape[0]} vertices but the mesh needs {V}")
+                if lab.shape[0] != V:
+                    raise ValueError(f"has {lab.shape[0]} vertex labels but the mesh has {V} vertices")
                 if lab.size and (lab.min() < 0 or lab.max() >= len(ls)):
                     raise ValueError(
                         f"labels outside the {ls.name} set [0, {len(ls) - 1}] "
