@@ -265,3 +265,18 @@ def test_sample_augment_params_distribution():
     assert sc.min() >= 0.75 and sc.max() <= 1.25 and abs(sc.mean() - 1.0) < 0.02
     assert pn.min() >= 0.6 and pn.max() <= 1.4
     assert abs(flips.mean() - 0.5) < 0.03
+
+
+@pytest.mark.parametrize("interp", ["nearest", "bilinear_official"])
+def test_colour_map_input_equals_label_input(interp):
+    from dsrbody.semantics.parsing import encode_colors
+
+    rng = np.random.default_rng(11)
+    src = _label_blocks(120, 160, [2, 5, 14, 16, 18, 13], rng)
+    rgb = encode_colors(src)
+    for params in CASES:
+        ref = parsing_processing(src, (80.0, 60.0), 0.5, params, RES, interp)
+        np.testing.assert_array_equal(parsing_processing(rgb, (80.0, 60.0), 0.5, params, RES, interp), ref)
+        bgr = np.ascontiguousarray(rgb[:, :, ::-1])
+        out = parsing_processing(bgr, (80.0, 60.0), 0.5, params, RES, interp, bgr=True)
+        np.testing.assert_array_equal(out, ref)

@@ -335,3 +335,17 @@ def test_augmented_3d_joints_project_onto_augmented_keypoints(make_dataset):
         t = it["crop_cam_t"].double()
         assert t[2] == pytest.approx(5.0) and t[:2].norm() == pytest.approx(np.hypot(0.1, 0.2), rel=1e-5)
     assert flips == {True, False}
+
+
+@pytest.mark.parametrize("suffix", [".png", ".jpg"])
+def test_channel_order_is_rgb(make_dataset, tmp_path, suffix):
+    npz, img_dir, arr = make_dataset(n=1)
+    img = np.zeros((120, 160, 3), np.uint8)
+    img[..., 0] = 230  # red
+    img[..., 2] = 40
+    name = f"images/red{suffix}"
+    write_image(img_dir / name, img)
+    np.savez(tmp_path / "red.npz", **dict(arr, imgname=np.array([name])))
+    it = SpinNpzDataset(tmp_path / "red.npz", img_dir, parsing=False)[0]
+    raw = it["img"][:, 112, 112] * torch.tensor(IMG_NORM_STD) + torch.tensor(IMG_NORM_MEAN)
+    torch.testing.assert_close(raw, torch.tensor([230.0, 0.0, 40.0]) / 255, atol=0.02, rtol=0)

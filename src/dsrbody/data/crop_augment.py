@@ -29,6 +29,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 import cv2
 import numpy as np
@@ -218,6 +219,7 @@ def rgb_processing(
     params: AugmentParams,
     res: int = 224,
     normalize: bool = True,
+    bgr: bool = False,
 ) -> np.ndarray:
     """Crop, rotate, flip an RGB image, apply pixel noise, scale to [0, 1] and normalise (ImageNet).
 
@@ -228,14 +230,18 @@ def rgb_processing(
         params: the augmentation.
         res: crop side.
         normalize: apply the ImageNet mean/std.
+        bgr: the image is BGR (as ``cv2.imread`` gives it); the crop's channels are reversed, which
+            saves converting the whole image.
 
     Returns:
-        ``(3, res, res)`` float32.
+        ``(3, res, res)`` float32, RGB.
     """
     a = crop_matrix(center, scale * params.scale, res, params.rot, params.flip)
     crop = warp_image(image, a, res, "bilinear").astype(np.float32)
     if crop.ndim == 2:
         crop = np.repeat(crop[:, :, None], 3, axis=2)
+    elif bgr:
+        crop = crop[:, :, 2::-1]
     crop = np.clip(crop * np.asarray(params.pixel_noise, dtype=np.float32), 0.0, 255.0) / 255.0
     if normalize:
         crop = (crop - np.asarray(IMG_NORM_MEAN, np.float32)) / np.asarray(IMG_NORM_STD, np.float32)
@@ -272,7 +278,7 @@ def j2d_processing(
     out = kp.copy()
     out[:, :2] = 2.0 * transform_points(kp[:, :2], a) / res - 1.0
     if params.flip:
-        out = out[kp_set.flip_perm]
+        out = out[list(_cached_flip_perm(kp_set))]
     return out.astype(np.float32)
 
 
@@ -293,7 +299,7 @@ def j3d_processing(joints: np.ndarray, params: AugmentParams, kp_set: KeypointSe
         raise ValueError(f"expected {len(kp_set)} joints for set {kp_set.name!r}, got {s.shape[0]}")
     s[:, :2] = s[:, :2] @ _inplane_rotation(params.rot).T
     if params.flip:
-        s = s[kp_set.flip_perm]
+        s = s[list(_cached_flip_perm(kp_set))]
         s[:, 0] = -s[:, 0]
     return s.astype(np.float32)
 
@@ -388,9 +394,13 @@ def flip_perm_from_names(names: Sequence[str] | KeypointSet) -> list[int]:
     Returns:
         the permutation, a list of ``len(names)`` indices.
     """
+    return list(_cached_flip_perm(names if isinstance(names, KeypointSet) else tuple(names)))
+
+
+@lru_cache(maxsize=64)
+def _cached_flip_perm(names: tuple[str, ...] | KeypointSet) -> tuple[int, ...]:
     if isinstance(names, KeypointSet):
-        return names.flip_perm
-    names = list(names)
+        return tuple(names.flip_perm)
     index = {n: i for i, n in enumerate(names)}
     perm = []
     for n in names:
@@ -402,7 +412,7 @@ def flip_perm_from_names(names: Sequence[str] | KeypointSet) -> list[int]:
                     m = m2
                     break
         perm.append(index.get(m, index[n]))
-    return perm
+    return tuple(perm)
 
 
 def flip_pose(pose: np.ndarray, joints: Sequence[str] | KeypointSet = SMPL24) -> np.ndarray:
@@ -421,7 +431,7 @@ def flip_pose(pose: np.ndarray, joints: Sequence[str] | KeypointSet = SMPL24) ->
         the mirrored pose, same shape, float64.
     """
     p = np.asarray(pose, dtype=np.float64)
-    perm = flip_perm_from_names(joints)
+    perm = list(_cached_flip_perm(joints if isinstance(joints, KeypointSet) else tuple(joints)))
     flat = p.ndim == 1
     q = p.reshape(-1, 3)
     if q.shape[0] != len(perm):
@@ -452,18 +462,23 @@ def pose_processing(
 
 
 def parsing_processing(
-    labels: np.ndarray,
+    parsing: np.ndarray,
     center: Sequence[float] | np.ndarray,
     scale: float,
     params: AugmentParams,
     res: int = 224,
     interpolation: str = "nearest",
     flip_labels: np.ndarray = CIHP_LABEL_FLIP_PERM,
+    bgr: bool = False,
 ) -> np.ndarray:
-    """Apply the image's geometric transform to a parsing (label) map.
+    """Apply the image's geometric transform to a parsing map.
+
+    Colour maps are resampled first and decoded afterwards (nearest sampling keeps colours exact, so
+    the labels equal those of decoding first, for a 224x224 instead of a full-image decode).
 
     Args:
-        labels: ``(H, W)`` uint8 labels (CIHP order), same size as the image.
+        parsing: ``(H, W)`` uint8 labels (CIHP order), or ``(H, W, 3)`` uint8 RGB in the CIHP palette
+            (unknown colours become background), same size as the image.
         center: ``(2,)`` box centre px.
         scale: box side / 200 before augmentation.
         params: the augmentation (``rot``, ``scale``, ``flip``; pixel noise is not applied).
@@ -471,21 +486,27 @@ def parsing_processing(
         interpolation: one of :data:`PARSING_INTERPOLATIONS` (``"nearest"`` default;
             ``"bilinear_official"`` for reproducing the official code).
         flip_labels: ``(L,)`` label permutation applied on flip (``"nearest"`` only).
+        bgr: a colour map is in BGR order (``cv2.imread``).
 
     Returns:
         ``(res, res)`` uint8 labels; outside the image: 0 (background).
     """
     a = crop_matrix(center, scale * params.scale, res, params.rot, params.flip)
-    lab = np.ascontiguousarray(labels, dtype=np.uint8)
+    src = np.ascontiguousarray(parsing, dtype=np.uint8)
+    colour = src.ndim == 3
+    if colour:
+        src = np.ascontiguousarray(src[..., :3])
     if interpolation == "nearest":
-        out = warp_image(lab, a, res, "nearest")
+        out = warp_image(src, a, res, "nearest")
+        if colour:
+            out = decode_colors(out[:, :, ::-1] if bgr else out)[0]
         if params.flip:
             out = np.asarray(flip_labels, dtype=np.uint8)[out]
         return out
     if interpolation == "bilinear_official":
-        colors = encode_colors(lab).astype(np.float32)
-        warped = warp_image(colors, a, res, "bilinear")
-        return decode_colors(np.clip(np.rint(warped), 0, 255).astype(np.uint8))[0]
+        colors = (src if colour else encode_colors(src)).astype(np.float32)
+        warped = np.clip(np.rint(warp_image(colors, a, res, "bilinear")), 0, 255).astype(np.uint8)
+        return decode_colors(warped[:, :, ::-1] if (bgr and colour) else warped)[0]
     raise ValueError(
         f"unknown parsing interpolation {interpolation!r}; expected one of {PARSING_INTERPOLATIONS}"
     )

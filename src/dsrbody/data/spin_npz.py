@@ -75,6 +75,7 @@ from dsrbody.data.crop_augment import (
     sample_augment_params,
     transform_translation,
 )
+from dsrbody.semantics.labels import NUM_LABELS
 from dsrbody.semantics.parsing import ParsingWarning, read_parsing
 
 __all__ = [
@@ -229,11 +230,15 @@ def load_annotations(path: str | os.PathLike, required: Iterable[str] = ()) -> d
     return data
 
 
-def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Read an image as RGB.
+def read_image(path: str | os.PathLike, bgr: bool = False) -> np.ndarray:
+    """Read an image.
+
+    Args:
+        path: the file.
+        bgr: return OpenCV's BGR channel order (no conversion copy) instead of RGB.
 
     Returns:
-        ``(H, W, 3)`` uint8 RGB.
+        ``(H, W, 3)`` uint8, RGB (or BGR).
 
     Raises:
         FileNotFoundError: no such file.
@@ -245,7 +250,7 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     img = cv2.imread(path, cv2.IMREAD_COLOR)
     if img is None or img.size == 0:
         raise ValueError(f"{path}: image cannot be decoded")
-    return np.ascontiguousarray(img[:, :, ::-1])
+    return img if bgr else np.ascontiguousarray(img[:, :, ::-1])
 
 
 def read_parsing_map(path: str | os.PathLike) -> np.ndarray:
@@ -266,14 +271,41 @@ def read_parsing_map(path: str | os.PathLike) -> np.ndarray:
         return read_parsing(path, on_empty="ignore")
 
 
-def _fit_parsing_to_image(labels: np.ndarray, shape: tuple[int, int], path: str) -> np.ndarray:
+def _read_parsing_raw(path: str) -> np.ndarray:
+    """A parsing map as stored: ``(H, W)`` labels (index/palette PNG) or ``(H, W, 3)`` BGR colours.
+
+    Colour PNGs are not decoded here (:func:`~dsrbody.data.crop_augment.parsing_processing` decodes
+    the 224x224 crop instead of the whole map). Palette PNGs are read as label indices, other files
+    through :func:`read_parsing_map`; both follow :func:`dsrbody.semantics.parsing.read_parsing`.
+    """
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: parsing map does not exist")
+    with open(path, "rb") as f:
+        head = f.read(26)
+    colour_type = head[25] if head[:8] == b"\x89PNG\r\n\x1a\n" and len(head) == 26 else None
+    if colour_type in (2, 6):  # RGB, RGBA
+        bgr = cv2.imread(path, cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise ValueError(f"{path}: parsing map cannot be decoded")
+        rgb = np.ascontiguousarray(bgr[:, :, ::-1])
+        if (
+            rgb.max() < NUM_LABELS
+            and (rgb[..., 0] == rgb[..., 1]).all()
+            and (rgb[..., 1] == rgb[..., 2]).all()
+        ):
+            return rgb[..., 0].copy()  # a grey index map saved as RGB (as dsrbody.semantics reads it)
+        return rgb
+    return read_parsing_map(path)
+
+
+def _fit_parsing_to_image(parsing: np.ndarray, shape: tuple[int, int], path: str) -> np.ndarray:
     """A map of another size but the same aspect ratio (within 2 %) is resized (nearest); else error."""
-    if labels.shape == shape:
-        return labels
-    (h, w), (ph, pw) = shape, labels.shape
+    if parsing.shape[:2] == shape:
+        return parsing
+    (h, w), (ph, pw) = shape, parsing.shape[:2]
     if abs((pw / ph) / (w / h) - 1.0) > 0.02:
         raise ValueError(f"{path}: parsing map is {pw}x{ph}, its image {w}x{h}")
-    return cv2.resize(labels, (w, h), interpolation=cv2.INTER_NEAREST)
+    return cv2.resize(parsing, (w, h), interpolation=cv2.INTER_NEAREST)
 
 
 def parsing_path_for(imgname: str, root: str | os.PathLike, subdir: str = "grph_sequences") -> Path:
@@ -542,26 +574,26 @@ class SpinNpzDataset(Dataset):
             center, scale = np.zeros(2), 1.0
         else:
             try:
-                img = read_image(img_path)
+                img = read_image(img_path, bgr=True)
             except FileNotFoundError:
                 skip_reason = "image_missing"
             except ValueError:
                 skip_reason = "image_corrupt"
         if skip_reason:
             self.skipped.record(self.name, index, skip_reason, str(img_path))
-            img_t = torch.zeros(3, res, res)
-            orig_shape = torch.zeros(2, dtype=torch.int64)
+            img_t = torch.from_numpy(np.zeros((3, res, res), np.float32))
+            orig_shape = torch.from_numpy(np.zeros(2, np.int64))
         else:
-            img_t = torch.from_numpy(rgb_processing(img, center, scale, params, res))
+            img_t = torch.from_numpy(rgb_processing(img, center, scale, params, res, bgr=True))
             orig_shape = torch.tensor(img.shape[:2], dtype=torch.int64)
 
-        parsing = torch.zeros(res, res, dtype=torch.uint8)
+        parsing = torch.from_numpy(np.zeros((res, res), np.uint8))
         parsing_status = "off"
         ppath = ""
         if self.parsing and not skip_reason:
             ppath = str(self.parsing_path(index))
             try:
-                lab = _fit_parsing_to_image(read_parsing_map(ppath), img.shape[:2], ppath)
+                lab = _fit_parsing_to_image(_read_parsing_raw(ppath), img.shape[:2], ppath)
                 parsing = torch.from_numpy(
                     parsing_processing(
                         lab, center, scale, params, res, self.parsing_interp, CIHP_LABEL_FLIP_PERM
