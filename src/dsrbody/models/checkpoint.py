@@ -19,7 +19,6 @@ the caller allows it.
 
 from __future__ import annotations
 
-import io
 import pickle
 import types
 from collections.abc import Callable, Mapping
@@ -158,15 +157,12 @@ def _torch_load(path: Path) -> object:
     """``torch.load`` on CPU: the safe ``weights_only`` loader first; checkpoints that pickle other
     objects (optimiser options, hyper-parameters) are then read with full unpickling, unknown classes
     stubbed. Only load files you trust."""
-    data = path.read_bytes()
     try:
-        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception:  # noqa: BLE001 - any refusal of the safe loader: retry with the tolerant one
         pass
     try:
-        return torch.load(
-            io.BytesIO(data), map_location="cpu", weights_only=False, pickle_module=_tolerant_pickle
-        )
+        return torch.load(path, map_location="cpu", weights_only=False, pickle_module=_tolerant_pickle)
     except Exception as e:  # noqa: BLE001
         raise ValueError(f"{path}: not a PyTorch weight file ({type(e).__name__}: {e})") from e
 

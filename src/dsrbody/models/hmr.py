@@ -199,7 +199,7 @@ class Regressor(nn.Module):
         self.body_model = body_model
         self.focal, self.img_res = float(focal), int(img_res)
         J, S = int(body_model.num_joints), int(body_model.shape_dim)
-        mean = body_model.mean_params()
+        mean = {k: torch.as_tensor(v).detach().cpu() for k, v in body_model.mean_params().items()}
         go = torch.as_tensor(mean["global_orient"], dtype=torch.float32).reshape(3, 3)
         bp = torch.as_tensor(mean["body_pose"], dtype=torch.float32).reshape(J - 1, 3, 3)
         self.init_note = "mean parameters of the body model"
