@@ -228,6 +228,7 @@ def test_registry_requires_protocol_keys(make_dataset):
     npz, img_dir, _ = make_dataset(n=2, filename="h36m_valid_protocol2.npz")
     ds = SpinNpzDataset(npz, img_dir)
     assert ds.name == "h36m-p2" and ds.info.protocol == "h36m-p2" and ds.info.split == "test"
+    assert not ds.parsing and ds[0]["parsing_status"] == "off"  # no parsing maps for evaluation files
     assert set(DATASET_FILES) >= {
         "h36m_train.npz", "mpi_inf_3dhp_train.npz", "coco_2014_train.npz", "3dpw_train.npz", "3dpw_test.npz",
         "3dpw_test_with_mmpose.npz", "h36m_valid_protocol1.npz", "h36m_valid_protocol2.npz",

@@ -44,7 +44,10 @@ each batch (needed with ``num_workers > 0``, harmless without: events are de-dup
 sample), then ``dataset.summary()`` at the end of the epoch and ``dataset.skipped.reset()``.
 
 Augmentation is drawn per sample from ``np.random.default_rng([seed, epoch, index])`` (call
-:meth:`SpinNpzDataset.set_epoch` each epoch), so a run is reproducible regardless of workers.
+:meth:`SpinNpzDataset.set_epoch` each epoch), so a run is reproducible regardless of workers. With
+``persistent_workers=True`` the workers keep the epoch they were started with: then give the loader
+non-persistent workers, or accept that the draws repeat across epochs. ``__getitem__`` uses numpy and
+OpenCV and no multi-threaded torch operation (those stall under CPU oversubscription).
 """
 
 from __future__ import annotations
@@ -417,7 +420,8 @@ class SpinNpzDataset(Dataset):
             else the file stem).
         augment: draw the training augmentation (flip, rotation, scale, pixel noise); ``False`` gives
             the plain crop (evaluation).
-        parsing: load parsing maps (``False``: ``has_parsing`` is always false, nothing counted).
+        parsing: load parsing maps (``False``: ``has_parsing`` is always false, nothing counted);
+            ``None`` (default): on, except for the evaluation files of the registry (split ``"test"``).
         parsing_root: root of the ``grph_sequences`` folder (default ``img_dir``).
         parsing_subdir: the parsing folder's name.
         parsing_interp: one of :data:`~dsrbody.data.crop_augment.PARSING_INTERPOLATIONS`.
@@ -449,7 +453,7 @@ class SpinNpzDataset(Dataset):
         *,
         name: str | None = None,
         augment: bool = False,
-        parsing: bool = True,
+        parsing: bool | None = None,
         parsing_root: str | os.PathLike | None = None,
         parsing_subdir: str = "grph_sequences",
         parsing_interp: str = "nearest",
@@ -477,7 +481,9 @@ class SpinNpzDataset(Dataset):
         self.info = DATASET_FILES.get(self.npz_path.name)
         self.name = name or (self.info.name if self.info else self.npz_path.stem)
         self.augment = augment
-        self.parsing = parsing
+        self.parsing = (
+            parsing if parsing is not None else not (self.info is not None and self.info.split == "test")
+        )
         self.parsing_root = Path(parsing_root) if parsing_root is not None else self.img_dir
         self.parsing_subdir = parsing_subdir
         self.parsing_interp = parsing_interp
