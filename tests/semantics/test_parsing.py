@@ -39,7 +39,9 @@ def test_index_palette_colour_and_16bit_pngs_read_the_same(tmp_path):
     p.save(tmp_path / "palette.png")
     # a grey index map saved as RGB
     Image.fromarray(np.repeat(labels[..., None], 3, axis=2)).save(tmp_path / "grey_rgb.png")
-    for name in ["index", "colour", "index16", "palette", "grey_rgb"]:
+    rgba = np.concatenate([L.CIHP_PALETTE[labels], np.full(labels.shape + (1,), 255, np.uint8)], axis=2)
+    Image.fromarray(rgba).save(tmp_path / "rgba.png")
+    for name in ["index", "colour", "index16", "palette", "grey_rgb", "rgba"]:
         got = P.read_parsing(tmp_path / f"{name}.png")
         assert got.dtype == np.uint8 and got.shape == labels.shape, name
         np.testing.assert_array_equal(got, labels, err_msg=name)

@@ -99,6 +99,8 @@ def test_dsr_groups():
     assert L.MERGE_MATRIX.shape == (20, 8)
     np.testing.assert_array_equal(L.MERGE_MATRIX.sum(1), np.ones(20))
     np.testing.assert_array_equal(L.MERGE_MATRIX.argmax(1), expected)
+    assert L.CIHP_TO_MERGED_TENSOR.tolist() == expected and L.CIHP_TO_MERGED_TENSOR.dtype == torch.int64
+    assert torch.equal(L.MERGE_MATRIX_TENSOR, torch.from_numpy(L.MERGE_MATRIX.copy()))
 
 
 def test_flip_permutations_swap_left_and_right():

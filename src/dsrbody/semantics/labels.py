@@ -18,7 +18,8 @@ DSR groups
   :data:`MC_MASK` is the ``(20,)`` bool indicator.
 - DSR-C merged classes: :data:`MERGED_NAMES` (8 classes) with :data:`CIHP_TO_MERGED` (``(20,)`` int64, the
   class of each CIHP label) and :data:`MERGE_MATRIX` (``(20, 8)`` float32 one-hot: a per-label
-  probability vector ``p (..., 20)`` becomes the merged one as ``p @ MERGE_MATRIX``).
+  probability vector ``p (..., 20)`` becomes the merged one as ``p @ MERGE_MATRIX``); as tensors
+  :data:`CIHP_TO_MERGED_TENSOR` and :data:`MERGE_MATRIX_TENSOR`.
   :data:`MERGED_FLIP_PERM` swaps leftArm/rightArm and leftLeg/rightLeg.
 
 All arrays are numpy; :func:`as_torch` gives a cached tensor copy on a device (for batched torch code).
@@ -56,6 +57,8 @@ __all__ = [
     "MERGED_GROUPS",
     "CIHP_TO_MERGED",
     "MERGE_MATRIX",
+    "CIHP_TO_MERGED_TENSOR",
+    "MERGE_MATRIX_TENSOR",
     "MERGED_FLIP_PERM",
     "CIHP_FLIP_PERM",
     "ATR_FLIP_PERM",
@@ -371,6 +374,10 @@ _MERGED_SWAP = {"leftArm": "rightArm", "rightArm": "leftArm", "leftLeg": "rightL
 MERGED_FLIP_PERM: np.ndarray = np.array(
     [MERGED_NAMES.index(_MERGED_SWAP.get(n, n)) for n in MERGED_NAMES], dtype=np.int64
 )
+#: The same two tables as CPU tensors (``(20,)`` int64 and ``(20, 8)`` float32); :func:`as_torch` gives
+#: cached copies on other devices.
+CIHP_TO_MERGED_TENSOR: torch.Tensor = torch.from_numpy(CIHP_TO_MERGED.copy())
+MERGE_MATRIX_TENSOR: torch.Tensor = torch.from_numpy(MERGE_MATRIX.copy())
 #: ``(20,)`` int64 CIHP flip permutation; ``(18,)`` ATR flip permutation.
 CIHP_FLIP_PERM: np.ndarray = CIHP.flip_perm
 ATR_FLIP_PERM: np.ndarray = ATR.flip_perm
