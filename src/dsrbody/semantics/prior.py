@@ -182,9 +182,14 @@ def read_scan_labels(path: str | PathLike) -> np.ndarray:
     elif suffix == ".ply":
         try:
             loaded = trimesh.load(path, file_type="ply", process=False)
-            raw = loaded.metadata["_ply_raw"]["vertex"]["data"]
         except Exception as e:
             raise ValueError(f"cannot read .ply ({type(e).__name__}: {e})") from None
+        # trimesh keeps every vertex property of the file in metadata["_ply_raw"] (a dict of arrays
+        # for ASCII files, a structured array for binary ones); newer versions may also fill
+        # vertex_attributes, used when the raw element is absent
+        raw = loaded.metadata.get("_ply_raw", {}).get("vertex", {}).get("data")
+        if raw is None:
+            raw = dict(getattr(loaded, "vertex_attributes", {}) or {})
         names = raw.dtype.names if isinstance(raw, np.ndarray) else tuple(raw.keys())
         name = next((n for n in PLY_LABEL_NAMES if names is not None and n in names), None)
         if name is None:
