@@ -350,3 +350,18 @@ def test_channel_order_is_rgb(make_dataset, tmp_path, suffix):
     it = SpinNpzDataset(tmp_path / "red.npz", img_dir, parsing=False)[0]
     raw = it["img"][:, 112, 112] * torch.tensor(IMG_NORM_STD) + torch.tensor(IMG_NORM_MEAN)
     torch.testing.assert_close(raw, torch.tensor([230.0, 0.0, 40.0]) / 255, atol=0.02, rtol=0)
+
+
+def test_set_epoch_reaches_persistent_workers(make_dataset):
+    npz, img_dir, _ = make_dataset(n=4)
+    ds = SpinNpzDataset(npz, img_dir, augment=True, parsing=False, seed=0)
+    loader = DataLoader(ds, batch_size=4, num_workers=1, persistent_workers=True, collate_fn=collate_samples)
+    flips = []
+    for epoch in range(3):
+        ds.set_epoch(epoch)
+        batch = next(iter(loader))
+        expected = [ds.augment_params(i) for i in range(4)]  # drawn here, in the main process
+        assert batch["is_flipped"].tolist() == [p.flip for p in expected]
+        assert batch["rot_angle"].tolist() == pytest.approx([p.rot for p in expected])
+        flips.append(batch["rot_angle"].tolist())
+    assert flips[0] != flips[1] != flips[2]

@@ -5,7 +5,7 @@ probability ``ratios[k]``, an epoch has the size of the largest dataset, and the
 dataset ``k`` for item ``i`` is ``i mod len(dataset_k)``. Unlike the official code (global
 ``np.random``), the dataset choice comes from ``np.random.default_rng([seed, epoch, i])``, so it is
 reproducible and independent of DataLoader workers; call :meth:`MixedDataset.set_epoch` each epoch
-(it is forwarded to the member datasets' augmentation).
+(it is forwarded to the member datasets' augmentation; the epoch is shared with persistent workers).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from torch.utils.data import ConcatDataset, Dataset
 
-from dsrbody.data.spin_npz import SkipLog
+from dsrbody.data.spin_npz import SharedEpoch, SkipLog
 
 __all__ = ["DSR_MIX", "DSR_MIX_WITH_3DPW", "MixedDataset", "EvalConcatDataset"]
 
@@ -78,16 +78,21 @@ class MixedDataset(Dataset):
         self.partition[-1] = 1.0
         self.length = int(length) if length is not None else max(len(d) for d in self.datasets)
         self.seed = seed
-        self.epoch = 0
+        self._epoch = SharedEpoch()
         self.skipped = SkipLog()
         _share_skip_log(self.datasets, self.skipped)
 
     def __len__(self) -> int:
         return self.length
 
+    @property
+    def epoch(self) -> int:
+        """The epoch whose draws are used."""
+        return self._epoch.get()
+
     def set_epoch(self, epoch: int) -> None:
         """Select the draws of an epoch (dataset choice and the members' augmentation)."""
-        self.epoch = int(epoch)
+        self._epoch.set(epoch)
         for d in self.datasets:
             if hasattr(d, "set_epoch"):
                 d.set_epoch(epoch)

@@ -44,10 +44,10 @@ each batch (needed with ``num_workers > 0``, harmless without: events are de-dup
 sample), then ``dataset.summary()`` at the end of the epoch and ``dataset.skipped.reset()``.
 
 Augmentation is drawn per sample from ``np.random.default_rng([seed, epoch, index])`` (call
-:meth:`SpinNpzDataset.set_epoch` each epoch), so a run is reproducible regardless of workers. With
-``persistent_workers=True`` the workers keep the epoch they were started with: then give the loader
-non-persistent workers, or accept that the draws repeat across epochs. ``__getitem__`` uses numpy and
-OpenCV and no multi-threaded torch operation (those stall under CPU oversubscription).
+:meth:`SpinNpzDataset.set_epoch` each epoch), so a run is reproducible regardless of workers. The
+epoch lives in a shared-memory tensor (:class:`SharedEpoch`), so ``set_epoch`` in the main process
+reaches persistent DataLoader workers too. ``__getitem__`` uses numpy and OpenCV and no
+multi-threaded torch operation (those stall under CPU oversubscription).
 """
 
 from __future__ import annotations
@@ -86,6 +86,7 @@ __all__ = [
     "DATASET_FILES",
     "BASE_KEYS",
     "EXPECTED_LAYOUT",
+    "SharedEpoch",
     "SkipLog",
     "SpinNpzDataset",
     "collate_samples",
@@ -399,6 +400,22 @@ class SkipLog:
         return "\n".join(lines)
 
 
+class SharedEpoch:
+    """An epoch number in shared memory: written by the main process, read by DataLoader workers
+    (also persistent ones, which keep their copy of the dataset across epochs)."""
+
+    def __init__(self, epoch: int = 0) -> None:
+        self._value = torch.tensor([int(epoch)], dtype=torch.int64).share_memory_()
+
+    def get(self) -> int:
+        """The current epoch."""
+        return int(self._value[0])
+
+    def set(self, epoch: int) -> None:
+        """Change the epoch (visible to every process holding this object)."""
+        self._value[0] = int(epoch)
+
+
 def _gender_codes(g: np.ndarray) -> np.ndarray:
     out = np.full(len(g), -1, dtype=np.int64)
     for i, v in enumerate(g):
@@ -489,7 +506,7 @@ class SpinNpzDataset(Dataset):
         self.parsing_interp = parsing_interp
         self.res = res
         self.seed = seed
-        self.epoch = 0
+        self._epoch = SharedEpoch()
         self.pose_joints = pose_joints
         self.aug_settings = dict(
             rot_factor=rot_factor,
@@ -539,9 +556,14 @@ class SpinNpzDataset(Dataset):
     def __len__(self) -> int:
         return len(self.imgname)
 
+    @property
+    def epoch(self) -> int:
+        """The epoch whose augmentation draws are used."""
+        return self._epoch.get()
+
     def set_epoch(self, epoch: int) -> None:
         """Select the augmentation draws of an epoch (they depend on seed, epoch and index only)."""
-        self.epoch = int(epoch)
+        self._epoch.set(epoch)
 
     def summary(self) -> str:
         """Text summary of the skipped samples and missing parsing maps counted so far."""
