@@ -1,0 +1,126 @@
+"""Body model speed: forward + backward at B=64, float32, baseline and candidate side by side.
+
+    .venv/bin/python benchmarks/body_model.py [--batch 64] [--repeats 20] [--threads 2] [--smpl-dir DIR]
+
+``bench_smpl``: dsrbody's :class:`~dsrbody.body.smpl.SMPL` against ``smplx.SMPL`` on the same model file
+(generated in the official layout by :mod:`dsrbody.testing.smpl_files` unless ``--smpl-dir`` points at
+real files), both fed rotation matrices (``smplx``: ``pose2rot=False``), the loss being the sum of
+vertices and joints, gradients to pose and shape. Timings alternate between the two models so that
+load from other processes hits both alike; the median of ``--repeats`` runs is reported.
+
+Each comparison is one ``bench_*`` function returning rows ``(name, baseline ms, candidate ms)``;
+:func:`main` prints them as a table with the ratio candidate / baseline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+
+def _time_alternating(
+    fns: list[Callable[[], None]], repeats: int, warmup: int = 3
+) -> tuple[list[float], list[float]]:
+    """Median wall time and median process CPU time (ms; all threads) of each function, calling them
+    in turn ``repeats`` times. On a shared machine the CPU time is the steadier measure of work."""
+    for _ in range(warmup):
+        for fn in fns:
+            fn()
+    wall: list[list[float]] = [[] for _ in fns]
+    cpu: list[list[float]] = [[] for _ in fns]
+    for _ in range(repeats):
+        for k, fn in enumerate(fns):
+            c0, t0 = time.process_time(), time.perf_counter()
+            fn()
+            wall[k].append((time.perf_counter() - t0) * 1e3)
+            cpu[k].append((time.process_time() - c0) * 1e3)
+    return [statistics.median(t) for t in wall], [statistics.median(t) for t in cpu]
+
+
+def bench_smpl(batch: int, repeats: int, smpl_dir: Path | None = None) -> list[tuple[str, float, float]]:
+    """dsrbody SMPL vs smplx SMPL, forward + backward, same file, same inputs."""
+    import numpy as np
+    import roma
+    import smplx
+
+    from dsrbody.body.smpl import SMPL
+
+    tmp = None
+    if smpl_dir is None:
+        from dsrbody.testing.smpl_files import write_smpl_files
+
+        tmp = tempfile.TemporaryDirectory()
+        smpl_dir = write_smpl_files(tmp.name, genders=("neutral",), regressors=False, mean_params=False)
+    ours = SMPL(smpl_dir, gender="neutral")
+    npz = Path(ours.model_file).with_suffix(".npz")
+    if npz.is_file():
+        with np.load(npz, allow_pickle=True) as z:
+            struct = smplx.utils.Struct(**{k: z[k] for k in z.files})
+    else:  # real .pkl only: build smplx from what our loader read (same arrays)
+        from dsrbody.body.smpl_io import load_smpl_dict
+
+        struct = smplx.utils.Struct(**load_smpl_dict(ours.model_file))
+    ref = smplx.SMPL(str(smpl_dir), data_struct=struct, num_betas=ours.shape_dim)
+
+    g = torch.Generator().manual_seed(0)
+    go = roma.rotvec_to_rotmat(torch.randn(batch, 3, generator=g))
+    bp = roma.rotvec_to_rotmat(0.4 * torch.randn(batch, 23, 3, generator=g))
+    betas = torch.randn(batch, ours.shape_dim, generator=g)
+
+    def run_ours() -> None:
+        a, b, c = (t.clone().requires_grad_(True) for t in (go, bp, betas))
+        out = ours(a, b, c)
+        (out.vertices.sum() + out.skeleton_joints.sum()).backward()
+
+    def run_smplx() -> None:
+        a, b, c = (t.clone().requires_grad_(True) for t in (go, bp, betas))
+        out = ref(global_orient=a.unsqueeze(1), body_pose=b, betas=c, pose2rot=False)
+        (out.vertices.sum() + out.joints[:, :24].sum()).backward()
+
+    def fwd_ours() -> None:
+        with torch.no_grad():
+            ours(go, bp, betas)
+
+    def fwd_smplx() -> None:
+        with torch.no_grad():
+            ref(global_orient=go.unsqueeze(1), body_pose=bp, betas=betas, pose2rot=False)
+
+    (w_ref, w_ours), (c_ref, c_ours) = _time_alternating([run_smplx, run_ours], repeats)
+    (fw_ref, fw_ours), (fc_ref, fc_ours) = _time_alternating([fwd_smplx, fwd_ours], repeats)
+    if tmp is not None:
+        tmp.cleanup()
+    return [
+        (f"SMPL fwd+bwd B={batch}, wall (smplx -> dsrbody)", w_ref, w_ours),
+        (f"SMPL fwd+bwd B={batch}, CPU time (smplx -> dsrbody)", c_ref, c_ours),
+        (f"SMPL fwd B={batch}, wall (smplx -> dsrbody)", fw_ref, fw_ours),
+        (f"SMPL fwd B={batch}, CPU time (smplx -> dsrbody)", fc_ref, fc_ours),
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the comparisons and print a table of ms per call and ratios."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--repeats", type=int, default=20)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument(
+        "--smpl-dir", type=Path, default=None, help="folder with SMPL_NEUTRAL.pkl/.npz (default: generated)"
+    )
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    rows = bench_smpl(args.batch, args.repeats, args.smpl_dir)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, float32, median of {args.repeats}")
+    print(f"{'comparison':<56} {'baseline ms':>12} {'candidate ms':>13} {'ratio':>7}")
+    for name, base, cand in rows:
+        print(f"{name:<56} {base:>12.1f} {cand:>13.1f} {cand / base:>7.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
