@@ -5,7 +5,11 @@ The official code (SPIN's ``crop``/``transform``/``rgb_processing``/``j2d_proces
 keypoints to integer pixels. Here the crop, zoom, in-plane rotation and horizontal flip are one
 affine map from original-image coordinates to crop coordinates (:func:`crop_matrix`), applied with a
 single ``cv2.warpAffine`` to the image and the parsing map and with a matrix product to the
-keypoints, so that all of them stay consistent to sub-pixel precision.
+keypoints, so that all of them stay consistent to sub-pixel precision. The crop equals SPIN's to
+within 0.3 grey levels on average (``benchmarks/data_loading.py``) and is 50x faster; like DSR's own
+``crop_cv2`` (also ``cv2.warpAffine``, bilinear) it does not low-pass the image when zooming out.
+Differences from the official code, all deliberate: no rounding of the box to whole pixels and of
+keypoints to integers (SPIN's ``transform`` truncates), and the parsing-map handling below.
 
 Conventions (DESIGN section 3):
 

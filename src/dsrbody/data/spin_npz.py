@@ -459,7 +459,7 @@ class SpinNpzDataset(Dataset):
     ``parsing (res,res)`` uint8 labels; ``parsing_status`` (``ok``/``missing``/``corrupt``/``off``),
     ``parsing_path``, ``skip_reason`` (``""`` if valid), ``imgname`` (as in the file), ``img_path``,
     ``dataset_name`` strings; ``sample_index`` int; ``scale`` (augmented box scale), ``rot_angle``
-    floats; ``center (2,)``, ``orig_shape (2,)`` (H, W; zeros if unreadable), ``gender`` (0 m, 1 f,
+    (degrees) float32; ``center (2,)``, ``orig_shape (2,)`` (H, W; zeros if unreadable), ``gender`` (0 m, 1 f,
     -1 unknown); plus every extra per-sample field of the file (numbers as tensors, strings as str).
     """
 
@@ -667,11 +667,11 @@ class SpinNpzDataset(Dataset):
             "img_path": str(img_path),
             "dataset_name": self.name,
             "sample_index": index,
-            "scale": float(scale * params.scale),
+            "scale": np.float32(scale * params.scale),
             "center": torch.as_tensor(np.asarray(center, np.float32)),
             "orig_shape": orig_shape,
             "is_flipped": torch.tensor(params.flip),
-            "rot_angle": float(params.rot),
+            "rot_angle": np.float32(params.rot),
             "gender": int(self.gender[index]),
         }
         for k, v in self.extras.items():
