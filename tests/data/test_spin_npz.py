@@ -365,3 +365,19 @@ def test_set_epoch_reaches_persistent_workers(make_dataset):
         assert batch["rot_angle"].tolist() == pytest.approx([p.rot for p in expected])
         flips.append(batch["rot_angle"].tolist())
     assert flips[0] != flips[1] != flips[2]
+
+
+def test_3dpw_test_layout_without_2d_keypoints_and_bytes_names(make_dataset):
+    """SPIN's 3dpw_test.npz has imgname, center, scale, pose, shape, gender only; names may be bytes."""
+    npz, img_dir, arr = make_dataset(
+        n=2, filename="3dpw_test.npz", drop=("part", "openpose", "S", "has_smpl")
+    )
+    data = dict(np.load(npz))
+    data["imgname"] = data["imgname"].astype("S")
+    data["gender"] = data["gender"].astype("S")
+    np.savez(npz, **data)
+    ds = SpinNpzDataset(npz, img_dir)
+    it = ds[1]
+    assert ds.name == "3dpw" and it["imgname"] == arr["imgname"][1] and bool(it["valid"])
+    assert bool(it["has_smpl"]) and not bool(it["has_pose_3d"]) and it["gender"] == 1
+    assert it["keypoints"][:, 2].abs().sum() == 0

@@ -207,7 +207,7 @@ def load_annotations(path: str | os.PathLike, required: Iterable[str] = ()) -> d
                 data[k] = npz[k]
             except ValueError as e:
                 raise ValueError(f"{path}: key {k!r} cannot be read without pickle ({e})") from None
-    data["imgname"] = np.asarray([str(s) for s in data["imgname"]])
+    data["imgname"] = np.asarray([s.decode() if isinstance(s, bytes) else str(s) for s in data["imgname"]])
     n = len(data["imgname"])
     shapes = {
         "center": (n, 2), "scale": (n,), "part": (n, 24, 3), "openpose": (n, 25, 3), "has_smpl": (n,),
