@@ -168,10 +168,10 @@ def _paint(ax, verts: np.ndarray, faces: np.ndarray, colors: np.ndarray, back: b
     n = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
     n /= np.linalg.norm(n, axis=1, keepdims=True) + 1e-12
     shade = 0.55 + 0.45 * np.abs(n[:, 2])
+    rgb = np.clip(colors[order] * shade[order, None], 0, 1)
     ax.add_collection(
-        PolyCollection(
-            xy[order], facecolors=np.clip(colors[order] * shade[order, None], 0, 1), edgecolors="none"
-        )
+        # edges in the face colour: antialiased seams would otherwise let hidden faces shine through
+        PolyCollection(xy[order], facecolors=rgb, edgecolors=rgb, linewidths=0.3)
     )
     lo, hi = verts.min(0), verts.max(0)
     pad = 0.03 * (hi[1] - lo[1])

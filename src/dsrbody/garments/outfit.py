@@ -6,8 +6,9 @@ exposed skin):
 - head and neck: ``face`` (ears and neck included);
 - upper arms, forearms and hands: ``leftArm`` / ``rightArm`` (hands belong to the arms in CIHP);
 - thighs, calves and bare feet: ``leftLeg`` / ``rightLeg``;
-- bare trunk: ``face`` above trunk height 0.8 (the neck opening / décolleté, annotated with the neck),
-  else the arm label of that side; bare hips: the leg label of that side.
+- bare trunk: ``face`` above trunk height 0.8 within half the shoulder half-width of the midline (the
+  neck opening / décolleté, annotated with the neck), else the arm label of that side (bare shoulders
+  go with the arms); bare hips: the leg label of that side.
 
 Left/right are the subject's (CIHP's ``leftArm`` is the person's left arm, on the image's right for a
 person facing the camera).
@@ -108,8 +109,10 @@ def skin_labels(g: BodyGeometry) -> np.ndarray:
     legs = g.part_mask("left_thigh", "right_thigh", "left_calf", "right_calf", "left_foot", "right_foot")
     labels[arms] = arm[arms]
     labels[legs] = leg[legs]
-    low_torso = g.part_mask("torso") & (g.trunk <= 0.8)
-    labels[low_torso] = arm[low_torso]
+    lm = g.landmarks
+    neck_opening = (g.trunk > 0.8) & (np.abs(g.rest_vertices[:, 0] - lm["trunk_x"]) < 0.5 * lm["shoulder_x"])
+    rest_of_torso = g.part_mask("torso") & ~neck_opening
+    labels[rest_of_torso] = arm[rest_of_torso]
     hips = g.part_mask("hips")
     labels[hips] = leg[hips]
     return labels
