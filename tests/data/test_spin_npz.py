@@ -381,3 +381,17 @@ def test_3dpw_test_layout_without_2d_keypoints_and_bytes_names(make_dataset):
     assert ds.name == "3dpw" and it["imgname"] == arr["imgname"][1] and bool(it["valid"])
     assert bool(it["has_smpl"]) and not bool(it["has_pose_3d"]) and it["gender"] == 1
     assert it["keypoints"][:, 2].abs().sum() == 0
+
+
+def test_pose_joints_follow_body_model_field(make_dataset):
+    from dsrbody.body.anny import ANNY24_BONES
+
+    rng = np.random.default_rng(13)
+    pose = rng.normal(0, 0.3, (2, 72))
+    npz, img_dir, _ = make_dataset(n=2, pose=pose, body_model=np.array(["anny", "smpl"]))
+    ds = SpinNpzDataset(npz, img_dir, augment=True, flip_prob=1.0, rot_zero_prob=1.0, parsing=False)
+    np.testing.assert_allclose(ds[0]["pose"].numpy(), flip_pose(pose[0], ANNY24_BONES), atol=1e-6)
+    np.testing.assert_allclose(ds[1]["pose"].numpy(), flip_pose(pose[1]), atol=1e-6)
+    npz, img_dir, _ = make_dataset(n=2, body_model=np.array(["smplx", "smplx"]))
+    with pytest.raises(ValueError, match=r"train\.npz.*'smplx'"):
+        SpinNpzDataset(npz, img_dir)

@@ -94,6 +94,7 @@ __all__ = [
     "read_image",
     "read_parsing_map",
     "parsing_path_for",
+    "pose_joint_names",
     "find_annotation_file",
 ]
 
@@ -416,6 +417,25 @@ class SharedEpoch:
         self._value[0] = int(epoch)
 
 
+def pose_joint_names(body_model: str) -> KeypointSet | tuple[str, ...]:
+    """The joint names, in pose order, of a body model named in a file's ``body_model`` field.
+
+    ``"smpl"`` -> :data:`~dsrbody.body.keypoints.SMPL24`; ``"anny"`` -> the Anny adapter's 24-bone rig
+    (:data:`dsrbody.body.anny.ANNY24_BONES`).
+
+    Raises:
+        ValueError: an unknown name.
+    """
+    key = str(body_model).strip().lower()
+    if key == "smpl":
+        return SMPL24
+    if key == "anny":
+        from dsrbody.body.anny import ANNY24_BONES
+
+        return tuple(ANNY24_BONES)
+    raise ValueError(f"unknown body_model {body_model!r} (known: smpl, anny)")
+
+
 def _gender_codes(g: np.ndarray) -> np.ndarray:
     out = np.full(len(g), -1, dtype=np.int64)
     for i, v in enumerate(g):
@@ -446,8 +466,10 @@ class SpinNpzDataset(Dataset):
         seed: augmentation seed.
         ignore_3d: treat the file as having no SMPL and no 3D joints (SPIN's ``ignore_3d``).
         required: keys the file must have beyond the base ones and the registry's.
-        pose_joints: names (or set) of the pose's joints for mirroring (``SMPL24`` for 72-value poses;
-            a body model's ``joint_names`` otherwise).
+        pose_joints: names (or set) of the pose's joints, for mirroring on flip (a body model's
+            ``joint_names``). ``None`` (default): from the file's per-sample ``body_model`` field when
+            it has one (:func:`pose_joint_names`: ``"smpl"`` -> ``SMPL24``, ``"anny"`` -> Anny's
+            24-bone rig, whose order differs from SMPL's at joints 1, 2, 12-14), else ``SMPL24``.
         rot_factor, scale_factor, noise_factor, flip_prob, rot_zero_prob: augmentation settings
             (official values by default).
 
@@ -478,7 +500,7 @@ class SpinNpzDataset(Dataset):
         seed: int = 0,
         ignore_3d: bool = False,
         required: Sequence[str] = (),
-        pose_joints: KeypointSet | Sequence[str] = SMPL24,
+        pose_joints: KeypointSet | Sequence[str] | None = None,
         rot_factor: float = 30.0,
         scale_factor: float = 0.25,
         noise_factor: float = 0.4,
@@ -507,7 +529,6 @@ class SpinNpzDataset(Dataset):
         self.res = res
         self.seed = seed
         self._epoch = SharedEpoch()
-        self.pose_joints = pose_joints
         self.aug_settings = dict(
             rot_factor=rot_factor,
             scale_factor=scale_factor,
@@ -541,17 +562,34 @@ class SpinNpzDataset(Dataset):
             self.has_params = np.zeros(n, bool)
         self.pose_dim = data["pose"].shape[1] if "pose" in data else 72
         self.shape_dim = data["shape"].shape[1] if "shape" in data else 10
-        if self.pose is not None and len(self.pose_joints) * 3 != self.pose_dim:
-            raise ValueError(
-                f"{self.npz_path}: 'pose' has {self.pose_dim // 3} joints but {len(self.pose_joints)} "
-                "pose_joints names were given"
-            )
         self.pose_3d = data["S"].astype(np.float64) if ("S" in data and not ignore_3d) else None
         self.gender = _gender_codes(data["gender"]) if "gender" in data else np.full(n, -1, np.int64)
         self.extras = {
             k: v for k, v in data.items() if k not in _KNOWN_KEYS and v.ndim >= 1 and v.shape[0] == n
         }
         self.meta = {k: v for k, v in data.items() if k not in _KNOWN_KEYS and k not in self.extras}
+        # joint names of each sample's pose (for the flip): one entry per distinct body model
+        if pose_joints is not None:
+            self._joint_tables = [pose_joints]
+            self._joint_table_of = np.zeros(n, np.int64)
+        elif "body_model" in self.extras:
+            models, self._joint_table_of = np.unique(
+                self.extras["body_model"].astype(str), return_inverse=True
+            )
+            try:
+                self._joint_tables = [pose_joint_names(m) for m in models]
+            except ValueError as e:
+                raise ValueError(f"{self.npz_path}: {e}; pass pose_joints=") from None
+        else:
+            self._joint_tables = [SMPL24]
+            self._joint_table_of = np.zeros(n, np.int64)
+        if self.pose is not None:
+            for names in self._joint_tables:
+                if len(names) * 3 != self.pose_dim:
+                    raise ValueError(
+                        f"{self.npz_path}: 'pose' has {self.pose_dim // 3} joints but {len(names)} joint "
+                        "names are known for its body model (pass pose_joints=)"
+                    )
 
     def __len__(self) -> int:
         return len(self.imgname)
@@ -637,7 +675,8 @@ class SpinNpzDataset(Dataset):
 
         has_smpl = bool(self.has_smpl[index])
         if self.has_params[index]:
-            pose = pose_processing(self.pose[index], params, self.pose_joints)
+            joints = self._joint_tables[self._joint_table_of[index]]
+            pose = pose_processing(self.pose[index], params, joints)
             betas = self.betas[index].astype(np.float32)
         else:
             pose = np.zeros(self.pose_dim, np.float32)
