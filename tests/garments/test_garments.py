@@ -253,3 +253,23 @@ def test_vertex_normals_point_outward():
     tri = torch.tensor([[[0.0, 0, 0], [1, 0, 0], [0, 1, 0]]]).repeat(2, 1, 1)
     n = vertex_normals(tri, torch.tensor([[0, 1, 2]]))
     np.testing.assert_allclose(n.numpy(), np.tile([0.0, 0, 1], (2, 3, 1)), atol=1e-7)
+
+
+def test_dress_a_particular_body(anny_body, anny_geometry):
+    mp = anny_body.mean_params()
+    shape = mp["shape"].clone()
+    shape[-2] = 1.0  # Anny phenotype "height" (gender, age, muscle, weight, height, proportions)
+    eye = torch.eye(3)
+    with torch.no_grad():
+        rest = anny_body(eye[None], eye.expand(1, anny_body.num_joints - 1, 3, 3), shape[None]).rest_vertices[
+            0
+        ]
+    outfit = Outfit([TShirt(), Trousers(), Shoes()])
+    tall = dress_body(anny_body, outfit, rest_vertices=rest)
+    mean = dress_body(anny_geometry, outfit)
+    assert not np.allclose(rest.numpy(), anny_geometry.rest_vertices, atol=1e-3)
+    # the garments follow the body coordinates, so the same outfit labels (nearly) the same vertices
+    assert (tall.vertex_labels == mean.vertex_labels).mean() > 0.97
+    # a taller body is dressed on its own geometry (its garment coordinates are not the mean body's)
+    tall_geom = BodyGeometry.from_model(anny_body, rest)
+    assert tall_geom.landmarks["y_top"] > anny_geometry.landmarks["y_top"] + 0.02

@@ -231,7 +231,9 @@ class BodyGeometry:
             model: a body model (Anny, SMPL, ...); its parts come from ``dsrbody.body.parts``.
             rest_vertices: ``(V, 3)`` (or ``(1, V, 3)``) rest-pose vertices of a particular body, metres;
                 default: the model's mean parameters in the rest pose. Results for the default are cached
-                per model object.
+                per model object. The limb coordinates are always those of the mean body
+                (``dsrbody.body.parts.limb_coordinate``): a vertex keeps its relative position along its
+                limb across body shapes; heights and landmarks come from ``rest_vertices``.
         """
         if rest_vertices is None and model in _MODEL_CACHE:
             return _MODEL_CACHE[model]
