@@ -292,14 +292,13 @@ def _read_parsing_raw(path: str) -> np.ndarray:
         bgr = cv2.imread(path, cv2.IMREAD_COLOR)
         if bgr is None:
             raise ValueError(f"{path}: parsing map cannot be decoded")
-        rgb = np.ascontiguousarray(bgr[:, :, ::-1])
         if (
-            rgb.max() < NUM_LABELS
-            and (rgb[..., 0] == rgb[..., 1]).all()
-            and (rgb[..., 1] == rgb[..., 2]).all()
+            bgr.max() < NUM_LABELS
+            and (bgr[..., 0] == bgr[..., 1]).all()
+            and (bgr[..., 1] == bgr[..., 2]).all()
         ):
-            return rgb[..., 0].copy()  # a grey index map saved as RGB (as dsrbody.semantics reads it)
-        return rgb
+            return bgr[..., 0].copy()  # a grey index map saved as RGB (as dsrbody.semantics reads it)
+        return bgr
     return read_parsing_map(path)
 
 
@@ -662,7 +661,7 @@ class SpinNpzDataset(Dataset):
                 lab = _fit_parsing_to_image(_read_parsing_raw(ppath), img.shape[:2], ppath)
                 parsing = torch.from_numpy(
                     parsing_processing(
-                        lab, center, scale, params, res, self.parsing_interp, CIHP_LABEL_FLIP_PERM
+                        lab, center, scale, params, res, self.parsing_interp, CIHP_LABEL_FLIP_PERM, bgr=True
                     )
                 )
                 parsing_status = "ok"
