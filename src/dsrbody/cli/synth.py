@@ -32,6 +32,10 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--resume", action="store_true", help="continue an interrupted split")
     g.add_argument("--overwrite", action="store_true", help="replace a previous synthetic dataset in --out")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--contact-sheet", metavar="PNG", default=None,
+        help="also write a picture of the first 16 samples (image | parsing map | keypoints)",
+    )  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
@@ -47,4 +51,13 @@ def run(args: argparse.Namespace) -> int:
     )
     generate(cfg, args.out, workers=args.workers, resume=args.resume, overwrite=args.overwrite,
              progress=not args.quiet, command=command)  # fmt: skip
+    if args.contact_sheet:
+        import cv2
+
+        from dsrbody.data.synth.sheet import contact_sheet
+
+        sheet = contact_sheet(args.out, split=args.split)
+        if not cv2.imwrite(args.contact_sheet, cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR)):
+            raise ValueError(f"{args.contact_sheet}: could not write the contact sheet")
+        print(f"wrote {args.contact_sheet}")
     return 0

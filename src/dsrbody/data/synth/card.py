@@ -70,7 +70,8 @@ def dataset_card(splits: dict[str, dict], command: str | None = None) -> str:
         + ", ".join(f"{k} {a:.2f}/{b:.2f}" for k, (a, b) in OUTFIT_PROBS.items())
         + ".",
         "- Camera: focal length 2.5-6 x image size, person filling 62-90 % of the image (10 % of",
-        "  samples truncated: 100-150 %, centre jitter 25 %); box = 1.2 x the tight person box, jittered 5 %.",
+        "  samples truncated: 100-150 %, centre jitter 25 %); box = 1.2 x the tight person box,",
+        "  jittered 5 %.",
         "- Appearance: Lambert shading with a random key light, skin tones light to dark, hair colours,",
         "  garment colours (neutrals half the time) with plain/noise/stripes/checks/print textures;",
         "  backgrounds procedural or scikit-image sample photographs (no people), cropped and recoloured.",

@@ -389,8 +389,8 @@ def _check_folder(
             others = sorted(p.name for p in out.glob("synth_*.json"))
             if not others:
                 raise ValueError(
-                    f"{out}: folder is not empty and holds no synthetic dataset; choose an empty folder or pass "
-                    "--overwrite"
+                    f"{out}: folder is not empty and holds no synthetic dataset; choose an empty folder "
+                    "or pass --overwrite"
                 )
         else:
             old = json.loads(cfg_file.read_text())
@@ -407,8 +407,8 @@ def _check_folder(
                 return []
             if not resume:
                 raise ValueError(
-                    f"{out}: holds an unfinished '{cfg.split}' split with this configuration; pass --resume to "
-                    "continue it or --overwrite to start again"
+                    f"{out}: holds an unfinished '{cfg.split}' split with this configuration; pass "
+                    "--resume to continue it or --overwrite to start again"
                 )
     out.mkdir(parents=True, exist_ok=True)
     if not os.access(out, os.W_OK):

@@ -10,8 +10,10 @@ import numpy as np
 __all__ = ["contact_sheet"]
 
 # SPIN-49 GT joints (indices into `part`) joined by lines: legs, arms, torso, head.
-_BONES = [(0, 1), (1, 2), (3, 4), (4, 5), (6, 7), (7, 8), (9, 10), (10, 11), (2, 14), (3, 14), (8, 12), (9, 12),
-          (12, 13), (2, 8), (3, 9)]  # fmt: skip
+_BONES = [
+    (0, 1), (1, 2), (3, 4), (4, 5), (6, 7), (7, 8), (9, 10), (10, 11), (2, 14), (3, 14), (8, 12),
+    (9, 12), (12, 13), (2, 8), (3, 9),
+]  # fmt: skip
 
 
 def contact_sheet(root: str | Path, split: str = "train", num: int = 16, cols: int = 4) -> np.ndarray:
