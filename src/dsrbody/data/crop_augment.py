@@ -37,7 +37,6 @@ from functools import lru_cache
 
 import cv2
 import numpy as np
-import roma
 import torch
 
 from dsrbody.body.keypoints import SMPL24, SPIN49, SPIN_GT24, KeypointSet, swap_left_right
@@ -368,6 +367,8 @@ def rotate_global_orient(global_orient: np.ndarray, rot: float) -> np.ndarray:
     """
     if rot == 0:
         return np.asarray(global_orient, dtype=np.float64).copy()
+    import roma  # imported here: it pulls in torch._dynamo (seconds), only needed for rotated poses
+
     rz = np.eye(3)
     rz[:2, :2] = _inplane_rotation(rot)
     r = roma.rotvec_to_rotmat(torch.as_tensor(np.asarray(global_orient, dtype=np.float64)))
