@@ -101,10 +101,10 @@ def _brute_force_smpl(model: SMPL, go, bp, betas):
     R = torch.cat([go[:, None], bp], 1).double()
     out = []
     for b in range(R.shape[0]):
-        v = d["v_template"] + (betas[b].double() @ d["shapedirs"][:S]).view(V, 3)
+        v = d["v_template"] + torch.einsum("s,scv->vc", betas[b].double(), d["shapedirs"][:S])
         J = d["J_regressor"] @ v
         feat = torch.cat([(R[b, j] - torch.eye(3, dtype=torch.float64)).reshape(-1) for j in range(1, 24)])
-        v = v + (feat @ d["posedirs"]).view(V, 3)
+        v = v + torch.einsum("p,pcv->vc", feat, d["posedirs"])
         G = [None] * 24
         for j in range(24):
             local = torch.eye(4, dtype=torch.float64)
@@ -128,12 +128,13 @@ def test_matches_brute_force_float64(smpl_dir):
     torch.testing.assert_close(out.skeleton_joints, j_ref, rtol=0, atol=1e-10)
     # the reference lbs() chains the same steps from the basic arrays
     rot = torch.cat([go[:, None], bp], 1)
+    vertex_major = {k: getattr(model, k).permute(0, 2, 1).flatten(1) for k in ("shapedirs", "posedirs")}
     v2, j2, rest = lbs.lbs(
         betas,
         rot,
         model.v_template,
-        model.shapedirs,
-        model.posedirs,
+        vertex_major["shapedirs"],
+        vertex_major["posedirs"],
         model.J_regressor,
         SMPL_PARENTS,
         model.lbs_weights,
@@ -148,7 +149,7 @@ def test_rest_pose_identity_gives_the_shaped_template(models):
     betas = torch.randn(3, 10)
     out = m(eye[:, 0], eye[:, 1:], betas)
     torch.testing.assert_close(out.vertices, out.rest_vertices, rtol=0, atol=1e-6)
-    expected = m.v_template + torch.einsum("bs,svc->bvc", betas, m.shapedirs.view(10, -1, 3))
+    expected = m.v_template + torch.einsum("bs,scv->bvc", betas, m.shapedirs)
     torch.testing.assert_close(out.rest_vertices, expected, rtol=0, atol=1e-5)
     torch.testing.assert_close(out.skeleton_joints, m.J_regressor @ expected, rtol=0, atol=1e-5)
 

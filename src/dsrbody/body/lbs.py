@@ -31,6 +31,8 @@ __all__ = [
     "kinematic_levels",
     "batch_rigid_transform",
     "skin_vertices",
+    "skin_vertices_t",
+    "blend",
     "skin_vertices_reference",
     "lbs",
 ]
@@ -108,6 +110,24 @@ def pose_blend_shapes(pose_feature: torch.Tensor, posedirs: torch.Tensor) -> tor
     return (pose_feature @ posedirs).view(pose_feature.shape[0], -1, 3)
 
 
+def blend(template: torch.Tensor, coeffs: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
+    """Template plus a linear combination of basis rows, in whatever flat layout the basis uses
+    (one fused matrix product; used for both blend shapes in :class:`~dsrbody.body.smpl.SMPL`).
+
+    Args:
+        template: ``(N,)``, ``(1, N)`` or ``(B, N)``.
+        coeffs: ``(B, K')`` with ``K' <= K`` (the first ``K'`` basis rows are used).
+        basis: ``(K, N)``.
+
+    Returns:
+        ``(B, N)`` = ``template + coeffs @ basis[:K']``.
+    """
+    n = coeffs.shape[1]
+    if template.dim() == 1:
+        template = template.unsqueeze(0)
+    return torch.addmm(template.expand(coeffs.shape[0], -1), coeffs, basis[:n])
+
+
 def kinematic_levels(parents: Sequence[int]) -> list[tuple[list[int], list[int]]]:
     """Group the joints of a tree by depth, for one batched product per depth.
 
@@ -182,8 +202,8 @@ def batch_rigid_transform(
     return t.squeeze(-1), transforms
 
 
-class _SkinVertices(torch.autograd.Function):
-    """``v'_v = sum_j w_vj A_j [v_v; 1]`` with a hand-written backward.
+class _SkinVerticesT(torch.autograd.Function):
+    """Coordinate-major linear blend skinning with a hand-written backward (see :func:`skin_vertices_t`).
 
     Autograd through the obvious formulation (a blended ``(B, V, 3, 4)`` transform applied with a
     batched 3x4 product per vertex) spends most of its time in tiny batched matrix products. Here
@@ -193,30 +213,28 @@ class _SkinVertices(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, vertices: torch.Tensor, weights: torch.Tensor, transforms: torch.Tensor) -> torch.Tensor:
+    def forward(ctx, v_t: torch.Tensor, weights: torch.Tensor, transforms: torch.Tensor) -> torch.Tensor:
         B, J = transforms.shape[:2]
         V = weights.shape[0]
         A_t = transforms.permute(0, 2, 3, 1).reshape(B * 12, J)
         T = (A_t @ weights.transpose(0, 1)).view(B, 3, 4, V)  # blended transforms, vertex-minor
-        v_t = vertices.transpose(1, 2).contiguous()  # (B, 3, V)
-        out = T[:, :, 3].clone()
-        for k in range(3):
+        out = torch.addcmul(T[:, :, 3], T[:, :, 0], v_t[:, 0:1])
+        for k in (1, 2):
             out.addcmul_(T[:, :, k], v_t[:, k : k + 1])
         ctx.save_for_backward(v_t, weights, A_t, T)
-        return out.transpose(1, 2).contiguous()
+        return out
 
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor):  # type: ignore[override]
         v_t, weights, A_t, T = ctx.saved_tensors
         B, _, _, V = T.shape
         J = weights.shape[1]
-        g_t = grad_out.transpose(1, 2).contiguous()  # (B, 3, V)
+        g_t = grad_out.contiguous()  # (B, 3, V)
         grad_v = grad_w = grad_A = None
         if ctx.needs_input_grad[0]:
-            gv = T[:, 0, :3] * g_t[:, 0:1]
+            grad_v = T[:, 0, :3] * g_t[:, 0:1]
             for i in (1, 2):
-                gv.addcmul_(T[:, i, :3], g_t[:, i : i + 1])
-            grad_v = gv.transpose(1, 2)
+                grad_v.addcmul_(T[:, i, :3], g_t[:, i : i + 1])
         if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
             vh_t = torch.cat([v_t, torch.ones_like(v_t[:, :1])], dim=1)  # (B, 4, V)
             gT = (g_t.unsqueeze(2) * vh_t.unsqueeze(1)).view(B * 12, V)
@@ -225,6 +243,20 @@ class _SkinVertices(torch.autograd.Function):
             if ctx.needs_input_grad[1]:
                 grad_w = gT.transpose(0, 1) @ A_t
         return grad_v, grad_w, grad_A
+
+
+def skin_vertices_t(v_t: torch.Tensor, weights: torch.Tensor, transforms: torch.Tensor) -> torch.Tensor:
+    """Linear blend skinning in coordinate-major layout: ``v'_v = sum_j w_vj A_j [v_v; 1]``.
+
+    Args:
+        v_t: ``(B, 3, V)`` rest-pose vertices (with blend shapes), metres, coordinate-major.
+        weights: ``(V, J)`` skinning weights.
+        transforms: ``(B, J, 3, 4)`` skinning transforms from :func:`batch_rigid_transform`.
+
+    Returns:
+        ``(B, 3, V)`` posed vertices, metres. Differentiable in all three inputs (first order).
+    """
+    return _SkinVerticesT.apply(v_t, weights, transforms)
 
 
 def skin_vertices(vertices: torch.Tensor, weights: torch.Tensor, transforms: torch.Tensor) -> torch.Tensor:
@@ -238,7 +270,8 @@ def skin_vertices(vertices: torch.Tensor, weights: torch.Tensor, transforms: tor
     Returns:
         ``(B, V, 3)`` posed vertices, metres. Differentiable in all three inputs (first order).
     """
-    return _SkinVertices.apply(vertices, weights, transforms)
+    out_t = skin_vertices_t(vertices.transpose(1, 2).contiguous(), weights, transforms)
+    return out_t.transpose(1, 2).contiguous()
 
 
 def skin_vertices_reference(

@@ -53,7 +53,9 @@ class SMPL(BodyModel):
         model_file: the file read.
 
     Buffers: ``faces (F, 3)`` long, ``parents (24,)`` long, ``lbs_weights (V, 24)``, ``v_template
-    (V, 3)``, ``shapedirs (S, 3 V)``, ``posedirs (207, 3 V)``, ``J_regressor (24, V)``, plus the joint
+    (V, 3)``, ``shapedirs (S, 3, V)`` and ``posedirs (207, 3, V)`` (coordinate-major: ``shapedirs[s]``
+    is component ``s`` as a ``(3, V)`` array, i.e. the file's ``(V, 3, S)`` transposed),
+    ``J_regressor (24, V)``, plus the joint
     bases ``joint_template (24, 3)`` and ``joint_shapedirs (S, 72)`` (``J_regressor`` applied to the
     template and to each shape component, computed in float64).
     """
@@ -93,8 +95,12 @@ class SMPL(BodyModel):
         buf("parents", data.parents, torch.long)
         buf("lbs_weights", data.weights)
         buf("v_template", data.v_template)
-        buf("shapedirs", shapedirs.reshape(V * 3, S).T)
-        buf("posedirs", data.posedirs.reshape(V * 3, -1).T)
+        # blend-shape bases coordinate-major: component k is a (3, V) array (see forward)
+        buf("shapedirs", shapedirs.transpose(2, 1, 0))
+        buf("posedirs", data.posedirs.transpose(2, 1, 0))
+        self.register_buffer(
+            "_v_template_t", torch.as_tensor(data.v_template.T.reshape(-1)).to(dtype), persistent=False
+        )
         buf("J_regressor", data.J_regressor)
         buf("joint_template", data.J_regressor @ data.v_template)
         buf("joint_shapedirs", np.einsum("jv,vcs->sjc", data.J_regressor, shapedirs).reshape(S, -1))
@@ -152,19 +158,28 @@ class SMPL(BodyModel):
         rot_mats = torch.cat([global_orient.unsqueeze(1), body_pose], dim=1)
         rot_mats = rot_mats.to(self.v_template.dtype)
         shape = shape.to(self.v_template.dtype)
-        v_shaped = self.v_template + lbs.shape_blend_shapes(shape, self.shapedirs)
+        B, V = rot_mats.shape[0], self.v_template.shape[0]
+        # everything per vertex runs coordinate-major, (B, 3, V): one fused product per blend shape,
+        # and the skinning's multiply-adds vectorise over vertices
+        rest_t = lbs.blend(self._v_template_t, shape, self.shapedirs.flatten(1))
         rest_joints = lbs.joints_from_shape(shape, self.joint_template, self.joint_shapedirs)
-        v_posed = v_shaped + lbs.pose_blend_shapes(lbs.pose_features(rot_mats), self.posedirs)
+        posed_t = lbs.blend(rest_t, lbs.pose_features(rot_mats), self.posedirs.flatten(1)).view(B, 3, V)
         skeleton, transforms = lbs.batch_rigid_transform(rot_mats, rest_joints, self.parents, self._levels)
-        vertices = lbs.skin_vertices(v_posed, self.lbs_weights, transforms)
-        joints = self._keypoints(vertices, skeleton) if self.keypoint_set is SPIN49 else skeleton
-        return BodyOutput(vertices=vertices, joints=joints, skeleton_joints=skeleton, rest_vertices=v_shaped)
+        out_t = lbs.skin_vertices_t(posed_t, self.lbs_weights, transforms)
+        vertices = out_t.transpose(1, 2).contiguous()
+        rest_vertices = rest_t.view(B, 3, V).transpose(1, 2).contiguous()
+        joints = self._keypoints_t(out_t, skeleton) if self.keypoint_set is SPIN49 else skeleton
+        return BodyOutput(
+            vertices=vertices, joints=joints, skeleton_joints=skeleton, rest_vertices=rest_vertices
+        )
 
-    def _keypoints(self, vertices: torch.Tensor, skeleton: torch.Tensor) -> torch.Tensor:
-        """SPIN's 49 keypoints ``(B, 49, 3)`` from posed vertices ``(B, V, 3)`` and joints ``(B, 24, 3)``."""
-        extra = lbs.vertices_to_joints(self.J_regressor_extra, vertices)
-        pool = torch.cat([skeleton, vertices[:, self._kp_vertex_ids], extra], dim=1)
-        return pool[:, self._kp_gather]
+    def _keypoints_t(self, v_t: torch.Tensor, skeleton: torch.Tensor) -> torch.Tensor:
+        """SPIN's 49 keypoints ``(B, 49, 3)`` from coordinate-major posed vertices ``(B, 3, V)`` and the
+        posed joints ``(B, 24, 3)``."""
+        B = v_t.shape[0]
+        extra = (v_t.reshape(B * 3, -1) @ self.J_regressor_extra.transpose(0, 1)).view(B, 3, -1)
+        pool = torch.cat([v_t[:, :, self._kp_vertex_ids], extra], dim=2).transpose(1, 2)
+        return torch.cat([skeleton, pool], dim=1)[:, self._kp_gather]
 
     def spin49_joints(self, vertices: torch.Tensor, skeleton_joints: torch.Tensor) -> torch.Tensor:
         """SPIN's 49 keypoints from a forward pass's ``vertices (B, V, 3)`` and ``skeleton_joints
@@ -175,7 +190,7 @@ class SMPL(BodyModel):
                 "it is needed for SPIN's 49 keypoints; it comes with SPIN's data (fetch_data.sh in "
                 "https://github.com/nkolot/SPIN) and with DSR's data"
             )
-        return self._keypoints(vertices, skeleton_joints)
+        return self._keypoints_t(vertices.transpose(1, 2), skeleton_joints)
 
     def h36m_joints(self, vertices: torch.Tensor) -> torch.Tensor:
         """The 17 H36M joints (:data:`~dsrbody.body.keypoints.H36M17` order) regressed from vertices.
