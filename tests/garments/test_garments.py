@@ -227,10 +227,13 @@ def test_dress_body_from_model_matches_geometry(anny_body, anny_geometry):
 
 
 def test_dress_and_coat_hang_below_the_hips(geometry: BodyGeometry):
-    for garment, name in ((Dress(length=1.2, flare=0.3), "dress"), (Coat(length=1.2, flare=0.2), "coat")):
+    dress, coat = Dress(length=1.2, flare=0.3, neckline=0.08), Coat(length=1.2, flare=0.2, neckline=0.08)
+    for garment, name in ((dress, "dress"), (coat, "coat")):
         body = dress_body(geometry, Outfit([garment]))
         lab = body.vertex_labels
         assert frac(lab, geometry.part_mask("torso"), name) > 0.8
+        assert frac(lab, geometry.part_mask("torso"), "face") > 0.0  # the neckline stays open
+        assert frac(lab, geometry.part_mask("neck", "head"), name) == 0.0
         knees = geometry.part_mask("left_thigh", "right_thigh") & (geometry.leg > 0.9)
         assert frac(lab, knees, name) == 1.0
         low = geometry.part_mask("left_calf", "right_calf") & (geometry.leg > 1.5)

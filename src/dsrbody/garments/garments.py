@@ -294,7 +294,7 @@ class Dress(Garment):
         """Trunk minus the neckline, arms to the sleeve end, legs down to the hem."""
         return (
             (_upper_body(g, -np.inf, self.neckline) & ~g.part_mask("left_thigh", "right_thigh"))
-            | _lower_body(g, np.inf, self.length)
+            | _lower_body(g, 0.0, self.length)
             | _sleeves(g, self.sleeve)
         )
 
@@ -340,7 +340,7 @@ class Coat(Garment):
         """Trunk minus the neckline, arms to the sleeve end, legs down to the hem."""
         return (
             (_upper_body(g, -np.inf, self.neckline) & ~g.part_mask("left_thigh", "right_thigh"))
-            | _lower_body(g, np.inf, self.length)
+            | _lower_body(g, 0.0, self.length)
             | _sleeves(g, self.sleeve)
         )
 
