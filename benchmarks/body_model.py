@@ -1,6 +1,10 @@
 """Body model speed: forward + backward at B=64, float32, baseline and candidate side by side.
 
     .venv/bin/python benchmarks/body_model.py [--batch 64] [--repeats 20] [--threads 2] [--smpl-dir DIR]
+        [--only smpl|anny]
+
+``bench_anny``: dsrbody's :class:`~dsrbody.body.anny.AnnyBody` against raw ``anny.Anny`` with the
+same 24-bone rig and mesh (full and low-poly), see :func:`bench_anny`.
 
 ``bench_smpl``: dsrbody's :class:`~dsrbody.body.smpl.SMPL` against ``smplx.SMPL`` on the same model file
 (generated in the official layout by :mod:`dsrbody.testing.smpl_files` unless ``--smpl-dir`` points at
@@ -103,6 +107,59 @@ def bench_smpl(batch: int, repeats: int, smpl_dir: Path | None = None) -> list[t
     ]
 
 
+def bench_anny(batch: int, repeats: int, topologies: tuple[str, ...] = ("anny", "notoes_collapse10pc")):
+    """dsrbody's Anny adapter vs raw ``anny.Anny`` with the same 24-bone rig and mesh, forward + backward.
+
+    Raw anny gets random ``"local-ref"`` deltas ``(B, 24, 4, 4)`` and phenotypes, gradients to both,
+    loss = sum of vertices. The adapter gets SMPL-style rotations and phenotypes, gradients to all
+    three, and does everything it always does (pose conversion, SMPL frame, rest vertices, SPIN-49
+    keypoints), loss = sum of vertices. A third row adds the keypoints to both losses (raw anny then
+    also runs anny's own COCO regressor, ``anny.KeypointsRegressor.coco``).
+    """
+    import anny
+    import roma
+
+    from dsrbody.body.anny import AnnyBody, load_anny
+
+    rows = []
+    g = torch.Generator().manual_seed(0)
+    go = roma.rotvec_to_rotmat(torch.randn(batch, 3, generator=g))
+    bp = roma.rotvec_to_rotmat(0.4 * torch.randn(batch, 23, 3, generator=g))
+    phen = torch.rand(batch, 6, generator=g)
+    deltas = torch.eye(4).repeat(batch, 24, 1, 1)
+    deltas[..., :3, :3] = roma.rotvec_to_rotmat(0.4 * torch.randn(batch, 24, 3, generator=g))
+    for topology in topologies:
+        ours = AnnyBody(topology=topology)
+        raw = load_anny("smpl24", topology)  # the very anny.Anny the adapter wraps (same rig, mesh)
+        coco = anny.KeypointsRegressor.coco(raw) if topology == "anny" else None
+
+        def run_raw(with_keypoints: bool = False, raw=raw, coco=coco) -> None:
+            d, s = deltas.clone().requires_grad_(True), phen.clone().requires_grad_(True)
+            out = raw(pose_parameters=d, phenotype_kwargs=s)
+            loss = out["vertices"].sum()
+            if with_keypoints:
+                loss = loss + coco(out).sum()
+            loss.backward()
+
+        def run_ours(with_keypoints: bool = False, ours=ours) -> None:
+            a, b, c = (t.clone().requires_grad_(True) for t in (go, bp, phen))
+            out = ours(a, b, c)
+            loss = out.vertices.sum() + (out.joints.sum() if with_keypoints else 0.0)
+            loss.backward()
+
+        V = ours.num_vertices
+        (w_raw, w_ours), (c_raw, c_ours) = _time_alternating([run_raw, run_ours], repeats)
+        rows.append((f"Anny {V}v fwd+bwd B={batch}, wall (anny -> adapter)", w_raw, w_ours))
+        rows.append((f"Anny {V}v fwd+bwd B={batch}, CPU time (anny -> adapter)", c_raw, c_ours))
+        if coco is not None:
+            (w_raw, w_ours), (c_raw, c_ours) = _time_alternating(
+                [lambda: run_raw(True), lambda: run_ours(True)], repeats
+            )
+            rows.append((f"Anny {V}v +keypoints fwd+bwd B={batch}, wall", w_raw, w_ours))
+            rows.append((f"Anny {V}v +keypoints fwd+bwd B={batch}, CPU time", c_raw, c_ours))
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the comparisons and print a table of ms per call and ratios."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -112,9 +169,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--smpl-dir", type=Path, default=None, help="folder with SMPL_NEUTRAL.pkl/.npz (default: generated)"
     )
+    p.add_argument("--only", choices=("smpl", "anny"), default=None, help="run one family's comparison")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    rows = bench_smpl(args.batch, args.repeats, args.smpl_dir)
+    rows = []
+    if args.only in (None, "smpl"):
+        rows += bench_smpl(args.batch, args.repeats, args.smpl_dir)
+    if args.only in (None, "anny"):
+        rows += bench_anny(args.batch, args.repeats)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, float32, median of {args.repeats}")
     print(f"{'comparison':<56} {'baseline ms':>12} {'candidate ms':>13} {'ratio':>7}")
     for name, base, cand in rows:
