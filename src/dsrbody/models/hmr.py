@@ -197,6 +197,8 @@ class Regressor(nn.Module):
         super().__init__()
         self.backbone = backbone
         self.body_model = body_model
+        for p in body_model.parameters():  # the body model is fixed; only backbone and head train
+            p.requires_grad_(False)
         self.focal, self.img_res = float(focal), int(img_res)
         J, S = int(body_model.num_joints), int(body_model.shape_dim)
         mean = {k: torch.as_tensor(v).detach().cpu() for k, v in body_model.mean_params().items()}
