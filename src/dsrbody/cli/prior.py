@@ -5,7 +5,8 @@
     dsrbody prior show prior.npz [--model anny|smpl] [--model-path P] --out grid.png
 
 ``build`` writes the ``ClothingPrior`` ``.npz`` (plus the rest-pose face centroids used for nearest-face
-transfer). ``show`` paints the prior on the model's mean body in its rest pose, front view: an argmax panel
+transfer). ``show`` paints the prior on the model's mean body in its rest pose with the project's z-buffer
+renderer (:func:`dsrbody.render.hard.render_mesh`, flat shading, a far camera), front view: an argmax panel
 (CIHP colours; its back view beside it) and one panel per label whose area-weighted mass is at least
 ``--min-mass`` or whose largest face probability is at least 0.2.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import sys
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -157,28 +159,66 @@ def shown_labels(probs: np.ndarray, areas: np.ndarray, min_mass: float) -> list[
     return [int(i) for i in np.nonzero(keep)[0]]
 
 
-def _paint(ax, verts: np.ndarray, faces: np.ndarray, colors: np.ndarray, back: bool = False) -> None:
-    """Orthographic view along z of a mesh with per-face RGB colours (painter's algorithm, flat shading)."""
-    from matplotlib.collections import PolyCollection
+@dataclass
+class BodyView:
+    """A z-buffer view of a mesh: which face each pixel shows and its Lambert shade.
 
-    tri = verts[faces]
-    sign = -1.0 if back else 1.0
-    xy = np.stack([sign * tri[..., 0], tri[..., 1]], -1)
-    order = np.argsort(sign * tri[..., 2].mean(1))  # far faces first
-    n = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-    n /= np.linalg.norm(n, axis=1, keepdims=True) + 1e-12
-    shade = 0.55 + 0.45 * np.abs(n[:, 2])
-    rgb = np.clip(colors[order] * shade[order, None], 0, 1)
-    ax.add_collection(
-        # edges in the face colour: antialiased seams would otherwise let hidden faces shine through
-        PolyCollection(xy[order], facecolors=rgb, edgecolors=rgb, linewidths=0.3)
-    )
-    lo, hi = verts.min(0), verts.max(0)
-    pad = 0.03 * (hi[1] - lo[1])
-    ax.set_xlim(lo[0] - pad, hi[0] + pad)
-    ax.set_ylim(lo[1] - pad, hi[1] + pad)
-    ax.set_aspect("equal")
-    ax.axis("off")
+    Attributes:
+        face_index: ``(H, W)`` int64, -1 for background.
+        shade: ``(H, W)`` float in [0, 1] (shading of a white surface).
+    """
+
+    face_index: np.ndarray
+    shade: np.ndarray
+
+    def paint(self, face_colors: np.ndarray, background: float = 1.0) -> np.ndarray:
+        """``(H, W, 3)`` float RGB: ``face_colors (F, 3)`` shaded, ``background`` grey elsewhere."""
+        img = np.full((*self.face_index.shape, 3), background)
+        m = self.face_index >= 0
+        img[m] = face_colors[self.face_index[m]] * self.shade[m, None]
+        return np.clip(img, 0.0, 1.0)
+
+
+def body_views(verts: np.ndarray, faces: np.ndarray, height_px: int = 420) -> dict[str, BodyView]:
+    """Front and back views of a body with :func:`dsrbody.render.hard.render_mesh` (near-orthographic:
+    a far camera with a long focal length).
+
+    Args:
+        verts: ``(V, 3)`` body-model frame (y up, facing +z), metres.
+        faces: ``(F, 3)``.
+        height_px: picture height; the body fills 94 % of it.
+
+    Returns:
+        ``{"front": BodyView, "back": BodyView}``; in the front view the subject's left (+x) is on the
+        picture's right, as for a person facing the camera.
+    """
+    from dsrbody.render.hard import render_mesh
+
+    v = torch.as_tensor(verts, dtype=torch.float64)
+    centre = (v.max(0).values + v.min(0).values) / 2
+    extent = v.max(0).values - v.min(0).values
+    v = v - centre
+    distance = 50.0
+    focal = 0.94 * height_px * distance / float(extent[1])
+    width_px = int(np.ceil(height_px * float(max(extent[0], extent[2])) / float(extent[1]) / 0.94)) + 8
+    views = {}
+    for name, sign in (("front", 1.0), ("back", -1.0)):
+        # camera frame (x right, y down, z forward): front camera looks along -z of the body
+        cam = torch.stack([sign * v[:, 0], -v[:, 1], distance - sign * v[:, 2]], dim=1)
+        out = render_mesh(
+            cam.float(),
+            torch.as_tensor(faces).long(),
+            focal=focal,
+            principal_point=(width_px / 2, height_px / 2),
+            image_size=(height_px, width_px),
+            face_colors=torch.ones(len(faces), 3),
+            shading="flat",
+            light_dir=(0.0, 0.0, -1.0),
+            ambient=0.5,
+            diffuse=0.5,
+        )
+        views[name] = BodyView(out.face_index[0].numpy(), out.rgba[0, ..., 0].numpy().astype(np.float64))
+    return views
 
 
 def prior_figure(
@@ -217,9 +257,10 @@ def prior_figure(
         ax.axis("off")
     argmax = probs.argmax(1)
     palette = CIHP.palette.astype(np.float64) / 255.0
-    for k, back in enumerate((False, True)):
-        _paint(axs[0, k], verts, faces, palette[argmax], back=back)
-        axs[0, k].set_title(f"argmax ({'back' if back else 'front'})", fontsize=9)
+    views = body_views(verts, faces)
+    for k, side in enumerate(("front", "back")):
+        axs[0, k].imshow(views[side].paint(palette[argmax]))
+        axs[0, k].set_title(f"argmax ({side})", fontsize=9)
     present = sorted(set(argmax.tolist()))
     fig.legend(
         handles=[Patch(color=palette[i], label=CIHP.names[i]) for i in present],
@@ -233,7 +274,7 @@ def prior_figure(
     cmap = plt.get_cmap("viridis")
     for j, lab in enumerate(labels):
         ax = axs.ravel()[2 + j]
-        _paint(ax, verts, faces, cmap(probs[:, lab])[:, :3])
+        ax.imshow(views["front"].paint(cmap(probs[:, lab])[:, :3]))
         ax.set_title(f"{CIHP.names[lab]} ({100 * mass[lab]:.1f}% area)", fontsize=9)
     sm = plt.cm.ScalarMappable(cmap=cmap, norm=plt.Normalize(0, 1))
     fig.colorbar(sm, cax=fig.add_axes((0.945, 0.3, 0.012, 0.4)), label="probability")
