@@ -321,3 +321,22 @@ def test_write_smpl_files_options(tmp_path):
     assert load_smpl(out, "male").num_betas == 12
     with pytest.raises(ValueError, match="format"):
         write_smpl_files(tmp_path / "y", formats=("obj",))
+
+
+def test_unpickler_refuses_unexpected_globals(tmp_path):
+    class Evil:
+        def __reduce__(self):
+            return (print, ("should not run",))
+
+    path = tmp_path / "SMPL_NEUTRAL.pkl"
+    path.write_bytes(pickle.dumps({"v_template": Evil()}, protocol=2))
+    with pytest.raises(ValueError) as e:
+        load_smpl_dict(path)
+    msg = _one_line(e)
+    assert "unexpected global" in msg and "print" in msg and str(path) in msg
+    # plain Python-3 pickles of the same arrays (protocol 2, bytes via _codecs) still load
+    ok = tmp_path / "ok.pkl"
+    ok.write_bytes(pickle.dumps({"a": np.arange(3.0), "s": {1, 2}}, protocol=2))
+    d = load_smpl_dict(ok)
+    np.testing.assert_array_equal(d["a"], np.arange(3.0))
+    assert d["s"] == {1, 2}

@@ -16,6 +16,7 @@ See :mod:`dsrbody.testing.smpl_files` for the byte-level format facts (it writes
 
 from __future__ import annotations
 
+import _compat_pickle
 import pickle
 import zipfile
 import zlib
@@ -76,15 +77,38 @@ class _SparseStandIn:
         self.state = state
 
 
+# The only other globals SMPL pickles reference (Python-2 names are mapped by ``fix_imports``).
+_ALLOWED_GLOBALS = {
+    "builtins": {"set", "frozenset", "object", "list", "dict", "tuple", "complex", "slice", "bytearray"},
+    "copyreg": {"_reconstructor"},
+    "_codecs": {"encode"},
+    "collections": {"OrderedDict"},
+    "numpy": {"ndarray", "dtype"},
+    "numpy.core.multiarray": {"_reconstruct", "scalar"},
+    "numpy._core.multiarray": {"_reconstruct", "scalar"},
+    "numpy.core.numeric": {"_frombuffer"},
+    "numpy._core.numeric": {"_frombuffer"},
+}
+
+
 class _SMPLUnpickler(pickle.Unpickler):
-    """Unpickler for SMPL files: chumpy and scipy.sparse classes become stand-ins (see module doc)."""
+    """Restricted unpickler for SMPL files: chumpy and scipy.sparse classes become stand-ins (see the
+    module doc); besides them only NumPy arrays and plain containers may be built, so a tampered
+    file cannot call arbitrary functions."""
 
     def find_class(self, module: str, name: str) -> Any:
         if module == "chumpy" or module.startswith("chumpy."):
             return type(name, (_ChumpyStandIn,), {"chumpy_class": f"{module}.{name}"})
         if module.startswith("scipy.sparse") and name in ("csc_matrix", "csr_matrix", "coo_matrix"):
             return type(name, (_SparseStandIn,), {"sparse_format": name[:3]})
-        return super().find_class(module, name)
+        mapped_module, mapped_name = module, name  # Python-2 names as fix_imports maps them
+        if (module, name) in _compat_pickle.NAME_MAPPING:
+            mapped_module, mapped_name = _compat_pickle.NAME_MAPPING[(module, name)]
+        elif module in _compat_pickle.IMPORT_MAPPING:
+            mapped_module = _compat_pickle.IMPORT_MAPPING[module]
+        if mapped_name in _ALLOWED_GLOBALS.get(mapped_module, ()) or mapped_module == "numpy.dtypes":
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"unexpected global {module}.{name} in an SMPL model file")
 
 
 def _sparse_from_state(state: dict) -> sp.spmatrix:
