@@ -157,7 +157,7 @@ def rasterize(
         fid, pix, col, row = _enumerate(f0, f1, n, counts, c0, r0, bw, F, H, W)
         tab = tableT.index_select(1, fid)
         w = _barycentric(tab, col.to(dtype) + 0.5, row.to(dtype) + 0.5)
-        inside = (w >= 0).all(0)
+        inside = w.amin(0) >= 0
         fid, pix, w, tab = fid[inside], pix[inside], w[:, inside], tab[:, inside]
         depth = 1.0 / (w * tab[_IZ:]).sum(0)
         zbuf.scatter_reduce_(0, pix, depth, "amin")

@@ -157,6 +157,17 @@ def _face_boxes(
     return c0, r0, bw, bh
 
 
+def _screen_order(
+    c0: torch.Tensor, r0: torch.Tensor, valid: torch.Tensor, B: int, F: int, H: int, W: int
+) -> torch.Tensor:
+    """Permutation of the ``B*F`` faces that sorts each sample's faces by footprint corner (row-major),
+    keeping samples in their blocks of ``F`` (invalid faces last in their block)."""
+    key = torch.where(valid, r0 * W + c0, torch.full_like(c0, H * W))
+    if B * F:
+        key = key + torch.arange(B, device=c0.device).repeat_interleave(F) * (H * W + 1)
+    return torch.sort(key, stable=True).indices
+
+
 def _chunks(counts: torch.Tensor, max_pairs: int) -> list[tuple[int, int, int]]:
     """Split faces into consecutive ranges ``(f0, f1, pairs)`` of at most ``max_pairs`` candidates
     (a single face with more candidates gets its own range)."""
@@ -197,14 +208,14 @@ def _enumerate(
     dev = counts.device
     cnt = counts[f0:f1]
     fid = torch.repeat_interleave(torch.arange(f0, f1, device=dev), cnt, output_size=n_pairs)
-    start = cnt.cumsum(0) - cnt  # exclusive prefix within the chunk
     rel = fid - f0
-    local = torch.arange(n_pairs, device=dev) - start[rel]
-    w = bw[f0:f1][rel]
+    start = cnt.cumsum(0).sub_(cnt)  # exclusive prefix within the chunk
+    local = torch.arange(n_pairs, device=dev).sub_(start.index_select(0, rel))
+    w = bw[f0:f1].index_select(0, rel)
     row = torch.div(local, w, rounding_mode="floor")
-    col = local - row * w + c0[f0:f1][rel]
-    row = row + r0[f0:f1][rel]
-    pix = torch.div(fid, F, rounding_mode="floor") * (H * W) + row * W + col
+    col = local.sub_(row * w).add_(c0[f0:f1].index_select(0, rel))
+    row.add_(r0[f0:f1].index_select(0, rel))
+    pix = torch.div(fid, F, rounding_mode="floor").mul_(H * W).add_(row * W).add_(col)
     return fid, pix, col, row
 
 
@@ -275,6 +286,15 @@ def _depth(
     return zn, in_range, wc, sw, s
 
 
+def _gather_rows(tableT: torch.Tensor, idx: torch.Tensor, rows: slice = slice(None)) -> torch.Tensor:
+    """``tableT[rows][:, idx]`` as a contiguous ``(K, P)`` tensor (row-wise 1-D gathers are the fastest)."""
+    src = tableT[rows]
+    out = torch.empty(src.shape[0], idx.shape[0], dtype=src.dtype, device=src.device)
+    for r in range(src.shape[0]):
+        torch.index_select(src[r], 0, idx, out=out[r])
+    return out
+
+
 class _Settings:
     """Non-tensor settings of one render call."""
 
@@ -325,12 +345,13 @@ class _SoftRasterize(torch.autograd.Function):
             fid, pix, col, row = _enumerate(f0, f1, n, cfg.counts, cfg.c0, cfg.r0, cfg.bw, cfg.F, H, W)
             px = col.to(dtype) + 0.5
             py = row.to(dtype) + 0.5
-            tab = tableT.index_select(1, fid)
+            tab = _gather_rows(tableT, fid)
             w, d2, _ = _barycentric_distance(tab, px, py)
-            inside = (w > 0).all(0)
+            inside = w.amin(0) > 0
             keep = (inside | (d2 < cfg.thr_px)).nonzero().squeeze(1)
-            fid, pix, w, d2, inside = fid[keep], pix[keep], w[:, keep], d2[keep], inside[keep]
-            iz = tableT[_IZ:].index_select(1, fid)
+            fid, pix, d2, inside = (t.index_select(0, keep) for t in (fid, pix, d2, inside))
+            w = _gather_rows(w, keep)
+            iz = _gather_rows(tableT, fid, slice(_IZ, None))
             del tab, px, py, col, row, keep
             x = torch.where(inside, d2, d2.neg()).mul_(k_sig)
             L.index_add_(0, pix, torch.nn.functional.softplus(x), alpha=-1.0)
@@ -381,15 +402,15 @@ class _SoftRasterize(torch.autograd.Function):
         inv_range = 1.0 / (cfg.far - cfg.near)
         for fid, pix in ctx.saved:
             px, py = _pixel_centres(pix, H, W, dtype)
-            tab = tableT.index_select(1, fid)
+            tab = _gather_rows(tableT, fid)
             w, d2, edges = _barycentric_distance(tab, px, py, with_edges=True)
             del px, py
-            inside = (w > 0).all(0)
+            inside = w.amin(0) > 0
             sgn_k = torch.where(inside, 1.0, -1.0).to(dtype).mul_(k_sig)  # dx_j / d(d2)
             D = torch.sigmoid(d2 * sgn_k)
             iz = tab[_IZ:]
             zn, in_range, wc, sw, s = _depth(w, iz, cfg.near, cfg.far)
-            st = stats.index_select(1, pix)
+            st = _gather_rows(stats, pix)
             if cfg.per_pixel_max:
                 zn.sub_(st[3])
             else:
@@ -428,7 +449,7 @@ class _SoftRasterize(torch.autograd.Function):
             # distance: d2 = min_k |d_k - t_k e_k|^2; d/dv_k = -2 r, d/de_k = -2 t r (envelope theorem)
             g_d2 = gx.mul_(sgn_k).mul_(-2.0)
             taken = None
-            rows = []
+            g_rows = torch.zeros(_K, len(fid), dtype=dtype, device=table.device)
             for k in range(3):
                 dx, dy, t, rx, ry, dk = edges[k]
                 g_cr = g_w[(k + 2) % 3]
@@ -443,16 +464,16 @@ class _SoftRasterize(torch.autograd.Function):
                 else:
                     sel = ~taken
                 gd = g_d2 * sel
-                g_x = gd * rx
-                g_y = gd * ry
-                g_ex = (g_x * t).addcmul_(g_cr, dy)
-                g_ey = (g_y * t).addcmul_(g_cr, dx, value=-1.0)
+                g_x, g_y, g_ex, g_ey = g_rows[5 * k : 5 * k + 4]
+                torch.mul(gd, rx, out=g_x)
+                torch.mul(gd, ry, out=g_y)
+                torch.mul(g_x, t, out=g_ex).addcmul_(g_cr, dy)
+                torch.mul(g_y, t, out=g_ey).addcmul_(g_cr, dx, value=-1.0)
                 g_x.addcmul_(g_cr, ey)
                 g_y.addcmul_(g_cr, ex, value=-1.0)
-                rows += [(5 * k, g_x), (5 * k + 1, g_y), (5 * k + 2, g_ex), (5 * k + 3, g_ey)]
-            rows += [(_IDET, g_idet), (_IZ, g_iz[0]), (_IZ + 1, g_iz[1]), (_IZ + 2, g_iz[2])]
-            for r, g in rows:
-                g_tabT[r].index_add_(0, fid, g)
+            g_rows[_IDET] = g_idet
+            g_rows[_IZ:] = g_iz
+            g_tabT.index_add_(1, fid, g_rows)
         g_table = g_tabT.t()
         return g_table, g_feat, None
 
@@ -550,8 +571,14 @@ def soft_render(
     thr_px = coverage_threshold(sigma) / dist_scale
     with torch.no_grad():
         c0, r0, bw, bh = _face_boxes(table.detach(), valid, H, W, math.sqrt(thr_px))
+        # Visit faces in screen order (by footprint corner, within each sample) so that a chunk's pairs
+        # touch a compact band of pixels: the per-pixel accumulators stay in cache.
+        order = _screen_order(c0, r0, valid, B, F, H, W)
+        c0, r0, bw, bh = c0[order], r0[order], bw[order], bh[order]
         counts = bw * bh
         chunks = _chunks(counts, int(max_pairs_per_chunk))
+    table = table.index_select(0, order)
+    feat = feat.index_select(0, order)
     cfg = _Settings(
         B=B, F=F, H=H, W=W, C=C, sigma=float(sigma), gamma=float(gamma), near=float(near), far=float(far),
         eps=float(eps), dist_scale=dist_scale, thr_px=thr_px, vertex_mode=vertex_mode,
