@@ -54,18 +54,8 @@ def _model_args(p: argparse.ArgumentParser) -> None:
 
 
 def _build_model(args: argparse.Namespace) -> torch.nn.Module:
-    try:
-        from dsrbody.body.factory import build_body_model
-    except ImportError:  # the factory is optional: build the two families directly
-        if args.model == "smpl":
-            from dsrbody.body.smpl import SMPL
+    from dsrbody.body.factory import build_body_model
 
-            if args.model_path is None:
-                raise CLIError("--model smpl needs --model-path (folder or file of the SMPL model)") from None
-            return SMPL(args.model_path)
-        from dsrbody.body.anny import AnnyBody
-
-        return AnnyBody()
     return build_body_model(args.model, model_path=args.model_path)
 
 
