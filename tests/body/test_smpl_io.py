@@ -159,6 +159,8 @@ def test_weights_concentrate_on_the_nearest_bone(smpl_dir):
     assert (part[calf] == 4).mean() > 0.95
     assert (part[forearm] == 18).mean() > 0.95
     assert (part[top_of_head] == 15).all()
+    hips = (np.abs(v[:, 0]) < 0.06) & (v[:, 1] < J[0, 1]) & (v[:, 1] > J[1, 1] - 0.02)
+    assert (part[hips] == 0).mean() > 0.9  # the pelvis moves the hips, between the hip joints
     assert len(np.unique(part)) == 24  # every joint moves some vertices
 
 

@@ -328,8 +328,11 @@ def _bone_segments(J: np.ndarray) -> list[list[tuple[np.ndarray, np.ndarray]]]:
     get a short segment continuing outward)."""
     up, fwd = np.array([0.0, 1.0, 0.0]), np.array([0.0, 0.0, 1.0])
     seg: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in range(24)]
-    seg[0] = [(J[0], J[3]), (J[0] - [0, 0.05, 0], J[0] + [0, 0.02, 0])]
-    for j, c in ((1, 4), (2, 5), (4, 7), (5, 8), (3, 6), (6, 9), (9, 12), (12, 15)):
+    # the pelvis moves the hips and buttocks: bones to the spine and to both hip joints
+    seg[0] = [(J[0], J[3]), (J[0], J[1]), (J[0], J[2]), (J[0] - [0, 0.08, 0], J[0])]
+    for j, c in ((1, 4), (2, 5)):  # thighs start a little below the hip joint (the crotch)
+        seg[j] = [(J[j] + 0.2 * (J[c] - J[j]), J[c])]
+    for j, c in ((4, 7), (5, 8), (3, 6), (6, 9), (9, 12), (12, 15)):
         seg[j] = [(J[j], J[c])]
     seg[7] = [(J[7], J[10]), (J[7], J[7] - 0.05 * fwd - 0.06 * up)]
     seg[8] = [(J[8], J[11]), (J[8], J[8] - 0.05 * fwd - 0.06 * up)]
