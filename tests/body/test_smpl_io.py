@@ -342,3 +342,18 @@ def test_unpickler_refuses_unexpected_globals(tmp_path):
     d = load_smpl_dict(ok)
     np.testing.assert_array_equal(d["a"], np.arange(3.0))
     assert d["s"] == {1, 2}
+
+
+def test_npz_object_arrays_go_through_the_restricted_unpickler(tmp_path):
+    J = sp.csc_matrix(np.eye(3))
+    np.savez(tmp_path / "a.npz", J_regressor=np.array(J, dtype=object), v=np.zeros(2))
+    d = load_smpl_dict(tmp_path / "a.npz")
+    assert sp.issparse(d["J_regressor"]) and (d["J_regressor"].toarray() == np.eye(3)).all()
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("should not run",))
+
+    np.savez(tmp_path / "b.npz", v_template=np.array(Evil(), dtype=object))
+    with pytest.raises(ValueError, match="unexpected global"):
+        load_smpl_dict(tmp_path / "b.npz")

@@ -196,6 +196,34 @@ def find_smpl_file(model_path: str | Path, gender: str = "neutral") -> Path:
     )
 
 
+def _read_npz(path: Path) -> dict[str, Any]:
+    """All arrays of an ``.npz``; object arrays (e.g. a dict or a sparse matrix saved by a conversion
+    script) are unpickled with the restricted :class:`_SMPLUnpickler`, never with plain pickle."""
+    out: dict[str, Any] = {}
+    with np.load(path, allow_pickle=False) as z:
+        for key in z.files:
+            try:
+                out[key] = z[key]
+            except ValueError as e:
+                if "allow_pickle" not in str(e):
+                    raise
+                out[key] = _read_object_member(path, key)
+    return out
+
+
+def _read_object_member(path: Path, key: str) -> Any:
+    """The object array ``key`` of an ``.npz`` (a ``.npy`` whose payload is a pickle)."""
+    with zipfile.ZipFile(path) as zf, zf.open(f"{key}.npy") as fh:
+        version = np.lib.format.read_magic(fh)
+        if version == (1, 0):
+            np.lib.format.read_array_header_1_0(fh)
+        elif version == (2, 0):
+            np.lib.format.read_array_header_2_0(fh)
+        else:
+            raise ValueError(f"unsupported .npy version {version} for object array {key!r}")
+        return _SMPLUnpickler(fh, encoding="latin1").load()
+
+
 def load_smpl_dict(path: str | Path) -> dict[str, Any]:
     """Read an SMPL ``.pkl`` (chumpy not needed) or ``.npz`` into a ``dict`` of arrays.
 
@@ -212,10 +240,11 @@ def load_smpl_dict(path: str | Path) -> dict[str, Any]:
         )
     if path.suffix.lower() == ".npz" or zipfile.is_zipfile(path):
         try:
-            with np.load(path, allow_pickle=True) as z:
-                data = {k: z[k] for k in z.files}
+            data = _read_npz(path)
         except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, KeyError) as e:
             raise ValueError(f"{path}: corrupt or truncated .npz ({type(e).__name__}: {e})") from None
+        except pickle.UnpicklingError as e:
+            raise ValueError(f"{path}: corrupt .npz ({type(e).__name__}: {e})") from None
         for k, val in data.items():
             if isinstance(val, np.ndarray) and val.dtype == object and val.shape == ():
                 data[k] = val.item()  # sparse matrices / dicts stored as 0-d object arrays
