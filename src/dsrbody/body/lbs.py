@@ -11,9 +11,11 @@ and ``S`` shape coefficients:
    skinning transforms ``A_j = G_j * [I | -J_j]`` (the rest pose removed).
 5. :func:`skin_vertices`: ``v' = sum_j w_vj A_j [v; 1]``.
 
-:func:`lbs` chains them. The matrices are laid out for large single matrix products: blend-shape
-bases are ``(K, 3 V)`` and skinning multiplies the ``(V, J)`` weights by all ``B x 12`` transform
-entries at once.
+:func:`lbs` chains them in the natural ``(B, V, 3)`` layout (the reference). :class:`~dsrbody.body.smpl.SMPL`
+runs the same steps coordinate-major, ``(B, 3, V)``, for speed: :func:`blend` adds a blend-shape basis
+stored as ``(K, 3 V)`` rows of ``(3, V)`` arrays with one fused ``addmm``, and :func:`skin_vertices_t`
+blends the transforms with one ``(12 B, J) x (J, V)`` product and applies them with vectorised
+multiply-adds (hand-written backward).
 """
 
 from __future__ import annotations
