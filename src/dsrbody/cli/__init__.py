@@ -18,6 +18,7 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("body", "body", "pose a body model and write its mesh (.obj/.ply)"),
     ("prior", "prior", "build a semantic clothing prior (scans or procedural outfits) or paint one"),
     ("synth", "synth", "generate a synthetic clothed-human dataset in the SPIN/DSR format"),
+    ("render", "render", "render a posed body: shaded, body parts, soft silhouette, side view, overlay"),
 ]
 
 
