@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 import roma
 import torch
@@ -53,11 +51,20 @@ def test_interface(anny_body):
 
 
 def test_construction_is_cached(anny_body):
-    t0 = time.perf_counter()
+    """A second construction reuses the loaded anny model data (no reload: the same tensors)."""
+    assert load_anny() is load_anny()
     again = AnnyBody()
-    elapsed = time.perf_counter() - t0
+    assert again.anny_model is not anny_body.anny_model  # own module, so .to() stays private
+    for name in ("blendshapes", "template_vertices", "vertex_bone_weights"):
+        assert getattr(again.anny_model, name).data_ptr() == getattr(load_anny(), name).data_ptr()
     assert torch.equal(again.faces, anny_body.faces)
-    assert elapsed < 5.0, f"second construction took {elapsed:.1f} s: the model data is not cached"
+
+
+def test_to_moves_a_private_copy(anny_body):
+    body = AnnyBody().to(torch.float64)
+    assert body.anny_model.template_vertices.dtype == torch.float64
+    assert load_anny().template_vertices.dtype == torch.float32
+    assert anny_body.anny_model.template_vertices.dtype == torch.float32
 
 
 def test_rest_pose_is_y_up_facing_plus_z(anny_body):
@@ -197,9 +204,9 @@ def test_keypoint_mapping(anny_body):
     posed = anny_body(_random_rotations(1, 1.0, gen), _random_rotations(23, 0.5, gen)[None], torch.rand(1, 6))
     raw_kp = coco({"vertices": posed.vertices})
     for name, src in ANNY_SPIN49_SOURCES.items():
-        if len(src) == 1:  # anny's regressor (pruned to 99.99 % of each row's weight: < 0.1 mm)
+        if len(src) == 1:  # anny's regressor, pruned to 99.9 % of each row's weight: < 0.5 mm
             expected = raw_kp[:, coco.labels.index(src[0])]
-            assert (_kp(posed, name) - expected).norm(dim=-1).max() < 1e-4, name
+            assert (_kp(posed, name) - expected).norm(dim=-1).max() < 5e-4, name
     # left keypoints at +x, symmetric body
     lw, rw = _kp(out, "Left Wrist")[0], _kp(out, "Right Wrist")[0]
     assert lw[0] > 0 and torch.allclose(lw * torch.tensor([-1.0, 1, 1]), rw, atol=2e-3)
