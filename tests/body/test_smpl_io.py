@@ -357,3 +357,21 @@ def test_npz_object_arrays_go_through_the_restricted_unpickler(tmp_path):
     np.savez(tmp_path / "b.npz", v_template=np.array(Evil(), dtype=object))
     with pytest.raises(ValueError, match="unexpected global"):
         load_smpl_dict(tmp_path / "b.npz")
+
+
+def test_any_key_may_be_a_chumpy_array_but_not_a_chumpy_expression(tmp_path):
+    model = smpl_files.make_smpl_model(seed=0, gender="neutral")
+    keys = ("shapedirs", "posedirs", "v_template", "weights", "J")
+    path = tmp_path / "SMPL_NEUTRAL.pkl"
+    path.write_bytes(smpl_files.dumps_official_pkl(model, chumpy_keys=keys))
+    assert path.read_bytes().count(b"cchumpy.ch\nCh\n") == 1  # later uses refer to the memo, as in Python 2
+    d = load_smpl_dict(path)
+    for k in keys:
+        np.testing.assert_array_equal(d[k], model[k])
+    # a chumpy expression (no plain value `x`) cannot be evaluated without chumpy: say which key
+    expr = tmp_path / "expr.pkl"
+    expr.write_bytes(b"\x80\x02}U\tshapedirscchumpy.ch_ops\nadd\n)\x81}U\x01aK\x01sbs.")
+    with pytest.raises(ValueError) as e:
+        load_smpl_dict(expr)
+    msg = _one_line(e)
+    assert "'shapedirs'" in msg and "chumpy.ch_ops.add" in msg and str(expr) in msg

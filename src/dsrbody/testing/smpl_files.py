@@ -551,6 +551,11 @@ class _Py2Pickler(pickle._Pickler):  # the pure-Python pickler lets us choose op
 
     def __init__(self, file: io.BytesIO) -> None:
         super().__init__(file, protocol=2)
+        self._globals: dict[tuple[str, str], _Global] = {}
+
+    def _global(self, module: str, name: str) -> _Global:
+        """One object per global, so that later uses are memo references (``BINGET``) as in Python 2."""
+        return self._globals.setdefault((module, name), _Global(module, name))
 
     def save_py2str(self, obj: str | bytes) -> None:
         data = obj.encode("latin1") if isinstance(obj, str) else obj
@@ -585,7 +590,7 @@ class _Py2Pickler(pickle._Pickler):  # the pure-Python pickler lets us choose op
             "_depends_on_deps": {},
             "x": obj.x,
         }
-        self._save_newobj(obj, _Global("chumpy.ch", "Ch"), state)
+        self._save_newobj(obj, self._global("chumpy.ch", "Ch"), state)
 
     dispatch[_ChumpyCh] = save_ch
 
@@ -599,14 +604,14 @@ class _Py2Pickler(pickle._Pickler):  # the pure-Python pickler lets us choose op
             "indices": m.indices.astype(np.int32),
             "indptr": m.indptr.astype(np.int32),
         }
-        self._save_newobj(obj, _Global("scipy.sparse.csc", "csc_matrix"), state)
+        self._save_newobj(obj, self._global("scipy.sparse.csc", "csc_matrix"), state)
 
     dispatch[_OldCscMatrix] = save_csc
 
     def reducer_override(self, obj: Any) -> Any:
         if type(obj) is np.ndarray:
             func, args, state = obj.__reduce__()
-            return _Global("numpy.core.multiarray", "_reconstruct"), args, state
+            return self._global("numpy.core.multiarray", "_reconstruct"), args, state
         return NotImplemented
 
 
