@@ -178,6 +178,7 @@ class Regressor(nn.Module):
         img_res: crop size in pixels (224).
         init_cam: mean camera (default: ``body_model.mean_params()["cam"]`` when present, else
             SPIN's ``(0.9, 0, 0)``).
+        head_hidden: width of the head's ``fc1``/``fc2`` (SPIN/DSR: 1024; released checkpoints need it).
 
     Attributes:
         init_note: how the start point was derived (mentions an inserted camera flip).
@@ -193,6 +194,7 @@ class Regressor(nn.Module):
         focal: float = FOCAL_LENGTH,
         img_res: int = IMG_RES,
         init_cam: torch.Tensor | None = None,
+        head_hidden: int = 1024,
     ):
         super().__init__()
         self.backbone = backbone
@@ -234,6 +236,7 @@ class Regressor(nn.Module):
             init_pose=init_pose,
             init_shape=init_shape,
             init_cam=init_cam,
+            hidden=head_hidden,
             n_iter=n_iter,
             dropout=dropout,
         )
@@ -330,6 +333,7 @@ def build_regressor(
     checkpoint: str | None = None,
     n_iter: int = 3,
     dropout: float = 0.5,
+    head_hidden: int = 1024,
 ) -> Regressor:
     """A :class:`Regressor` by names.
 
@@ -339,13 +343,13 @@ def build_regressor(
         pretrained_backbone: optional backbone weights (torchvision / SPIN / DSR file), loaded strictly.
         checkpoint: optional full regressor weights (SPIN ``model_checkpoint.pt``, DSR Lightning
             checkpoint, dsrbody's), loaded strictly after the backbone weights.
-        n_iter, dropout: head settings.
+        n_iter, dropout, head_hidden: head settings.
     """
     from dsrbody.models.backbones import build_backbone
     from dsrbody.models.checkpoint import load_regressor_checkpoint
 
     net, dim = build_backbone(backbone, pretrained=pretrained_backbone)
-    reg = Regressor(net, dim, body_model, n_iter=n_iter, dropout=dropout)
+    reg = Regressor(net, dim, body_model, n_iter=n_iter, dropout=dropout, head_hidden=head_hidden)
     if checkpoint is not None:
         load_regressor_checkpoint(reg, checkpoint)
     return reg
