@@ -21,8 +21,9 @@ left):
   trunk and head).
 
 Landmark heights (``y_hip``, ``y_knee``, ``y_ankle``, ``y_shoulder``, ``y_neck``, ``y_chin``, ``y_top``)
-are measured from the mesh: a joint's height is the mean height of the limb vertices whose limb coordinate
-is within 0.1 of that joint (the ring of vertices around it), so no joint regressor is needed.
+are measured from the mesh: a joint's height is read off a straight-line fit of the limb vertices' heights
+against their limb coordinate (the limb's axis), evaluated at the joint (0 or 1), so no joint regressor is
+needed and meshes with few vertices near a joint work too.
 """
 
 from __future__ import annotations
@@ -156,21 +157,30 @@ class BodyGeometry:
 
         y = verts[:, 1]
 
-        def ring_height(names: tuple[str, ...], lo: float, hi: float) -> float:
-            ys = []
+        def axis_value(names: tuple[str, ...], values: np.ndarray, at: float) -> float:
+            """Mean over ``names`` of the straight-line fit ``values ~ a + b t`` on each limb's vertices,
+            evaluated at ``t = at``: the value on the limb's axis there (e.g. a joint's height), robust to
+            meshes with few vertices near the joint."""
+            out = []
             for n in names:
-                t = limb_t[n]
-                sel = (t >= lo) & (t <= hi)
-                ys.append(y[masks[n]][sel] if sel.any() else y[masks[n]])
-            return float(np.mean(np.concatenate(ys)))
+                t, val = limb_t[n], values[masks[n]]
+                inner = (t > 0) & (t < 1)
+                if inner.sum() >= 3:
+                    t, val = t[inner], val[inner]
+                if np.ptp(t) < 1e-6:
+                    out.append(float(val.mean()))
+                    continue
+                b, a = np.polyfit(t, val, 1)
+                out.append(float(a + b * at))
+            return float(np.mean(out))
 
         thighs, calves = ("left_thigh", "right_thigh"), ("left_calf", "right_calf")
         uarms = ("left_upper_arm", "right_upper_arm")
         lm: dict[str, float] = {}
-        lm["y_hip"] = ring_height(thighs, 1e-6, 0.1)
-        lm["y_knee"] = 0.5 * (ring_height(thighs, 0.9, 1 - 1e-6) + ring_height(calves, 1e-6, 0.1))
-        lm["y_ankle"] = ring_height(calves, 0.9, 1 - 1e-6)
-        lm["y_shoulder"] = ring_height(uarms, 1e-6, 0.1)
+        lm["y_hip"] = axis_value(thighs, y, 0.0)
+        lm["y_knee"] = 0.5 * (axis_value(thighs, y, 1.0) + axis_value(calves, y, 0.0))
+        lm["y_ankle"] = axis_value(calves, y, 1.0)
+        lm["y_shoulder"] = axis_value(uarms, y, 0.0)
         if lm["y_shoulder"] - lm["y_hip"] < 1e-3:
             raise ValueError("degenerate body: the shoulders are not above the hips")
         neck_y = y[masks["neck"]]
@@ -182,12 +192,7 @@ class BodyGeometry:
         lm["trunk_x"], lm["trunk_z"] = (float(v) for v in verts[trunk_sel][:, [0, 2]].mean(0))
         cranium = masks["head"] & (y > 0.5 * (lm["y_chin"] + lm["y_top"]))
         lm["head_x"], lm["head_z"] = (float(v) for v in verts[cranium][:, [0, 2]].mean(0))
-        sh_x = []
-        for n in uarms:
-            t = limb_t[n]
-            sel = (t > 0) & (t <= 0.1)
-            sh_x.append(np.abs(verts[masks[n]][sel if sel.any() else slice(None), 0] - lm["trunk_x"]))
-        lm["shoulder_x"] = float(np.mean(np.concatenate(sh_x)))
+        lm["shoulder_x"] = axis_value(uarms, np.abs(verts[:, 0] - lm["trunk_x"]), 0.0)
 
         arm = np.full(V, np.nan)
         leg = np.full(V, np.nan)
