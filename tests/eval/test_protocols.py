@@ -1,0 +1,368 @@
+"""Evaluation protocols on tiny files in the exact formats of 3DPW, Human3.6M P1/P2 and MPI-INF-3DHP."""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from protocol_files import (
+    TablePredictor,
+    random_smpl_params,
+    smpl_vertices,
+    write_3dpw,
+    write_s_file,
+)
+
+from dsrbody.body.keypoints import H36M_TO_J17, H36M_TO_LSP14, SMPL24
+from dsrbody.eval.protocols import (
+    EVAL17_NAMES,
+    IncompatibleBodyModelError,
+    J24_TO_J14,
+    J24_TO_J17,
+    SMPLKit,
+    auc,
+    evaluate,
+    find_protocol_file,
+    flip_average,
+    get_protocol,
+    mirror_rotations,
+    pck,
+    resolve_image_dir,
+)
+
+
+@pytest.fixture(scope="module")
+def kit(smpl_dir):
+    return SMPLKit(smpl_dir)
+
+
+def _np_h36m(kit, v: torch.Tensor) -> np.ndarray:
+    """H36M joints by plain numpy (independent of the module's einsum)."""
+    R = kit.J_regressor_h36m.double().numpy()
+    return np.stack([R @ x for x in v.double().numpy()])
+
+
+def _rotation(axis, angle) -> np.ndarray:
+    axis = np.asarray(axis, float) / np.linalg.norm(axis)
+    K = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
+    return np.eye(3) + math.sin(angle) * K + (1 - math.cos(angle)) * K @ K
+
+
+# ------------------------------------------------------------------------------------------------
+# joint tables
+# ------------------------------------------------------------------------------------------------
+
+
+def test_spin_joint_tables_agree():
+    """J24_TO_J17 picks, from S, the joints H36M_TO_J17 picks from the 17 H36M joints (SPIN's
+    preprocessing puts H36M joint k at row global_idx[k] of S)."""
+    from protocol_files import H36M17_TO_S24
+
+    assert [H36M17_TO_S24[k] for k in H36M_TO_J17] == J24_TO_J17
+    assert J24_TO_J14 == J24_TO_J17[:14] and J24_TO_J14[13] == 18
+    assert EVAL17_NAMES[14] == "Pelvis" and len(EVAL17_NAMES) == 17
+
+
+# ------------------------------------------------------------------------------------------------
+# 3DPW
+# ------------------------------------------------------------------------------------------------
+
+
+def test_3dpw_ground_truth_as_prediction_is_zero_and_gender_switch(kit, tmp_path):
+    rng = np.random.default_rng(0)
+    arrays = write_3dpw(tmp_path, 6, rng)
+    male = smpl_vertices(kit.models["male"], arrays["pose"], arrays["shape"])
+    female = smpl_vertices(kit.models["female"], arrays["pose"], arrays["shape"])
+    is_f = arrays["gender"] == "f"
+    assert (male - female).norm(dim=-1).mean() > 1e-3  # the two models really differ
+    gt = torch.where(torch.as_tensor(is_f)[:, None, None], female, male)
+    bm = kit.models["neutral"]
+
+    res = evaluate("3dpw", tmp_path / "3dpw_test.npz", tmp_path, TablePredictor(gt, bm), smpl_kit=kit,
+                   batch_size=4, progress=False)  # fmt: skip
+    assert res.num_evaluated == 6 and not res.skipped
+    for m in ("mpjpe", "pa_mpjpe", "pve"):
+        assert res.metrics[m] < 1e-3, m
+    assert set(res.metrics) == {"mpjpe", "pa_mpjpe", "pve"}
+
+    # the male body for everyone: zero on male samples, the hand-computed error on female ones
+    res = evaluate("3dpw", tmp_path / "3dpw_test.npz", tmp_path, TablePredictor(male, bm), smpl_kit=kit,
+                   batch_size=4, progress=False)  # fmt: skip
+    j_m, j_f = _np_h36m(kit, male), _np_h36m(kit, female)
+    pred = j_m[:, H36M_TO_LSP14] - j_m[:, :1]
+    gtj = j_f[:, H36M_TO_LSP14] - j_f[:, :1]
+    want_mpjpe = 1000 * np.linalg.norm(pred - gtj, axis=-1).mean(-1)
+    want_pve = 1000 * np.linalg.norm(male.double().numpy() - female.double().numpy(), axis=-1).mean(-1)
+    got = res.per_sample
+    assert np.allclose(got["mpjpe"][~is_f], 0, atol=1e-3) and np.allclose(got["pve"][~is_f], 0, atol=1e-3)
+    assert np.allclose(got["mpjpe"][is_f], want_mpjpe[is_f], rtol=1e-4, atol=1e-3)
+    assert np.allclose(got["pve"][is_f], want_pve[is_f], rtol=1e-4, atol=1e-3)
+    assert (got["mpjpe"][is_f] > 1).all()
+    assert np.allclose(res.metrics["mpjpe"], want_mpjpe[is_f].sum() / 6, rtol=1e-4)
+    assert list(got["gender"]) == [0, 1, 0, 1, 0, 1]
+
+
+def test_3dpw_with_mmpose_file_and_occlusion_column(kit, tmp_path):
+    rng = np.random.default_rng(1)
+    arrays = write_3dpw(tmp_path, 4, rng, mmpose=True)
+    assert find_protocol_file("3dpw", tmp_path).name == "3dpw_test_with_mmpose.npz"
+    gt = torch.stack([
+        smpl_vertices(kit.models["male" if g == "m" else "female"], arrays["pose"][i:i + 1],
+                      arrays["shape"][i:i + 1])[0]
+        for i, g in enumerate(arrays["gender"])
+    ])  # fmt: skip
+    res = evaluate("3dpw", find_protocol_file("3dpw", tmp_path), tmp_path, TablePredictor(gt), smpl_kit=kit,
+                   progress=False)  # fmt: skip
+    assert res.metrics["pve"] < 1e-3
+    want = (arrays["part"][:, :12, 2] < 0.3).mean(1)  # only the 12 annotated columns count
+    assert np.allclose(res.per_sample["occlusion"], want)
+    assert np.allclose(res.per_sample["box_px"], arrays["scale"] * 200, rtol=1e-6)
+
+
+# ------------------------------------------------------------------------------------------------
+# Human3.6M
+# ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("protocol,filename", [("h36m-p1", "h36m_valid_protocol1.npz"),
+                                               ("h36m-p2", "h36m_valid_protocol2.npz")])  # fmt: skip
+def test_h36m_zero_and_known_rotation_scale(kit, tmp_path, protocol, filename):
+    rng = np.random.default_rng(2)
+    pose, shape = random_smpl_params(5, rng)
+    v = smpl_vertices(kit.models["neutral"], pose, shape)
+    write_s_file(tmp_path, filename, _np_h36m(kit, v), rng)
+    bm = kit.models["neutral"]
+    res = evaluate(protocol, find_protocol_file(protocol, tmp_path), tmp_path, TablePredictor(v, bm),
+                   smpl_kit=kit, batch_size=2, progress=False)  # fmt: skip
+    assert res.metrics["mpjpe"] < 1e-3 and res.metrics["pa_mpjpe"] < 1e-3
+    assert set(res.metrics) == {"mpjpe", "pa_mpjpe"}
+
+    # prediction = s R v + t: PA-MPJPE 0; MPJPE by hand: mean_j |s R x_j - x_j| (x pelvis-relative)
+    R, s, t = _rotation([0.3, 1.0, -0.2], 0.4), 1.3, np.array([0.2, -0.1, 3.0])
+    v2 = torch.as_tensor(s * v.double().numpy() @ R.T + t, dtype=torch.float32)
+    res = evaluate(protocol, tmp_path / filename, tmp_path, TablePredictor(v2, bm), smpl_kit=kit,
+                   progress=False)  # fmt: skip
+    j = _np_h36m(kit, v)
+    x = j[:, H36M_TO_LSP14] - j[:, :1]
+    want = 1000 * np.linalg.norm(s * x @ R.T - x, axis=-1).mean(-1)
+    assert np.allclose(res.per_sample["mpjpe"], want, rtol=1e-4)
+    assert res.metrics["mpjpe"] > 10
+    assert res.metrics["pa_mpjpe"] < 1e-2
+    assert res.per_joint["mpjpe"].shape == (5, 14)
+
+
+def test_h36m_uses_S_as_stored_and_notes_an_uncentred_file(kit, tmp_path):
+    """The official code does not re-centre S; a file whose pelvis is off the origin gets a note."""
+    rng = np.random.default_rng(3)
+    pose, shape = random_smpl_params(3, rng)
+    v = smpl_vertices(kit.models["neutral"], pose, shape)
+    arrays = write_s_file(tmp_path, "h36m_valid_protocol1.npz", _np_h36m(kit, v), rng)
+    arrays["S"][:, :, :3] += np.array([0.0, 0.0, 0.1]) * (arrays["S"][:, :, 3:] > 0)
+    np.savez(tmp_path / "h36m_valid_protocol1.npz", **arrays)
+    res = evaluate("h36m-p1", tmp_path / "h36m_valid_protocol1.npz", tmp_path,
+                   TablePredictor(v, kit.models["neutral"]), smpl_kit=kit, progress=False)  # fmt: skip
+    assert abs(res.metrics["mpjpe"] - 100.0) < 1e-2  # every joint off by 10 cm
+    assert any("not centred" in n for n in res.notes)
+
+
+# ------------------------------------------------------------------------------------------------
+# MPI-INF-3DHP
+# ------------------------------------------------------------------------------------------------
+
+
+def test_pck_auc_hand_values():
+    e = np.array([[0.0, 50.0, 149.0, 150.0], [151.0, 300.0, 10.0, np.nan]])
+    assert pck(e) == pytest.approx(100 * 5 / 7)  # <= 150 mm; NaN left out
+    assert pck(e, 10.0) == pytest.approx(100 * 2 / 7)
+    # AUC: mean over 0, 5, ..., 150 of the share within the threshold
+    th = np.arange(0, 151, 5)
+    vals = np.array([0.0, 50.0, 149.0, 150.0, 151.0, 300.0, 10.0])
+    want = np.mean([100 * np.mean(vals <= t) for t in th])
+    assert auc(e) == pytest.approx(want)
+    assert auc(np.zeros((2, 3))) == pytest.approx(100.0)
+    # a single joint at 72 mm: correct at thresholds 75..150 (16 of 31)
+    assert auc(np.array([[72.0]])) == pytest.approx(100 * 16 / 31)
+
+
+def test_mpi_inf_3dhp_17_joints_pck_auc(kit, tmp_path):
+    rng = np.random.default_rng(4)
+    pose, shape = random_smpl_params(4, rng)
+    v = smpl_vertices(kit.models["neutral"], pose, shape)
+    j = _np_h36m(kit, v)
+    write_s_file(tmp_path, "mpi_inf_3dhp_valid.npz", j, rng)
+    bm = kit.models["neutral"]
+    res = evaluate("mpi-inf-3dhp", tmp_path / "mpi_inf_3dhp_valid.npz", tmp_path, TablePredictor(v, bm),
+                   smpl_kit=kit, progress=False)  # fmt: skip
+    assert res.metrics["mpjpe"] < 1e-3 and res.metrics["pa_mpjpe"] < 1e-3
+    assert res.metrics["pck150"] == pytest.approx(100.0)
+    # every joint within float noise of 0 mm: correct at every threshold from 5 mm (at exactly 0 mm it
+    # depends on rounding), i.e. AUC >= 30/31
+    assert res.metrics["auc"] >= 100 * 30 / 31 - 1e-9
+    assert res.per_joint["mpjpe"].shape == (4, 17) and len(res.joint_names) == 17
+
+    # twice the size about the origin: each joint's error is its distance to the pelvis
+    res = evaluate("mpi-inf-3dhp", tmp_path / "mpi_inf_3dhp_valid.npz", tmp_path,
+                   TablePredictor(2 * v, bm), smpl_kit=kit, progress=False)  # fmt: skip
+    x = j[:, H36M_TO_J17] - j[:, :1]
+    d = 1000 * np.linalg.norm(x, axis=-1)  # (4, 17) mm
+    assert np.allclose(res.per_joint["mpjpe"], d, rtol=1e-4, atol=1e-3)
+    assert res.metrics["mpjpe"] == pytest.approx(d.mean(), rel=1e-4)
+    assert res.metrics["pck150"] == pytest.approx(100 * np.mean(d[:, :14] <= 150), abs=1e-6)
+    want_auc = np.mean([100 * np.mean(d[:, :14] <= t) for t in np.arange(0, 151, 5)])
+    assert res.metrics["auc"] == pytest.approx(want_auc, abs=1e-6)
+    assert 0 < res.metrics["pck150"] < 100
+    assert res.metrics["pa_mpjpe"] < 1e-2
+
+
+# ------------------------------------------------------------------------------------------------
+# bad input
+# ------------------------------------------------------------------------------------------------
+
+
+def test_missing_images_are_skipped_counted_listed(kit, tmp_path):
+    rng = np.random.default_rng(5)
+    pose, shape = random_smpl_params(6, rng)
+    v = smpl_vertices(kit.models["neutral"], pose, shape)
+    arrays = write_s_file(tmp_path, "h36m_valid_protocol2.npz", _np_h36m(kit, v), rng)
+    for i in (1, 4):
+        (tmp_path / arrays["imgname"][i]).unlink()
+    v_bad = v.clone()
+    v_bad[[0, 2, 3, 5]] *= 1.5
+    res = evaluate("h36m-p2", tmp_path / "h36m_valid_protocol2.npz", tmp_path,
+                   TablePredictor(v_bad, kit.models["neutral"]), smpl_kit=kit, batch_size=4,
+                   progress=False)  # fmt: skip
+    assert res.num_samples == 6 and res.num_evaluated == 4
+    assert [s["sample_index"] for s in res.skipped] == [1, 4]
+    assert {s["reason"] for s in res.skipped} == {"image_missing"}
+    assert res.skipped[0]["path"].endswith(arrays["imgname"][1])
+    assert list(res.per_sample["sample_index"]) == [0, 2, 3, 5]
+    assert any("metrics on 4" in n for n in res.notes)
+    assert res.to_json()["num_skipped"] == 2 and "4 of 6 samples" in res.format_table()
+
+
+def test_all_images_missing_is_an_error(kit, tmp_path):
+    rng = np.random.default_rng(6)
+    pose, shape = random_smpl_params(2, rng)
+    v = smpl_vertices(kit.models["neutral"], pose, shape)
+    write_s_file(tmp_path, "h36m_valid_protocol1.npz", _np_h36m(kit, v), rng)
+    empty = tmp_path / "no_images_here"
+    empty.mkdir()
+    with pytest.raises(ValueError, match="no sample could be evaluated.*image_missing"):
+        evaluate("h36m-p1", tmp_path / "h36m_valid_protocol1.npz", empty, TablePredictor(v), smpl_kit=kit,
+                 progress=False)  # fmt: skip
+
+
+@pytest.mark.parametrize("filename,key,protocol", [("3dpw_test.npz", "gender", "3dpw"),
+                                                    ("h36m_valid_protocol1.npz", "S", "h36m-p1"),
+                                                    ("mpi_inf_3dhp_valid.npz", "S", "mpi-inf-3dhp")])  # fmt: skip
+def test_missing_key_is_named_with_the_file(kit, tmp_path, filename, key, protocol):
+    rng = np.random.default_rng(7)
+    if protocol == "3dpw":
+        arrays = write_3dpw(tmp_path, 2, rng)
+    else:
+        pose, shape = random_smpl_params(2, rng)
+        v = smpl_vertices(kit.models["neutral"], pose, shape)
+        arrays = write_s_file(tmp_path, filename, _np_h36m(kit, v), rng)
+    arrays.pop(key)
+    np.savez(tmp_path / filename, **arrays)
+    with pytest.raises(ValueError, match=rf"{filename.replace('.', '[.]')}.*'{key}'"):
+        evaluate(protocol, tmp_path / filename, tmp_path, TablePredictor(torch.zeros(2, 6890, 3)),
+                 smpl_kit=kit, progress=False)  # fmt: skip
+
+
+def test_non_smpl_checkpoint_is_refused_clearly(kit, tmp_path):
+    rng = np.random.default_rng(8)
+    write_3dpw(tmp_path, 2, rng)
+    anny_like = SimpleNamespace(name="anny", num_vertices=13718, faces=torch.zeros(1, 3, dtype=torch.long))
+    with pytest.raises(IncompatibleBodyModelError, match="'anny'.*cannot be evaluated against SMPL"):
+        evaluate("3dpw", tmp_path / "3dpw_test.npz", tmp_path, TablePredictor(torch.zeros(2, 13718, 3),
+                 anny_like), smpl_kit=kit, progress=False)  # fmt: skip
+    # a predictor that does not say its body model is caught by the vertex count
+    with pytest.raises(IncompatibleBodyModelError, match="13718 vertices"):
+        evaluate("3dpw", tmp_path / "3dpw_test.npz", tmp_path, TablePredictor(torch.zeros(2, 13718, 3)),
+                 smpl_kit=kit, progress=False)  # fmt: skip
+
+
+def test_protocol_lookup_and_image_dir(tmp_path):
+    with pytest.raises(ValueError, match="unknown evaluation protocol 'lsp'.*3dpw"):
+        get_protocol("lsp")
+    with pytest.raises(FileNotFoundError, match="h36m_valid_protocol1.npz"):
+        find_protocol_file("h36m-p1", tmp_path)
+    (tmp_path / "dataset_extras").mkdir()
+    (tmp_path / "dataset_extras" / "h36m_valid_protocol1.npz").write_bytes(b"")
+    assert find_protocol_file("h36m-p1", tmp_path) == tmp_path / "dataset_extras" / "h36m_valid_protocol1.npz"
+    (tmp_path / "h36m" / "images").mkdir(parents=True)
+    (tmp_path / "h36m" / "images" / "a.jpg").write_bytes(b"x")
+    assert resolve_image_dir("h36m-p1", tmp_path, ["images/a.jpg"]) == tmp_path / "h36m"
+    assert resolve_image_dir("h36m-p1", tmp_path, ["images/zzz.jpg"]) == tmp_path
+
+
+# ------------------------------------------------------------------------------------------------
+# flip test-time augmentation
+# ------------------------------------------------------------------------------------------------
+
+
+def _random_rotations(shape, seed=0):
+    import roma
+
+    g = torch.Generator().manual_seed(seed)
+    return roma.rotvec_to_rotmat(0.6 * torch.randn(*shape, 3, generator=g))
+
+
+def test_mirror_rotations_matches_spin_flip_pose_and_is_an_involution():
+    import roma
+
+    names = SMPL24.names
+    R = _random_rotations((2, 24))
+    M = mirror_rotations(R, names)
+    assert torch.allclose(mirror_rotations(M, names), R, atol=1e-6)
+    # SPIN's flip_pose on axis-angle: swap left/right joints, negate y and z
+    aa = roma.rotmat_to_rotvec(R)
+    perm = [names.index(n.replace("left", "TMP").replace("right", "left").replace("TMP", "right")) for n in names]
+    spin = aa[:, perm] * torch.tensor([1.0, -1.0, -1.0])
+    assert torch.allclose(roma.rotvec_to_rotmat(spin), M, atol=1e-5)
+
+
+def test_flip_average_of_a_mirror_symmetric_estimate_is_the_estimate():
+    names = SMPL24.names
+    R = _random_rotations((3, 24), seed=1)
+    out = {"rotmat": R, "shape": torch.randn(3, 10), "cam": torch.tensor([[0.9, 0.1, -0.2]] * 3)}
+    mirrored = {
+        "rotmat": mirror_rotations(R, names),
+        "shape": out["shape"].clone(),
+        "cam": out["cam"] * torch.tensor([1.0, -1.0, 1.0]),
+    }
+    rot, shape, cam = flip_average(out, mirrored, names)
+    assert torch.allclose(rot, R, atol=1e-5)
+    assert torch.allclose(shape, out["shape"]) and torch.allclose(cam, out["cam"])
+    # two different estimates: the average is a rotation between them
+    other = dict(mirrored, rotmat=mirror_rotations(_random_rotations((3, 24), seed=2), names))
+    rot, _, _ = flip_average(out, other, names)
+    eye = torch.eye(3).expand_as(rot)
+    assert torch.allclose(rot @ rot.transpose(-1, -2), eye, atol=1e-5)
+    assert torch.allclose(torch.linalg.det(rot), torch.ones(3, 24), atol=1e-5)
+
+
+def test_regressor_predictor_with_flip(kit):
+    from dsrbody.eval.protocols import RegressorPredictor
+    from dsrbody.models.hmr import Regressor
+
+    torch.manual_seed(0)
+    backbone = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 8, stride=8), torch.nn.ReLU())
+    reg = Regressor(backbone, 8, kit.models["neutral"])
+    img = torch.randn(2, 3, 64, 64)
+    plain = RegressorPredictor(reg)({"img": img})
+    pred = RegressorPredictor(reg, flip=True)({"img": img})
+    with torch.no_grad():
+        a, b = reg(img), reg(img.flip(-1))
+        rot, shape, cam = flip_average(a, b, kit.models["neutral"].joint_names)
+    assert torch.allclose(pred["vertices"], reg.pose_body(rot, shape, cam)["vertices"], atol=1e-6)
+    assert torch.allclose(plain["vertices"], a["vertices"], atol=1e-6)
+    assert not torch.allclose(pred["vertices"], plain["vertices"], atol=1e-4)
+    # the estimate on an image equals the flipped-back estimate on its mirror
+    pred_m = RegressorPredictor(reg, flip=True)({"img": img.flip(-1)})
+    assert torch.allclose(pred_m["cam"] * torch.tensor([1.0, -1.0, 1.0]), pred["cam"], atol=1e-5)
+    assert torch.allclose(mirror_rotations(pred_m["rotmat"], SMPL24.names), pred["rotmat"], atol=1e-4)
