@@ -19,9 +19,9 @@ from protocol_files import (
 from dsrbody.body.keypoints import H36M_TO_J17, H36M_TO_LSP14, SMPL24
 from dsrbody.eval.protocols import (
     EVAL17_NAMES,
-    IncompatibleBodyModelError,
     J24_TO_J14,
     J24_TO_J17,
+    IncompatibleBodyModelError,
     SMPLKit,
     auc,
     evaluate,
@@ -255,9 +255,14 @@ def test_all_images_missing_is_an_error(kit, tmp_path):
                  progress=False)  # fmt: skip
 
 
-@pytest.mark.parametrize("filename,key,protocol", [("3dpw_test.npz", "gender", "3dpw"),
-                                                    ("h36m_valid_protocol1.npz", "S", "h36m-p1"),
-                                                    ("mpi_inf_3dhp_valid.npz", "S", "mpi-inf-3dhp")])  # fmt: skip
+MISSING_KEY_CASES = [
+    ("3dpw_test.npz", "gender", "3dpw"),
+    ("h36m_valid_protocol1.npz", "S", "h36m-p1"),
+    ("mpi_inf_3dhp_valid.npz", "S", "mpi-inf-3dhp"),
+]
+
+
+@pytest.mark.parametrize("filename,key,protocol", MISSING_KEY_CASES)
 def test_missing_key_is_named_with_the_file(kit, tmp_path, filename, key, protocol):
     rng = np.random.default_rng(7)
     if protocol == "3dpw":
@@ -321,7 +326,9 @@ def test_mirror_rotations_matches_spin_flip_pose_and_is_an_involution():
     assert torch.allclose(mirror_rotations(M, names), R, atol=1e-6)
     # SPIN's flip_pose on axis-angle: swap left/right joints, negate y and z
     aa = roma.rotmat_to_rotvec(R)
-    perm = [names.index(n.replace("left", "TMP").replace("right", "left").replace("TMP", "right")) for n in names]
+    perm = [
+        names.index(n.replace("left", "TMP").replace("right", "left").replace("TMP", "right")) for n in names
+    ]
     spin = aa[:, perm] * torch.tensor([1.0, -1.0, -1.0])
     assert torch.allclose(roma.rotvec_to_rotmat(spin), M, atol=1e-5)
 

@@ -501,7 +501,9 @@ class SMPLKit:
             )
         return torch.einsum("jv,bvc->bjc", self.J_regressor_h36m.to(vertices), vertices)
 
-    def gendered_vertices(self, pose: torch.Tensor, shape: torch.Tensor, gender: torch.Tensor) -> torch.Tensor:
+    def gendered_vertices(
+        self, pose: torch.Tensor, shape: torch.Tensor, gender: torch.Tensor
+    ) -> torch.Tensor:
         """Posed SMPL vertices of each sample's gender (0 male, 1 female, else neutral).
 
         Args:
@@ -738,11 +740,13 @@ def evaluate(
     gt_model = None
     if p.ground_truth == "params":
         gt_model = predictor.body_model  # type: ignore[attr-defined]
-        file_models = set(np.unique(ds.extras["body_model"].astype(str))) if "body_model" in ds.extras else None
+        file_models = (
+            set(np.unique(ds.extras["body_model"].astype(str))) if "body_model" in ds.extras else None
+        )
         if file_models is not None and file_models != {gt_model.name}:
             raise IncompatibleBodyModelError(
                 f"{annotation_file}: its bodies are {', '.join(sorted(file_models))} parameters but the "
-                f"checkpoint's body model is {gt_model.name!r}; evaluate with a checkpoint of the same body model"
+                f"checkpoint's body model is {gt_model.name!r}; evaluate with a checkpoint of that body model"
             )
         if ds.pose_dim != 3 * gt_model.num_joints:
             raise IncompatibleBodyModelError(
@@ -783,7 +787,8 @@ def evaluate(
     for batch in bar:
         for s in batch["skipped"]:
             skipped.append(
-                {k: s[k] for k in ("sample_index", "imgname", "reason", "path")} | {"dataset": s["dataset_name"]}
+                {k: s[k] for k in ("sample_index", "imgname", "reason", "path")}
+                | {"dataset": s["dataset_name"]}
             )
         if batch["num_valid"] == 0:
             continue
@@ -810,7 +815,9 @@ def evaluate(
                     gv = smpl_kit.gendered_vertices(pose, shape, gender_all[idx_t].to(device))
                 gt_j = h36m_eval_joints(smpl_kit.h36m_joints(gv), p.num_joints)
             else:
-                gt_j = gt_eval_joints_from_S(S_all[idx_t].to(device=device, dtype=torch.float32), p.num_joints)
+                gt_j = gt_eval_joints_from_S(
+                    S_all[idx_t].to(device=device, dtype=torch.float32), p.num_joints
+                )
         else:  # params: the checkpoint's own body model, SPIN-49 joints (GT part), mid-hip pelvis
             from dsrbody.geometry.rotations import axis_angle_to_matrix
 
@@ -866,7 +873,9 @@ def evaluate(
                 translation=None if trans is None else trans[b].detach().cpu().numpy().astype(np.float32),
             )
         if progress and cols["pa_mpjpe"]:
-            bar.set_postfix(pa_mpjpe=f"{np.mean(cols['pa_mpjpe']):.1f}", mpjpe=f"{np.mean(cols['mpjpe']):.1f}")
+            bar.set_postfix(
+                pa_mpjpe=f"{np.mean(cols['pa_mpjpe']):.1f}", mpjpe=f"{np.mean(cols['mpjpe']):.1f}"
+            )
     seconds = time.perf_counter() - t0
 
     n_eval = len(cols["sample_index"])
