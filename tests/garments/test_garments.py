@@ -277,3 +277,31 @@ def test_dress_a_particular_body(anny_body, anny_geometry):
     # a taller body is dressed on its own geometry (its garment coordinates are not the mean body's)
     tall_geom = BodyGeometry.from_model(anny_body, rest)
     assert tall_geom.landmarks["y_top"] > anny_geometry.landmarks["y_top"] + 0.02
+
+
+@pytest.mark.parametrize("which", ["anny", "smpl"])
+def test_landmarks_match_the_rest_skeleton(which, request):
+    """Joint heights measured from the mesh agree with the model's own rest-pose joints."""
+    from dsrbody.body.anny import ANNY_SMPL_EQUIVALENTS
+    from dsrbody.body.parts import rest_skeleton
+
+    model = request.getfixturevalue("anny_body" if which == "anny" else "smpl_body")
+    geometry = request.getfixturevalue(f"{which}_geometry")
+    _, joints = rest_skeleton(model)
+    names = list(model.joint_names)
+    to_smpl = {v: k for k, v in ANNY_SMPL_EQUIVALENTS.items()} if which == "anny" else {}
+
+    def joint(smpl_name: str) -> np.ndarray:
+        return joints[names.index(to_smpl.get(smpl_name, smpl_name))].double().numpy()
+
+    lm = geometry.landmarks
+    for key, smpl_name in (
+        ("y_hip", "hip"),
+        ("y_knee", "knee"),
+        ("y_ankle", "ankle"),
+        ("y_shoulder", "shoulder"),
+    ):
+        y = 0.5 * (joint(f"left_{smpl_name}")[1] + joint(f"right_{smpl_name}")[1])
+        assert abs(lm[key] - y) < 0.03, (key, lm[key], y)
+    half_width = 0.5 * (joint("left_shoulder")[0] - joint("right_shoulder")[0])
+    assert abs(lm["shoulder_x"] - half_width) < 0.03
