@@ -188,10 +188,11 @@ class SMPL(BodyModel):
         """SPIN's 49 keypoints from a forward pass's ``vertices (B, V, 3)`` and ``skeleton_joints
         (B, 24, 3)``: ``(B, 49, 3)`` metres. Needs ``J_regressor_extra.npy``."""
         if self.J_regressor_extra is None:
-            raise FileNotFoundError(
-                f"{EXTRA_REGRESSOR_FILE} not found (looked in {', '.join(map(str, self.search_dirs))}); "
-                "it is needed for SPIN's 49 keypoints; it comes with SPIN's data (fetch_data.sh in "
-                "https://github.com/nkolot/SPIN) and with DSR's data"
+            load_regressor(
+                EXTRA_REGRESSOR_FILE, self.search_dirs, 9, self.num_vertices, "SPIN's 49 keypoints"
+            )
+            raise FileNotFoundError(  # only reached if the file appeared after construction
+                f"{EXTRA_REGRESSOR_FILE} was not found when this model was built; build it again"
             )
         return self._keypoints_t(vertices.transpose(1, 2), skeleton_joints)
 

@@ -43,7 +43,7 @@ __all__ = [
 SMPL_DOWNLOAD_URL = "https://smpl.is.tue.mpg.de"
 SPIN_DATA_HINT = (
     "it comes with SPIN's data (fetch_data.sh in https://github.com/nkolot/SPIN) and with DSR's data "
-    "(https://github.com/saidwivedi/DSR)"
+    "(https://dsr.is.tue.mpg.de)"
 )
 
 _GENDERS = {
