@@ -59,15 +59,18 @@ def test_dsr_checkpoint_into_the_smpl_regressor(tmp_path, smpl):
                     else torch.randn(v.shape, generator=g) * 0.02
                 )
     sd = {f"model.{k}": v for k, v in src.state_dict().items()}
-    sd.update({f"model.smpl.smpl.{k}": v for k, v in smpl.state_dict().items()})
-    sd.update({f"smpl.{k}": v for k, v in smpl.state_dict().items()})
+    # DSR's modules carry smplx's SMPL buffers (our SMPL keeps its own out of state dicts)
+    smpl_buffers = dict(smpl.named_buffers())
+    assert smpl_buffers
+    sd.update({f"model.smpl.smpl.{k}": v for k, v in smpl_buffers.items()})
+    sd.update({f"smpl.{k}": v for k, v in smpl_buffers.items()})
     path = tmp_path / "dsr_wo3DPW_checkpoint.pt"
     torch.save({"state_dict": sd, "epoch": 30}, path)
     net2, _ = build_backbone("resnet18")
     dst = Regressor(net2, dim, smpl)
     report = load_regressor_checkpoint(dst, path)
     assert report.ok and len(report.loaded) == len(dst.state_dict())
-    assert len(next(iter(report.ignored.values()))) == 2 * len(smpl.state_dict())
+    assert len(next(iter(report.ignored.values()))) == 2 * len(smpl_buffers)
     x = torch.randn(1, 3, 64, 64, generator=g)
     with torch.no_grad():
         a, b = src.eval()(x), dst.eval()(x)
