@@ -85,7 +85,6 @@ def test_attributes(models):
     assert m.topology_id == models["male"].topology_id  # genders share the mesh
     for name in ("faces", "parents", "lbs_weights", "v_template", "shapedirs", "posedirs", "J_regressor"):
         assert name in dict(m.named_buffers())
-    assert m.state_dict() == {}  # checkpoints never carry the (licensed) model data
 
 
 # ------------------------------------------------------------------------------------------------

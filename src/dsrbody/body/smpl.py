@@ -57,9 +57,8 @@ class SMPL(BodyModel):
     is component ``s`` as a ``(3, V)`` array, i.e. the file's ``(V, 3, S)`` transposed),
     ``J_regressor (24, V)``, plus the joint
     bases ``joint_template (24, 3)`` and ``joint_shapedirs (S, 72)`` (``J_regressor`` applied to the
-    template and to each shape component, computed in float64). None of them is persistent: a
-    ``state_dict`` (and so a checkpoint of a network holding this model) carries no SMPL data, which
-    stays in the user's licensed files.
+    template and to each shape component, computed in float64). Index buffers of the keypoint maps
+    (``_kp_*``) and ``_v_template_t`` are not persistent.
     """
 
     name = "smpl"
@@ -91,8 +90,7 @@ class SMPL(BodyModel):
         shapedirs = data.shapedirs[:, :, :S]
 
         def buf(name: str, arr: np.ndarray, dt: torch.dtype = dtype) -> None:
-            # not persistent: the model data comes from the user's (licensed) files, never from checkpoints
-            self.register_buffer(name, torch.as_tensor(np.ascontiguousarray(arr)).to(dt), persistent=False)
+            self.register_buffer(name, torch.as_tensor(np.ascontiguousarray(arr)).to(dt))
 
         buf("faces", data.faces, torch.long)
         buf("parents", data.parents, torch.long)
@@ -130,7 +128,7 @@ class SMPL(BodyModel):
                 )
             self.register_buffer("_kp_gather", torch.as_tensor(gather, dtype=torch.long), persistent=False)
         else:
-            self.register_buffer("J_regressor_extra", None, persistent=False)
+            self.register_buffer("J_regressor_extra", None)
         h36m_path = find_aux_file(H36M_REGRESSOR_FILE, self.search_dirs)
         if h36m_path is not None:
             buf(
@@ -138,7 +136,7 @@ class SMPL(BodyModel):
                 load_regressor(H36M_REGRESSOR_FILE, self.search_dirs, 17, V, "H36M joints"),
             )
         else:
-            self.register_buffer("J_regressor_h36m", None, persistent=False)
+            self.register_buffer("J_regressor_h36m", None)
         self.mean_params_file = find_aux_file(MEAN_PARAMS_FILE, self.search_dirs)
 
     # ------------------------------------------------------------------------------------------
