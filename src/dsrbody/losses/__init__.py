@@ -1,4 +1,20 @@
-"""Losses: SPIN's keypoint, parameter and camera terms; the DSR semantic-rendering terms (DESIGN 7)."""
+"""Losses: SPIN's keypoint, parameter and camera terms; the DSR semantic-rendering terms (DESIGN 7).
+
+Every term is a ``(B,)`` per-sample tensor with a ``(B,)`` validity mask; :func:`combine_losses`
+reduces them (NaN/infinite samples dropped and counted) and applies the weights and the overall factor.
+A training step::
+
+    reg = build_regressor(body_model, "resnet50")                   # dsrbody.models
+    dsr = DSRLoss(body_model.faces, prior)                          # prior: ClothingPrior for the mesh
+    pred = reg(batch["img"])
+    terms = spin_loss_terms(pred, batch, weights)                   # keypoints, pose, betas, camera
+    if dsr_on:                                                      # e.g. epoch > start_dsr
+        out = dsr(pred["vertices_cam"], DSRTargets.from_parsing(batch["parsing"], batch["has_parsing"]))
+        terms["dsr_mc"] = (out["dsr_mc"], out["dsr_mc_valid"])
+        terms["dsr_c"] = (out["dsr_c"], out["dsr_c_valid"])
+    total, means, dropped = combine_losses(terms, weights)           # log means and dropped counts
+    total.backward()
+"""
 
 from dsrbody.losses.dsr import (
     C_FORMS,
