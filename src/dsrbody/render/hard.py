@@ -23,6 +23,9 @@ from dsrbody.render.soft import (
     _enumerate,
     _face_boxes,
     _face_table,
+    _footprint_base,
+    _gather_rows,
+    _localize,
     project_vertices,
 )
 
@@ -149,14 +152,16 @@ def rasterize(
     table, valid = _face_table(uv, z, faces_t, finite)
     c0, r0, bw, bh = _face_boxes(table, valid, H, W, 0.0)
     counts = bw * bh
+    base = _footprint_base(c0, r0, F, H, W)
     tableT = table.t().contiguous()
+    localT = _localize(table, c0, r0).t().contiguous()
     N = B * H * W
     zbuf = torch.full((N,), math.inf, dtype=dtype, device=dev)
     hits = []
     for f0, f1, n in _chunks(counts, max_pairs_per_chunk):
-        fid, pix, col, row = _enumerate(f0, f1, n, counts, c0, r0, bw, F, H, W)
-        tab = tableT.index_select(1, fid)
-        w = _barycentric(tab, col.to(dtype) + 0.5, row.to(dtype) + 0.5)
+        fid, pix, coff, roff = _enumerate(f0, f1, n, counts, base, bw, W)
+        tab = _gather_rows(localT, fid)
+        w = _barycentric(tab, coff.to(dtype), roff.to(dtype))
         inside = w.amin(0) >= 0
         fid, pix, w, tab = fid[inside], pix[inside], w[:, inside], tab[:, inside]
         depth = 1.0 / (w * tab[_IZ:]).sum(0)
@@ -178,7 +183,7 @@ def rasterize(
         W_ = torch.as_tensor(W, device=dev)
         col = covered % W_
         row = torch.div(covered, W_, rounding_mode="floor") % H
-        tab = tableT.index_select(1, fid)
+        tab = _gather_rows(tableT, fid)
         w = _barycentric(tab, col.to(dtype) + 0.5, row.to(dtype) + 0.5)
         wp = w * tab[_IZ:]
         bary[covered] = (wp / wp.sum(0)).t()

@@ -192,31 +192,45 @@ def _chunks(counts: torch.Tensor, max_pairs: int) -> list[tuple[int, int, int]]:
 
 
 def _enumerate(
-    f0: int,
-    f1: int,
-    n_pairs: int,
-    counts: torch.Tensor,
-    c0: torch.Tensor,
-    r0: torch.Tensor,
-    bw: torch.Tensor,
-    F: int,
-    H: int,
-    W: int,
+    f0: int, f1: int, n_pairs: int, counts: torch.Tensor, base: torch.Tensor, bw: torch.Tensor, W: int
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Candidate pairs of faces ``[f0, f1)``: face index (into B*F), flat pixel index (into B*H*W), and
-    the pixel centre ``(px, py)`` in pixels."""
+    """Candidate pairs of faces ``[f0, f1)``.
+
+    Args:
+        counts: ``(N,)`` candidates per face (``bw * bh``); base: ``(N,)`` flat pixel index of each
+            footprint's first pixel (``b H W + r0 W + c0``); bw: ``(N,)`` footprint widths.
+
+    Returns:
+        face index (into the N faces), flat pixel index (into B*H*W), and the pixel's column and row
+        offsets inside the footprint (int64).
+    """
     dev = counts.device
     cnt = counts[f0:f1]
-    fid = torch.repeat_interleave(torch.arange(f0, f1, device=dev), cnt, output_size=n_pairs)
-    rel = fid - f0
+    rel = torch.repeat_interleave(torch.arange(f1 - f0, device=dev), cnt, output_size=n_pairs)
     start = cnt.cumsum(0).sub_(cnt)  # exclusive prefix within the chunk
     local = torch.arange(n_pairs, device=dev).sub_(start.index_select(0, rel))
     w = bw[f0:f1].index_select(0, rel)
-    row = torch.div(local, w, rounding_mode="floor")
-    col = local.sub_(row * w).add_(c0[f0:f1].index_select(0, rel))
-    row.add_(r0[f0:f1].index_select(0, rel))
-    pix = torch.div(fid, F, rounding_mode="floor").mul_(H * W).add_(row * W).add_(col)
-    return fid, pix, col, row
+    roff = torch.div(local, w, rounding_mode="floor")
+    coff = local.sub_(roff * w)
+    pix = base[f0:f1].index_select(0, rel).add_(roff * W).add_(coff)
+    return rel.add_(f0), pix, coff, roff
+
+
+def _footprint_base(c0: torch.Tensor, r0: torch.Tensor, F: int, H: int, W: int) -> torch.Tensor:
+    """Flat pixel index of each footprint's first pixel; face ``i`` belongs to sample ``i // F``."""
+    b = torch.div(torch.arange(c0.shape[0], device=c0.device), max(F, 1), rounding_mode="floor")
+    return b * (H * W) + r0 * W + c0
+
+
+def _localize(table: torch.Tensor, c0: torch.Tensor, r0: torch.Tensor) -> torch.Tensor:
+    """The face table with vertex positions relative to the centre of the footprint's first pixel, so
+    that a pair's pixel centre is simply its (column, row) offset in the footprint (differentiable)."""
+    shift = torch.zeros_like(table)
+    cx = (c0.to(table.dtype) + 0.5)[:, None]
+    cy = (r0.to(table.dtype) + 0.5)[:, None]
+    shift[:, [0, 5, 10]] = cx
+    shift[:, [1, 6, 11]] = cy
+    return table - shift
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -302,14 +316,6 @@ class _Settings:
         self.__dict__.update(kw)
 
 
-def _pixel_centres(
-    pix: torch.Tensor, H: int, W: int, dtype: torch.dtype
-) -> tuple[torch.Tensor, torch.Tensor]:
-    col = pix % W
-    row = torch.div(pix, W, rounding_mode="floor") % H
-    return col.to(dtype) + 0.5, row.to(dtype) + 0.5
-
-
 def _pair_features(
     cfg: _Settings, feat: torch.Tensor, fid: torch.Tensor, wc: torch.Tensor, iz: torch.Tensor, s: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
@@ -340,19 +346,21 @@ class _SoftRasterize(torch.autograd.Function):
             m = None
             Z = torch.full((N,), math.exp((cfg.eps - 1.0) / cfg.gamma), dtype=dtype, device=dev)
         num = torch.zeros(N, C, dtype=dtype, device=dev)
-        saved: list[tuple[torch.Tensor, torch.Tensor]] = []
+        saved: list[tuple[torch.Tensor, ...]] = []
         for f0, f1, n in cfg.chunks:
-            fid, pix, col, row = _enumerate(f0, f1, n, cfg.counts, cfg.c0, cfg.r0, cfg.bw, cfg.F, H, W)
-            px = col.to(dtype) + 0.5
-            py = row.to(dtype) + 0.5
+            fid, pix, coff, roff = _enumerate(f0, f1, n, cfg.counts, cfg.base, cfg.bw, W)
+            px = coff.to(dtype)
+            py = roff.to(dtype)
             tab = _gather_rows(tableT, fid)
             w, d2, _ = _barycentric_distance(tab, px, py)
             inside = w.amin(0) > 0
             keep = (inside | (d2 < cfg.thr_px)).nonzero().squeeze(1)
-            fid, pix, d2, inside = (t.index_select(0, keep) for t in (fid, pix, d2, inside))
+            fid, pix, d2, inside, coff, roff = (
+                t.index_select(0, keep) for t in (fid, pix, d2, inside, coff, roff)
+            )
             w = _gather_rows(w, keep)
             iz = _gather_rows(tableT, fid, slice(_IZ, None))
-            del tab, px, py, col, row, keep
+            del tab, px, py, keep
             x = torch.where(inside, d2, d2.neg()).mul_(k_sig)
             L.index_add_(0, pix, torch.nn.functional.softplus(x), alpha=-1.0)
             D = x.sigmoid_()
@@ -373,7 +381,7 @@ class _SoftRasterize(torch.autograd.Function):
             Fj, _, _ = _pair_features(cfg, feat, fid, wc, iz, s)
             Z.index_add_(0, pix, e)
             num.index_add_(0, pix, Fj.mul_(e[:, None]))
-            saved.append((fid, pix))
+            saved.append((fid, pix, coff.to(torch.int32), roff.to(torch.int32)))
         I = num.div_(Z[:, None])
         S = 1.0 - torch.exp(L)
         ctx.cfg = cfg
@@ -386,7 +394,6 @@ class _SoftRasterize(torch.autograd.Function):
         cfg = ctx.cfg
         table, feat, I, L, Z, m = ctx.saved_tensors
         dtype = table.dtype
-        H, W = cfg.H, cfg.W
         tableT = table.t().contiguous()
         k_sig = cfg.dist_scale / cfg.sigma
         g_feat = torch.zeros_like(feat) if ctx.needs_input_grad[1] else None
@@ -400,13 +407,13 @@ class _SoftRasterize(torch.autograd.Function):
             stats = torch.stack([a, q, invZ])
         g_tabT = torch.zeros(_K, table.shape[0], dtype=dtype, device=table.device)
         inv_range = 1.0 / (cfg.far - cfg.near)
-        for fid, pix in ctx.saved:
-            px, py = _pixel_centres(pix, H, W, dtype)
+        for fid, pix, coff, roff in ctx.saved:
+            px, py = coff.to(dtype), roff.to(dtype)
             tab = _gather_rows(tableT, fid)
             w, d2, edges = _barycentric_distance(tab, px, py, with_edges=True)
             del px, py
             inside = w.amin(0) > 0
-            sgn_k = torch.where(inside, 1.0, -1.0).to(dtype).mul_(k_sig)  # dx_j / d(d2)
+            sgn_k = inside.to(dtype).mul_(2.0 * k_sig).sub_(k_sig)  # dx_j / d(d2) = +-k_sig
             D = torch.sigmoid(d2 * sgn_k)
             iz = tab[_IZ:]
             zn, in_range, wc, sw, s = _depth(w, iz, cfg.near, cfg.far)
@@ -449,7 +456,8 @@ class _SoftRasterize(torch.autograd.Function):
             # distance: d2 = min_k |d_k - t_k e_k|^2; d/dv_k = -2 r, d/de_k = -2 t r (envelope theorem)
             g_d2 = gx.mul_(sgn_k).mul_(-2.0)
             taken = None
-            g_rows = torch.zeros(_K, len(fid), dtype=dtype, device=table.device)
+            g_rows = torch.empty(_K, len(fid), dtype=dtype, device=table.device)
+            g_rows[4:15:5] = 0.0  # 1/|e|^2 gets no gradient (envelope theorem)
             for k in range(3):
                 dx, dy, t, rx, ry, dk = edges[k]
                 g_cr = g_w[(k + 2) % 3]
@@ -576,13 +584,14 @@ def soft_render(
         order = _screen_order(c0, r0, valid, B, F, H, W)
         c0, r0, bw, bh = c0[order], r0[order], bw[order], bh[order]
         counts = bw * bh
+        base = _footprint_base(c0, r0, F, H, W)
         chunks = _chunks(counts, int(max_pairs_per_chunk))
-    table = table.index_select(0, order)
+    table = _localize(table.index_select(0, order), c0, r0)
     feat = feat.index_select(0, order)
     cfg = _Settings(
         B=B, F=F, H=H, W=W, C=C, sigma=float(sigma), gamma=float(gamma), near=float(near), far=float(far),
         eps=float(eps), dist_scale=dist_scale, thr_px=thr_px, vertex_mode=vertex_mode,
-        per_pixel_max=gamma < _PER_PIXEL_MAX_GAMMA, counts=counts, c0=c0, r0=r0, bw=bw, chunks=chunks,
+        per_pixel_max=gamma < _PER_PIXEL_MAX_GAMMA, counts=counts, base=base, bw=bw, chunks=chunks,
     )  # fmt: skip
     I, S = _SoftRasterize.apply(table, feat, cfg)
     features = I.reshape(B, H, W, C).permute(0, 3, 1, 2)

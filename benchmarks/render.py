@@ -1,0 +1,308 @@
+"""Soft semantic rasteriser: all C channels in one pass vs nine single-channel calls vs brute force.
+
+Scenes: the Anny default mesh (13,718 vertices, 27,420 faces; mean adult shape, rest A-pose) and the same
+mesh decimated by vertex clustering to about 14k faces (SMPL-sized), in the DSR camera (f = 5000 px,
+224 x 224, weak-perspective scale ``--scale``, i.e. t_z = 2 f / (224 s)), each sample turned by a
+random yaw in [-0.3, 0.3] rad and shifted a little. Features: C = 9 random per-face channels.
+sigma 1e-5, gamma 0.1 (the DSR recipe).
+
+Methods, side by side in one run (each configuration in a fresh subprocess, so that its peak memory
+can be read from ``ru_maxrss``):
+
+- ``ours``: one :func:`dsrbody.render.soft.soft_render` call with all 9 channels;
+- ``9x1ch``: nine single-channel calls (the official approach: one render per channel);
+- ``brute``: every face against every pixel (SoftRas formulas, float32, faces in blocks of 512),
+  forward only, B = 1 (it does not fit beyond that in reasonable time).
+
+Reported: forward (no grad) and forward+backward milliseconds per image (median of ``--repeats``),
+peak RSS increase over the process's state before the first render (MiB), face-pixel pairs per image,
+silhouette coverage. Usage::
+
+    .venv/bin/python benchmarks/render.py                 # all meshes, B = 1, 8, 32
+    .venv/bin/python benchmarks/render.py --batch 32 --mesh body14k --no-brute
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+FOCAL, RES = 5000.0, 224
+C = 9
+
+
+def cluster_decimate(v: np.ndarray, f: np.ndarray, target_faces: int) -> tuple[np.ndarray, np.ndarray]:
+    """Vertex-clustering decimation (grid cells of side h; h bisected to reach ``target_faces``)."""
+
+    def cluster(h: float):
+        q = np.floor(v / h).astype(np.int64)
+        _, inv = np.unique(q, axis=0, return_inverse=True)
+        inv = inv.ravel()
+        n = int(inv.max()) + 1
+        nv = np.zeros((n, 3))
+        np.add.at(nv, inv, v)
+        nv /= np.bincount(inv, minlength=n)[:, None]
+        nf = inv[f]
+        nf = nf[(nf[:, 0] != nf[:, 1]) & (nf[:, 1] != nf[:, 2]) & (nf[:, 0] != nf[:, 2])]
+        _, first = np.unique(np.sort(nf, 1), axis=0, return_index=True)
+        return nv, nf[np.sort(first)]
+
+    lo, hi = 1e-4, 0.1
+    for _ in range(30):
+        h = 0.5 * (lo + hi)
+        nv, nf = cluster(h)
+        lo, hi = (h, hi) if len(nf) > target_faces else (lo, h)
+    return cluster(lo)
+
+
+def build_meshes() -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Anny mean-shape rest mesh in the SMPL frame (y up, facing +z) and its ~14k-face decimation."""
+    from dsrbody.body.anny import AnnyBody
+
+    body = AnnyBody()
+    mp = body.mean_params()
+    with torch.no_grad():
+        v = body(mp["global_orient"][None], mp["body_pose"][None], mp["shape"][None]).vertices[0]
+    v = v.double().numpy()
+    f = body.faces.numpy().astype(np.int64)
+    v14, f14 = cluster_decimate(v, f, 14000)
+    return {"body14k": (v14, f14), "anny27k": (v, f)}
+
+
+def scene(v: np.ndarray, B: int, scale: float, seed: int = 0) -> torch.Tensor:
+    """``(B, V, 3)`` camera-frame vertices: 180 deg about x (y down, facing the camera), random yaw."""
+    g = torch.Generator().manual_seed(seed)
+    vt = torch.tensor(v, dtype=torch.float32) * torch.tensor([1.0, -1.0, -1.0])
+    vt = vt - vt.mean(0)
+    yaw = (torch.rand(B, generator=g) - 0.5) * 0.6
+    c, s = torch.cos(yaw), torch.sin(yaw)
+    R = torch.zeros(B, 3, 3)
+    R[:, 0, 0], R[:, 0, 2], R[:, 1, 1], R[:, 2, 0], R[:, 2, 2] = c, s, 1.0, -s, c
+    tz = 2 * FOCAL / (RES * scale)
+    shift = (torch.rand(B, 1, 3, generator=g) - 0.5) * torch.tensor([0.1, 0.1, 0.05 * tz])
+    return torch.einsum("bij,vj->bvi", R, vt) + torch.tensor([0.0, 0.0, tz]) + shift
+
+
+def brute_force(vertices, faces, feats, sigma=1e-5, gamma=0.1, near=1.0, far=100.0, eps=1e-3, block=512):
+    """SoftRas forward by every face against every pixel (float32), faces in blocks (online softmax)."""
+    B = vertices.shape[0]
+    ndc = 2.0 / RES
+    ys, xs = torch.meshgrid(torch.arange(RES) + 0.5, torch.arange(RES) + 0.5, indexing="ij")
+    p = torch.stack([xs, ys], -1).reshape(-1, 1, 2)
+    thr = math.log(1 / 1e-4 - 1) * sigma / ndc**2
+    outs, sils = [], []
+    for b in range(B):
+        v = vertices[b]
+        uv = v[:, :2] / v[:, 2:] * FOCAL + RES / 2
+        logS = torch.zeros(RES * RES)
+        m = torch.full((RES * RES,), eps / gamma)
+        Z = torch.ones(RES * RES)
+        num = torch.zeros(RES * RES, feats.shape[1])
+        for f0 in range(0, faces.shape[0], block):
+            fb = faces[f0 : f0 + block]
+            tri, tz = uv[fb], v[fb][..., 2]
+            a, b_, c_ = tri[:, 0], tri[:, 1], tri[:, 2]
+
+            def cross(x, y):
+                return x[..., 0] * y[..., 1] - x[..., 1] * y[..., 0]
+
+            det = cross(b_ - a, c_ - a)
+            w = (
+                torch.stack([cross(c_ - b_, p - b_), cross(a - c_, p - c_), cross(b_ - a, p - a)], -1)
+                / det[:, None]
+            )
+            inside = (w > 0).all(-1)
+            d2 = None
+            for s0, s1 in ((a, b_), (b_, c_), (c_, a)):
+                e = s1 - s0
+                t = (((p - s0) * e).sum(-1) / (e * e).sum(-1)).clamp(0, 1)
+                dk = ((p - s0 - t[..., None] * e) ** 2).sum(-1)
+                d2 = dk if d2 is None else torch.minimum(d2, dk)
+            keep = inside | (d2 < thr)
+            x = torch.where(inside, d2, -d2) * ndc**2 / sigma
+            logS += torch.where(keep, -torch.nn.functional.softplus(x), 0.0).sum(1)
+            D = torch.where(keep, torch.sigmoid(x), 0.0)
+            wc = w.clamp(0, 1)
+            wc = wc / wc.sum(-1, keepdim=True)
+            zp = 1.0 / (wc / tz[None]).sum(-1)
+            zn = (far - zp) / (far - near)
+            ok = keep & (zp >= near) & (zp <= far)
+            logit = torch.where(ok, zn / gamma, -math.inf)
+            m_new = torch.maximum(m, logit.amax(1))
+            sc = torch.exp(m - m_new)
+            e_ = D * torch.exp(logit - m_new[:, None])
+            Z = Z * sc + e_.sum(1)
+            num = num * sc[:, None] + e_ @ feats[f0 : f0 + block]
+            m = m_new
+        outs.append((num / Z[:, None]).t().reshape(-1, RES, RES))
+        sils.append((1 - torch.exp(logS)).reshape(1, RES, RES))
+    return torch.stack(outs), torch.stack(sils)
+
+
+def _rss_mib() -> float:
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def worker(args) -> None:
+    """One configuration in this process; prints one JSON line."""
+    from dsrbody.render.soft import soft_render
+
+    torch.set_num_threads(args.threads)
+    data = np.load(args.scene_file)
+    verts = torch.tensor(data["v"])
+    faces = torch.tensor(data["f"])
+    feats = torch.tensor(data["feat"])
+    kw = dict(focal=FOCAL, principal_point=(RES / 2, RES / 2), image_size=(RES, RES), sigma=1e-5, gamma=0.1)
+    B = verts.shape[0]
+    base = _rss_mib()
+
+    def run(grad: bool):
+        v = verts.clone().requires_grad_(grad)
+        ff = feats.clone().requires_grad_(grad)
+        if args.method == "brute":
+            with torch.no_grad():
+                return brute_force(v, faces, ff)
+        ctx = torch.enable_grad() if grad else torch.no_grad()
+        with ctx:
+            if args.method == "ours":
+                I, S = soft_render(v, faces, face_features=ff, **kw)
+                loss = (I * I).sum() + S.sum()
+            else:  # nine single-channel calls
+                loss = 0.0
+                for c in range(ff.shape[1]):
+                    I, S = soft_render(v, faces, face_features=ff[:, c : c + 1], **kw)
+                    loss = loss + (I * I).sum() + S.sum()
+            if grad:
+                loss.backward()
+        return I, S
+
+    result = {"method": args.method, "B": B}
+    modes = [False] if args.method == "brute" else [False, True]
+    for grad in modes:
+        if args.method != "brute":
+            run(grad)  # warm-up
+        times = []
+        for _ in range(args.repeats):
+            t0 = time.perf_counter()
+            run(grad)
+            times.append(time.perf_counter() - t0)
+        result["fwdbwd_ms" if grad else "fwd_ms"] = 1e3 * float(np.median(times)) / B
+    result["peak_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - base
+    if args.method == "brute":  # the two implementations agree
+        Ib, Sb = run(False)
+        with torch.no_grad():
+            Io, So = soft_render(verts, faces, face_features=feats, **kw)
+        result["max_abs_diff"] = max(float((Ib - Io).abs().max()), float((Sb - So).abs().max()))
+    if args.method == "ours":
+        with torch.no_grad():
+            _, S = soft_render(verts, faces, face_features=feats, **kw)
+        result["coverage"] = float((S > 0.5).float().mean())
+        result["pairs_per_image"] = count_pairs(verts, faces) / B
+    print(json.dumps(result))
+
+
+def count_pairs(verts, faces, sigma=1e-5) -> int:
+    """Kept face-pixel pairs (inside, or outside with D >= 1e-4)."""
+    from dsrbody.render import soft
+
+    B = verts.shape[0]
+    uv = soft.project_vertices(verts, FOCAL, (RES / 2, RES / 2))
+    table, valid = soft._face_table(uv, verts[..., 2], faces, torch.ones(B, dtype=torch.bool))
+    thr = soft.coverage_threshold(sigma) / (2.0 / RES) ** 2
+    c0, r0, bw, bh = soft._face_boxes(table, valid, RES, RES, math.sqrt(thr))
+    counts = bw * bh
+    base = soft._footprint_base(c0, r0, faces.shape[0], RES, RES)
+    tT = soft._localize(table, c0, r0).t().contiguous()
+    total = 0
+    for f0, f1, n in soft._chunks(counts, 1 << 20):
+        fid, _, coff, roff = soft._enumerate(f0, f1, n, counts, base, bw, RES)
+        w, d2, _ = soft._barycentric_distance(soft._gather_rows(tT, fid), coff.float(), roff.float())
+        total += int(((w.amin(0) > 0) | (d2 < thr)).sum())
+    return total
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--mesh", nargs="+", default=["body14k", "anny27k"])
+    ap.add_argument("--batch", type=int, nargs="+", default=[1, 8, 32])
+    ap.add_argument("--scale", type=float, default=0.9, help="weak-perspective scale s (body size)")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=torch.get_num_threads())
+    ap.add_argument("--no-brute", action="store_true")
+    ap.add_argument("--no-nine", action="store_true")
+    ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--method", help=argparse.SUPPRESS)
+    ap.add_argument("--scene-file", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.worker:
+        worker(args)
+        return
+    meshes = build_meshes()
+    print(
+        f"soft rasteriser, 224x224, C={C}, sigma 1e-5, gamma 0.1, scale s={args.scale}, "
+        f"threads={args.threads}, torch {torch.__version__}"
+    )
+    header = f"{'mesh':>8} {'faces':>6} {'B':>3} {'method':>6} {'fwd ms/img':>10} {'f+b ms/img':>10}"
+    header += f" {'peak MiB':>9}"
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.mesh:
+            v, f = meshes[name]
+            feat = torch.rand(len(f), C, generator=torch.Generator().manual_seed(1)).numpy()
+            for B in args.batch:
+                path = Path(tmp) / f"{name}_{B}.npz"
+                np.savez(path, v=scene(v, B, args.scale).numpy(), f=f, feat=feat)
+                methods = ["ours"] + ([] if args.no_nine else ["9x1ch"])
+                methods += [] if (args.no_brute or B != 1) else ["brute"]
+                res = {}
+                for m in methods:
+                    cmd = [sys.executable, __file__, "--worker", "--method", m, "--scene-file", str(path)]
+                    cmd += [
+                        "--repeats",
+                        str(args.repeats if m != "brute" else 1),
+                        "--threads",
+                        str(args.threads),
+                    ]
+                    out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+                    if out.returncode != 0:
+                        print(out.stderr[-2000:], file=sys.stderr)
+                        continue
+                    res[m] = json.loads(out.stdout.strip().splitlines()[-1])
+                o = res.get("ours", {})
+                print(
+                    f"\n{name}: {len(f)} faces, B={B}: coverage {o.get('coverage', float('nan')):.3f}, "
+                    f"{o.get('pairs_per_image', 0) / 1e3:.0f}k face-pixel pairs per image"
+                )
+                print(header)
+                for m, r in res.items():
+                    print(
+                        f"{name:>8} {len(f):>6} {B:>3} {m:>6} {r.get('fwd_ms', float('nan')):>10.1f} "
+                        f"{r.get('fwdbwd_ms', float('nan')):>10.1f} {r['peak_mib']:>9.0f}"
+                    )
+                    rows.append((name, B, m, r))
+                if "ours" in res and "9x1ch" in res:
+                    print(
+                        f"  ratio 9x1ch / ours: forward {res['9x1ch']['fwd_ms'] / o['fwd_ms']:.2f}x, "
+                        f"forward+backward {res['9x1ch']['fwdbwd_ms'] / o['fwdbwd_ms']:.2f}x"
+                    )
+                if "ours" in res and "brute" in res:
+                    print(
+                        f"  ratio brute / ours (forward): {res['brute']['fwd_ms'] / o['fwd_ms']:.1f}x "
+                        f"(max |difference| of the images: {res['brute']['max_abs_diff']:.1e})"
+                    )
+
+
+if __name__ == "__main__":
+    main()
