@@ -152,6 +152,30 @@ def test_spin_total_matches_spins_batch_formulas():
     assert dropped["keypoints_3d"] == 1
 
 
+def test_keypoints_the_body_model_lacks_do_not_count():
+    g = torch.Generator().manual_seed(3)
+    B = 2
+    pred = {
+        "keypoints_2d": torch.randn(B, 49, 2, generator=g),
+        "joints": torch.randn(B, 49, 3, generator=g),
+        "cam": torch.ones(B, 3),
+    }
+    gt = {
+        "keypoints": torch.cat([torch.randn(B, 49, 2, generator=g), torch.ones(B, 49, 1)], -1),
+        "pose_3d": torch.cat([torch.randn(B, 24, 3, generator=g), torch.ones(B, 24, 1)], -1),
+    }
+    conf = torch.ones(49)
+    conf[[30, 40, 45]] = 0.0  # e.g. Anny has no such keypoints
+    with_conf = spin_loss_terms({**pred, "keypoint_confidence": conf}, gt)
+    masked_gt = {"keypoints": gt["keypoints"].clone(), "pose_3d": gt["pose_3d"].clone()}
+    masked_gt["keypoints"][:, [30, 40, 45], 2] = 0
+    masked_gt["pose_3d"][:, [5, 15, 20], 3] = 0
+    ref = spin_loss_terms(pred, masked_gt)
+    for k in ("keypoints_2d", "keypoints_3d"):
+        assert torch.allclose(with_conf[k][0], ref[k][0])
+    assert not torch.allclose(spin_loss_terms(pred, gt)["keypoints_2d"][0], ref["keypoints_2d"][0])
+
+
 def test_combine_weights_and_overall_factor():
     terms = {
         "keypoints_2d": (torch.tensor([1.0, 3.0]), None),

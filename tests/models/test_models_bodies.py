@@ -84,6 +84,8 @@ def test_anny_regressor(anny_body):
     out = _zero_decoders(reg)(torch.randn(2, 3, 64, 64))
     assert torch.allclose(out["global_orient"][0], CAMERA_FLIP, atol=1e-6)
     assert torch.allclose(out["shape"], torch.full((2, 6), 0.5), atol=1e-5)  # mid phenotypes
+    assert torch.equal(out["keypoint_confidence"], anny_body.keypoint_confidence)
+    assert 0 < out["keypoint_confidence"].sum() < 49
     V = anny_body.num_vertices
     assert out["vertices_cam"].shape == (2, V, 3)
     # upright and facing the camera: the body's top has the smallest image y, its front the smallest z

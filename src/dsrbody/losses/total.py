@@ -78,7 +78,9 @@ def spin_loss_terms(
 
     Args:
         pred: :class:`~dsrbody.models.hmr.Regressor` output: ``keypoints_2d (B, K, 2)``,
-            ``joints (B, K, 3)``, ``rotmat (B, J, 3, 3)``, ``shape (B, S)``, ``cam (B, 3)``, ``vertices``.
+            ``joints (B, K, 3)``, ``rotmat (B, J, 3, 3)``, ``shape (B, S)``, ``cam (B, 3)``, ``vertices``,
+            optional ``keypoint_confidence (K,)`` (the body model's: 0 for keypoints it cannot produce,
+            which then count in neither keypoint term).
         gt: batch with ``keypoints (B, K, 3)`` normalised 2D + confidence (SPIN's 49 = 25 OpenPose + 24 GT);
             optional ``pose_3d (B, K - num_openpose, 4)`` + ``has_pose_3d (B,)``; optional ``pose``
             (``(B, J*3)`` axis-angle or ``(B, J, 3, 3)``), ``betas (B, S')`` + ``has_smpl (B,)``; optional
@@ -90,17 +92,25 @@ def spin_loss_terms(
         ``{name: (per_sample (B,), valid (B,) bool or None for all)}`` for the terms whose inputs exist.
     """
     w = weights or LossWeights()
+    kp2d = gt["keypoints"]
+    kp_conf = pred.get("keypoint_confidence")
+    if kp_conf is not None:  # keypoints the body model cannot produce (Anny: confidence 0) do not count
+        kp2d = torch.cat([kp2d[..., :2], kp2d[..., 2:] * kp_conf.to(kp2d)[None, :, None]], dim=-1)
     terms: dict[str, Term] = {
         "keypoints_2d": (
-            keypoint_2d_loss(pred["keypoints_2d"], gt["keypoints"], w.openpose, w.gt, num_openpose),
+            keypoint_2d_loss(pred["keypoints_2d"], kp2d, w.openpose, w.gt, num_openpose),
             None,
         ),
         "camera": (camera_loss(pred["cam"]), None),
     }
     if "pose_3d" in gt:
         has3d = gt.get("has_pose_3d")
+        kp3d = gt["pose_3d"]
+        if kp_conf is not None:
+            c = kp_conf[num_openpose:].to(kp3d)[None, :, None]
+            kp3d = torch.cat([kp3d[..., :3], kp3d[..., 3:] * c], dim=-1)
         terms["keypoints_3d"] = (
-            keypoint_3d_loss(pred["joints"][:, num_openpose:], gt["pose_3d"]),
+            keypoint_3d_loss(pred["joints"][:, num_openpose:], kp3d),
             None if has3d is None else has3d.bool(),
         )
     has_smpl = gt.get("has_smpl")

@@ -270,7 +270,9 @@ class Regressor(nn.Module):
             ``vertices (B, V, 3)`` and ``joints (B, K, 3)`` metres in the rotated body frame (no
             translation; SPIN's ``pred_vertices``), ``vertices_cam (B, V, 3)`` = vertices + translation
             (camera frame, for the renderer), ``keypoints_2d (B, K, 2)`` perspective projections
-            normalised to [-1, 1] (``px / (img_res / 2) - 1``), ``rest_vertices (B, V, 3)``.
+            normalised to [-1, 1] (``px / (img_res / 2) - 1``), ``rest_vertices (B, V, 3)``,
+            ``keypoint_confidence (K,)`` (1, or the body model's ``keypoint_confidence``: Anny lacks some
+            SPIN-49 points; the keypoint losses ignore those).
         """
         if images.dim() != 4 or images.shape[1] != 3:
             raise ValueError(f"Regressor expects images (B, 3, H, W), got {tuple(images.shape)}")
@@ -313,7 +315,15 @@ class Regressor(nn.Module):
             "rest_vertices": body.rest_vertices,
             "vertices_cam": body.vertices + translation[:, None, :],
             "keypoints_2d": normalize_keypoints(kp_px, self.img_res),
+            "keypoint_confidence": self._keypoint_confidence(body.joints),
         }
+
+    def _keypoint_confidence(self, joints: torch.Tensor) -> torch.Tensor:
+        """``(K,)``: the body model's ``keypoint_confidence`` (Anny: 0 for points it lacks), else 1."""
+        conf = getattr(self.body_model, "keypoint_confidence", None)
+        if conf is None or conf.shape[0] != joints.shape[1]:
+            return joints.new_ones(joints.shape[1])
+        return conf.to(joints)
 
 
 def _drop_body_model_keys(module: nn.Module, state_dict: dict, prefix: str, local_metadata: dict) -> None:
