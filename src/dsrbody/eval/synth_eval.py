@@ -1,0 +1,165 @@
+"""Evaluation on data with body-model ground truth (the synthetic test split; any SPIN-format file whose
+pose/shape belong to the evaluated body model).
+
+Per sample, the ground-truth body is the evaluation body model run on the file's pose and shape; the
+prediction is the same body model run on the regressed rotations and shape. Joint metrics use
+:func:`dsrbody.eval.metrics.eval_joints` (LSP-14 of the SPIN-49 set where the model has them, pelvis
+= mid-hips); samples without parameters but with 3D joints (``S``) get joint metrics against those.
+A metric that does not apply to a sample is NaN for it and left out of the means.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+
+from dsrbody.eval.metrics import EvalJoints, MetricAccumulator, mpjpe, pa_mpjpe, pve, pve_t, selection_score
+
+__all__ = ["METRIC_NAMES", "params_valid", "gt_body", "batch_metrics", "evaluate", "summarize"]
+
+#: per-sample metrics, millimetres.
+METRIC_NAMES = ("mpjpe", "pa_mpjpe", "pve", "pve_t")
+
+
+def params_valid(batch: Mapping[str, Any], body_name: str) -> torch.Tensor:
+    """``(B,)`` bool: samples whose ``pose``/``betas`` are parameters of the body model ``body_name``.
+
+    SMPL: ``has_smpl``. Another model: ``has_params`` where the file's per-sample ``body_model`` field
+    names it (files without that field hold SMPL parameters).
+    """
+    n = int(batch["keypoints"].shape[0])
+    if body_name == "smpl":
+        return batch["has_smpl"].bool() if "has_smpl" in batch else torch.zeros(n, dtype=torch.bool)
+    names = batch.get("body_model")
+    if names is None or "has_params" not in batch:
+        return torch.zeros(n, dtype=torch.bool)
+    same = torch.tensor([str(x).lower() == body_name for x in names], dtype=torch.bool)
+    return batch["has_params"].bool().cpu() & same
+
+
+def gt_body(body_model, batch: Mapping[str, Any], valid: torch.Tensor):
+    """The ground-truth :class:`~dsrbody.body.base.BodyOutput` of the samples ``valid`` (``(N,)`` bool)."""
+    from dsrbody.losses.params import as_rotmat
+
+    dev = body_model.faces.device
+    J, S = int(body_model.num_joints), int(body_model.shape_dim)
+    pose = batch["pose"][valid.to(batch["pose"].device)].to(dev, torch.float32)
+    rot = as_rotmat(pose, J)
+    betas = batch["betas"][valid.to(batch["betas"].device)].to(dev, torch.float32)
+    if betas.shape[1] < S and getattr(body_model, "name", "") != "anny":
+        betas = torch.nn.functional.pad(betas, (0, S - betas.shape[1]))
+    return body_model(rot[:, 0], rot[:, 1:], betas[:, :S])
+
+
+@torch.no_grad()
+def batch_metrics(
+    pred: Mapping[str, torch.Tensor],
+    batch: Mapping[str, Any],
+    body_model,
+    joints: EvalJoints,
+    rerun: bool = True,
+) -> dict[str, torch.Tensor]:
+    """Per-sample metrics of one batch.
+
+    Args:
+        pred: :class:`~dsrbody.models.Regressor` output (``rotmat``, ``shape``, ``joints``, ``vertices``,
+            ``rest_vertices``).
+        batch: the collated batch (``pose``, ``betas``, ``has_smpl``/``has_params``, ``body_model``,
+            ``pose_3d``, ``has_pose_3d``).
+        body_model: the evaluation body model (its mesh defines PVE/PVE-T).
+        joints: the evaluation joints (:func:`~dsrbody.eval.metrics.eval_joints`).
+        rerun: run ``body_model`` on the predicted parameters (needed when the regressor's own body
+            model has another mesh); False uses ``pred``'s vertices and joints as they are.
+
+    Returns:
+        ``{name: (B,) mm}`` for :data:`METRIC_NAMES`, NaN where a metric does not apply.
+    """
+    dev = body_model.faces.device
+    B = int(pred["shape"].shape[0])
+    if rerun:
+        out = body_model(pred["rotmat"][:, 0].to(dev), pred["rotmat"][:, 1:].to(dev), pred["shape"].to(dev))
+        p_joints, p_verts, p_rest = out.joints, out.vertices, out.rest_vertices
+    else:
+        p_joints, p_verts, p_rest = pred["joints"], pred["vertices"], pred["rest_vertices"]
+    nan = torch.full((B,), float("nan"), device=dev)
+    res = {k: nan.clone() for k in METRIC_NAMES}
+    idx = list(joints.indices)
+    valid = params_valid(batch, str(getattr(body_model, "name", "smpl"))).to(dev)
+    if valid.any():
+        g = gt_body(body_model, batch, valid.cpu())
+        pj, gj = p_joints[valid][:, idx].float(), g.joints[:, idx].float()
+        res["mpjpe"][valid] = mpjpe(pj, gj, joints.pelvis)
+        res["pa_mpjpe"][valid] = pa_mpjpe(pj, gj)
+        res["pve"][valid] = pve(p_verts[valid].float(), g.vertices.float())
+        res["pve_t"][valid] = pve_t(p_rest[valid].float(), g.rest_vertices.float())
+    # joints only, from the file's 3D joints (SPIN_GT24 = SPIN-49 indices 25..48)
+    if "pose_3d" in batch and "has_pose_3d" in batch:
+        s3 = batch["pose_3d"].to(dev).float()
+        gt_idx = [i - 25 for i in idx]
+        full = (s3[:, gt_idx, 3] > 0).all(dim=1)
+        use = batch["has_pose_3d"].to(dev).bool() & full & ~valid
+        if use.any():
+            pj, gj = p_joints[use][:, idx].float(), s3[use][:, gt_idx, :3]
+            res["mpjpe"][use] = mpjpe(pj, gj, joints.pelvis)
+            res["pa_mpjpe"][use] = pa_mpjpe(pj, gj)
+    return res
+
+
+def summarize(acc: MetricAccumulator) -> dict[str, float | int]:
+    """Means, sample counts and the selection score ``1.5 PA-MPJPE + MPJPE`` of an accumulator."""
+    means = acc.means()
+    out: dict[str, float | int] = {k: means[k] for k in METRIC_NAMES if k in means}
+    for k in METRIC_NAMES:
+        out[f"n_{k}"] = acc.count(k)
+    if "mpjpe" in means and "pa_mpjpe" in means:
+        out["score"] = selection_score(means["pa_mpjpe"], means["mpjpe"])
+    return out
+
+
+@torch.no_grad()
+def evaluate(
+    regressor,
+    body_model,
+    loader,
+    joints: EvalJoints,
+    device: str | torch.device = "cpu",
+    skip_log=None,
+    progress: bool = True,
+    on_batch=None,
+) -> dict[str, float | int]:
+    """Evaluate a regressor over a DataLoader of :func:`~dsrbody.data.collate_samples` batches.
+
+    Args:
+        regressor: the trained :class:`~dsrbody.models.Regressor` (eval mode is set here).
+        body_model: the evaluation body model (may differ from the regressor's in mesh only).
+        loader: the DataLoader. joints: evaluation joints.
+        skip_log: a :class:`~dsrbody.data.SkipLog` to update with skipped samples.
+        progress: show a tqdm bar.
+        on_batch: optional ``callable(batch, pred)`` (e.g. to draw pictures).
+
+    Returns:
+        :func:`summarize` of the whole set, plus ``n_samples`` (valid samples seen) and ``n_skipped``.
+    """
+    from tqdm import tqdm
+
+    regressor.eval()
+    acc = MetricAccumulator()
+    n_seen = n_skipped = 0
+    rerun = regressor.body_model is not body_model
+    for batch in tqdm(loader, desc="eval", unit="batch", disable=not progress):
+        if skip_log is not None:
+            skip_log.update(batch)
+        n_skipped += len(batch.get("skipped", []))
+        if batch["num_valid"] == 0:
+            continue
+        pred = regressor(batch["img"].to(device))
+        acc.add(batch_metrics(pred, batch, body_model, joints, rerun=rerun))
+        n_seen += int(batch["num_valid"])
+        if on_batch is not None:
+            on_batch(batch, pred)
+    out = summarize(acc)
+    out["n_samples"] = n_seen
+    out["n_skipped"] = n_skipped
+    return out

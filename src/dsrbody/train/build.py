@@ -1,0 +1,133 @@
+"""Build the plain modules of a recipe: body model, regressor, clothing prior, datasets."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+from omegaconf import DictConfig
+from torch import nn
+
+from dsrbody.data.spin_npz import EXPECTED_LAYOUT
+
+__all__ = [
+    "body_options",
+    "build_body",
+    "build_model",
+    "build_prior",
+    "build_dataset",
+    "build_train_set",
+    "build_eval_set",
+]
+
+
+def body_options(cfg: DictConfig, for_eval: bool = False) -> dict:
+    """The body model's identity as stored in checkpoints: ``{"name", "model_path", "gender", "topology"}``
+    (``topology`` only for Anny; ``eval_topology`` when ``for_eval``)."""
+    b = cfg.body
+    name = str(b.name).lower()
+    opts = {"name": name, "model_path": b.model_path, "gender": str(b.gender)}
+    if name == "anny":
+        opts["topology"] = str(b.eval_topology if for_eval else b.topology)
+    return opts
+
+
+def build_body(cfg: DictConfig, for_eval: bool = False) -> nn.Module:
+    """The body model of ``cfg.body`` (training mesh, or the evaluation mesh when ``for_eval``)."""
+    from dsrbody.body.factory import build_body_model
+
+    opts = body_options(cfg, for_eval)
+    kwargs = {"topology": opts["topology"]} if opts["name"] == "anny" else {}
+    return build_body_model(opts["name"], model_path=opts["model_path"], gender=opts["gender"], **kwargs)
+
+
+def build_model(cfg: DictConfig, body: nn.Module):
+    """The :class:`~dsrbody.models.Regressor` of ``cfg.model`` on ``body`` (initial weights loaded)."""
+    from dsrbody.models import build_regressor
+
+    m = cfg.model
+    return build_regressor(
+        body,
+        backbone=str(m.backbone),
+        pretrained_backbone=m.pretrained_backbone,
+        checkpoint=m.init_checkpoint,
+        n_iter=int(m.n_iter),
+        dropout=float(m.dropout),
+    )
+
+
+def build_prior(cfg: DictConfig, body: nn.Module):
+    """The clothing prior for ``body``: ``cfg.loss.prior`` or the shipped Anny prior.
+
+    Raises:
+        FileNotFoundError: the prior file does not exist.
+        ValueError: it was made for another mesh.
+    """
+    path = cfg.loss.prior
+    if path:
+        from dsrbody.semantics.prior import ClothingPrior
+
+        p = Path(path)
+        if not p.is_file():
+            raise FileNotFoundError(f"{p}: clothing prior file does not exist (loss.prior)")
+        return ClothingPrior.load(p, expected_topology=body.faces)
+    from dsrbody.garments import default_prior
+
+    with warnings.catch_warnings():  # the nearest-face transfer to the low-poly mesh is expected
+        warnings.simplefilter("ignore", UserWarning)
+        return default_prior(body)
+
+
+def build_dataset(spec, cfg: DictConfig, augment: bool):
+    """One :class:`~dsrbody.data.SpinNpzDataset` from a :class:`~dsrbody.train.config.DatasetSpec`.
+
+    Raises:
+        FileNotFoundError: the annotation file or image folder does not exist (names the path and the
+            expected layout).
+    """
+    from dsrbody.data import SpinNpzDataset
+
+    npz, img_dir = Path(str(spec.npz)), Path(str(spec.img_dir))
+    if not npz.is_file():
+        raise FileNotFoundError(f"{npz}: dataset annotation file does not exist; {EXPECTED_LAYOUT}")
+    if not img_dir.is_dir():
+        raise FileNotFoundError(f"{img_dir}: dataset image folder does not exist; {EXPECTED_LAYOUT}")
+    return SpinNpzDataset(
+        npz,
+        img_dir,
+        name=spec.name,
+        augment=augment,
+        parsing=spec.parsing,
+        parsing_root=spec.parsing_root,
+        seed=int(cfg.seed),
+        ignore_3d=bool(spec.ignore_3d),
+    )
+
+
+def build_train_set(cfg: DictConfig):
+    """The training :class:`~dsrbody.data.MixedDataset` of ``cfg.data.train``."""
+    from dsrbody.data import MixedDataset
+
+    specs = list(cfg.data.train)
+    if not specs:
+        raise ValueError("the config lists no training dataset (data.train is empty)")
+    sets = [build_dataset(s, cfg, augment=bool(cfg.data.augment)) for s in specs]
+    return MixedDataset(
+        sets, [float(s.ratio) for s in specs], length=cfg.data.epoch_length, seed=int(cfg.seed)
+    )
+
+
+def build_eval_set(cfg: DictConfig, split: str = "val"):
+    """Every sample of ``cfg.data.<split>`` once (:class:`~dsrbody.data.EvalConcatDataset`), or None
+    when the split lists nothing. ``split`` ``"test"`` falls back to ``val`` when ``data.test`` is unset."""
+    from dsrbody.data import EvalConcatDataset
+
+    if split not in ("val", "test", "train"):
+        raise ValueError(f"unknown split {split!r}; choose val, test or train")
+    specs = cfg.data.get(split)
+    if split == "test" and specs is None:
+        specs = cfg.data.val
+    specs = list(specs or [])
+    if not specs:
+        return None
+    return EvalConcatDataset([build_dataset(s, cfg, augment=False) for s in specs])

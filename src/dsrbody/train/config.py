@@ -1,0 +1,402 @@
+"""Training and evaluation configuration: OmegaConf structured schemas, YAML recipes, dotted overrides.
+
+A recipe is a YAML file whose keys follow :class:`TrainConfig` (see ``configs/*.yaml`` and
+``docs/training.md``). :func:`load_config` merges it over the schema's defaults, then applies
+``key=value`` overrides (``optim.lr=1e-4``, ``data.train.0.ratio=0.5``, ``trainer.max_epochs=3``).
+Unknown keys are errors naming the full key (``loss.weights.dsr_mcc``), wrong types too.
+``${...}`` interpolations resolve (e.g. ``npz: ${data.root}/synth_train.npz``); relative paths are
+taken from the working directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+__all__ = [
+    "BodyConfig",
+    "ModelConfig",
+    "DatasetSpec",
+    "DataConfig",
+    "WeightsConfig",
+    "LossConfig",
+    "OptimConfig",
+    "TrainerConfig",
+    "LoggingConfig",
+    "TrainConfig",
+    "ConfigError",
+    "load_config",
+    "config_from_dict",
+    "apply_overrides",
+    "to_container",
+]
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be used (unknown key, wrong type, missing value); one line."""
+
+
+@dataclass
+class BodyConfig:
+    """The body model (:func:`dsrbody.body.factory.build_body_model`).
+
+    Attributes:
+        name: ``"anny"`` (default, no files) or ``"smpl"``.
+        model_path: SMPL files (folder or file); ``None`` for Anny.
+        gender: SMPL gender (``neutral``/``male``/``female``).
+        topology: Anny mesh used for training (rendering): ``"anny"`` or the low-poly
+            ``"notoes_collapse10pc"``. Evaluation runs on ``eval_topology``.
+        eval_topology: Anny mesh of the evaluation (the synthetic data's ground truth is on ``"anny"``).
+    """
+
+    name: str = "anny"
+    model_path: str | None = None
+    gender: str = "neutral"
+    topology: str = "anny"
+    eval_topology: str = "anny"
+
+
+@dataclass
+class ModelConfig:
+    """The regressor (:func:`dsrbody.models.build_regressor`).
+
+    Attributes:
+        backbone: ``resnet18``/``resnet34``/``resnet50``.
+        pretrained_backbone: backbone weights file (torchvision/SPIN/DSR), or ``None`` (from scratch).
+        init_checkpoint: full regressor weights to start from (SPIN ``model_checkpoint.pt``, DSR or
+            dsrbody checkpoints), or ``None``.
+        n_iter: IEF iterations. dropout: head dropout.
+    """
+
+    backbone: str = "resnet50"
+    pretrained_backbone: str | None = None
+    init_checkpoint: str | None = None
+    n_iter: int = 3
+    dropout: float = 0.5
+
+
+@dataclass
+class DatasetSpec:
+    """One SPIN/DSR annotation file (:class:`dsrbody.data.SpinNpzDataset`).
+
+    Attributes:
+        npz: the annotation ``.npz``. img_dir: the image root (``imgname`` is relative to it).
+        name: dataset name (default: the registry's, else the file stem).
+        ratio: per-sample probability in the training mix (normalised over the list).
+        parsing: load parsing maps (``None``: on except for the registry's evaluation files).
+        parsing_root: root of ``grph_sequences`` (default ``img_dir``).
+        ignore_3d: use no SMPL/3D joints from this file (SPIN's ``ignore_3d``).
+    """
+
+    npz: str = MISSING
+    img_dir: str = MISSING
+    name: str | None = None
+    ratio: float = 1.0
+    parsing: bool | None = None
+    parsing_root: str | None = None
+    ignore_3d: bool = False
+
+
+@dataclass
+class DataConfig:
+    """Datasets and loading.
+
+    Attributes:
+        root: data root, for ``${data.root}`` interpolations in the dataset paths.
+        train: training files, mixed by ``ratio`` (:class:`dsrbody.data.MixedDataset`).
+        val: validation files (every sample once; ``[]``: no validation, the best checkpoint is the last).
+        test: evaluation files for ``dsrbody eval --split test`` (default: ``val``).
+        epoch_length: items per epoch (default: the largest training file, as SPIN/DSR).
+        batch_size, val_batch_size: images per batch (per process under DDP).
+        num_workers: DataLoader worker processes (0: load in the training process).
+        augment: training augmentation (flip, rotation, scale, pixel noise).
+        clean_parsing: set parsing pixels far from the keypoints to background (DESIGN 5).
+    """
+
+    root: str = "data"
+    train: list[DatasetSpec] = field(default_factory=list)
+    val: list[DatasetSpec] = field(default_factory=list)
+    test: list[DatasetSpec] | None = None
+    epoch_length: int | None = None
+    batch_size: int = 64
+    val_batch_size: int = 64
+    num_workers: int = 0
+    augment: bool = True
+    clean_parsing: bool = True
+
+
+@dataclass
+class WeightsConfig:
+    """Loss weights (:class:`dsrbody.losses.LossWeights`; official DSR values by default)."""
+
+    keypoints_2d: float = 5.0
+    keypoints_3d: float = 5.0
+    pose: float = 1.0
+    betas: float = 0.001
+    vertices: float = 0.0
+    camera: float = 1.0
+    dsr_mc: float = 0.1
+    dsr_c: float = 0.1
+    silhouette: float = 0.0
+    openpose: float = 0.0
+    gt: float = 1.0
+    overall: float = 60.0
+
+
+@dataclass
+class LossConfig:
+    """Losses.
+
+    Attributes:
+        weights: :class:`WeightsConfig`.
+        start_dsr: DSR terms (and the silhouette term) are on when ``epoch > start_dsr`` (official 2;
+            ``-1``: from the first epoch).
+        mc_form: DSR-MC form (``iou``, ``iou_rows``, ``distance``). c_form: DSR-C form (``nll``,
+            ``official``, ``inside``).
+        sigma, gamma: soft-rasteriser settings (official training: 1e-5, 1e-1).
+        prior: clothing prior file (``.npz`` or the official ``semantic_prior.npy``); ``None``: the
+            shipped Anny prior (:func:`dsrbody.garments.default_prior`; transferred to the low-poly mesh).
+        dsr_batch_mean: average DSR terms over the whole batch as the official code (samples without
+            labels count 0) instead of over the samples that have them.
+    """
+
+    weights: WeightsConfig = field(default_factory=WeightsConfig)
+    start_dsr: int = 2
+    mc_form: str = "iou"
+    c_form: str = "nll"
+    sigma: float = 1e-5
+    gamma: float = 1e-1
+    prior: str | None = None
+    dsr_batch_mean: bool = False
+
+
+@dataclass
+class OptimConfig:
+    """Adam (the official optimiser). lr: learning rate. weight_decay: L2 (0 officially)."""
+
+    lr: float = 3e-5
+    weight_decay: float = 0.0
+
+
+@dataclass
+class TrainerConfig:
+    """Lightning ``Trainer`` settings (see its documentation).
+
+    Attributes:
+        max_epochs, max_steps: stop at whichever comes first (``max_steps`` -1: no step limit).
+        accelerator: ``auto``, ``cpu``, ``gpu``. devices: ``auto`` or a count. strategy: ``auto``, ``ddp``
+            (one process per device; on CPU with the gloo backend), ``ddp_spawn``.
+        num_nodes: machines. precision: ``32-true``, ``16-mixed``, ``bf16-mixed``.
+        limit_train_batches, limit_val_batches: fraction (float) or count (int as float >= 1) per epoch.
+        val_every_n_epochs: validation frequency. gradient_clip_val: ``None`` or a norm.
+        checkpoint_every_n_steps: also save ``last.ckpt`` every n training steps (0: epoch ends only).
+        progress_bar: show Lightning's progress bar.
+        deterministic: ask torch for deterministic algorithms.
+    """
+
+    max_epochs: int = 50
+    max_steps: int = -1
+    accelerator: str = "auto"
+    devices: str = "auto"
+    strategy: str = "auto"
+    num_nodes: int = 1
+    precision: str = "32-true"
+    limit_train_batches: float = 1.0
+    limit_val_batches: float = 1.0
+    val_every_n_epochs: int = 1
+    gradient_clip_val: float | None = None
+    checkpoint_every_n_steps: int = 0
+    progress_bar: bool = True
+    deterministic: bool = False
+
+
+@dataclass
+class LoggingConfig:
+    """Logs (TensorBoard + CSV under the output folder).
+
+    Attributes:
+        every_n_steps: scalar logging frequency.
+        images_every_n_steps: picture panels frequency (0: never); images_count: samples per panel.
+    """
+
+    every_n_steps: int = 10
+    images_every_n_steps: int = 200
+    images_count: int = 2
+
+
+@dataclass
+class TrainConfig:
+    """A whole training/evaluation recipe.
+
+    Attributes:
+        name: run name (default output folder ``outputs/train/<name>``).
+        seed: seeds torch/numpy/python and the data draws.
+        out_dir: output folder (``None``: ``outputs/train/<name>``); ``--out`` overrides it.
+    """
+
+    name: str = "run"
+    seed: int = 0
+    out_dir: str | None = None
+    body: BodyConfig = field(default_factory=BodyConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+
+
+# ----------------------------------------------------------------------------------------------
+# key checking with full paths
+# ----------------------------------------------------------------------------------------------
+
+
+def _dataclass_of(tp: Any) -> type | None:
+    """The dataclass inside ``X``, ``X | None``, ``list[X]``, ``list[X] | None`` (else None)."""
+    if dataclasses.is_dataclass(tp):
+        return tp
+    for arg in typing.get_args(tp):
+        dc = _dataclass_of(arg)
+        if dc is not None:
+            return dc
+    return None
+
+
+def _check_keys(node: Any, schema: type, path: str, source: str) -> None:
+    """Raise :class:`ConfigError` naming the first key of ``node`` that ``schema`` does not have."""
+    if not isinstance(node, dict):
+        return
+    hints = typing.get_type_hints(schema)
+    for key, value in node.items():
+        full = f"{path}.{key}" if path else str(key)
+        if key not in hints:
+            known = ", ".join(sorted(hints))
+            raise ConfigError(f"{source}: unknown config key '{full}' (known keys here: {known})")
+        sub = _dataclass_of(hints[key])
+        if sub is None:
+            continue
+        if isinstance(value, list):
+            for i, item in enumerate(value):
+                _check_keys(item, sub, f"{full}.{i}", source)
+        else:
+            _check_keys(value, sub, full, source)
+
+
+def _wrap(exc: OmegaConfBaseException, source: str) -> ConfigError:
+    key = getattr(exc, "full_key", None)
+    first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    where = f" (key '{key}')" if key else ""
+    return ConfigError(f"{source}: {first}{where}")
+
+
+def config_from_dict(data: dict | None, source: str = "config") -> DictConfig:
+    """Merge a plain dict (a parsed YAML recipe) over the :class:`TrainConfig` defaults.
+
+    Raises:
+        ConfigError: unknown key (named with its full path) or a value of the wrong type.
+    """
+    data = data or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: a recipe must be a mapping of keys, got {type(data).__name__}")
+    _check_keys(data, TrainConfig, "", source)
+    base = OmegaConf.structured(TrainConfig)
+    try:
+        return OmegaConf.merge(base, OmegaConf.create(data))
+    except OmegaConfBaseException as e:
+        raise _wrap(e, source) from None
+
+
+def apply_overrides(cfg: DictConfig, overrides: list[str] | tuple[str, ...]) -> DictConfig:
+    """Apply ``key=value`` overrides (values parsed as YAML: ``3``, ``1e-4``, ``null``, ``[a, b]``).
+
+    Raises:
+        ConfigError: malformed override, unknown key, wrong type.
+    """
+    import yaml
+
+    for ov in overrides:
+        if "=" not in ov:
+            raise ConfigError(f"override {ov!r} is not of the form key=value")
+        key, raw = ov.split("=", 1)
+        key = key.strip()
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            value = raw
+        parts = key.split(".")
+        node: Any = cfg
+        for i, p in enumerate(parts):
+            here = ".".join(parts[: i + 1])
+            if isinstance(node, DictConfig):
+                if p not in node:
+                    raise ConfigError(f"override '{ov}': unknown config key '{here}'")
+            elif OmegaConf.is_list(node):
+                if not p.isdigit() or int(p) >= len(node):
+                    raise ConfigError(
+                        f"override '{ov}': '{here}' is not an index of the list (len {len(node)})"
+                    )
+                p = int(p)
+            else:
+                raise ConfigError(f"override '{ov}': '{'.'.join(parts[:i])}' is not a group of keys")
+            if i < len(parts) - 1:
+                node = node[p]
+        try:
+            if isinstance(value, (dict, list)):
+                sub = node[p]
+                if isinstance(value, dict) and isinstance(sub, DictConfig):
+                    sc = OmegaConf.get_type(sub)
+                    if dataclasses.is_dataclass(sc):
+                        _check_keys(value, sc, key, f"override '{ov}'")
+                node[p] = value
+            else:
+                node[p] = value
+        except OmegaConfBaseException as e:
+            raise _wrap(e, f"override '{ov}'") from None
+    return cfg
+
+
+def load_config(path: str | os.PathLike | None, overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
+    """Read a YAML recipe (or the defaults when ``path`` is None) and apply overrides.
+
+    Returns:
+        The structured config (``DictConfig`` typed by :class:`TrainConfig`), interpolations resolvable.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ConfigError: unreadable YAML, unknown key (full name), wrong type.
+    """
+    import yaml
+
+    data: dict = {}
+    source = "overrides"
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise FileNotFoundError(f"{p}: config file does not exist (recipes live in configs/*.yaml)")
+        try:
+            data = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{p}: not valid YAML ({str(e).splitlines()[0]})") from None
+        source = str(p)
+    cfg = config_from_dict(data, source)
+    cfg = apply_overrides(cfg, list(overrides))
+    try:  # resolve now so that a broken interpolation is reported here
+        OmegaConf.to_container(cfg, resolve=True)
+    except OmegaConfBaseException as e:
+        raise _wrap(e, source) from None
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:
+        raise ConfigError(f"{source}: config key(s) without a value: {', '.join(missing)}")
+    return cfg
+
+
+def to_container(cfg: DictConfig) -> dict:
+    """The resolved config as plain Python (for checkpoints, logs and ``config.yaml``)."""
+    return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]

@@ -1,0 +1,106 @@
+"""The LightningDataModule of a recipe and the callback that keeps the data honest.
+
+:class:`DSRDataModule` builds the training mix (:class:`~dsrbody.data.MixedDataset`) and the
+validation set (:class:`~dsrbody.data.EvalConcatDataset`) with :func:`~dsrbody.data.collate_samples`
+(unreadable samples are dropped from their batch and listed). :class:`DataHealth` sets the data's
+epoch (augmentation draws, dataset choice), feeds each batch's skipped samples into the datasets'
+:class:`~dsrbody.data.SkipLog`, and at every epoch end prints the summary, logs the counts
+(``data/skipped``, ``data/no_parsing``) and resets the log.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.utilities import rank_zero_info
+from torch.utils.data import DataLoader
+
+from dsrbody.data import collate_samples
+from dsrbody.train.build import build_eval_set, build_train_set
+
+__all__ = ["DSRDataModule", "DataHealth"]
+
+
+class DSRDataModule(L.LightningDataModule):
+    """Training and validation data of a recipe (``cfg.data``)."""
+
+    def __init__(self, cfg) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.train_set = None
+        self.val_set = None
+
+    def setup(self, stage: str | None = None) -> None:
+        if stage in (None, "fit") and self.train_set is None:
+            self.train_set = build_train_set(self.cfg)
+        if stage in (None, "fit", "validate") and self.val_set is None:
+            self.val_set = build_eval_set(self.cfg, "val")
+
+    def _loader(self, dataset, batch_size: int, shuffle: bool, drop_last: bool) -> DataLoader:
+        nw = int(self.cfg.data.num_workers)
+        return DataLoader(
+            dataset,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            num_workers=nw,
+            collate_fn=collate_samples,
+            drop_last=drop_last,
+            persistent_workers=nw > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        bs = int(self.cfg.data.batch_size)
+        # BatchNorm cannot train on a last batch of one sample: drop the incomplete batch when possible
+        return self._loader(self.train_set, bs, shuffle=True, drop_last=len(self.train_set) >= bs)
+
+    def val_dataloader(self) -> DataLoader | list:
+        if self.val_set is None:
+            return []
+        return self._loader(self.val_set, int(self.cfg.data.val_batch_size), shuffle=False, drop_last=False)
+
+
+class DataHealth(L.Callback):
+    """Epoch setting and skip accounting for the datasets of a :class:`DSRDataModule`."""
+
+    def _sets(self, trainer: L.Trainer) -> tuple[Any, Any]:
+        dm = trainer.datamodule
+        return getattr(dm, "train_set", None), getattr(dm, "val_set", None)
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        train, _ = self._sets(trainer)
+        if train is not None:
+            train.set_epoch(trainer.current_epoch)
+            train.skipped.reset()
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        train, _ = self._sets(trainer)
+        if train is not None:
+            train.skipped.update(batch)
+
+    def on_validation_epoch_start(self, trainer, pl_module) -> None:
+        _, val = self._sets(trainer)
+        if val is not None:
+            val.skipped.reset()
+
+    def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0) -> None:
+        _, val = self._sets(trainer)
+        if val is not None:
+            val.skipped.update(batch)
+
+    def _report(self, pl_module: L.LightningModule, log, prefix: str, epoch: int) -> None:
+        dropped = float(log.dropped)
+        no_parsing = float(log.count() - log.dropped)
+        pl_module.log(f"data/{prefix}_skipped", dropped, reduce_fx="sum", sync_dist=True, batch_size=1)
+        pl_module.log(f"data/{prefix}_no_parsing", no_parsing, reduce_fx="sum", sync_dist=True, batch_size=1)
+        rank_zero_info(f"epoch {epoch} {prefix} " + log.summary())
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        train, _ = self._sets(trainer)
+        if train is not None:
+            self._report(pl_module, train.skipped, "train", trainer.current_epoch)
+
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        _, val = self._sets(trainer)
+        if val is not None and not trainer.sanity_checking:
+            self._report(pl_module, val.skipped, "val", trainer.current_epoch)

@@ -1,0 +1,414 @@
+"""The LightningModule: a :class:`~dsrbody.models.Regressor` trained with SPIN's and DSR's losses.
+
+One training step: regress bodies from the crops; SPIN's terms with their validity masks
+(:func:`~dsrbody.losses.spin_loss_terms`); from ``epoch > loss.start_dsr`` on, the DSR terms from one
+render call per batch (:class:`~dsrbody.losses.DSRLoss`); the weighted total
+(:func:`~dsrbody.losses.combine_losses`), NaN/infinite samples dropped per term and counted
+(``train/dropped_<term>``); a step whose total or gradients are not finite is skipped and counted
+(``train/skipped_steps``). Validation computes MPJPE, PA-MPJPE, PVE, PVE-T (``val/*``) and the
+selection score ``val/score`` = 1.5 PA-MPJPE + MPJPE.
+
+Checkpoints are self-describing: ``checkpoint["dsrbody"]`` holds the dsrbody version, the body model
+(name, options, mesh id, joints, shape size), the backbone and the resolved recipe, and the weights
+are ``model.backbone.*`` / ``model.head.*`` (DSR's layout, so
+:func:`~dsrbody.models.load_regressor_checkpoint` reads them). :func:`check_checkpoint` refuses a
+checkpoint of another body model or backbone.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+
+from dsrbody.eval.metrics import MetricAccumulator, eval_joints
+from dsrbody.eval.synth_eval import METRIC_NAMES, batch_metrics, gt_body, params_valid, summarize
+from dsrbody.losses import DSRLoss, DSRTargets, LossWeights, combine_losses, spin_loss_terms
+from dsrbody.train.build import body_options, build_body, build_model, build_prior
+from dsrbody.train.config import config_from_dict, to_container
+
+__all__ = ["DSRModule", "checkpoint_meta", "read_checkpoint_meta", "check_checkpoint", "DSR_TERMS"]
+
+DSR_TERMS = ("dsr_mc", "dsr_c", "silhouette")
+
+
+class DSRModule(L.LightningModule):
+    """Regressor + losses + optimiser of a recipe.
+
+    Args:
+        config: the resolved recipe as a plain dict (:func:`~dsrbody.train.config.to_container`), or a
+            ``DictConfig``; stored in the checkpoint's hyper-parameters.
+    """
+
+    def __init__(self, config: dict | Any):
+        super().__init__()
+        if not isinstance(config, dict):
+            config = to_container(config)
+        self.save_hyperparameters({"config": config})
+        self.cfg = config_from_dict(config, "checkpoint config")
+        cfg = self.cfg
+        body = build_body(cfg)
+        self.model = build_model(cfg, body)
+        self.weights = LossWeights(**{k: float(v) for k, v in cfg.loss.weights.items()})
+        conf = getattr(body, "keypoint_confidence", None)
+        n_kp = int(body(*_rest_inputs(body)).joints.shape[1]) if conf is None else int(conf.numel())
+        self.register_buffer(
+            "kp_conf", conf.float().clone() if conf is not None else torch.ones(n_kp), persistent=False
+        )
+        w = self.weights
+        self.dsr_enabled = any(getattr(w, t) != 0 for t in DSR_TERMS)
+        self.dsr_loss = (
+            DSRLoss(
+                body.faces,
+                build_prior(cfg, body),
+                mc_form=str(cfg.loss.mc_form),
+                c_form=str(cfg.loss.c_form),
+                sigma=float(cfg.loss.sigma),
+                gamma=float(cfg.loss.gamma),
+            )
+            if self.dsr_enabled
+            else None
+        )
+        self.joints = eval_joints(body)
+        self.__dict__["_eval_body"] = None  # not a submodule: its tensors stay out of checkpoints
+        self._val_acc = MetricAccumulator()
+        self.skipped_steps = 0
+        self.last_panel = None  # the last logged picture (H, W, 3) uint8, for tests and callers
+
+    # ------------------------------------------------------------------------------------------
+    @property
+    def body(self):
+        """The training body model."""
+        return self.model.body_model
+
+    def eval_body(self):
+        """The evaluation body model (``body.eval_topology``; the training one when the mesh is the same)."""
+        if self._eval_body is None:
+            same = body_options(self.cfg, True) == body_options(self.cfg, False)
+            body = self.body if same else build_body(self.cfg, for_eval=True).to(self.device)
+            self.__dict__["_eval_body"] = body
+        return self.__dict__["_eval_body"]
+
+    def dsr_active(self, epoch: int | None = None) -> bool:
+        """DSR terms are on when ``epoch > loss.start_dsr`` (and a DSR weight is non-zero)."""
+        e = self.current_epoch if epoch is None else epoch
+        return self.dsr_enabled and e > int(self.cfg.loss.start_dsr)
+
+    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """:meth:`Regressor.forward <dsrbody.models.Regressor.forward>`."""
+        return self.model(images)
+
+    # ------------------------------------------------------------------------------------------
+    def loss_targets(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """The ground-truth dict of :func:`~dsrbody.losses.spin_loss_terms` for a batch.
+
+        Keypoint confidences are multiplied by the body model's ``keypoint_confidence`` (Anny has no
+        LSP neck/head top, ...); pose/shape targets apply to the samples whose parameters belong to the
+        trained body model (:func:`~dsrbody.eval.synth_eval.params_valid`).
+        """
+        kp = batch["keypoints"].clone()
+        kp[..., 2] = kp[..., 2] * self.kp_conf.to(kp.dtype)
+        gt: dict[str, torch.Tensor] = {"keypoints": kp}
+        if "pose_3d" in batch and bool(batch["has_pose_3d"].any()):
+            p3 = batch["pose_3d"].clone()
+            p3[..., 3] = p3[..., 3] * self.kp_conf[-p3.shape[1] :].to(p3.dtype)
+            gt["pose_3d"], gt["has_pose_3d"] = p3, batch["has_pose_3d"]
+        body = self.body
+        valid = params_valid(batch, str(body.name)).to(kp.device)
+        J, S = int(body.num_joints), int(body.shape_dim)
+        if (
+            "pose" in batch
+            and bool(valid.any())
+            and batch["pose"].shape[1] == 3 * J
+            and batch["betas"].shape[1] <= S
+        ):
+            gt["pose"], gt["betas"], gt["has_smpl"] = batch["pose"], batch["betas"], valid
+            if self.weights.vertices != 0:
+                with torch.no_grad():
+                    g = gt_body(body, batch, valid.cpu())
+                    verts = kp.new_zeros(kp.shape[0], g.vertices.shape[1], 3)
+                    verts[valid] = g.vertices.to(verts.dtype)
+                gt["vertices"] = verts
+        return gt
+
+    def dsr_targets(self, batch: dict[str, Any]) -> DSRTargets:
+        """DSR targets from the batch's parsing maps (cleaned around the keypoints when configured)."""
+        labels = batch["parsing"].long()
+        if bool(self.cfg.data.clean_parsing):
+            from dsrbody.geometry.cameras import denormalize_keypoints
+            from dsrbody.semantics.parsing import clean_parsing_batch
+
+            kp = denormalize_keypoints(batch["keypoints"].float(), int(self.model.img_res))
+            labels = clean_parsing_batch(labels, kp)
+        return DSRTargets.from_parsing(
+            labels, has_parsing=batch["has_parsing"], with_distance=str(self.cfg.loss.mc_form) == "distance"
+        )
+
+    def compute_losses(
+        self, batch: dict[str, Any], pred: dict[str, torch.Tensor], dsr: bool
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, int], dict[str, Any]]:
+        """``(total, term means, dropped counts, DSR outputs)`` of one batch (see the module docstring)."""
+        terms = spin_loss_terms(pred, self.loss_targets(batch), self.weights)
+        dsr_out: dict[str, Any] = {}
+        if dsr and self.dsr_loss is not None:
+            targets = self.dsr_targets(batch)
+            w = self.weights
+            dsr_out = self.dsr_loss(
+                pred["vertices_cam"],
+                targets,
+                mc=w.dsr_mc != 0,
+                clothing=w.dsr_c != 0,
+                silhouette=w.silhouette != 0,
+            )
+            dsr_out["targets"] = targets
+            for t in DSR_TERMS:
+                if t in dsr_out:
+                    terms[t] = (dsr_out[t], dsr_out[t + "_valid"])
+        batch_mean = ("dsr_mc", "dsr_c") if bool(self.cfg.loss.dsr_batch_mean) else ()
+        total, means, dropped = combine_losses(terms, self.weights, batch_mean=batch_mean)
+        return total, means, dropped, dsr_out
+
+    # ------------------------------------------------------------------------------------------
+    def training_step(self, batch: dict[str, Any], batch_idx: int):
+        n = int(batch["num_valid"])
+        bs = max(n, 1)
+        if n == 0:  # every sample of the batch was unreadable
+            self.skipped_steps += 1
+            self.log("train/skipped_steps", 1.0, on_step=False, on_epoch=True, reduce_fx="sum", batch_size=1)
+            return self._zero_loss() if self.trainer.world_size > 1 else None
+        pred = self.model(batch["img"])
+        dsr = self.dsr_active()
+        total, means, dropped, dsr_out = self.compute_losses(batch, pred, dsr)
+        log_kw = dict(on_step=True, on_epoch=True, batch_size=bs)
+        self.log("train/loss", total.detach(), prog_bar=True, **log_kw)
+        for k, v in means.items():
+            self.log(f"train/{k}", v.detach(), **log_kw)
+        for k, v in dropped.items():
+            self.log(
+                f"train/dropped_{k}", float(v), on_step=False, on_epoch=True, reduce_fx="sum", batch_size=1
+            )
+        self.log("train/dsr_on", float(dsr), on_step=True, on_epoch=False, batch_size=1)
+        self.log("train/num_valid", float(n), on_step=True, on_epoch=False, batch_size=1)
+        every = int(self.cfg.logging.images_every_n_steps)
+        if every > 0 and self.global_step % every == 0 and self.global_rank == 0:
+            self._log_images(batch, pred, dsr_out)
+        if not torch.isfinite(total):
+            self.skipped_steps += 1
+            self.log("train/skipped_steps", 1.0, on_step=False, on_epoch=True, reduce_fx="sum", batch_size=1)
+            return self._zero_loss() if self.trainer.world_size > 1 else None
+        return total
+
+    def _zero_loss(self) -> torch.Tensor:
+        # DDP needs every rank to run backward; a zero loss touching every parameter keeps them in step
+        return sum(p.sum() * 0.0 for p in self.model.parameters() if p.requires_grad)
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        bad = any(p.grad is not None and not torch.isfinite(p.grad).all() for p in self.model.parameters())
+        if bad:  # a NaN upstream of a dropped sample: do not let it reach the weights
+            self.skipped_steps += 1
+            for p in self.model.parameters():
+                if p.grad is not None:
+                    p.grad.zero_()
+            self.log(
+                "train/nonfinite_grad_steps", 1.0, on_step=False, on_epoch=True, reduce_fx="sum", batch_size=1
+            )
+
+    # ------------------------------------------------------------------------------------------
+    def on_validation_epoch_start(self) -> None:
+        self._val_acc.reset()
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        if int(batch["num_valid"]) == 0:
+            return
+        pred = self.model(batch["img"])
+        body = self.eval_body()
+        self._val_acc.add(batch_metrics(pred, batch, body, eval_joints(body), rerun=body is not self.body))
+
+    def on_validation_epoch_end(self) -> None:
+        names = list(METRIC_NAMES)
+        acc = self._val_acc
+        t = torch.tensor(
+            [[acc.sums.get(k, 0.0), float(acc.counts.get(k, 0))] for k in names], dtype=torch.float64
+        ).to(self.device)
+        if self.trainer.world_size > 1:
+            t = self.all_gather(t).reshape(-1, len(names), 2).sum(0)
+        merged = MetricAccumulator()
+        for i, k in enumerate(names):
+            if t[i, 1] > 0:
+                merged.sums[k], merged.counts[k] = float(t[i, 0]), int(t[i, 1])
+        summary = summarize(merged)
+        for k in names:
+            if k in summary:
+                self.log(f"val/{k}", float(summary[k]), sync_dist=False, batch_size=1)
+        score = float(summary.get("score", math.inf))
+        self.log("val/score", score, prog_bar=True, sync_dist=False, batch_size=1)
+
+    # ------------------------------------------------------------------------------------------
+    def configure_optimizers(self):
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        return torch.optim.Adam(
+            params, lr=float(self.cfg.optim.lr), weight_decay=float(self.cfg.optim.weight_decay)
+        )
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["dsrbody"] = checkpoint_meta(self)
+
+    # ------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def make_panel(
+        self, batch: dict[str, Any], pred: dict[str, torch.Tensor], dsr_out: dict[str, Any], i: int = 0
+    ):
+        """The picture row of sample ``i`` (:func:`dsrbody.train.visual.training_panel`)."""
+        from dsrbody.train.visual import training_panel
+
+        body = self.body
+        faces = body.faces.cpu()
+        gt_verts = gt_f = gt_pp = None
+        valid = params_valid(batch, str(body.name))
+        if bool(valid[i]):
+            sel = torch.zeros_like(valid)
+            sel[i] = True
+            g = gt_body(body, batch, sel)
+            if "crop_cam_t" in batch and "crop_focal_length" in batch:
+                gt_verts = g.vertices[0].cpu() + batch["crop_cam_t"][i].float().cpu()
+                gt_f = tuple(float(x) for x in batch["crop_focal_length"][i].reshape(-1)[:2])
+                gt_pp = tuple(float(x) for x in batch["crop_principal_point"][i].reshape(-1)[:2])
+            else:
+                from dsrbody.geometry.cameras import denormalize_keypoints, estimate_translation
+
+                kp = denormalize_keypoints(batch["keypoints"][i : i + 1].float(), int(self.model.img_res))
+                kp[..., 2] = kp[..., 2] * self.kp_conf.cpu()
+                t = estimate_translation(
+                    g.joints[:, 25:].cpu().float(), kp[:, 25:].cpu(), focal=self.model.focal
+                )
+                gt_verts = g.vertices[0].cpu() + t[0]
+        rendered_mc = mc_mask = classes = merged = None
+        idx = dsr_out.get("render_index")
+        if idx is not None and "targets" in dsr_out:
+            pos = (idx == i).nonzero()
+            targets = dsr_out["targets"]
+            merged, mc_mask = targets.merged[i], targets.mc_mask[i]
+            if pos.numel():
+                j = int(pos[0, 0])
+                rendered_mc = dsr_out["rendered_mc"][j] if "rendered_mc" in dsr_out else None
+                classes = dsr_out["rendered_classes"][j] if "rendered_classes" in dsr_out else None
+        elif self.dsr_loss is not None:  # DSR not on yet: render this sample for the picture anyway
+            targets = self.dsr_targets(
+                {k: (v[i : i + 1] if torch.is_tensor(v) else v) for k, v in batch.items()}
+            )
+            mc, cls, _ = self.dsr_loss.render(pred["vertices_cam"][i : i + 1], targets.mc_present)
+            rendered_mc, classes = mc[0], cls[0].clone()
+            classes[0] = 1.0 - classes[1:].sum(0)
+            merged, mc_mask = targets.merged[0], targets.mc_mask[0]
+        return training_panel(
+            batch["img"][i],
+            faces,
+            pred["vertices_cam"][i].detach().cpu(),
+            float(self.model.focal),
+            gt_vertices_cam=gt_verts,
+            gt_focal=gt_f,
+            gt_principal_point=gt_pp,
+            rendered_mc=rendered_mc,
+            mc_mask=mc_mask,
+            rendered_classes=classes,
+            merged_labels=merged,
+        )
+
+    def _log_images(self, batch, pred, dsr_out) -> None:
+        from dsrbody.train.visual import grid
+
+        try:
+            k = min(int(self.cfg.logging.images_count), int(batch["num_valid"]))
+            rows = [self.make_panel(batch, pred, dsr_out, i) for i in range(k)]
+        except Exception as e:  # noqa: BLE001 - a picture must never stop training
+            print(f"dsrbody: could not draw the training picture ({type(e).__name__}: {e})")
+            return
+        if not rows:
+            return
+        panel = grid(rows)
+        self.last_panel = panel
+        for logger in self.loggers:
+            exp = getattr(logger, "experiment", None)
+            if hasattr(exp, "add_image"):
+                exp.add_image(
+                    "train/input|pred|gt|mc(red)_vs_mask(green)|rendered_classes|labels",
+                    panel,
+                    global_step=self.global_step,
+                    dataformats="HWC",
+                )
+
+
+def _rest_inputs(body) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    mp = body.mean_params()
+    return mp["global_orient"][None], mp["body_pose"][None], mp["shape"][None]
+
+
+# ----------------------------------------------------------------------------------------------
+# self-describing checkpoints
+# ----------------------------------------------------------------------------------------------
+
+
+def checkpoint_meta(module: DSRModule) -> dict[str, Any]:
+    """What a checkpoint says about itself (stored under ``checkpoint["dsrbody"]``)."""
+    from dsrbody import __version__
+
+    body = module.body
+    return {
+        "version": __version__,
+        "body": body_options(module.cfg)
+        | {
+            "topology_id": str(body.topology_id),
+            "num_joints": int(body.num_joints),
+            "shape_dim": int(body.shape_dim),
+        },
+        "backbone": str(module.cfg.model.backbone),
+        "config": to_container(module.cfg),
+    }
+
+
+def read_checkpoint_meta(path: str | Path) -> dict[str, Any] | None:
+    """``checkpoint["dsrbody"]`` of a dsrbody checkpoint, or None for other weight files.
+
+    Raises:
+        FileNotFoundError: the file does not exist. ValueError: it is not a torch file.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"{p}: checkpoint file does not exist")
+    try:
+        ckpt = torch.load(p, map_location="cpu", weights_only=False)
+    except Exception as e:  # noqa: BLE001
+        raise ValueError(f"{p}: not a readable checkpoint ({type(e).__name__}: {e})") from None
+    return ckpt.get("dsrbody") if isinstance(ckpt, dict) else None
+
+
+def check_checkpoint(meta: dict[str, Any] | None, cfg, path: str | Path) -> None:
+    """Refuse a checkpoint made for another body model or backbone than the config's.
+
+    Anny checkpoints load into any Anny mesh (the regressor predicts rig rotations and phenotypes; the
+    mesh only changes rendering and vertex metrics).
+
+    Raises:
+        ValueError: one line naming the checkpoint, what it was trained with and what the config asks.
+    """
+    if meta is None:
+        return
+    want_body = str(cfg.body.name).lower()
+    want_bb = str(cfg.model.backbone)
+    have_body = str(meta.get("body", {}).get("name", "?"))
+    have_bb = str(meta.get("backbone", "?"))
+    if have_body != want_body or have_bb != want_bb:
+        raise ValueError(
+            f"{path}: checkpoint was trained with body model '{have_body}' and backbone '{have_bb}', but the "
+            f"config uses body model '{want_body}' and backbone '{want_bb}'; use the recipe it was trained "
+            "with (its config.yaml) or override body.name/model.backbone"
+        )
+    if want_body == "smpl":
+        g = meta["body"].get("gender")
+        if g is not None and str(g) != str(cfg.body.gender):
+            raise ValueError(
+                f"{path}: checkpoint was trained on the SMPL '{g}' model, the config uses '{cfg.body.gender}'"
+            )

@@ -1,0 +1,164 @@
+"""Run a recipe: :func:`run_training` (``dsrbody train``), usable from scripts.
+
+Output folder layout::
+
+    OUT/config.yaml              the resolved recipe of the run
+    OUT/checkpoints/last.ckpt    the latest state (resume from it with resume=True / --resume)
+    OUT/checkpoints/best.ckpt    the best validation score 1.5 PA-MPJPE + MPJPE (when there is validation)
+    OUT/tensorboard/version_N/   TensorBoard scalars and pictures
+    OUT/csv/version_N/metrics.csv
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from dsrbody.train.config import to_container
+
+__all__ = ["run_training", "output_dir", "build_trainer", "TrainResult"]
+
+
+class TrainResult(str):
+    """The path of the checkpoint to use (best if validated, else last), as a ``str`` with extras:
+    ``.last``, ``.best`` (or None), ``.out_dir``, ``.global_step``, ``.epoch``, ``.metrics``."""
+
+    last: Path
+    best: Path | None
+    out_dir: Path
+    global_step: int
+    epoch: int
+    metrics: dict[str, float]
+
+
+def output_dir(cfg: DictConfig, out: str | os.PathLike | None = None) -> Path:
+    """``out``, else ``cfg.out_dir``, else ``outputs/train/<cfg.name>``."""
+    if out is not None:
+        return Path(out)
+    if cfg.out_dir:
+        return Path(str(cfg.out_dir))
+    return Path("outputs") / "train" / str(cfg.name)
+
+
+def _devices(value: Any) -> Any:
+    s = str(value)
+    return int(s) if s.isdigit() else s
+
+
+def build_trainer(cfg: DictConfig, out: Path, callbacks: Sequence[Any] = (), has_val: bool = True):
+    """The Lightning ``Trainer`` of ``cfg.trainer`` writing to ``out`` (checkpoint callbacks included)."""
+    import lightning as L
+    from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+    from dsrbody.train.datamodule import DataHealth
+
+    t = cfg.trainer
+    ckpt_dir = out / "checkpoints"
+    every = int(t.checkpoint_every_n_steps)
+    last_cb = ModelCheckpoint(
+        dirpath=ckpt_dir,
+        filename="last-unused",
+        save_top_k=0,
+        save_last=True,
+        every_n_train_steps=every if every > 0 else None,
+    )
+    cbs: list[Any] = [last_cb, DataHealth()]
+    if has_val:
+        cbs.append(
+            ModelCheckpoint(
+                dirpath=ckpt_dir,
+                filename="best",
+                monitor="val/score",
+                mode="min",
+                save_top_k=1,
+                save_last=False,
+                auto_insert_metric_name=False,
+                enable_version_counter=False,
+            )
+        )
+    cbs.extend(callbacks)
+    limit_train = float(t.limit_train_batches)
+    limit_val = float(t.limit_val_batches)
+    return L.Trainer(
+        default_root_dir=str(out),
+        max_epochs=int(t.max_epochs),
+        max_steps=int(t.max_steps),
+        accelerator=str(t.accelerator),
+        devices=_devices(t.devices),
+        strategy=str(t.strategy),
+        num_nodes=int(t.num_nodes),
+        precision=str(t.precision),
+        limit_train_batches=int(limit_train) if limit_train > 1 else limit_train,
+        limit_val_batches=int(limit_val) if limit_val > 1 else limit_val,
+        check_val_every_n_epoch=int(t.val_every_n_epochs),
+        gradient_clip_val=t.gradient_clip_val,
+        log_every_n_steps=int(cfg.logging.every_n_steps),
+        enable_progress_bar=bool(t.progress_bar),
+        enable_model_summary=False,
+        deterministic=bool(t.deterministic),
+        num_sanity_val_steps=0,
+        logger=[
+            TensorBoardLogger(save_dir=str(out), name="tensorboard", default_hp_metric=False),
+            CSVLogger(save_dir=str(out), name="csv"),
+        ],
+        callbacks=cbs,
+    )
+
+
+def run_training(
+    cfg: DictConfig,
+    out_dir: str | os.PathLike | None = None,
+    resume: bool = False,
+    callbacks: Sequence[Any] = (),
+) -> TrainResult:
+    """Train a recipe.
+
+    Args:
+        cfg: the recipe (:func:`~dsrbody.train.config.load_config`; overrides already applied).
+        out_dir: output folder (default: :func:`output_dir`).
+        resume: continue from ``OUT/checkpoints/last.ckpt`` (epoch, step, optimiser, best score).
+        callbacks: extra Lightning callbacks.
+
+    Returns:
+        :class:`TrainResult`: the best checkpoint's path (last when there is no validation).
+
+    Raises:
+        FileNotFoundError: resume without a last checkpoint; a dataset path that does not exist.
+        ValueError: a checkpoint of another body model/backbone; bad settings.
+    """
+    import lightning as L
+
+    from dsrbody.train.datamodule import DSRDataModule
+    from dsrbody.train.module import DSRModule, check_checkpoint, read_checkpoint_meta
+
+    out = output_dir(cfg, out_dir)
+    ckpt_path = None
+    last = out / "checkpoints" / "last.ckpt"
+    if resume:
+        if not last.is_file():
+            raise FileNotFoundError(f"{last}: no checkpoint to resume from (train without --resume first)")
+        check_checkpoint(read_checkpoint_meta(last), cfg, last)
+        ckpt_path = str(last)
+    L.seed_everything(int(cfg.seed), workers=True, verbose=False)
+    dm = DSRDataModule(cfg)
+    dm.setup("fit")  # fail early, with the dataset's message, before any process is started
+    out.mkdir(parents=True, exist_ok=True)
+    module = DSRModule(to_container(cfg))
+    trainer = build_trainer(cfg, out, callbacks, has_val=dm.val_set is not None)
+    if trainer.global_rank == 0:
+        OmegaConf.save(cfg, out / "config.yaml", resolve=True)
+    trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
+    if trainer.interrupted:
+        raise KeyboardInterrupt("training interrupted")
+    trainer.save_checkpoint(str(last))  # the final state, whatever the step-wise saving schedule
+    best = out / "checkpoints" / "best.ckpt"
+    res = TrainResult(str(best if best.is_file() else last))
+    res.last, res.best, res.out_dir = last, (best if best.is_file() else None), out
+    res.global_step, res.epoch = int(trainer.global_step), int(trainer.current_epoch)
+    res.metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+    return res
