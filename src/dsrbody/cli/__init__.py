@@ -18,6 +18,8 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("body", "body", "pose a body model and write its mesh (.obj/.ply)"),
     ("prior", "prior", "build a semantic clothing prior (scans or procedural outfits) or paint one"),
     ("synth", "synth", "generate a synthetic clothed-human dataset in the SPIN/DSR format"),
+    ("train", "train", "train the regressor with SPIN and DSR losses from a YAML recipe"),
+    ("eval", "eval", "evaluate a checkpoint: MPJPE, PA-MPJPE, PVE, PVE-T (mm), JSON and a table"),
     ("render", "render", "render a posed body: shaded, body parts, soft silhouette, side view, overlay"),
 ]
 
