@@ -20,6 +20,7 @@ multiply-adds (hand-written backward).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import torch
@@ -158,50 +159,72 @@ def kinematic_levels(parents: Sequence[int]) -> list[tuple[list[int], list[int]]
     return levels
 
 
+@functools.lru_cache(maxsize=64)
+def _kinematic_plan(
+    parents: tuple[int, ...], device: str
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list]:
+    """Index tensors for :func:`batch_rigid_transform` (cached per tree and device): the joints in
+    depth order, the inverse permutation, each sorted joint's parent (the root's points at an extra
+    zero joint), and per depth ``(start, stop, parents' positions in the previous depth's block)``
+    where the positions are a ``slice`` when contiguous."""
+    levels = kinematic_levels(parents)
+    J = len(parents)
+    order = [0] + [j for idx, _ in levels for j in idx]
+    inv = [0] * J
+    for pos, j in enumerate(order):
+        inv[j] = pos
+    par_sorted = [J] + [parents[j] for j in order[1:]]
+    steps = []
+    start = 1
+    for idx, par_pos in levels:
+        n = len(idx)
+        a, m = par_pos[0], len(par_pos)
+        sel: slice | torch.Tensor
+        if par_pos == list(range(a, a + m)):
+            sel = slice(a, a + m)
+        else:
+            sel = torch.as_tensor(par_pos, device=device)
+        steps.append((start, start + n, sel))
+        start += n
+    as_t = functools.partial(torch.as_tensor, dtype=torch.long, device=device)
+    return as_t(order), as_t(inv), as_t(par_sorted), steps
+
+
 def batch_rigid_transform(
-    rot_mats: torch.Tensor,
-    joints: torch.Tensor,
-    parents: Sequence[int],
-    levels: list[tuple[list[int], list[int]]] | None = None,
+    rot_mats: torch.Tensor, joints: torch.Tensor, parents: Sequence[int] | torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Pose the skeleton: chain the relative rotations down the kinematic tree.
 
-    Joint ``j`` has the local transform ``[R_j | J_j - J_parent(j)]`` (the root: ``[R_0 | J_0]``); its
-    world transform is ``G_j = G_parent(j) [R_j | J_j - J_parent(j)]``.
+    Joint ``j`` has the local transform ``L_j = [R_j | J_j - J_parent(j)]`` (the root:
+    ``[R_0 | J_0]``); its world transform is ``G_j = G_parent(j) L_j``. The joints are processed one
+    depth of the tree at a time (one batched 4x4 product per depth).
 
     Args:
         rot_mats: ``(B, J, 3, 3)`` rotations relative to the parent (joint 0: global orientation).
         joints: ``(B, J, 3)`` rest joint locations, metres.
-        parents: ``(J,)`` parent indices, ``-1`` for the root.
-        levels: ``kinematic_levels(parents)``, to skip recomputing it.
+        parents: ``(J,)`` parent indices, ``-1`` for the root, parents before children.
 
     Returns:
         ``(posed_joints (B, J, 3) metres, transforms (B, J, 3, 4))`` where
         ``transforms[:, j] = [G_j.R | G_j.t - G_j.R J_j]`` maps a rest-pose point rigidly attached to
         joint ``j`` to its posed location.
     """
-    if levels is None:
-        levels = kinematic_levels(parents)
+    if isinstance(parents, torch.Tensor):
+        parents = parents.tolist()
+    order, inv, par_sorted, steps = _kinematic_plan(tuple(int(p) for p in parents), str(joints.device))
     B, J = rot_mats.shape[:2]
-    par = torch.as_tensor([0] + [int(p) for p in parents][1:], device=joints.device)
-    rel = joints - torch.cat([torch.zeros_like(joints[:, :1]), joints[:, par[1:]]], dim=1)
-    rel = rel.unsqueeze(-1)  # (B, J, 3, 1)
-    world_R = [rot_mats[:, :1]]
-    world_t = [rel[:, :1]]
-    order = [0]
-    for idx, par_pos in levels:
-        pR = world_R[-1][:, par_pos]
-        pt = world_t[-1][:, par_pos]
-        world_R.append(pR @ rot_mats[:, idx])
-        world_t.append(pR @ rel[:, idx] + pt)
-        order += idx
-    inv = torch.empty(J, dtype=torch.long)
-    inv[torch.as_tensor(order)] = torch.arange(J)
-    inv = inv.to(joints.device)
-    R = torch.cat(world_R, dim=1)[:, inv]  # (B, J, 3, 3)
-    t = torch.cat(world_t, dim=1)[:, inv]  # (B, J, 3, 1)
-    transforms = torch.cat([R, t - R @ joints.unsqueeze(-1)], dim=-1)
-    return t.squeeze(-1), transforms
+    # local transforms in depth order: [R | J - J_parent], bottom row (0, 0, 0, 1)
+    padded = torch.nn.functional.pad(joints, (0, 0, 0, 1))  # joint J is the origin (the root's parent)
+    rel = padded[:, order] - padded[:, par_sorted]
+    bottom = torch.tensor([0.0, 0.0, 0.0, 1.0], dtype=joints.dtype, device=joints.device).expand(B, J, 1, 4)
+    local = torch.cat([torch.cat([rot_mats[:, order], rel.unsqueeze(-1)], dim=-1), bottom], dim=-2)
+    world = [local[:, :1]]
+    for start, stop, sel in steps:
+        world.append(world[-1][:, sel] @ local[:, start:stop])
+    G = torch.cat(world, dim=1)[:, inv]  # (B, J, 4, 4), joint order
+    R, t = G[:, :, :3, :3], G[:, :, :3, 3]
+    transforms = torch.cat([R, (t - (R @ joints.unsqueeze(-1)).squeeze(-1)).unsqueeze(-1)], dim=-1)
+    return t, transforms
 
 
 class _SkinVerticesT(torch.autograd.Function):

@@ -105,7 +105,8 @@ class SMPL(BodyModel):
         buf("J_regressor", data.J_regressor)
         buf("joint_template", data.J_regressor @ data.v_template)
         buf("joint_shapedirs", np.einsum("jv,vcs->sjc", data.J_regressor, shapedirs).reshape(S, -1))
-        self._levels = lbs.kinematic_levels(data.parents.tolist())
+        self._parent_list = tuple(int(p) for p in data.parents)
+        lbs.kinematic_levels(self._parent_list)  # checks the tree
 
         if regressor_dir is not None:
             self.search_dirs = [Path(regressor_dir)]
@@ -165,7 +166,7 @@ class SMPL(BodyModel):
         rest_t = lbs.blend(self._v_template_t, shape, self.shapedirs.flatten(1))
         rest_joints = lbs.joints_from_shape(shape, self.joint_template, self.joint_shapedirs)
         posed_t = lbs.blend(rest_t, lbs.pose_features(rot_mats), self.posedirs.flatten(1)).view(B, 3, V)
-        skeleton, transforms = lbs.batch_rigid_transform(rot_mats, rest_joints, self.parents, self._levels)
+        skeleton, transforms = lbs.batch_rigid_transform(rot_mats, rest_joints, self._parent_list)
         out_t = lbs.skin_vertices_t(posed_t, self.lbs_weights, transforms)
         vertices = out_t.transpose(1, 2).contiguous()
         rest_vertices = rest_t.view(B, 3, V).transpose(1, 2).contiguous()
