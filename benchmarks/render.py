@@ -11,7 +11,7 @@ can be read from ``ru_maxrss``):
 
 - ``ours``: one :func:`dsrbody.render.soft.soft_render` call with all 9 channels;
 - ``9x1ch``: nine single-channel calls (the official approach: one render per channel);
-- ``brute``: every face against every pixel (SoftRas formulas, float32, faces in blocks of 512),
+- ``brute``: every face against every pixel (SoftRas formulas, float32, faces in blocks of 128),
   forward only, B = 1 (it does not fit beyond that in reasonable time).
 
 Reported: forward (no grad) and forward+backward milliseconds per image (median of ``--repeats``),
@@ -94,7 +94,7 @@ def scene(v: np.ndarray, B: int, scale: float, seed: int = 0) -> torch.Tensor:
     return torch.einsum("bij,vj->bvi", R, vt) + torch.tensor([0.0, 0.0, tz]) + shift
 
 
-def brute_force(vertices, faces, feats, sigma=1e-5, gamma=0.1, near=1.0, far=100.0, eps=1e-3, block=512):
+def brute_force(vertices, faces, feats, sigma=1e-5, gamma=0.1, near=1.0, far=100.0, eps=1e-3, block=128):
     """SoftRas forward by every face against every pixel (float32), faces in blocks (online softmax)."""
     B = vertices.shape[0]
     ndc = 2.0 / RES
@@ -217,14 +217,10 @@ def count_pairs(verts, faces, sigma=1e-5) -> int:
     """Kept face-pixel pairs (inside, or outside with D >= 1e-4)."""
     from dsrbody.render import soft
 
-    B = verts.shape[0]
-    uv = soft.project_vertices(verts, FOCAL, (RES / 2, RES / 2))
-    table, valid = soft._face_table(uv, verts[..., 2], faces, torch.ones(B, dtype=torch.bool))
     thr = soft.coverage_threshold(sigma) / (2.0 / RES) ** 2
-    c0, r0, bw, bh = soft._face_boxes(table, valid, RES, RES, math.sqrt(thr))
-    counts = bw * bh
-    base = soft._footprint_base(c0, r0, faces.shape[0], RES, RES)
-    tT = soft._localize(table, c0, r0).t().contiguous()
+    fc = soft._prepare(verts, faces, FOCAL, (RES / 2, RES / 2), RES, RES, math.sqrt(thr), sort=True)
+    counts, base, bw = fc.counts, fc.base, fc.bw
+    tT = soft._localize_(fc.table.detach().t().contiguous(), fc.c0, fc.r0)
     total = 0
     for f0, f1, n in soft._chunks(counts, 1 << 20):
         fid, _, coff, roff = soft._enumerate(f0, f1, n, counts, base, bw, RES)

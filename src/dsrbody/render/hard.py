@@ -16,18 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from dsrbody.render.soft import (
-    _IDET,
-    _IZ,
-    _chunks,
-    _enumerate,
-    _face_boxes,
-    _face_table,
-    _footprint_base,
-    _gather_rows,
-    _localize,
-    project_vertices,
-)
+from dsrbody.render.soft import _IDET, _IZ, _chunks, _enumerate, _gather_rows, _localize_, _prepare
 
 __all__ = [
     "Fragments",
@@ -146,20 +135,15 @@ def rasterize(
     dev, dtype = v.device, v.dtype
     finite = torch.isfinite(v).all(-1).all(-1)
     v = torch.where(finite[:, None, None], v, torch.ones((), dtype=dtype, device=dev))
-    z = v[..., 2]
-    zsafe = torch.where(z > 0, z, torch.ones_like(z))
-    uv = project_vertices(torch.cat([v[..., :2], zsafe[..., None]], -1), focal, principal_point)
-    table, valid = _face_table(uv, z, faces_t, finite)
-    c0, r0, bw, bh = _face_boxes(table, valid, H, W, 0.0)
-    counts = bw * bh
-    base = _footprint_base(c0, r0, F, H, W)
-    tableT = table.t().contiguous()
-    localT = _localize(table, c0, r0).t().contiguous()
+    fc = _prepare(v, faces_t, focal, principal_point, H, W, 0.0, sort=False)
+    counts = fc.counts * finite.repeat_interleave(F)
+    tableT = fc.table.t().contiguous()
+    localT = _localize_(tableT.clone(), fc.c0, fc.r0)
     N = B * H * W
     zbuf = torch.full((N,), math.inf, dtype=dtype, device=dev)
     hits = []
     for f0, f1, n in _chunks(counts, max_pairs_per_chunk):
-        fid, pix, coff, roff = _enumerate(f0, f1, n, counts, base, bw, W)
+        fid, pix, coff, roff = _enumerate(f0, f1, n, counts, fc.base, fc.bw, W)
         tab = _gather_rows(localT, fid)
         w = _barycentric(tab, coff.to(dtype), roff.to(dtype))
         inside = w.amin(0) >= 0

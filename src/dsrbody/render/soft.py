@@ -100,50 +100,95 @@ def project_vertices(
 # per-face table
 
 
-def _face_table(
-    uv: torch.Tensor, z: torch.Tensor, faces: torch.Tensor, valid_sample: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-face quantities used by every pair, differentiable w.r.t. ``uv`` and ``z``.
+class _Faces:
+    """Per-face data of one render call (faces flattened over the batch, in visiting order).
+
+    Attributes:
+        table: ``(N, 19)`` differentiable per-face table, ``N = B F``: per edge k (vertex k -> k+1)
+            ``x_k, y_k, ex_k, ey_k, 1/|e_k|^2`` (pixels), then ``1/det`` (doubled signed area,
+            pixel^2), then ``1/z_k`` (1/metres). Rows of invalid faces hold finite placeholders.
+        order: ``(N,)`` original index (``b F + f``) of each row.
+        valid: ``(N,)`` bool. c0, r0, bw, bh: footprint (first column/row, width, height; 0 if invalid).
+        counts: ``bw * bh``. base: flat pixel index of each footprint's first pixel.
+    """
+
+    __slots__ = ("table", "order", "valid", "c0", "r0", "bw", "bh", "counts", "base")
+
+
+def _prepare(
+    vertices: torch.Tensor,
+    faces: torch.Tensor,
+    focal: float | torch.Tensor,
+    principal_point: float | torch.Tensor,
+    H: int,
+    W: int,
+    radius_px: float,
+    sort: bool,
+) -> _Faces:
+    """Project, validate and (optionally) sort the faces, and build the differentiable face table.
 
     Args:
-        uv: ``(B, V, 2)`` pixel coordinates (finite where used).
-        z: ``(B, V)`` camera depth, metres.
+        vertices: ``(B, V, 3)`` camera frame, metres; non-finite samples must already be replaced by
+            finite values (they are excluded through the validity of their faces by the caller).
         faces: ``(F, 3)`` long.
-        valid_sample: ``(B,)`` bool, False for samples excluded as a whole.
-
-    Returns:
-        table ``(B*F, 19)``: per edge k (vertex k -> k+1) ``x_k, y_k, ex_k, ey_k, 1/|e_k|^2`` (pixels),
-        then ``1/det`` (doubled signed area, pixel^2), then ``1/z_k``; and ``valid (B*F,)`` bool.
+        radius_px: footprint growth (pixels).
+        sort: visit faces in screen order (by footprint corner, within each sample) so that a chunk's
+            pairs touch a compact band of pixels and the per-pixel accumulators stay in cache.
     """
-    B = uv.shape[0]
-    fv = uv[:, faces]  # (B, F, 3, 2)
-    fz = z[:, faces]  # (B, F, 3)
-    e = fv.roll(-1, dims=2) - fv  # e_k = v_{k+1} - v_k
-    det = e[..., 0, 0] * (-e[..., 2, 1]) - e[..., 0, 1] * (-e[..., 2, 0])  # cross(v1 - v0, v2 - v0)
-    valid = (fz > 0).all(-1) & (det.abs() > MIN_DOUBLE_AREA_PX) & valid_sample[:, None]
-    valid = valid & torch.isfinite(fv).all(-1).all(-1)
-    one = torch.ones((), dtype=uv.dtype, device=uv.device)
-    safe_det = torch.where(valid, det, one)
+    B, V, _ = vertices.shape
+    F = faces.shape[0]
+    dev = vertices.device
+    z = vertices[..., 2]
+    zsafe = torch.where(z > 0, z, torch.ones((), dtype=z.dtype, device=dev))
+    uv = project_vertices(torch.cat([vertices[..., :2], zsafe[..., None]], -1), focal, principal_point)
+    proj = torch.cat([uv, zsafe[..., None]], -1).reshape(B * V, 3)
+    flat = (faces[None] + (torch.arange(B, device=dev) * V)[:, None, None]).reshape(B * F, 3)
+    out = _Faces()
+    with torch.no_grad():
+        corners = proj.detach().index_select(0, flat.reshape(-1)).view(B * F, 3, 3)
+        zmin = z.detach().reshape(-1).index_select(0, flat.reshape(-1)).view(B * F, 3).amin(1)
+        xy = corners[..., :2]
+        e0, e2 = xy[:, 1] - xy[:, 0], xy[:, 0] - xy[:, 2]
+        det = e2[:, 0] * e0[:, 1] - e0[:, 0] * e2[:, 1]
+        valid = (zmin > 0) & (det.abs() > MIN_DOUBLE_AREA_PX) & torch.isfinite(det)
+        c0, r0, bw, bh = _face_boxes(xy[..., 0], xy[..., 1], valid, H, W, radius_px)
+        order = _screen_order(c0, r0, valid, B, F, H, W) if sort else torch.arange(B * F, device=dev)
+        if sort:
+            c0, r0, bw, bh, valid = c0[order], r0[order], bw[order], bh[order], valid[order]
+            flat = flat.index_select(0, order)
+        out.counts = bw * bh
+        out.base = _footprint_base(c0, r0, F, H, W)
+    out.order, out.valid, out.c0, out.r0, out.bw, out.bh = order, valid, c0, r0, bw, bh
+    fv = proj.index_select(0, flat.reshape(-1)).view(B * F, 3, 3)  # differentiable
+    out.table = _table_from_corners(fv, valid)
+    return out
+
+
+def _table_from_corners(fv: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """``(N, 19)`` face table (see :class:`_Faces`) from corners ``(N, 3, 3)`` = ``(u, v, z)``."""
+    xy = fv[..., :2]
+    e = xy.roll(-1, dims=1) - xy  # e_k = v_{k+1} - v_k
+    det = e[:, 2, 0] * e[:, 0, 1] - e[:, 0, 0] * e[:, 2, 1]  # cross(v1 - v0, v2 - v0)
     len2 = (e * e).sum(-1)
-    safe_len2 = torch.where(valid[..., None] & (len2 > 0), len2, one)
-    safe_z = torch.where(valid[..., None], fz, one)
-    safe_v = torch.where(valid[..., None, None], fv, torch.zeros_like(fv))
-    safe_e = torch.where(valid[..., None, None], e, torch.zeros_like(e))
-    per_edge = torch.cat([safe_v, safe_e, (1.0 / safe_len2)[..., None]], dim=-1)  # (B, F, 3, 5)
-    table = torch.cat([per_edge.flatten(-2), (1.0 / safe_det)[..., None], 1.0 / safe_z], dim=-1)
-    return table.reshape(B * faces.shape[0], _K), valid.reshape(-1)
+    one = torch.ones((), dtype=fv.dtype, device=fv.device)
+    il = 1.0 / torch.where(len2 > 0, len2, one)
+    idet = 1.0 / torch.where(valid, det, one)
+    iz = 1.0 / fv[..., 2]  # z > 0 (placeholders for invalid faces)
+    per_edge = torch.cat([xy, e, il[..., None]], dim=-1).flatten(1)  # (N, 15)
+    return torch.cat([per_edge, idet[:, None], iz], dim=1)
 
 
 def _face_boxes(
-    table: torch.Tensor, valid: torch.Tensor, H: int, W: int, radius_px: float
+    xs: torch.Tensor, ys: torch.Tensor, valid: torch.Tensor, H: int, W: int, radius_px: float
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Pixel-index footprint of each face: columns ``[c0, c0 + bw)``, rows ``[r0, r0 + bh)``.
+
+    Args:
+        xs, ys: ``(N, 3)`` projected corners, pixels.
 
     Pixel ``(r, c)`` is in the footprint when its centre ``(c + 0.5, r + 0.5)`` lies within the face's
     bounding box grown by ``radius_px``. Invalid faces get an empty footprint.
     """
-    xs = table[:, [0, 5, 10]]
-    ys = table[:, [1, 6, 11]]
     x_lo = (xs.amin(1) - radius_px - 0.5).clamp(-1.0, W + 1.0).ceil()
     x_hi = (xs.amax(1) + radius_px - 0.5).clamp(-2.0, W + 1.0).floor()
     y_lo = (ys.amin(1) - radius_px - 0.5).clamp(-1.0, H + 1.0).ceil()
@@ -222,15 +267,16 @@ def _footprint_base(c0: torch.Tensor, r0: torch.Tensor, F: int, H: int, W: int) 
     return b * (H * W) + r0 * W + c0
 
 
-def _localize(table: torch.Tensor, c0: torch.Tensor, r0: torch.Tensor) -> torch.Tensor:
-    """The face table with vertex positions relative to the centre of the footprint's first pixel, so
-    that a pair's pixel centre is simply its (column, row) offset in the footprint (differentiable)."""
-    shift = torch.zeros_like(table)
-    cx = (c0.to(table.dtype) + 0.5)[:, None]
-    cy = (r0.to(table.dtype) + 0.5)[:, None]
-    shift[:, [0, 5, 10]] = cx
-    shift[:, [1, 6, 11]] = cy
-    return table - shift
+def _localize_(tableT: torch.Tensor, c0: torch.Tensor, r0: torch.Tensor) -> torch.Tensor:
+    """In place on a ``(19, N)`` transposed table: vertex positions relative to the centre of the
+    footprint's first pixel, so that a pair's pixel centre is its (column, row) offset in the footprint.
+    Translations leave every gradient of the table unchanged."""
+    cx = c0.to(tableT.dtype).add_(0.5)
+    cy = r0.to(tableT.dtype).add_(0.5)
+    for k in range(3):
+        tableT[5 * k].sub_(cx)
+        tableT[5 * k + 1].sub_(cy)
+    return tableT
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -336,7 +382,7 @@ class _SoftRasterize(torch.autograd.Function):
         dtype, dev = table.dtype, table.device
         H, W, C = cfg.H, cfg.W, cfg.C
         N = cfg.B * H * W
-        tableT = table.t().contiguous()
+        tableT = _localize_(table.t().contiguous(), cfg.c0, cfg.r0)
         k_sig = cfg.dist_scale / cfg.sigma  # pixel^2 -> x = d^2 / sigma in NDC units
         L = torch.zeros(N, dtype=dtype, device=dev)  # sum_j log(1 - D_j)
         if cfg.per_pixel_max:
@@ -394,7 +440,7 @@ class _SoftRasterize(torch.autograd.Function):
         cfg = ctx.cfg
         table, feat, I, L, Z, m = ctx.saved_tensors
         dtype = table.dtype
-        tableT = table.t().contiguous()
+        tableT = _localize_(table.t().contiguous(), cfg.c0, cfg.r0)
         k_sig = cfg.dist_scale / cfg.sigma
         g_feat = torch.zeros_like(feat) if ctx.needs_input_grad[1] else None
         gI = gI.contiguous() if gI is not None else torch.zeros_like(I)
@@ -570,30 +616,22 @@ def soft_render(
     if bad and nonfinite == "raise":
         raise ValueError(f"soft_render: non-finite vertices in batch sample(s) {bad}")
     safe_vertices = torch.where(finite[:, None, None], vertices, torch.ones((), dtype=dtype, device=dev))
-    z = safe_vertices[..., 2]
-    zsafe = torch.where(z > 0, z, torch.ones_like(z))
-    uv = project_vertices(torch.cat([safe_vertices[..., :2], zsafe[..., None]], -1), focal, principal_point)
-    table, valid = _face_table(uv, z, faces, finite)
-
     dist_scale = (2.0 / max(H, W)) ** 2  # pixel^2 -> NDC^2
     thr_px = coverage_threshold(sigma) / dist_scale
-    with torch.no_grad():
-        c0, r0, bw, bh = _face_boxes(table.detach(), valid, H, W, math.sqrt(thr_px))
-        # Visit faces in screen order (by footprint corner, within each sample) so that a chunk's pairs
-        # touch a compact band of pixels: the per-pixel accumulators stay in cache.
-        order = _screen_order(c0, r0, valid, B, F, H, W)
-        c0, r0, bw, bh = c0[order], r0[order], bw[order], bh[order]
-        counts = bw * bh
-        base = _footprint_base(c0, r0, F, H, W)
-        chunks = _chunks(counts, int(max_pairs_per_chunk))
-    table = _localize(table.index_select(0, order), c0, r0)
-    feat = feat.index_select(0, order)
+    fc = _prepare(safe_vertices, faces, focal, principal_point, H, W, math.sqrt(thr_px), sort=True)
+    if bad:
+        with torch.no_grad():
+            ok = finite.repeat_interleave(F).index_select(0, fc.order)
+            fc.counts = fc.counts * ok
+    chunks = _chunks(fc.counts, int(max_pairs_per_chunk))
+    feat = feat.index_select(0, fc.order)
     cfg = _Settings(
         B=B, F=F, H=H, W=W, C=C, sigma=float(sigma), gamma=float(gamma), near=float(near), far=float(far),
         eps=float(eps), dist_scale=dist_scale, thr_px=thr_px, vertex_mode=vertex_mode,
-        per_pixel_max=gamma < _PER_PIXEL_MAX_GAMMA, counts=counts, base=base, bw=bw, chunks=chunks,
+        per_pixel_max=gamma < _PER_PIXEL_MAX_GAMMA, counts=fc.counts, base=fc.base, bw=fc.bw, c0=fc.c0,
+        r0=fc.r0, chunks=chunks,
     )  # fmt: skip
-    I, S = _SoftRasterize.apply(table, feat, cfg)
+    I, S = _SoftRasterize.apply(fc.table, feat, cfg)
     features = I.reshape(B, H, W, C).permute(0, 3, 1, 2)
     silhouette = S.reshape(B, 1, H, W)
     if bad:
