@@ -286,3 +286,14 @@ def test_low_poly_topology(lowpoly, anny_body):
     err = (lo.joints[0, conf] - hi.joints[0, conf]).norm(dim=-1)
     assert err.max() < 0.03, err.max()
     assert torch.allclose(lowpoly.keypoint_regressor.sum(1), lowpoly.keypoint_confidence, atol=1e-4)
+
+
+def test_torch_skinning_matches_warp(anny_body):
+    lbs = AnnyBody(skinning_method="lbs")
+    gen = torch.Generator().manual_seed(6)
+    args = (
+        _random_rotations(2, 1.0, gen),
+        _random_rotations(46, 0.4, gen).view(2, 23, 3, 3),
+        torch.rand(2, 6),
+    )
+    assert torch.allclose(lbs(*args).vertices, anny_body(*args).vertices, atol=1e-5)

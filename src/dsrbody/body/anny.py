@@ -188,8 +188,11 @@ def _init_warp_quietly() -> None:
     except ImportError:  # anny falls back to its pure-torch skinning
         return
     warp.config.log_level = max(int(warp.config.log_level), int(warp.LOG_WARNING))
-    if getattr(warp._src.context, "runtime", None) is not None:  # already initialised
-        return
+    try:
+        if warp._src.context.runtime is not None:  # already initialised
+            return
+    except AttributeError:  # another warp layout: just initialise (init is idempotent)
+        pass
     import sys
 
     with _quiet_stderr_fd() as captured:
