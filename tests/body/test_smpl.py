@@ -315,3 +315,23 @@ def test_wrong_tensor_shapes(models):
         m(go, bp, betas[:1])
     with pytest.raises(ValueError, match=r"shape must be \(B, S\)"):
         m(go, bp, betas[0])
+
+
+@pytest.mark.parametrize("parents", [[-1, 0, 1, 1, 0, 4, 2, 6, 6, 3], [-1, 0, 0, 1, 2, 3, 4], [-1]])
+def test_rigid_transform_on_other_trees(parents):
+    g = torch.Generator().manual_seed(len(parents))
+    J = len(parents)
+    R = roma.rotvec_to_rotmat(torch.randn(2, J, 3, dtype=torch.float64, generator=g))
+    joints = torch.randn(2, J, 3, dtype=torch.float64, generator=g)
+    posed, A = lbs.batch_rigid_transform(R, joints, parents)
+    for b in range(2):
+        G = []
+        for j in range(J):
+            local = torch.eye(4, dtype=torch.float64)
+            local[:3, :3] = R[b, j]
+            local[:3, 3] = joints[b, j] - (joints[b, parents[j]] if j else 0)
+            G.append(local if j == 0 else G[parents[j]] @ local)
+        for j in range(J):
+            torch.testing.assert_close(posed[b, j], G[j][:3, 3])
+            torch.testing.assert_close(A[b, j, :, :3], G[j][:3, :3])
+            torch.testing.assert_close(A[b, j, :, 3], G[j][:3, 3] - G[j][:3, :3] @ joints[b, j])
