@@ -66,6 +66,7 @@ from dsrbody.geometry.procrustes import similarity_procrustes
 
 __all__ = [
     "Protocol",
+    "METRIC_LABELS",
     "PROTOCOLS",
     "PAPER_FIGURES",
     "J24_TO_J17",
