@@ -373,3 +373,85 @@ def test_regressor_predictor_with_flip(kit):
     pred_m = RegressorPredictor(reg, flip=True)({"img": img.flip(-1)})
     assert torch.allclose(pred_m["cam"] * torch.tensor([1.0, -1.0, 1.0]), pred["cam"], atol=1e-5)
     assert torch.allclose(mirror_rotations(pred_m["rotmat"], SMPL24.names), pred["rotmat"], atol=1e-4)
+
+
+# ------------------------------------------------------------------------------------------------
+# synthetic split (the checkpoint's own body model)
+# ------------------------------------------------------------------------------------------------
+
+
+class ParamPredictor:
+    """Predicts the file's parameters plus noise through a body model (a regressor's output dict)."""
+
+    def __init__(self, body_model, pose, shape, noise: float, seed: int = 0):
+        self.body_model, self.faces = body_model, body_model.faces
+        rng = np.random.default_rng(seed)
+        self.pose = pose + noise * rng.normal(size=pose.shape)
+        self.shape = shape + noise * rng.normal(size=shape.shape)
+
+    def __call__(self, batch):
+        from dsrbody.geometry.rotations import axis_angle_to_matrix
+
+        i = torch.as_tensor(batch["sample_index"]).numpy()
+        rot = axis_angle_to_matrix(torch.as_tensor(self.pose[i], dtype=torch.float32).reshape(len(i), 24, 3))
+        shape = torch.as_tensor(self.shape[i], dtype=torch.float32)
+        with torch.no_grad():
+            out = self.body_model(rot[:, 0], rot[:, 1:], shape)
+        return {"rotmat": rot, "shape": shape, "vertices": out.vertices, "joints": out.joints,
+                "rest_vertices": out.rest_vertices}  # fmt: skip
+
+
+def test_synth_protocol_agrees_with_synth_eval(kit, tmp_path):
+    """On a synthetic-format file the protocol gives 0 for the ground truth and the same numbers as
+    dsrbody.eval.synth_eval (what ``dsrbody eval --config`` reports) for a noisy prediction."""
+    from protocol_files import base_arrays, write_images
+
+    from dsrbody.eval.metrics import eval_joints
+    from dsrbody.eval.synth_eval import batch_metrics
+
+    rng = np.random.default_rng(9)
+    n = 5
+    pose, shape = random_smpl_params(n, rng)
+    arrays = base_arrays(n, rng, "images") | {
+        "pose": pose, "shape": shape, "has_smpl": np.ones(n), "has_params": np.ones(n),
+        "body_model": np.array(["smpl"] * n),
+        "cam_t": np.tile([0.0, 0.2, 8.0], (n, 1)) * rng.uniform(0.5, 1.5, (n, 1)),
+    }  # fmt: skip
+    np.savez(tmp_path / "synth_test.npz", **arrays)
+    write_images(tmp_path, arrays["imgname"], rng)
+    bm = kit.models["neutral"]
+    res = evaluate("synth", tmp_path / "synth_test.npz", tmp_path, ParamPredictor(bm, pose, shape, 0.0),
+                   progress=False)  # fmt: skip
+    assert set(res.metrics) == {"mpjpe", "pa_mpjpe", "pve", "pve_t"}
+    assert max(res.metrics.values()) < 1e-3
+    assert res.joint_names == list(eval_joints(bm).names)
+    assert np.allclose(res.per_sample["distance_m"], np.linalg.norm(arrays["cam_t"], axis=1))
+
+    pred = ParamPredictor(bm, pose, shape, 0.1, seed=1)
+    res = evaluate("synth", tmp_path / "synth_test.npz", tmp_path, pred, batch_size=2, progress=False)
+    idx = torch.arange(n)
+    f32 = torch.float32
+    batch = {
+        "sample_index": idx, "keypoints": torch.zeros(n, 49, 3), "has_smpl": torch.ones(n),
+        "pose": torch.as_tensor(pose, dtype=f32), "betas": torch.as_tensor(shape, dtype=f32),
+    }  # fmt: skip
+    want = batch_metrics(pred(batch), batch, bm, eval_joints(bm), rerun=False)
+    for k in ("mpjpe", "pa_mpjpe", "pve", "pve_t"):
+        assert np.allclose(res.per_sample[k], want[k].numpy(), rtol=1e-4, atol=1e-3), k
+        assert res.per_sample[k].min() > 1
+
+
+def test_synth_protocol_refuses_another_body_model(kit, tmp_path):
+    from protocol_files import base_arrays, write_images
+
+    rng = np.random.default_rng(10)
+    arrays = base_arrays(2, rng, "images") | {
+        "pose": np.zeros((2, 72)), "shape": np.zeros((2, 6)), "has_params": np.ones(2),
+        "body_model": np.array(["anny", "anny"]),
+    }  # fmt: skip
+    np.savez(tmp_path / "synth_test.npz", **arrays)
+    write_images(tmp_path, arrays["imgname"], rng)
+    bm = kit.models["neutral"]
+    with pytest.raises(IncompatibleBodyModelError, match="anny parameters.*'smpl'"):
+        evaluate("synth", tmp_path / "synth_test.npz", tmp_path,
+                 ParamPredictor(bm, np.zeros((2, 72)), np.zeros((2, 10)), 0.0), progress=False)  # fmt: skip

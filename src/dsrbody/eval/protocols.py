@@ -185,8 +185,9 @@ PROTOCOLS: dict[str, Protocol] = {
                  ("mpjpe", "pa_mpjpe", "pck150", "auc"), ("S",), True,
                  "MPI-INF-3DHP test: 3D joints S, 17 joints; PCK/AUC on their 14 LSP joints"),
         Protocol("synth", ("synth_test.npz",), "params", 14, ("mpjpe", "pa_mpjpe", "pve", "pve_t"),
-                 ("pose", "shape", "S"), False,
-                 "dsrbody synthetic test split: the file's body parameters, 14 LSP joints (mid-hip pelvis)"),
+                 ("pose", "shape"), False,
+                 "dsrbody synthetic test split: the file's body parameters through the checkpoint's body "
+                 "model; the LSP joints it has (dsrbody.eval.metrics.eval_joints), mid-hip pelvis"),
     ]
 }  # fmt: skip
 
@@ -311,15 +312,16 @@ def joint_errors(
         ``(mpjpe_per_joint (B, J), pa_mpjpe_per_joint (B, J))`` in metres (masked joints are NaN).
     """
     err = torch.linalg.norm(pred - gt, dim=-1)
-    if mask is None:
-        aligned = similarity_procrustes(pred, gt)[0]
-        return err, torch.linalg.norm(aligned - gt, dim=-1)
+    p64, g64 = pred.double(), gt.double()
+    if mask is None or bool(mask.all()):
+        aligned = similarity_procrustes(p64, g64)[0]
+        return err, torch.linalg.norm(aligned - g64, dim=-1).to(err.dtype)
     pa = torch.full_like(err, float("nan"))
     for b in range(pred.shape[0]):
         m = mask[b]
         if int(m.sum()) >= 3:
-            aligned = similarity_procrustes(pred[b : b + 1, m], gt[b : b + 1, m])[0]
-            pa[b, m] = torch.linalg.norm(aligned[0] - gt[b, m], dim=-1)
+            aligned = similarity_procrustes(p64[b : b + 1, m], g64[b : b + 1, m])[0]
+            pa[b, m] = torch.linalg.norm(aligned[0] - g64[b, m], dim=-1).to(err.dtype)
     return err.masked_fill(~mask, float("nan")), pa
 
 
@@ -738,9 +740,12 @@ def evaluate(
         unknown = int(((gender_all[:n_total] != 0) & (gender_all[:n_total] != 1)).sum())
         if unknown:
             notes.append(f"{unknown} samples have no gender; the neutral SMPL model is their ground truth")
-    gt_model = None
+    gt_model = synth_joints = None
     if p.ground_truth == "params":
+        from dsrbody.eval.metrics import eval_joints
+
         gt_model = predictor.body_model  # type: ignore[attr-defined]
+        synth_joints = eval_joints(gt_model)
         file_models = (
             set(np.unique(ds.extras["body_model"].astype(str))) if "body_model" in ds.extras else None
         )
@@ -819,35 +824,39 @@ def evaluate(
                 gt_j = gt_eval_joints_from_S(
                     S_all[idx_t].to(device=device, dtype=torch.float32), p.num_joints
                 )
-        else:  # params: the checkpoint's own body model, SPIN-49 joints (GT part), mid-hip pelvis
-            from dsrbody.geometry.rotations import axis_angle_to_matrix
+        else:  # params: the checkpoint's own body model on the file's parameters (as dsrbody.eval.synth_eval)
+            from dsrbody.eval.synth_eval import gt_body
 
-            assert gt_model is not None and S_all is not None
-            B = pv.shape[0]
-            pose = torch.as_tensor(ds.pose[idx_t.numpy()], dtype=torch.float32)
-            shape = torch.as_tensor(ds.betas[idx_t.numpy()], dtype=torch.float32)
-            rot = axis_angle_to_matrix(pose.reshape(B, -1, 3)).to(device)
+            assert gt_model is not None and synth_joints is not None
+            sel = torch.as_tensor(ds.has_params[idx_t.numpy()])
+            params = {
+                "pose": torch.as_tensor(ds.pose[idx_t.numpy()], dtype=torch.float32),
+                "betas": torch.as_tensor(ds.betas[idx_t.numpy()], dtype=torch.float32),
+            }
             with torch.no_grad():
-                gt_out = gt_model(rot[:, 0], rot[:, 1:], shape.to(device))
-            gv = gt_out.vertices.float()
-            S = S_all[idx_t].to(device=device, dtype=torch.float32)
-            gt_lsp = S[:, :14, :3] - S[:, 2:4, :3].mean(dim=1, keepdim=True)
-            pj = pred["joints"].detach().to(device=device, dtype=torch.float32)[:, 25:]
-            pred_j = pj[:, :14] - pj[:, 2:4].mean(dim=1, keepdim=True)
-            gt_j = gt_lsp
-            mask = S[:, :14, 3] > 0
+                gt_out = gt_body(gt_model, params, torch.ones_like(sel))
+            gv = gt_out.vertices.float().to(device)
+            jidx, pel = list(synth_joints.indices), list(synth_joints.pelvis)
+            pj = pred["joints"].detach().to(device=device, dtype=torch.float32)[:, jidx]
+            gj = gt_out.joints.float().to(device)[:, jidx]
+            pred_j = pj - pj[:, pel].mean(dim=1, keepdim=True)
+            gt_j = gj - gj[:, pel].mean(dim=1, keepdim=True)
+            mask = sel[:, None].expand(-1, len(jidx)).to(device)
         e_joint, pa_joint = joint_errors(pred_j, gt_j, mask)
         per_mpjpe = 1000.0 * torch.nanmean(e_joint, dim=1)
         per_pa = 1000.0 * torch.nanmean(pa_joint, dim=1)
         cols["mpjpe"] += per_mpjpe.cpu().tolist()
         cols["pa_mpjpe"] += per_pa.cpu().tolist()
+        row_ok = None if mask is None else mask.any(dim=1)
         if "pve" in cols:
-            cols["pve"] += (1000.0 * vertex_errors(pv, gv.to(pv))).cpu().tolist()
+            e = 1000.0 * vertex_errors(pv, gv.to(pv))
+            cols["pve"] += (e if row_ok is None else e.masked_fill(~row_ok, float("nan"))).cpu().tolist()
         if "pve_t" in cols:
             if "rest_vertices" not in pred:
                 raise ValueError("PVE-T needs the predictor's 'rest_vertices' (B, V, 3)")
             prv = pred["rest_vertices"].detach().to(pv)
-            cols["pve_t"] += (1000.0 * vertex_errors(prv, gt_out.rest_vertices.to(prv))).cpu().tolist()
+            e = 1000.0 * vertex_errors(prv, gt_out.rest_vertices.to(prv))
+            cols["pve_t"] += (e if row_ok is None else e.masked_fill(~row_ok, float("nan"))).cpu().tolist()
         pj_mpjpe.append(1000.0 * e_joint.cpu().numpy())
         pj_pa.append(1000.0 * pa_joint.cpu().numpy())
         cols["sample_index"] += idx_t.tolist()
@@ -915,7 +924,7 @@ def evaluate(
         metrics=metrics,
         per_sample=per_sample,
         per_joint=per_joint,
-        joint_names=list(p.joint_names),
+        joint_names=list(synth_joints.names) if synth_joints is not None else list(p.joint_names),
         worst=worst,
         faces=None if faces is None else torch.as_tensor(faces).cpu().numpy(),
         flip=bool(getattr(predictor, "flip", False)),
