@@ -138,3 +138,17 @@ def test_errors_are_one_line(anny_body, tmp_path, capsys):
 def test_non_finite_shape_is_refused(anny_body, tmp_path, capsys, value):
     line = _error_line(capsys, "--shape", value, "--out", str(tmp_path / "x.obj"))
     assert "finite" in line
+
+
+def test_global_orient_turns_the_body(anny_body, tmp_path, capsys):
+    """A half turn about y makes the body face -z (its nose behind its head centre)."""
+    outs = {}
+    for name, go in (("front", ["0", "0", "0"]), ("back", ["0", "3.14159265", "0"])):
+        path = tmp_path / f"{name}.obj"
+        assert _run(capsys, "--global-orient", *go, "--out", str(path))[0] == 0
+        outs[name] = np.asarray(trimesh.load(path, process=False).vertices)
+    front, back = outs["front"], outs["back"]
+    assert np.allclose(back[:, 0], -front[:, 0], atol=1e-4) and np.allclose(
+        back[:, 2], -front[:, 2], atol=1e-4
+    )
+    assert np.allclose(back[:, 1], front[:, 1], atol=1e-4)
