@@ -12,9 +12,17 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.description = (
         "Evaluate a checkpoint on a recipe's evaluation split (the synthetic test split for the synthetic "
         "recipes): MPJPE and PA-MPJPE on the LSP joints the body model has, PVE and PVE-T, in millimetres. "
-        "Prints a table; with --out writes metrics_<split>.json and a picture of the first predictions."
+        "Prints a table; with --out writes metrics_<split>.json and a picture of the first predictions. "
+        "With --dataset, runs the paper's protocols instead (3DPW, Human3.6M P1/P2, MPI-INF-3DHP, or a "
+        "synthetic test split) on the SPIN/DSR files under --data-root, with SPIN/DSR released weights or a "
+        "dsrbody checkpoint; --out then gets metrics.json, per_sample.csv and report.html."
     )
-    parser.add_argument("--config", required=True, help="the YAML recipe the checkpoint was trained with")
+    parser.add_argument(
+        "--config",
+        default=None,
+        help="the YAML recipe the checkpoint was trained with (required without --dataset; with it, "
+        "default: the checkpoint's stored recipe)",
+    )
     parser.add_argument("--ckpt", required=True, help="checkpoint (.ckpt of dsrbody train)")
     parser.add_argument(
         "--split", default="test", choices=["test", "val", "train"], help="data.<split> files"
@@ -26,6 +34,30 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pictures", type=int, default=4, help="samples in the overlay picture (0: none)")
     parser.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    proto = parser.add_argument_group("paper protocols (dsrbody.eval.protocols)")
+    proto.add_argument(
+        "--dataset",
+        default=None,
+        choices=["3dpw", "h36m-p1", "h36m-p2", "mpi-inf-3dhp", "synth"],
+        help="run this benchmark's protocol",
+    )
+    proto.add_argument(
+        "--data-root",
+        default=None,
+        help="folder with the annotation .npz (or dataset_extras/) and the images; or the .npz itself",
+    )
+    proto.add_argument(
+        "--img-dir", default=None, help="folder imgname is relative to (default: found under --data-root)"
+    )
+    proto.add_argument(
+        "--smpl-dir",
+        default=None,
+        help="SMPL_{NEUTRAL,MALE,FEMALE}.pkl + J_regressor_h36m.npy (default: the checkpoint's SMPL folder)",
+    )
+    proto.add_argument("--backbone", default="resnet50", help="backbone of SPIN/DSR released weights")
+    proto.add_argument("--workers", type=int, default=2, help="DataLoader workers")
+    proto.add_argument("--flip", action="store_true", help="flip test-time augmentation")
+    proto.add_argument("--max-samples", type=int, default=None, help="evaluate only the first N samples")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
 
 
@@ -80,6 +112,12 @@ def _picture(batch, pred, faces, focal: float, body, rows: list, limit: int) -> 
 
 def run(args: argparse.Namespace) -> int:
     """Evaluate and report."""
+    if args.dataset is not None:
+        return _run_protocol(args)
+    if args.config is None:
+        from dsrbody.cli import CLIError
+
+        raise CLIError("--config is required (or --dataset with --data-root for the paper's protocols)")
     import torch
     from rich.console import Console
     from rich.table import Table
@@ -153,4 +191,74 @@ def run(args: argparse.Namespace) -> int:
             if not cv2.imwrite(str(pic), cv2.cvtColor(grid(rows), cv2.COLOR_RGB2BGR)):
                 raise ValueError(f"{pic}: could not write the picture")
             console.print(f"wrote {pic} (input | prediction | ground truth | prediction from the side)")
+    return 0
+
+
+def _load_for_protocol(args: argparse.Namespace):
+    """``(regressor, SMPL folder or None, description)`` for ``--dataset``: a dsrbody checkpoint with its
+    stored recipe (or ``--config``), else SPIN/DSR released weights on the neutral SMPL of ``--smpl-dir``."""
+    from dsrbody.cli import CLIError
+    from dsrbody.train import config_from_dict, load_config
+    from dsrbody.train.module import read_checkpoint_meta
+
+    meta = read_checkpoint_meta(args.ckpt)
+    if args.config is not None or meta is not None:
+        cfg = (
+            load_config(args.config, args.overrides)
+            if args.config is not None
+            else config_from_dict(meta["config"], source=f"{args.ckpt} (stored recipe)")
+        )
+        reg, body = load_trained(cfg, args.ckpt, args.device)
+        smpl_dir = args.smpl_dir
+        if smpl_dir is None and str(body.name) == "smpl" and cfg.body.model_path:
+            p = Path(str(cfg.body.model_path))
+            smpl_dir = str(p.parent if p.is_file() else p)
+        return reg, smpl_dir, f"{args.ckpt} (dsrbody, {body.name})"
+    if args.smpl_dir is None:
+        raise CLIError(
+            f"{args.ckpt} is not a dsrbody checkpoint (SPIN/DSR weights?): pass --smpl-dir, the folder with "
+            "SMPL_NEUTRAL.pkl, SMPL_MALE.pkl, SMPL_FEMALE.pkl and J_regressor_h36m.npy"
+        )
+    from dsrbody.body.smpl import SMPL
+    from dsrbody.models import build_regressor, load_regressor_checkpoint
+
+    reg = build_regressor(SMPL(args.smpl_dir, gender="neutral"), backbone=args.backbone)
+    report = load_regressor_checkpoint(reg, args.ckpt)
+    print(report.summary())
+    return reg.to(args.device).eval(), args.smpl_dir, f"{args.ckpt} (SPIN/DSR weights, {args.backbone})"
+
+
+def _run_protocol(args: argparse.Namespace) -> int:
+    """``dsrbody eval --dataset ...``: one of the paper's protocols, a printed table beside the paper's
+    figures, and with ``--out`` metrics.json, per_sample.csv, report.html."""
+    import numpy as np
+
+    from dsrbody.cli import CLIError
+    from dsrbody.eval.protocols import RegressorPredictor, evaluate, find_protocol_file, resolve_image_dir
+    from dsrbody.eval.report import write_report
+
+    if args.data_root is None:
+        raise CLIError(
+            "--dataset needs --data-root (the folder with the SPIN/DSR annotation files and images)"
+        )
+    npz = find_protocol_file(args.dataset, args.data_root)
+    reg, smpl_dir, described = _load_for_protocol(args)
+    if args.img_dir is not None:
+        img_dir = Path(args.img_dir)
+    else:
+        with np.load(npz) as f:
+            names = [n.decode() if isinstance(n, bytes) else str(n) for n in f["imgname"][:20]]
+        img_dir = resolve_image_dir(args.dataset, args.data_root, names)
+    res = evaluate(
+        args.dataset, npz, img_dir, RegressorPredictor(reg, flip=args.flip, device=args.device),
+        smpl_dir=smpl_dir, batch_size=args.batch_size or 32, workers=args.workers,
+        max_samples=args.max_samples, progress=not args.quiet, device=args.device,
+    )  # fmt: skip
+    res.checkpoint = described
+    print(res.format_table())
+    for note in res.notes:
+        print(f"note: {note}")
+    if args.out:
+        paths = write_report(res, args.out, worst=args.pictures > 0)
+        print(f"wrote {paths['metrics']}, {paths['per_sample']}, {paths['report']}")
     return 0
