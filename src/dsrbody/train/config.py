@@ -356,10 +356,31 @@ def apply_overrides(cfg: DictConfig, overrides: list[str] | tuple[str, ...]) -> 
                         _check_keys(value, sc, key, f"override '{ov}'")
                 node[p] = value
             else:
-                node[p] = value
+                node[p] = _as_declared(node, p, value)
         except OmegaConfBaseException as e:
             raise _wrap(e, f"override '{ov}'") from None
     return cfg
+
+
+def _as_declared(node: Any, key: Any, value: Any) -> Any:
+    """``value`` converted to the declared type of ``node[key]`` where that is lossless (int -> float,
+    number -> str, "3e-4" -> float), as a YAML file merge would do."""
+    from omegaconf.nodes import FloatNode, StringNode
+
+    try:
+        target = node._get_node(key)
+    except Exception:  # noqa: BLE001 - no declared type: keep the value
+        return value
+    if isinstance(target, FloatNode) and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(target, FloatNode) and isinstance(value, str):  # YAML 1.1 reads "3e-4" as a string
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    if isinstance(target, StringNode) and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    return value
 
 
 def load_config(path: str | os.PathLike | None, overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
