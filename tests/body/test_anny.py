@@ -297,3 +297,28 @@ def test_torch_skinning_matches_warp(anny_body):
         torch.rand(2, 6),
     )
     assert torch.allclose(lbs(*args).vertices, anny_body(*args).vertices, atol=1e-5)
+
+
+def test_pose_gradient_matches_finite_differences(anny_body):
+    """Through the local-ref conversion and anny's warp skinning backward."""
+    go, bp, sh = _zero(anny_body)
+    j = anny_body.joint_names.index("upperleg01.R") - 1
+    w = torch.randn(1, 13718, 3, generator=torch.Generator().manual_seed(7))
+    base = torch.tensor([0.3, -0.2, 0.4])
+
+    def f(aa: torch.Tensor, root: torch.Tensor) -> torch.Tensor:
+        pose = torch.cat([bp[:, :j], roma.rotvec_to_rotmat(aa)[None, None], bp[:, j + 1 :]], dim=1)
+        return (anny_body(roma.rotvec_to_rotmat(root)[None], pose, sh).vertices * w).sum()
+
+    aa = base.clone().requires_grad_(True)
+    root = torch.tensor([0.1, 0.5, -0.2], requires_grad=True)
+    f(aa, root).backward()
+    eps = 1e-3
+    for k in range(3):
+        e = torch.zeros(3)
+        e[k] = eps
+        with torch.no_grad():
+            fd_aa = (f(base + e, root) - f(base - e, root)) / (2 * eps)
+            fd_root = (f(base, root + e) - f(base, root - e)) / (2 * eps)
+        assert torch.isclose(aa.grad[k], fd_aa, rtol=2e-3, atol=1e-2), (k, aa.grad[k], fd_aa)
+        assert torch.isclose(root.grad[k], fd_root, rtol=2e-3, atol=1e-2), (k, root.grad[k], fd_root)
