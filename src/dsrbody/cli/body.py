@@ -58,6 +58,16 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.description = (
         "Pose a body model (Anny by default, or SMPL from the official files) and write its mesh."
     )
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = (
+        "pose files (JSON; NPZ with the same keys as arrays): axis-angle in radians, relative to the\n"
+        "parent joint, model-frame axes (x the subject's left, y up, z forward), zero = rest pose:\n"
+        '  {"global_orient": [ax, ay, az],\n'
+        '   "body_pose": {"lowerarm01.R": [ax, ay, az], "right_knee": [ax, ay, az]},\n'
+        '   "shape": [v1, v2, ...]}\n'
+        'body_pose may also be a list of the J-1 non-root joints in joint order, or "pose" all J\n'
+        "joints root first (SMPL's 72-vector). Example: examples/pose_wave.json"
+    )
     parser.add_argument("--model", default="anny", choices=("anny", "smpl"), help="body model (default anny)")
     parser.add_argument(
         "--model-path",
@@ -70,7 +80,7 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
         choices=("neutral", "male", "female"),
         help="SMPL: which model file; Anny: the gender phenotype (0.5, 0 or 1) unless --shape sets it",
     )
-    parser.add_argument("--pose-file", default=None, help="pose as JSON or NPZ (format: see the module docs)")
+    parser.add_argument("--pose-file", default=None, help="pose as JSON or NPZ (format below)")
     parser.add_argument(
         "--shape",
         type=float,
