@@ -322,3 +322,26 @@ def test_pose_gradient_matches_finite_differences(anny_body):
             fd_root = (f(base, root + e) - f(base, root - e)) / (2 * eps)
         assert torch.isclose(aa.grad[k], fd_aa, rtol=2e-3, atol=1e-2), (k, aa.grad[k], fd_aa)
         assert torch.isclose(root.grad[k], fd_root, rtol=2e-3, atol=1e-2), (k, root.grad[k], fd_root)
+
+
+def test_closest_point_on_triangle_against_dense_sampling():
+    """The low-poly keypoint transfer's closest-point routine vs a dense barycentric grid."""
+    from dsrbody.body.anny import _triangle_closest_barycentrics
+
+    gen = torch.Generator().manual_seed(8)
+    tri = torch.randn(50, 3, 3, generator=gen, dtype=torch.float64)
+    p = 2 * torch.randn(50, 3, generator=gen, dtype=torch.float64)
+    a, b, c = tri[:, 0], tri[:, 1], tri[:, 2]
+    bary = _triangle_closest_barycentrics(p, a, b, c)
+    assert (bary >= -1e-9).all() and torch.allclose(bary.sum(-1), torch.ones(50, dtype=torch.float64))
+    q = bary[:, :1] * a + bary[:, 1:2] * b + bary[:, 2:] * c
+    exact = (q - p).norm(dim=-1)
+    n = 200
+    i, j = torch.meshgrid(torch.arange(n + 1), torch.arange(n + 1), indexing="ij")
+    keep = (i + j) <= n
+    u, v = i[keep].double() / n, j[keep].double() / n
+    grid = a[:, None] + u[None, :, None] * (b - a)[:, None] + v[None, :, None] * (c - a)[:, None]
+    sampled = (grid - p[:, None]).norm(dim=-1).min(dim=1).values
+    assert (exact <= sampled + 1e-12).all()
+    edge = torch.stack([(b - a).norm(dim=-1), (c - a).norm(dim=-1), (c - b).norm(dim=-1)], -1).max(-1).values
+    assert (sampled - exact <= edge / n).all()
