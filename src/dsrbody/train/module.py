@@ -243,6 +243,7 @@ class DSRModule(L.LightningModule):
         for k in names:
             if k in summary:
                 self.log(f"val/{k}", float(summary[k]), sync_dist=False, batch_size=1)
+        self.log("val/n_samples", float(merged.count("mpjpe")), sync_dist=False, batch_size=1)
         score = float(summary.get("score", math.inf))
         self.log("val/score", score, prog_bar=True, sync_dist=False, batch_size=1)
 

@@ -131,6 +131,8 @@ def run_training(
         FileNotFoundError: resume without a last checkpoint; a dataset path that does not exist.
         ValueError: a checkpoint of another body model/backbone; bad settings.
     """
+    import warnings
+
     import lightning as L
 
     from dsrbody.train.datamodule import DSRDataModule
@@ -144,6 +146,9 @@ def run_training(
             raise FileNotFoundError(f"{last}: no checkpoint to resume from (train without --resume first)")
         check_checkpoint(read_checkpoint_meta(last), cfg, last)
         ckpt_path = str(last)
+    # Under DDP the epoch values of train/* are rank 0's: which terms a batch has depends on its samples,
+    # and synchronising a key that only some ranks log would dead-lock. Validation metrics are gathered.
+    warnings.filterwarnings("ignore", message=r".*when logging on epoch level in distributed setting.*")
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
     dm = DSRDataModule(cfg)
     dm.setup("fit")  # fail early, with the dataset's message, before any process is started
