@@ -21,6 +21,8 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("train", "train", "train the regressor with SPIN and DSR losses from a YAML recipe"),
     ("eval", "eval", "evaluate a checkpoint: MPJPE, PA-MPJPE, PVE, PVE-T (mm), JSON and a table"),
     ("render", "render", "render a posed body: shaded, body parts, soft silhouette, side view, overlay"),
+    ("demo", "demo", "reconstruct bodies in images, folders or videos (overlays, meshes, parameters)"),
+    ("fit", "fit", "fit body models to images by optimisation with keypoint and DSR losses"),
 ]
 
 

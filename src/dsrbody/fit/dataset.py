@@ -1,0 +1,240 @@
+"""Fit every sample of a SPIN/DSR annotation file and write the fits in the same format.
+
+:func:`fit_dataset` reads the crops, 2D keypoints and parsing maps of a file with
+:class:`~dsrbody.data.SpinNpzDataset` (no augmentation), starts each sample from a regressor's
+estimate (or the mean body), fits with :class:`~dsrbody.fit.fitter.BodyFitter` in batches, and writes
+``fits.npz``: a copy of the input file in which ``pose`` (axis-angle, ``J*3``, camera-frame global
+orientation as in the SPIN/DSR files) and ``shape`` are the fits, ``has_params`` (and for SMPL
+``has_smpl``) is set for the fitted samples, ``body_model`` names the fitted family, and
+``fit_cam (N, 3)``, ``fit_ok (N,)`` and ``fit_<term> (N,)`` (final objective terms) are added. Like
+EFT's fits of COCO, the file can serve as pseudo ground truth for training. When the input holds
+ground-truth parameters of the fitted body model, the metrics (MPJPE, PA-MPJPE, PVE, PVE-T in mm,
+:mod:`dsrbody.eval.synth_eval`) of the start and of the fit are computed on the evaluation mesh.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from dsrbody.fit.fitter import BodyFitter, FitConfig
+
+__all__ = ["fit_dataset", "resolve_data", "summarize_terms"]
+
+
+def resolve_data(data: str | Path) -> tuple[Path, Path]:
+    """``(annotation .npz, image root)`` of ``--data``: an ``.npz`` file (images relative to its folder)
+    or a folder holding exactly one ``.npz`` (or a ``synth_test.npz`` among several).
+
+    Raises:
+        FileNotFoundError: nothing there. ValueError: no or several candidate files.
+    """
+    p = Path(data)
+    if p.is_file():
+        if p.suffix != ".npz":
+            raise ValueError(f"{p}: --data must be a SPIN/DSR .npz annotation file or a folder holding one")
+        return p, p.parent
+    if not p.is_dir():
+        raise FileNotFoundError(f"{p}: --data does not exist")
+    files = sorted(f for f in p.glob("*.npz") if not f.name.startswith("fits"))
+    if len(files) > 1 and (p / "synth_test.npz").is_file():
+        files = [p / "synth_test.npz"]
+    if len(files) != 1:
+        found = ", ".join(f.name for f in files) or "none"
+        raise ValueError(
+            f"{p}: expected one .npz annotation file in the folder (found: {found}); pass the file"
+        )
+    return files[0], p
+
+
+def summarize_terms(terms: dict[str, list[torch.Tensor]]) -> dict[str, float]:
+    """Mean of each per-sample term over the samples where it is finite."""
+    out = {}
+    for k, chunks in terms.items():
+        v = torch.cat(chunks).double()
+        v = v[torch.isfinite(v)]
+        if v.numel():
+            out[k] = float(v.mean())
+            out[f"n_{k}"] = int(v.numel())
+    return out
+
+
+def fit_dataset(
+    regressor,
+    npz_path: str | Path,
+    img_dir: str | Path,
+    out_dir: str | Path,
+    config: FitConfig,
+    *,
+    prior=None,
+    eval_body=None,
+    start: str = "regressor",
+    batch_size: int = 16,
+    limit: int | None = None,
+    clean_parsing: bool = True,
+    progress: bool = True,
+    parsing_root: str | Path | None = None,
+) -> dict[str, Any]:
+    """Fit a dataset file (module docstring).
+
+    Args:
+        regressor: a :class:`~dsrbody.models.Regressor` (its body model is fitted) or
+            :func:`~dsrbody.fit.fitter.mean_regressor`.
+        npz_path, img_dir: the annotation file and its image root.
+        out_dir: where ``fits.npz`` and ``fit_metrics.json`` go.
+        config: :class:`FitConfig`.
+        prior: clothing prior of the regressor's mesh (DSR terms).
+        eval_body: body model whose mesh the metrics use (default: the regressor's).
+        start: ``"regressor"`` (its estimate from the crop) or ``"mean"``.
+        batch_size: samples fitted together.
+        limit: fit only the first ``limit`` samples.
+        clean_parsing: clear parsing pixels far from the keypoints (DESIGN 5), as training does.
+        parsing_root: root of ``grph_sequences`` (default ``img_dir``).
+
+    Returns:
+        ``{"fits": path, "metrics_start": {...}, "metrics_fit": {...}, "terms_start": {...},
+        "terms_fit": {...}, "n_fitted": int, "n_skipped": int, "skipped": [...]}``.
+    """
+    from torch.utils.data import DataLoader, Subset
+    from tqdm import tqdm
+
+    from dsrbody.data import SpinNpzDataset, collate_samples
+    from dsrbody.eval.metrics import MetricAccumulator, eval_joints
+    from dsrbody.eval.synth_eval import batch_metrics, summarize
+    from dsrbody.geometry.cameras import denormalize_keypoints
+    from dsrbody.geometry.rotations import matrix_to_axis_angle
+    from dsrbody.losses import DSRTargets
+    from dsrbody.semantics.parsing import clean_parsing_batch
+
+    if start not in ("regressor", "mean"):
+        raise ValueError(f"start must be 'regressor' or 'mean', got {start!r}")
+    body = regressor.body_model
+    body_name = str(getattr(body, "name", "smpl"))
+    eval_body = eval_body or body
+    ds = SpinNpzDataset(npz_path, img_dir, augment=False, parsing=True, parsing_root=parsing_root)
+    n = len(ds)
+    idx = list(range(n if limit is None else min(limit, n)))
+    loader = DataLoader(Subset(ds, idx), batch_size=batch_size, shuffle=False, collate_fn=collate_samples)
+    fitter = BodyFitter(regressor, config, prior=prior)
+    J, S = int(body.num_joints), int(body.shape_dim)
+    pose_out = np.zeros((n, 3 * J), np.float64)
+    shape_out = np.zeros((n, S), np.float64)
+    cam_out = np.zeros((n, 3), np.float32)
+    ok = np.zeros(n, bool)
+    term_out: dict[str, np.ndarray] = {}
+    joints = eval_joints(eval_body)
+    acc_start, acc_fit = MetricAccumulator(), MetricAccumulator()
+    t_start: dict[str, list[torch.Tensor]] = {}
+    t_fit: dict[str, list[torch.Tensor]] = {}
+    skipped: list[dict] = []
+    dev = body.faces.device
+    res = int(regressor.img_res)
+    for batch in tqdm(loader, desc="fit", unit="batch", disable=not progress):
+        skipped += batch["skipped"]
+        if batch["num_valid"] == 0:
+            continue
+        kp = batch["keypoints"].to(dev).float()
+        targets = None
+        if fitter.dsr is not None:
+            labels = batch["parsing"].long()
+            if clean_parsing:
+                labels = clean_parsing_batch(labels, denormalize_keypoints(batch["keypoints"].float(), res))
+            targets = DSRTargets.from_parsing(
+                labels, has_parsing=batch["has_parsing"], with_distance=config.mc_form == "distance"
+            )
+        if start == "regressor":
+            with torch.no_grad():
+                p = regressor(batch["img"].to(dev))
+            s = {"rotmat": p["rotmat"], "shape_raw": p["shape_raw"], "cam": p["cam"]}
+        else:
+            s = None
+        result = fitter.fit(kp, targets, s)
+        for k, v in result.terms_start.items():
+            t_start.setdefault(k, []).append(v)
+        for k, v in result.terms_end.items():
+            t_fit.setdefault(k, []).append(v)
+        with torch.no_grad():
+            st = s or fitter.start_from_mean(kp.shape[0])
+            start_pred = {"rotmat": st["rotmat"], "shape": regressor.shape_from_raw(st["shape_raw"].to(dev))}
+            fit_pred = {"rotmat": result.rotmat.to(dev), "shape": result.shape.to(dev)}
+            acc_start.add(batch_metrics(start_pred, batch, eval_body, joints, rerun=True))
+            acc_fit.add(batch_metrics(fit_pred, batch, eval_body, joints, rerun=True))
+        rows = (
+            batch["sample_index"].numpy()
+            if torch.is_tensor(batch["sample_index"])
+            else np.asarray(batch["sample_index"])
+        )
+        pose_out[rows] = matrix_to_axis_angle(result.rotmat.double()).reshape(len(rows), -1).numpy()
+        shape_out[rows] = result.shape.double().numpy()
+        cam_out[rows] = result.cam.numpy()
+        ok[rows] = True
+        for k, v in result.terms_end.items():
+            term_out.setdefault(k, np.full(n, np.nan, np.float32))[rows] = v.numpy()
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    fits_path = out / "fits.npz"
+    _write_fits(npz_path, fits_path, body_name, pose_out, shape_out, cam_out, ok, term_out)
+    report = {
+        "data": str(npz_path),
+        "fits": str(fits_path),
+        "body_model": body_name,
+        "start": start,
+        "config": {**asdict(config), "losses": list(config.losses)},
+        "n_fitted": int(ok.sum()),
+        "n_skipped": len(skipped),
+        "skipped": [f"{s['imgname']}: {s['reason']}" for s in skipped],
+        "metrics_start": summarize(acc_start),
+        "metrics_fit": summarize(acc_fit),
+        "terms_start": summarize_terms(t_start),
+        "terms_fit": summarize_terms(t_fit),
+    }
+    (out / "fit_metrics.json").write_text(json.dumps(report, indent=1))
+    return report
+
+
+def _write_fits(
+    src: str | Path,
+    dst: Path,
+    body_name: str,
+    pose: np.ndarray,
+    shape: np.ndarray,
+    cam: np.ndarray,
+    ok: np.ndarray,
+    terms: dict[str, np.ndarray],
+) -> None:
+    """The input file with the fitted parameters in place of ``pose``/``shape`` (module docstring)."""
+    with np.load(src, allow_pickle=False) as z:
+        data = {k: z[k] for k in z.files}
+    n = len(ok)
+    if "pose" in data and data["pose"].shape == pose.shape:
+        pose = np.where(ok[:, None], pose, data["pose"])
+    if "shape" in data and data["shape"].shape == shape.shape:
+        shape = np.where(ok[:, None], shape, data["shape"])
+    elif "shape" in data or "pose" in data:
+        # the file's parameters belong to another body model: only the fitted rows remain valid
+        for key in ("has_smpl", "has_params"):
+            data[key] = np.zeros(n, np.float32)
+    data["pose"] = pose
+    data["shape"] = shape
+    prev = data.get("has_params", np.zeros(n, np.float32)).astype(np.float32)
+    data["has_params"] = np.where(ok, 1.0, prev).astype(np.float32)
+    if body_name == "smpl":
+        prev = data.get("has_smpl", np.zeros(n, np.float32)).astype(np.float32)
+        data["has_smpl"] = np.where(ok, 1.0, prev).astype(np.float32)
+    elif "has_smpl" in data:
+        data["has_smpl"] = np.where(ok, 0.0, data["has_smpl"]).astype(np.float32)
+    names = data.get("body_model")
+    names = names.astype("<U16") if names is not None else np.full(n, "smpl", "<U16")
+    names[ok] = body_name
+    data["body_model"] = names
+    data["fit_cam"] = cam
+    data["fit_ok"] = ok
+    for k, v in terms.items():
+        data[f"fit_{k}"] = v
+    np.savez(dst, **data)

@@ -1,0 +1,96 @@
+"""Turn a folder of photos into a SPIN/DSR annotation file that :func:`~dsrbody.fit.fit_dataset` reads.
+
+People come from OpenPose JSONs, box JSONs, or the optional detector (:mod:`dsrbody.demo.inputs`,
+:mod:`dsrbody.demo.detect`); their OpenPose keypoints become the file's ``openpose (N, 25, 3)`` (the 24
+"GT" keypoints are absent: confidence 0). Parsing maps are read from ``DIR/grph_sequences/<stem>.png``
+(CIHP labels, e.g. Graphonomy's output). With the detector, its person mask is written as a parsing
+map ``OUT/grph_sequences/<stem>.png`` labelled "upperclothes" (a clothed-person mask: it carries no
+minimally-clothed label, so it feeds the silhouette term ``sil`` and not DSR-MC/DSR-C).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["photos_to_npz"]
+
+
+def photos_to_npz(
+    folder: str | Path,
+    out_dir: str | Path,
+    *,
+    bbox: str | None = None,
+    openpose: str | None = None,
+    detector: str = "auto",
+    quiet: bool = False,
+) -> tuple[Path, Path, Path]:
+    """Write ``OUT/photos.npz`` for the photos of ``folder``.
+
+    Returns:
+        ``(npz path, image root, parsing root)``.
+
+    Raises:
+        FileNotFoundError, ValueError: no images; bad JSONs; nobody found in any photo.
+    """
+    from dsrbody.data.spin_npz import read_image
+    from dsrbody.demo.run import BoxSource, list_images
+    from dsrbody.semantics.labels import CIHP
+    from dsrbody.semantics.parsing import write_parsing
+
+    folder, out = Path(folder), Path(out_dir)
+    images = list_images(folder)
+    det = None
+    if not (bbox or openpose) and detector != "none":
+        from dsrbody.demo.detect import INSTALL_HINT, MediaPipeDetector, detector_available
+
+        if detector == "mediapipe" or detector_available():
+            det = MediaPipeDetector()
+        elif not quiet:
+            print(
+                f"dsrbody fit: no boxes and no detector ({INSTALL_HINT}): the whole image is used",
+                file=sys.stderr,
+            )
+    boxes = BoxSource(
+        openpose=Path(openpose) if openpose else None, bbox=Path(bbox) if bbox else None, detector=det
+    )
+    rows: dict[str, list] = {k: [] for k in ("imgname", "center", "scale", "openpose")}
+    parsing_root = folder
+    upper = list(CIHP.names).index("upperclothes")
+    for path in images:
+        try:
+            img = read_image(path)
+            people = boxes.people(img, path.name)
+        except (FileNotFoundError, ValueError) as e:
+            boxes.messages.append(f"skipped: {e}")
+            continue
+        for p in people:
+            rows["imgname"].append(path.name)
+            rows["center"].append(np.asarray(p.center, np.float32))
+            rows["scale"].append(np.float32(p.scale))
+            kp = p.keypoints if p.keypoints is not None else np.zeros((25, 3))
+            rows["openpose"].append(np.asarray(kp, np.float32))
+            if p.mask is not None:
+                parsing_root = out
+                (out / "grph_sequences").mkdir(parents=True, exist_ok=True)
+                write_parsing(
+                    out / "grph_sequences" / f"{path.stem}.png", np.where(p.mask, upper, 0).astype(np.uint8)
+                )
+    for m in boxes.messages:
+        print(f"dsrbody fit: {m}", file=sys.stderr)
+    if not rows["imgname"]:
+        raise ValueError(f"{folder}: nobody found in any photo")
+    n = len(rows["imgname"])
+    out.mkdir(parents=True, exist_ok=True)
+    npz = out / "photos.npz"
+    np.savez(
+        npz,
+        imgname=np.array(rows["imgname"]),
+        center=np.stack(rows["center"]),
+        scale=np.array(rows["scale"], np.float32),
+        openpose=np.stack(rows["openpose"]),
+        part=np.zeros((n, 24, 3), np.float32),
+    )
+    return npz, folder, parsing_root
