@@ -27,7 +27,7 @@ Implementation: the work is proportional to the face-pixel pairs in each face's 
 bounding box grown by ``sqrt(ln(1/1e-4 - 1) sigma)``), fully vectorised over pairs, processed in chunks
 of at most ``max_pairs_per_chunk`` candidate pairs (the peak-memory knob: about
 ``max_pairs_per_chunk * (150 + 12 C)`` bytes of transient memory in float32, on top of the per-pixel
-accumulators, ``B H W (C + 4)`` floats, and the pair list kept for the backward pass, 16 bytes per kept
+accumulators, ``B H W (C + 4)`` floats, and the pair list kept for the backward pass, 24 bytes per kept
 pair). The default, 65,536 pairs, keeps a chunk's working set in the CPU caches. A custom
 ``torch.autograd.Function`` recomputes the pair geometry in the backward pass and applies hand-derived
 gradients; all C channels are aggregated in the same pass. The same code runs on CPU and CUDA.
