@@ -195,7 +195,7 @@ def check_box(person: Person, height: int, width: int, where: str = "") -> None:
 
 
 def openpose_file_for(folder: str | Path, stem: str) -> Path:
-    """The OpenPose JSON of an image: ``folder/<stem>_keypoints.json`` (OpenPose's name), else ``<stem>.json``.
+    """The OpenPose JSON of an image: ``folder/<stem>_keypoints.json`` (OpenPose), else ``<stem>.json``.
 
     Raises:
         FileNotFoundError: neither exists.

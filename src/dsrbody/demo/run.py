@@ -190,9 +190,9 @@ def side_picture(
 
 
 def _json_ready(d: dict) -> dict:
+    """numpy values to plain Python (lists, floats, ints, strings) for ``json.dumps``."""
     return {
-        k: (v.tolist() if isinstance(v, np.ndarray) else (float(v) if isinstance(v, np.floating) else v))
-        for k, v in d.items()
+        k: (np.asarray(v).tolist() if isinstance(v, (np.ndarray, np.generic)) else v) for k, v in d.items()
     }
 
 

@@ -1,0 +1,179 @@
+"""``dsrbody demo`` on synthetic images, a video made from them, box/OpenPose inputs and bad inputs."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "demo"))
+from demo_testkit import shared_checkpoint, shared_synth  # noqa: E402
+
+from dsrbody.cli import main  # noqa: E402
+
+FAST = ["--side-size", "64", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def ckpt(anny_body, tmp_path_factory):
+    return shared_checkpoint(anny_body, tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory):
+    return shared_synth(tmp_path_factory)
+
+
+def test_demo_folder_writes_every_output(ckpt, synth, tmp_path, capsys, anny_body):
+    import imageio.v3 as iio
+    import trimesh
+
+    out = tmp_path / "out"
+    assert (
+        main(["demo", "--ckpt", str(ckpt), "--folder", str(synth / "images"), "--out", str(out), *FAST]) == 0
+    )
+    stdout = capsys.readouterr()
+    assert "3 people from 3 of 3 images" in stdout.out
+    assert "whole image" in stdout.err  # no detector installed here: says so
+    for stem in ("test_000000", "test_000001", "test_000002"):
+        for suffix in ("_p0_overlay.png", "_p0_side.png", "_p0.obj", "_p0_params.npz", "_p0_params.json"):
+            assert (out / f"{stem}{suffix}").is_file(), stem + suffix
+    img = iio.imread(synth / "images" / "test_000000.jpg")
+    ov = iio.imread(out / "test_000000_p0_overlay.png")
+    assert ov.shape == img.shape and np.abs(ov.astype(int) - img.astype(int)).mean() > 1.0  # a body is drawn
+    assert iio.imread(out / "test_000000_p0_side.png").shape == (64, 64, 3)
+    p = np.load(out / "test_000000_p0_params.npz")
+    assert p["body_pose"].shape == (23, 3) and p["global_orient"].shape == (3,) and p["shape"].shape == (6,)
+    assert str(p["body_model"]) == "anny" and str(p["box_source"]) == "image"
+    np.testing.assert_allclose(p["center"], [112, 112])  # whole 224 image
+    # the crop camera IS the original camera (224 crop of a 224 image): focal 5000 * 200 * 1.12 / 224
+    assert float(p["focal_length"]) == pytest.approx(5000.0)
+    js = json.loads((out / "test_000000_p0_params.json").read_text())
+    np.testing.assert_allclose(js["translation"], p["translation"], rtol=1e-6)
+    mesh = trimesh.load(out / "test_000000_p0.obj", process=False)
+    assert mesh.vertices.shape == (anny_body.num_vertices, 3)
+    # the mesh is in the camera frame: its projected centre lands near the keypoints' projections
+    uv = float(p["focal_length"]) * mesh.vertices[:, :2] / mesh.vertices[:, 2:] + p["principal_point"]
+    assert ((uv > 0) & (uv < 224)).mean() > 0.5
+
+
+def test_demo_video(ckpt, synth, tmp_path):
+    import imageio.v2 as imageio
+
+    video = tmp_path / "clip.mp4"
+    with imageio.get_writer(str(video), format="FFMPEG", fps=5, codec="libx264", macro_block_size=1) as w:
+        for name in ("test_000000", "test_000001", "test_000002"):
+            w.append_data(imageio.imread(synth / "images" / f"{name}.jpg"))
+    out = tmp_path / "out"
+    args = [
+        "demo",
+        "--ckpt",
+        str(ckpt),
+        "--video",
+        str(video),
+        "--out",
+        str(out),
+        "--detector",
+        "none",
+        *FAST,
+    ]
+    assert main(args) == 0
+    p = np.load(out / "clip_params.npz")
+    assert p["frame"].tolist() == [0, 1, 2] and p["person"].tolist() == [0, 0, 0]
+    assert p["body_pose"].shape == (3, 23, 3) and int(p["num_frames"]) == 3
+    frames = []
+    with imageio.get_reader(str(out / "clip_overlay.mp4"), format="FFMPEG") as reader:
+        for f in reader:  # (list() would ask the reader for its length, which ffmpeg reports as inf)
+            frames.append(f)
+    assert len(frames) == 3 and frames[0].shape[:2] == (224, 224)
+
+
+def test_demo_boxes_and_openpose(ckpt, synth, tmp_path, capsys):
+    image = synth / "images" / "test_000001.jpg"
+    boxes = tmp_path / "boxes.json"
+    boxes.write_text(json.dumps({"bbox": [[40, 20, 120, 180], [0, 0, 224, 224]]}))
+    out = tmp_path / "box"
+    assert (
+        main(
+            [
+                "demo",
+                "--ckpt",
+                str(ckpt),
+                "--image",
+                str(image),
+                "--bbox",
+                str(boxes),
+                "--out",
+                str(out),
+                "--no-mesh",
+                *FAST,
+            ]
+        )
+        == 0
+    )
+    assert (out / "test_000001_p0_params.npz").is_file() and (out / "test_000001_p1_params.npz").is_file()
+    assert not (out / "test_000001_p0.obj").exists()
+    np.testing.assert_allclose(np.load(out / "test_000001_p0_params.npz")["center"], [100, 110])
+    # OpenPose: the file's keypoints for the person, plus a second person below the threshold
+    kp = np.load(synth / "synth_test.npz")["openpose"][1]
+    weak = np.zeros((25, 3))
+    weak[:, 2] = 0.1
+    op_dir = tmp_path / "openpose"
+    op_dir.mkdir()
+    people = [{"pose_keypoints_2d": kp.ravel().tolist()}, {"pose_keypoints_2d": weak.ravel().tolist()}]
+    (op_dir / "test_000001_keypoints.json").write_text(json.dumps({"people": people}))
+    out = tmp_path / "op"
+    capsys.readouterr()
+    assert (
+        main(
+            [
+                "demo",
+                "--ckpt",
+                str(ckpt),
+                "--image",
+                str(image),
+                "--openpose",
+                str(op_dir),
+                "--out",
+                str(out),
+                "--no-mesh",
+                *FAST,
+            ]
+        )
+        == 0
+    )
+    err = capsys.readouterr().err
+    assert "person 1 skipped" in err
+    assert (out / "test_000001_p0_params.npz").is_file() and not (out / "test_000001_p1_params.npz").exists()
+    assert str(np.load(out / "test_000001_p0_params.npz")["box_source"]) == "openpose"
+
+
+def test_demo_bad_inputs(ckpt, synth, tmp_path, capsys):
+    image = synth / "images" / "test_000000.jpg"
+    outside = tmp_path / "outside.json"
+    outside.write_text(json.dumps([500, 500, 50, 50]))
+    bad_video = tmp_path / "broken.mp4"
+    bad_video.write_text("this is not a video")
+    cases = [
+        (["--image", str(image), "--bbox", str(outside)], "lies outside the 224x224 image"),
+        (["--video", str(bad_video)], "cannot be decoded as a video"),
+        (["--image", str(tmp_path / "missing.jpg")], "missing.jpg"),
+        (["--folder", str(tmp_path / "nofolder")], "nofolder"),
+    ]
+    for extra, message in cases:
+        capsys.readouterr()
+        rc = main(["demo", "--ckpt", str(ckpt), *extra, "--out", str(tmp_path / "o"), *FAST])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert rc == 1, extra
+        assert message in err[-1] and err[-1].startswith("dsrbody demo: error:"), err
+    capsys.readouterr()
+    assert (
+        main(
+            ["demo", "--ckpt", str(tmp_path / "no.ckpt"), "--image", str(image), "--out", str(tmp_path / "o")]
+        )
+        == 1
+    )
+    assert "no.ckpt" in capsys.readouterr().err
