@@ -23,8 +23,22 @@ $(STAMP): pyproject.toml | $(PY)
 
 install: $(STAMP)
 
+# `make run`: make a small synthetic set if missing, train the synthetic DSR recipe briefly, evaluate it on
+# the synthetic test split and draw the predictions (OUT/eval/overlays_test.png). Sizes are variables:
+# e.g. `make run RUN_EPOCHS=30 RUN_TRAIN=512` trains longer.
+RUN_TRAIN ?= 96
+RUN_TEST ?= 24
+RUN_EPOCHS ?= 6
+RUN_CONFIG ?= configs/synth_dsr.yaml
+DSRBODY := $(VENV)/bin/dsrbody
+
 run: $(STAMP)
-	$(VENV)/bin/dsrbody body --model anny --pose-file examples/pose_wave.json --out $(OUT)/anny_posed.obj
+	$(DSRBODY) body --model anny --pose-file examples/pose_wave.json --out $(OUT)/anny_posed.obj
+	$(DSRBODY) synth --out $(OUT)/data --num $(RUN_TRAIN) --split train --resume
+	$(DSRBODY) synth --out $(OUT)/data --num $(RUN_TEST) --split test --resume
+	$(DSRBODY) train --config $(RUN_CONFIG) --out $(OUT)/train data.root=$(OUT)/data trainer.max_epochs=$(RUN_EPOCHS)
+	$(DSRBODY) eval --config $(RUN_CONFIG) --ckpt $(OUT)/train/checkpoints/best.ckpt --out $(OUT)/eval \
+		data.root=$(OUT)/data
 
 test: $(STAMP)
 	$(PY) -m pytest -q -m "not benchmark" $(PYTEST_ARGS)

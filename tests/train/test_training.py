@@ -211,3 +211,44 @@ def test_corrupt_image_is_skipped_and_counted(synth16, tmp_path, caplog):
     valid = [float(r["train/num_valid"]) for r in rows if r.get("train/num_valid")]
     assert skipped == [1.0] and valid == [3.0]
     assert "synth_train: 1 x unreadable image" in caplog.text  # the epoch summary names it
+
+
+def test_nonfinite_sample_is_dropped_counted_and_does_not_poison_the_batch(synth16):
+    from dsrbody.train.module import DSRModule
+
+    cfg = load_config(CONFIGS / "synth_dsr.yaml", tiny_overrides(synth16, "loss.start_dsr=1"))
+    module = DSRModule(cfg)
+    assert not module.dsr_active(0) and not module.dsr_active(1) and module.dsr_active(2)
+    batch = _fixed_batch(cfg)
+    torch.manual_seed(0)
+    module.eval()
+    with torch.no_grad():
+        pred = module.model(batch["img"])
+        clean, means, dropped, _ = module.compute_losses(batch, pred, dsr=True)
+        assert all(v == 0 for v in dropped.values()) and torch.isfinite(clean)
+        bad = dict(pred)
+        bad["keypoints_2d"] = pred["keypoints_2d"].clone()
+        bad["keypoints_2d"][3] = float("nan")
+        bad["vertices_cam"] = pred["vertices_cam"].clone()
+        bad["vertices_cam"][5] = float("inf")
+        total, means2, dropped2, _ = module.compute_losses(batch, bad, dsr=True)
+    assert torch.isfinite(total)
+    assert dropped2["keypoints_2d"] == 1 and dropped2["dsr_mc"] == 1 and dropped2["dsr_c"] == 1
+    # the 2D term is the mean over the 7 remaining samples
+    keep = [i for i in range(8) if i != 3]
+
+    def take(d):
+        out = {}
+        for k, v in d.items():
+            if torch.is_tensor(v) and v.dim() > 0 and v.shape[0] == 8:
+                out[k] = v[keep]
+            elif isinstance(v, list) and len(v) == 8:
+                out[k] = [v[i] for i in keep]
+            else:
+                out[k] = v
+        return out
+
+    sub, sub_pred = take(batch), take(pred)
+    with torch.no_grad():
+        _, means3, _, _ = module.compute_losses(sub, sub_pred, dsr=False)
+    assert means2["keypoints_2d"].item() == pytest.approx(means3["keypoints_2d"].item(), rel=1e-5)
