@@ -75,3 +75,27 @@ def test_fit_bad_inputs(synth, tmp_path, capsys):
         assert main(["fit", *extra, "--out", str(tmp_path / "o"), "--quiet"]) == 1, extra
         err = capsys.readouterr().err.strip().splitlines()
         assert message in err[-1] and err[-1].startswith("dsrbody fit: error:"), err
+
+
+def test_fit_a_users_photo_with_openpose_and_parsing(synth, tmp_path, capsys):
+    import shutil
+
+    photos = tmp_path / "photos"
+    (photos / "grph_sequences").mkdir(parents=True)
+    shutil.copy(synth / "images" / "test_000002.jpg", photos / "me.jpg")
+    shutil.copy(synth / "grph_sequences" / "images" / "test_000002.png", photos / "grph_sequences" / "me.png")
+    kp = np.load(synth / "synth_test.npz")["openpose"][2]
+    op = tmp_path / "openpose"
+    op.mkdir()
+    (op / "me_keypoints.json").write_text(
+        json.dumps({"people": [{"pose_keypoints_2d": kp.ravel().tolist()}]})
+    )
+    out = tmp_path / "fit"
+    args = ["fit", "--data", str(photos), "--openpose", str(op), "--iters", "3", "--lr", "0.02"]
+    assert main([*args, "--out", str(out), "--quiet"]) == 0
+    report = json.loads((out / "fit_metrics.json").read_text())
+    assert report["n_fitted"] == 1 and report["terms_start"]["n_dsr_c"] == 1
+    assert report["terms_fit"]["keypoints"] < report["terms_start"]["keypoints"]
+    assert "no ground truth" in capsys.readouterr().out
+    fits = np.load(out / "fits.npz")
+    assert fits["imgname"].tolist() == ["me.jpg"] and fits["pose"].shape == (1, 72)
