@@ -72,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         generate(SynthConfig(num=args.num, split="test"), data, progress=False)
         print(f"generated {args.num} synthetic test samples in {time.perf_counter() - t0:.0f} s ({data})")
     npz = data / "synth_test.npz"
+    torch.manual_seed(0)  # the same initial weights (and metrics) on every run
     reg = _regressor(args.config, args.ckpt, args.overrides)
     body = reg.body_model
     print(f"model: {args.config} ({body.name}, {body.num_vertices} vertices), batch {args.batch}, "
