@@ -101,3 +101,17 @@ def test_report_without_camera_or_images(h36m_result, tmp_path):
     paths = write_report(res, tmp_path / "out2", save_pngs=False)
     assert "no camera" not in paths["report"].read_text()  # drawn inside the picture, not as text
     assert not (tmp_path / "out2" / "plots").exists()
+
+
+def test_side_view_shows_a_ground_truth_mesh_in_green(h36m_result):
+    import dataclasses
+
+    assert not any(p["has_gt"] for p in worst_sample_panels(h36m_result))  # H36M: joints only
+    shifted = [
+        dict(w, gt_vertices=w["vertices"] + np.array([0.0, 0.0, 0.4], np.float32)) for w in h36m_result.worst
+    ]
+    panels = worst_sample_panels(dataclasses.replace(h36m_result, worst=shifted))
+    assert all(p["has_gt"] for p in panels)
+    side = panels[0]["side"].astype(int)
+    green = (side[..., 1] > side[..., 0] + 40) & (side[..., 1] > side[..., 2] + 40)
+    assert green.mean() > 0.01  # the ground truth, turned 90 degrees, stands beside the prediction

@@ -559,7 +559,8 @@ class EvalResult:
         joint_names: the ``J`` evaluation joint names.
         worst: the samples with the largest primary metric, worst first: dicts with ``sample_index``,
             ``imgname``, ``error`` (mm), ``vertices`` ``(V, 3)`` numpy (model frame), ``translation``
-            ``(3,)`` or ``None``.
+            ``(3,)`` or ``None``, ``gt_vertices`` ``(V, 3)`` (model frame) where the ground truth is a
+            mesh (3DPW, synth), else ``None``.
         faces: ``(F, 3)`` of the predicted meshes (``None`` if the predictor did not say).
         flip: whether flip test-time augmentation was on.
         notes: remarks (ground-truth conventions detected, unknown genders...).
@@ -804,7 +805,7 @@ def evaluate(
         if "vertices" not in pred:
             raise ValueError("the predictor must return 'vertices' (B, V, 3)")
         pv = pred["vertices"].detach().to(device=device, dtype=torch.float32)
-        mask = None
+        mask = gv = None
         if p.ground_truth in ("smpl", "S"):
             assert smpl_kit is not None
             if pv.shape[1] != smpl_kit.num_vertices:
@@ -881,6 +882,7 @@ def evaluate(
                 error=err,
                 vertices=pv[b].cpu().numpy(),
                 translation=None if trans is None else trans[b].detach().cpu().numpy().astype(np.float32),
+                gt_vertices=None if gv is None else gv[b].detach().cpu().float().numpy(),
             )
         if progress and cols["pa_mpjpe"]:
             bar.set_postfix(

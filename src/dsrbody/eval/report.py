@@ -37,6 +37,9 @@ OURS = "#1f77b4"
 PA = "#ff7f0e"
 PAPER = "#d62728"
 GREY = "#7f7f7f"
+#: mesh colours of the side view: prediction (clay) and ground truth (green), RGB in [0, 1].
+PRED_RGB = (0.78, 0.74, 0.70)
+GT_RGB = (0.35, 0.72, 0.45)
 
 #: per-sample descriptor -> (plot title, x label)
 _FACTOR_LABELS = {
@@ -281,8 +284,9 @@ def worst_sample_panels(result: EvalResult, res: int = 224) -> list[dict[str, An
     cannot be read).
 
     Returns:
-        dicts with ``sample_index``, ``imgname``, ``error`` and ``image`` / ``overlay`` / ``side``
-        ``(res, res, 3)`` uint8 arrays (or ``None``).
+        dicts with ``sample_index``, ``imgname``, ``error``, ``image`` / ``overlay`` / ``side``
+        ``(res, res, 3)`` uint8 arrays (or ``None``) and ``has_gt`` (the side view also shows the
+        ground-truth mesh, in green).
     """
     if not result.worst:
         return []
@@ -313,11 +317,25 @@ def worst_sample_panels(result: EvalResult, res: int = 224) -> list[dict[str, An
             base = img if img is not None else np.full((res, res, 3), 235, np.uint8)
             pp = (res / 2.0, res / 2.0)
             ov = overlay(base, v, result.faces, focal=focal, principal_point=pp, alpha=0.8)
-            sv = side_view(v, result.faces, focal=focal, image_size=(res, res), principal_point=pp,
-                           background=(245, 245, 245))  # fmt: skip
+            sv_verts, sv_faces, sv_colors = v, torch.as_tensor(result.faces), None
+            if w.get("gt_vertices") is not None:  # ground truth beside: same camera translation
+                gt = torch.as_tensor(w["gt_vertices"]) + torch.as_tensor(w["translation"])[None]
+                F = sv_faces.shape[0]
+                sv_verts = torch.cat([v, gt])
+                sv_faces = torch.cat([sv_faces, sv_faces + v.shape[0]])
+                sv_colors = torch.cat(
+                    [torch.tensor(PRED_RGB).expand(F, 3), torch.tensor(GT_RGB).expand(F, 3)]
+                )
+            sv = side_view(sv_verts, sv_faces, focal=focal, image_size=(res, res), principal_point=pp,
+                           background=(245, 245, 245), face_colors=sv_colors)  # fmt: skip
         panels.append(
             {k: w[k] for k in ("sample_index", "imgname", "error")}
-            | {"image": img, "overlay": ov, "side": sv}
+            | {
+                "image": img,
+                "overlay": ov,
+                "side": sv,
+                "has_gt": sv is not None and w.get("gt_vertices") is not None,
+            }
         )
     return panels
 
@@ -343,7 +361,8 @@ def _worst_figure(result: EvalResult, panels: Sequence[dict[str, Any]]) -> bytes
         name = p["imgname"] if len(p["imgname"]) <= 42 else "..." + p["imgname"][-39:]
         axes[r, 3 * c0].set_title(f"#{k + 1}  PA-MPJPE {p['error']:.0f} mm", loc="left", fontsize=9)
         axes[r, 3 * c0 + 1].set_title(name, loc="left", fontsize=7, color=GREY, fontweight="normal")
-    fig.suptitle(f"The {len(panels)} worst samples by PA-MPJPE: image | overlay | side view", y=1.0,
+    gt = " (green: ground truth)" if any(p.get("has_gt") for p in panels) else ""
+    fig.suptitle(f"The {len(panels)} worst samples by PA-MPJPE: image | overlay | side view{gt}", y=1.0,
                  fontweight="bold")  # fmt: skip
     fig.tight_layout(pad=0.4, h_pad=0.9, w_pad=0.2)
     return _png(fig)
@@ -389,7 +408,8 @@ _CAPTIONS = {
     "per_joint": "Mean error per evaluation joint (whiskers: 25th to 75th percentile over samples).",
     "factors": "Each dot is a sample; lines are medians in ten equally populated bins (band: 25-75 %).",
     "sequences": "Mean PA-MPJPE per image folder (sequence / subject-action), worst first.",
-    "worst": "The network's input crop, the predicted mesh over it, and the mesh turned 90 degrees.",
+    "worst": "The network's input crop, the predicted mesh over it, and the mesh turned 90 degrees (with the "
+    "ground-truth mesh in green where the ground truth is a mesh: 3DPW, synthetic data).",
 }
 
 _TITLES = {
