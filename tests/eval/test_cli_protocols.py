@@ -66,3 +66,42 @@ def test_eval_dataset_errors(spin_weights, tmp_path, capsys):
     assert code == 1 and "3dpw_test.npz" in capsys.readouterr().err
     code = main(["eval", "--ckpt", str(path)])
     assert code == 1 and "--config is required" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_eval_dataset_synth_with_a_dsrbody_checkpoint(tmp_path_factory, capsys):
+    """A dsrbody checkpoint carries its recipe: ``--dataset synth`` needs no --config and gives the
+    numbers of ``dsrbody eval --config``; the SMPL protocols refuse its Anny body in one line."""
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    sys.path.insert(0, str(root / "tests" / "train"))
+    from protocol_files import write_3dpw
+    from train_testkit import make_synth16, tiny_overrides
+
+    config = str(root / "configs" / "synth_dsr.yaml")
+    synth = make_synth16(tmp_path_factory.getbasetemp())
+    out = tmp_path_factory.mktemp("eval_ckpt")
+    train = ["train", "--config", config, "--out", str(out / "run"),
+             *tiny_overrides(synth, "data.epoch_length=8", "trainer.max_epochs=1")]  # fmt: skip
+    assert main(train) == 0
+    ckpt = str(out / "run" / "checkpoints" / "last.ckpt")
+    common = ["--ckpt", ckpt, "--quiet"]
+    assert main(["eval", "--config", config, *common, "--out", str(out / "a"), "--pictures", "0",
+                 f"data.root={synth}", "data.num_workers=0"]) == 0  # fmt: skip
+    assert main(["eval", "--dataset", "synth", "--data-root", str(synth), *common, "--out", str(out / "b"),
+                 "--workers", "0"]) == 0  # fmt: skip
+    a = json.loads((out / "a" / "metrics_test.json").read_text())
+    b = json.loads((out / "b" / "metrics.json").read_text())
+    for k in ("mpjpe", "pa_mpjpe", "pve", "pve_t"):
+        assert b["metrics"][k] == pytest.approx(a[k], rel=1e-4)
+    assert b["num_evaluated"] == a["n_samples"] == 4
+    capsys.readouterr()
+    pw = out / "pw"
+    pw.mkdir()
+    write_3dpw(pw, 2, np.random.default_rng(0))
+    assert main(["eval", "--dataset", "3dpw", "--data-root", str(pw), "--ckpt", ckpt, "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "body model is 'anny'" in err and "cannot be evaluated against SMPL ground truth" in err
+    assert err.count("\n") == 1
