@@ -14,7 +14,8 @@ can be read from ``ru_maxrss``):
 - ``brute``: every face against every pixel (SoftRas formulas, float32, faces in blocks of 128),
   forward only, B = 1 (it does not fit beyond that in reasonable time).
 
-Reported: forward (no grad) and forward+backward milliseconds per image (median of ``--repeats``),
+Reported: forward (no grad) and forward+backward milliseconds per image (median of ``--repeats``;
+wall clock, and the process's CPU time, which is what an idle core would take on a shared machine),
 peak RSS increase over the process's state before the first render (MiB), face-pixel pairs per image,
 silhouette coverage. Usage::
 
@@ -193,12 +194,15 @@ def worker(args) -> None:
     for grad in modes:
         if args.method != "brute":
             run(grad)  # warm-up
-        times = []
+        times, cpu = [], []
         for _ in range(args.repeats):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             last = run(grad)
             times.append(time.perf_counter() - t0)
-        result["fwdbwd_ms" if grad else "fwd_ms"] = 1e3 * float(np.median(times)) / B
+            cpu.append(time.process_time() - c0)
+        key = "fwdbwd" if grad else "fwd"
+        result[f"{key}_ms"] = 1e3 * float(np.median(times)) / B
+        result[f"{key}_cpu_ms"] = 1e3 * float(np.median(cpu)) / B
     result["peak_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - base
     if args.method == "brute":  # the two implementations agree
         Ib, Sb = last
@@ -252,7 +256,7 @@ def main() -> None:
         f"threads={args.threads}, torch {torch.__version__}"
     )
     header = f"{'mesh':>8} {'faces':>6} {'B':>3} {'method':>6} {'fwd ms/img':>10} {'f+b ms/img':>10}"
-    header += f" {'peak MiB':>9}"
+    header += f" {'peak MiB':>9} {'fwd cpu':>8} {'f+b cpu':>8}"
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.mesh:
@@ -286,7 +290,8 @@ def main() -> None:
                 for m, r in res.items():
                     print(
                         f"{name:>8} {len(f):>6} {B:>3} {m:>6} {r.get('fwd_ms', float('nan')):>10.1f} "
-                        f"{r.get('fwdbwd_ms', float('nan')):>10.1f} {r['peak_mib']:>9.0f}"
+                        f"{r.get('fwdbwd_ms', float('nan')):>10.1f} {r['peak_mib']:>9.0f} "
+                        f"{r.get('fwd_cpu_ms', math.nan):>8.1f} {r.get('fwdbwd_cpu_ms', math.nan):>8.1f}"
                     )
                     rows.append((name, B, m, r))
                 if "ours" in res and "9x1ch" in res:
