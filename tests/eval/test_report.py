@@ -115,3 +115,12 @@ def test_side_view_shows_a_ground_truth_mesh_in_green(h36m_result):
     side = panels[0]["side"].astype(int)
     green = (side[..., 1] > side[..., 0] + 40) & (side[..., 1] > side[..., 2] + 40)
     assert green.mean() > 0.01  # the ground truth, turned 90 degrees, stands beside the prediction
+
+
+def test_sequence_names():
+    from dsrbody.eval.report import sequence_of
+
+    assert sequence_of("imageFiles/downtown_walking_00/image_00012.jpg") == "downtown_walking_00"
+    assert sequence_of("mpi_inf_3dhp_test_set/TS3/imageSequence/img_000101.jpg") == "TS3"
+    assert sequence_of("images/S9_Directions_1.54138969_000001.jpg") == "S9_Directions_1"
+    assert sequence_of("images/test_000004.jpg") == "test"

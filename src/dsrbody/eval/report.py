@@ -22,6 +22,7 @@ import csv
 import html
 import io
 import json
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,14 @@ import numpy as np
 
 from dsrbody.eval.protocols import METRIC_LABELS, EvalResult
 
-__all__ = ["write_report", "write_metrics_json", "write_per_sample_csv", "worst_sample_panels", "figures"]
+__all__ = [
+    "write_report",
+    "write_metrics_json",
+    "write_per_sample_csv",
+    "worst_sample_panels",
+    "figures",
+    "sequence_of",
+]
 
 #: colours of the report (colour-blind safe pairs).
 OURS = "#1f77b4"
@@ -247,13 +255,24 @@ def _factor_figure(result: EvalResult) -> bytes | None:
     return _png(fig)
 
 
-def _sequence_of(imgname: str) -> str:
-    parts = Path(imgname).parts
-    return parts[-2] if len(parts) >= 2 else ""
+_GENERIC_DIRS = {"images", "image", "imagesequence", "imagefiles", "imgs", "frames"}
+
+
+def sequence_of(imgname: str) -> str:
+    """The sequence an image belongs to: its innermost folder that is not a generic one (3DPW
+    ``imageFiles/<seq>/image_00000.jpg`` -> ``<seq>``; MPI-INF-3DHP ``.../TS1/imageSequence/img_1.jpg``
+    -> ``TS1``), else its file name without frame number and camera (Human3.6M
+    ``images/S9_Directions_1.54138969_000001.jpg`` -> ``S9_Directions_1``)."""
+    p = Path(imgname)
+    dirs = [d for d in p.parts[:-1] if d.lower() not in _GENERIC_DIRS]
+    if dirs:
+        return dirs[-1]
+    stem = re.sub(r"[_-]?\d+$", "", p.stem)
+    return re.sub(r"\.\d+$", "", stem)
 
 
 def _sequence_figure(result: EvalResult, max_groups: int = 40) -> bytes | None:
-    seqs = np.array([_sequence_of(n) for n in result.per_sample["imgname"]])
+    seqs = np.array([sequence_of(n) for n in result.per_sample["imgname"]])
     groups = np.unique(seqs)
     if groups.size < 2:
         return None
@@ -271,9 +290,12 @@ def _sequence_figure(result: EvalResult, max_groups: int = 40) -> bytes | None:
         ax.text(v, yi, f" {v:.1f} (n={n})", va="center", fontsize=8)
     ax.set_yticks(y, [s[0] for s in shown], fontsize=8)
     ax.invert_yaxis()
+    if key in result.paper:
+        ax.axvline(result.paper[key], color=PAPER, lw=1.5, ls="--", label=f"paper {result.paper[key]:.1f}")
+        ax.legend(frameon=False, fontsize=8, loc="lower right")
     ax.set_xlabel("PA-MPJPE (mm)")
     more = f", worst {max_groups} of {len(stats)}" if len(stats) > max_groups else ""
-    ax.set_title(f"PA-MPJPE per sequence (image folder{more})")
+    ax.set_title(f"PA-MPJPE per sequence{more}")
     ax.grid(axis="y", visible=False)
     return _png(fig)
 
@@ -407,7 +429,8 @@ _CAPTIONS = {
     "histograms": "How the per-sample errors spread: a long right tail means a few failures carry the mean.",
     "per_joint": "Mean error per evaluation joint (whiskers: 25th to 75th percentile over samples).",
     "factors": "Each dot is a sample; lines are medians in ten equally populated bins (band: 25-75 %).",
-    "sequences": "Mean PA-MPJPE per image folder (sequence / subject-action), worst first.",
+    "sequences": "Mean PA-MPJPE per sequence (3DPW sequence, Human3.6M subject and action, MPI-INF-3DHP "
+    "test sequence), worst first.",
     "worst": "The network's input crop, the predicted mesh over it, and the mesh turned 90 degrees (with the "
     "ground-truth mesh in green where the ground truth is a mesh: 3DPW, synthetic data).",
 }
