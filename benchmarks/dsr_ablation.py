@@ -1,0 +1,378 @@
+"""DSR ablation on synthetic data (issue 6; the paper's Table 4 question, on `dsrbody synth` data).
+
+With the same seed, data, data order, initial weights and step budget, train the synthetic recipe with
+
+    a  keypoints only: SPIN's terms (2D + 3D keypoints, pose/shape parameters, camera)
+    b  a + a naive silhouette loss (1 - IoU of the rendered body and the whole clothed-person mask)
+    c  a + DSR-MC
+    d  a + DSR-C
+    e  a + DSR-MC + DSR-C
+
+evaluate each final checkpoint on the synthetic test split (and on a ``--hard`` clothing test split)
+and print the table: PVE-T, PVE, PA-MPJPE, MPJPE (mm), the rest-pose volume ratio prediction / ground
+truth (> 1: inflated bodies; the paper predicts that (b) inflates them) and the training wall time.
+
+Everything goes under ``--out`` (default ``outputs/ablation``)::
+
+    OUT/data/        synthetic train + test split      OUT/data_hard/  hard-clothing test split
+    OUT/runs/<variant>_s<seed>/   training output (checkpoints, logs) and result.json
+    OUT/results.json              every run's numbers     OUT/table.md   the tables
+
+``--doc docs/ablation.md`` also replaces the text between the markers ``<!-- ablation:begin -->`` and
+``<!-- ablation:end -->`` of that file with the tables and the exact command. ``--skip-done`` keeps runs
+whose result.json exists (to continue an interrupted ablation or add seeds).
+
+Example (the budget of docs/ablation.md)::
+
+    .venv/bin/python benchmarks/dsr_ablation.py --num-train 192 --num-test 32 --hard-test 32 --epochs 10 \
+        --noise-seeds 1 --doc docs/ablation.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+VARIANTS: dict[str, tuple[str, dict[str, float]]] = {
+    "a": ("keypoints only (SPIN terms)", {"dsr_mc": 0.0, "dsr_c": 0.0, "silhouette": 0.0}),
+    "b": ("a + naive silhouette", {"dsr_mc": 0.0, "dsr_c": 0.0, "silhouette": None}),
+    "c": ("a + DSR-MC", {"dsr_mc": None, "dsr_c": 0.0, "silhouette": 0.0}),
+    "d": ("a + DSR-C", {"dsr_mc": 0.0, "dsr_c": None, "silhouette": 0.0}),
+    "e": ("a + DSR-MC + DSR-C", {"dsr_mc": None, "dsr_c": None, "silhouette": 0.0}),
+}
+METRICS = ("pve_t", "pve", "pa_mpjpe", "mpjpe")
+LABELS = {"pve_t": "PVE-T", "pve": "PVE", "pa_mpjpe": "PA-MPJPE", "mpjpe": "MPJPE"}
+BEGIN, END = "<!-- ablation:begin -->", "<!-- ablation:end -->"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter
+    )
+    p.add_argument(
+        "--config", default="configs/synth_dsr.yaml", help="base recipe (its DSR settings, network)"
+    )
+    p.add_argument("--out", default="outputs/ablation", help="output folder")
+    p.add_argument("--data", default=None, help="synthetic data folder (default OUT/data)")
+    p.add_argument("--hard-data", default=None, help="hard-clothing test folder (default OUT/data_hard)")
+    p.add_argument("--num-train", type=int, default=192, help="training samples")
+    p.add_argument("--num-test", type=int, default=32, help="test samples")
+    p.add_argument("--hard-test", type=int, default=32, help="hard-clothing test samples (0: none)")
+    p.add_argument("--reuse-data", action="store_true", help="use the data already in the folders (checked)")
+    p.add_argument("--synth-workers", type=int, default=2, help="processes of dsrbody synth")
+    p.add_argument("--epochs", type=int, default=10, help="training epochs (epoch = the training set)")
+    p.add_argument("--max-steps", type=int, default=-1, help="also stop after this many steps (-1: no limit)")
+    p.add_argument("--batch-size", type=int, default=None, help="default: the recipe's")
+    p.add_argument(
+        "--start-dsr",
+        type=int,
+        default=None,
+        help="DSR/silhouette on when epoch > this (default: the recipe's)",
+    )
+    p.add_argument("--dsr-weight", type=float, default=0.1, help="weight of DSR-MC and DSR-C when on")
+    p.add_argument(
+        "--silhouette-weight", type=float, default=0.1, help="weight of the silhouette term in (b)"
+    )
+    p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    p.add_argument("--seed", type=int, default=0, help="seed of every variant")
+    p.add_argument("--noise-seeds", type=int, nargs="*", default=[], help="extra seeds for --noise-variants")
+    p.add_argument("--noise-variants", nargs="+", default=["a", "e"], choices=list(VARIANTS))
+    p.add_argument("--accelerator", default="cpu", help="trainer.accelerator (cpu, gpu)")
+    p.add_argument("--device", default="cpu", help="torch device of the evaluation")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="more recipe overrides")
+    p.add_argument("--skip-done", action="store_true", help="keep runs whose result.json exists")
+    p.add_argument("--doc", default=None, help="markdown file whose ablation block gets the tables")
+    return p.parse_args(argv)
+
+
+# ----------------------------------------------------------------------------------------------- data
+def _count(npz: Path) -> int:
+    import numpy as np
+
+    with np.load(npz, allow_pickle=False) as z:
+        return int(z["imgname"].shape[0])
+
+
+def ensure_split(folder: Path, split: str, num: int, hard: bool, reuse: bool, workers: int) -> float:
+    """Make (or, with ``reuse``, check) ``folder/synth_<split>.npz`` with ``num`` samples; seconds spent."""
+    npz = folder / f"synth_{split}.npz"
+    if reuse and npz.is_file():
+        have = _count(npz)
+        if have != num:
+            raise ValueError(f"{npz}: has {have} samples, the ablation asks for {num} (drop --reuse-data)")
+        return 0.0
+    cmd = [
+        sys.executable,
+        "-m",
+        "dsrbody.cli",
+        "synth",
+        "--out",
+        str(folder),
+        "--num",
+        str(num),
+        "--split",
+        split,
+        "--workers",
+        str(workers),
+        "--quiet",
+    ]
+    cmd += ["--hard"] if hard else []
+    cmd += ["--overwrite"] if npz.is_file() else []
+    t0 = time.perf_counter()
+    print("+", shlex.join(cmd), flush=True)
+    subprocess.run(cmd, check=True)
+    return time.perf_counter() - t0
+
+
+# ----------------------------------------------------------------------------------------- training
+def variant_overrides(v: str, args: argparse.Namespace) -> list[str]:
+    """Recipe overrides of variant ``v`` (loss weights; the rest is shared by every variant)."""
+    on = {"dsr_mc": args.dsr_weight, "dsr_c": args.dsr_weight, "silhouette": args.silhouette_weight}
+    return [f"loss.weights.{k}={on[k] if w is None else w}" for k, w in VARIANTS[v][1].items()]
+
+
+def common_overrides(args: argparse.Namespace, data: Path, seed: int) -> list[str]:
+    """Overrides shared by every run: data, seed, budget, no validation (the final state is evaluated)."""
+    ov = [
+        f"data.root={data}",
+        f"seed={seed}",
+        f"trainer.max_epochs={args.epochs}",
+        f"trainer.max_steps={args.max_steps}",
+        f"trainer.accelerator={args.accelerator}",
+        "trainer.devices=1",
+        "trainer.progress_bar=false",
+        "logging.images_every_n_steps=0",
+    ]
+    if args.batch_size is not None:
+        ov.append(f"data.batch_size={args.batch_size}")
+    if args.start_dsr is not None:
+        ov.append(f"loss.start_dsr={args.start_dsr}")
+    return ov + list(args.set)
+
+
+def rest_volume(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
+    """Enclosed volume of closed meshes, ``(B,)`` m^3 (divergence theorem about the mean vertex).
+
+    Args:
+        vertices: ``(B, V, 3)`` metres. faces: ``(F, 3)`` outward-oriented triangles of a watertight mesh.
+    """
+    v = vertices - vertices.mean(dim=1, keepdim=True)
+    a, b, c = (v[:, faces[:, k]] for k in range(3))
+    return (a * torch.cross(b, c, dim=-1)).sum(dim=(-1, -2)).abs() / 6.0
+
+
+def evaluate_run(cfg, ckpt: Path, device: str) -> dict[str, Any]:
+    """Metrics (mm) of ``ckpt`` on ``cfg``'s test split, plus the mean rest-pose volume ratio pred / GT."""
+    from torch.utils.data import DataLoader
+
+    from dsrbody.cli.eval import load_trained
+    from dsrbody.data import collate_samples
+    from dsrbody.eval.metrics import eval_joints
+    from dsrbody.eval.synth_eval import evaluate, gt_body, params_valid
+    from dsrbody.train.build import build_eval_set
+
+    reg, body = load_trained(cfg, ckpt, device)
+    dataset = build_eval_set(cfg, "test")
+    loader = DataLoader(
+        dataset,
+        batch_size=int(cfg.data.val_batch_size),
+        shuffle=False,
+        num_workers=0,
+        collate_fn=collate_samples,
+    )
+    faces = body.faces
+    ratios: list[torch.Tensor] = []
+
+    def on_batch(batch, pred):
+        valid = params_valid(batch, str(body.name))
+        if not valid.any():
+            return
+        d = faces.device
+        p = body(
+            pred["rotmat"][valid.to(pred["rotmat"].device), 0].to(d),
+            pred["rotmat"][valid.to(pred["rotmat"].device), 1:].to(d),
+            pred["shape"][valid.to(pred["shape"].device)].to(d),
+        )
+        g = gt_body(body, batch, valid)
+        ratios.append((rest_volume(p.rest_vertices, faces) / rest_volume(g.rest_vertices, faces)).cpu())
+
+    with torch.no_grad():
+        res = evaluate(reg, body, loader, eval_joints(body), device=device, progress=False, on_batch=on_batch)
+    r = torch.cat(ratios) if ratios else torch.empty(0)
+    res["volume_ratio"] = float(r.mean()) if r.numel() else float("nan")
+    res["volume_ratio_sd"] = float(r.std()) if r.numel() > 1 else float("nan")
+    return res
+
+
+def run_one(v: str, seed: int, args: argparse.Namespace, out: Path, data: Path, hard: Path | None) -> dict:
+    """Train variant ``v`` with ``seed``, evaluate it; the result dict (also written to result.json)."""
+    from dsrbody.train import load_config, run_training
+
+    run_dir = out / "runs" / f"{v}_s{seed}"
+    res_file = run_dir / "result.json"
+    if args.skip_done and res_file.is_file():
+        print(f"[{v} seed {seed}] kept {res_file}", flush=True)
+        return json.loads(res_file.read_text())
+    if run_dir.exists():
+        import shutil
+
+        shutil.rmtree(run_dir)
+    ov = common_overrides(args, data, seed) + variant_overrides(v, args)
+    cfg = load_config(args.config, ov + ["data.val=[]"])
+    print(
+        f"[{v} seed {seed}] {VARIANTS[v][0]}: training ({' '.join(variant_overrides(v, args))})", flush=True
+    )
+    load0 = os.getloadavg()[0]
+    t0, c0 = time.perf_counter(), time.process_time()
+    ckpt = run_training(cfg, out_dir=run_dir)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    load1 = os.getloadavg()[0]
+    result: dict[str, Any] = {
+        "variant": v,
+        "label": VARIANTS[v][0],
+        "seed": seed,
+        "overrides": ov + variant_overrides(v, args),
+        "train_wall_s": wall,
+        "train_cpu_s": cpu,
+        "loadavg_start": load0,
+        "loadavg_end": load1,
+        "steps": int(ckpt.global_step),
+        "epochs": int(ckpt.epoch) + 1,
+        "final_train_loss": ckpt.metrics.get("train/loss_epoch", ckpt.metrics.get("train/loss")),
+    }
+    t0 = time.perf_counter()
+    result["test"] = evaluate_run(load_config(args.config, ov), ckpt.last, args.device)
+    if hard is not None:
+        result["hard"] = evaluate_run(
+            load_config(args.config, ov + [f"data.root={hard}"]), ckpt.last, args.device
+        )
+    result["eval_wall_s"] = time.perf_counter() - t0
+    res_file.write_text(json.dumps(result, indent=2) + "\n")
+    t = result["test"]
+    print(
+        f"[{v} seed {seed}] {wall:.0f} s, {result['steps']} steps: PVE-T {t['pve_t']:.1f} PVE {t['pve']:.1f} "
+        f"PA-MPJPE {t['pa_mpjpe']:.1f} MPJPE {t['mpjpe']:.1f} mm, volume x{t['volume_ratio']:.3f}",
+        flush=True,
+    )
+    return result
+
+
+# ------------------------------------------------------------------------------------------- report
+def _fmt(x: Any, nd: int = 1) -> str:
+    return "n/a" if x is None or x != x else f"{x:.{nd}f}"
+
+
+def tables(results: list[dict], has_hard: bool) -> str:
+    """Markdown tables of the results (one per test split; seeds side by side as rows)."""
+    lines: list[str] = []
+    splits = [("test", "synthetic test split")] + ([("hard", "hard-clothing test split")] if has_hard else [])
+    for key, title in splits:
+        lines += [
+            f"**{title}** (mm; volume = predicted / ground-truth rest-pose body volume, mean over samples)",
+            "",
+        ]
+        lines.append("| variant | seed | PVE-T | PVE | PA-MPJPE | MPJPE | volume | train wall | steps |")
+        lines.append("|---|---|---|---|---|---|---|---|---|")
+        for r in results:
+            m = r.get(key)
+            if m is None:
+                continue
+            vals = " | ".join(_fmt(m.get(k)) for k in METRICS)
+            lines.append(
+                f"| ({r['variant']}) {r['label']} | {r['seed']} | {vals} | {_fmt(m.get('volume_ratio'), 3)} "
+                f"| {r['train_wall_s'] / 60:.1f} min | {r['steps']} |"
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
+def write_doc(doc: Path, block: str) -> None:
+    """Replace the marked block of ``doc`` (or append one) with ``block``."""
+    text = doc.read_text() if doc.is_file() else "# DSR ablation on synthetic data\n\n"
+    new = f"{BEGIN}\n{block.rstrip()}\n{END}"
+    if BEGIN in text and END in text:
+        text = re.sub(re.escape(BEGIN) + r".*?" + re.escape(END), lambda _: new, text, flags=re.S)
+    else:
+        text = text.rstrip() + "\n\n" + new + "\n"
+    doc.write_text(text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    out = Path(args.out)
+    data = Path(args.data) if args.data else out / "data"
+    hard = (Path(args.hard_data) if args.hard_data else out / "data_hard") if args.hard_test > 0 else None
+    out.mkdir(parents=True, exist_ok=True)
+    t_start = time.perf_counter()
+    synth_s = ensure_split(data, "train", args.num_train, False, args.reuse_data, args.synth_workers)
+    synth_s += ensure_split(data, "test", args.num_test, False, args.reuse_data, args.synth_workers)
+    if hard is not None:
+        synth_s += ensure_split(hard, "test", args.hard_test, True, args.reuse_data, args.synth_workers)
+    plan = [(v, args.seed) for v in args.variants]
+    plan += [
+        (v, s) for s in args.noise_seeds for v in args.noise_variants if v in args.variants and s != args.seed
+    ]
+    results: list[dict] = []
+    for v, s in plan:
+        results.append(run_one(v, s, args, out, data, hard))
+        (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    total = time.perf_counter() - t_start
+
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(width=150)
+    for key, title in [("test", "test split")] + ([("hard", "hard-clothing test split")] if hard else []):
+        table = Table(title=f"DSR ablation, {title} (mm)")
+        for c in ["variant", "seed", *[LABELS[k] for k in METRICS], "volume", "train wall", "steps"]:
+            table.add_column(c, justify="left" if c == "variant" else "right")
+        for r in results:
+            m = r[key]
+            table.add_row(
+                f"({r['variant']}) {r['label']}",
+                str(r["seed"]),
+                *[_fmt(m.get(k)) for k in METRICS],
+                _fmt(m.get("volume_ratio"), 3),
+                f"{r['train_wall_s']:.0f} s",
+                str(r["steps"]),
+            )
+        console.print(table)
+    cmd = shlex.join(
+        [".venv/bin/python", "benchmarks/dsr_ablation.py", *(sys.argv[1:] if argv is None else argv)]
+    )
+    first = results[0] if results else {}
+    setup = (
+        f"Command: `{cmd}`\n\n"
+        f"Recipe `{args.config}` with `{' '.join(common_overrides(args, data, args.seed))}`; "
+        f"{args.num_train} training / {args.num_test} test"
+        + (f" / {args.hard_test} hard-clothing test" if hard else "")
+        + f" samples; {first.get('steps', '?')} steps ({args.epochs} epochs); torch {torch.__version__}, "
+        f"{os.cpu_count()} CPU(s), {platform.machine()}; whole ablation {total / 60:.0f} min "
+        f"(data {synth_s / 60:.1f} min). Load average during the runs: "
+        + ", ".join(
+            f"{r['variant']}/{r['seed']} {r['loadavg_start']:.1f}-{r['loadavg_end']:.1f}" for r in results
+        )
+        + ".\n"
+    )
+    block = setup + "\n" + tables(results, hard is not None)
+    (out / "table.md").write_text(block)
+    console.print(f"wrote {out / 'results.json'} and {out / 'table.md'}")
+    if args.doc:
+        write_doc(Path(args.doc), block)
+        console.print(f"wrote the tables into {args.doc}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
