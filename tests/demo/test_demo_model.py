@@ -61,3 +61,20 @@ def test_spin_layout_needs_smpl_files(smpl_dir, tmp_path):
     with torch.no_grad():
         a, b = reg(x), loaded.regressor(x)
     torch.testing.assert_close(a["vertices"], b["vertices"])
+
+
+def test_dsr_lightning_layout(smpl_dir, tmp_path):
+    from dsrbody.body.factory import build_body_model
+    from dsrbody.models import build_regressor
+
+    torch.manual_seed(2)
+    reg = build_regressor(build_body_model("smpl", model_path=smpl_dir), "resnet18", head_hidden=16)
+    sd = {f"model.{k}": v for k, v in reg.state_dict().items()}
+    sd["model.smpl.smpl.v_template"] = torch.zeros(6890, 3)  # DSR's SMPL buffers: rebuilt, not loaded
+    path = tmp_path / "dsr_w3DPW_checkpoint.pt"
+    torch.save({"state_dict": sd, "epoch": 1}, path)
+    loaded = load_model(path, model_path=smpl_dir)
+    assert (loaded.kind, loaded.body_name, loaded.backbone) == ("dsr", "smpl", "resnet18")
+    assert "body-model buffers" in loaded.summary
+    for k, v in reg.state_dict().items():
+        assert torch.equal(loaded.regressor.state_dict()[k], v), k

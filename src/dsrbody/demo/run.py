@@ -410,7 +410,7 @@ def run_video(
             drawn = draw_people(frame, results, faces) if results else frame
             if writer is None:
                 writer = imageio.get_writer(
-                    str(out_video), format="FFMPEG", fps=fps, codec="libx264", macro_block_size=1, quality=8
+                    str(out_video), format="FFMPEG", fps=fps, codec="libx264", macro_block_size=2, quality=8
                 )
             writer.append_data(drawn)
             for k, r in enumerate(results):
