@@ -199,7 +199,7 @@ def test_empty_meshes():
         ff = torch.zeros(0, 4, requires_grad=True)
         I, S = soft_render(vr, faces, face_features=ff, **CAM)
         assert I.shape == (2, 4, H, W) and S.shape == (2, 1, H, W)
-        assert float(I.abs().sum()) == 0 and float(S.abs().sum()) == 0
+        assert float(I.detach().abs().sum()) == 0 and float(S.detach().abs().sum()) == 0
         (I.sum() + S.sum()).backward()
         assert float(vr.grad.abs().sum()) == 0
     I, S = soft_render(torch.zeros(1, 0, 3), torch.zeros(0, 3, dtype=torch.long), **CAM)
