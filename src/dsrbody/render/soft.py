@@ -446,7 +446,7 @@ class _SoftRasterize(torch.autograd.Function):
         gI = gI.contiguous() if gI is not None else torch.zeros_like(I)
         a = (gS * torch.exp(L)) if gS is not None else torch.zeros_like(L)  # dS/dx_j = (1 - S) D_j
         invZ = 1.0 / Z
-        q = (gI * I).sum(1)
+        q = torch.linalg.vecdot(gI, I)
         if cfg.per_pixel_max:
             stats = torch.stack([a, q, invZ, m])
         else:
