@@ -171,7 +171,7 @@ def worker(args) -> None:
 
     def run(grad: bool):
         v = verts.clone().requires_grad_(grad)
-        ff = feats.clone().requires_grad_(grad)
+        ff = feats.clone().requires_grad_(grad and not args.constant_features)
         if args.method == "brute":
             with torch.no_grad():
                 return brute_force(v, faces, ff)
@@ -243,6 +243,11 @@ def main() -> None:
     ap.add_argument("--no-brute", action="store_true")
     ap.add_argument("--brute-mesh", nargs="+", default=["body14k"], help="meshes to run brute force on (B=1)")
     ap.add_argument("--no-nine", action="store_true")
+    ap.add_argument(
+        "--constant-features",
+        action="store_true",
+        help="no gradient w.r.t. the features (the DSR losses' case)",
+    )
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--method", help=argparse.SUPPRESS)
     ap.add_argument("--scene-file", help=argparse.SUPPRESS)
@@ -253,7 +258,7 @@ def main() -> None:
     meshes = build_meshes()
     print(
         f"soft rasteriser, 224x224, C={C}, sigma 1e-5, gamma 0.1, scale s={args.scale}, "
-        f"threads={args.threads}, torch {torch.__version__}"
+        f"threads={args.threads}, constant features: {args.constant_features}, torch {torch.__version__}"
     )
     header = f"{'mesh':>8} {'faces':>6} {'B':>3} {'method':>6} {'fwd ms/img':>10} {'f+b ms/img':>10}"
     header += f" {'peak MiB':>9} {'fwd cpu':>8} {'f+b cpu':>8}"
@@ -276,6 +281,7 @@ def main() -> None:
                         "--threads",
                         str(args.threads),
                     ]
+                    cmd += ["--constant-features"] if args.constant_features else []
                     out = subprocess.run(cmd, capture_output=True, text=True, check=False)
                     if out.returncode != 0:
                         print(out.stderr[-2000:], file=sys.stderr)
