@@ -397,7 +397,7 @@ class _SoftRasterize(torch.autograd.Function):
             fid, pix, coff, roff = _enumerate(f0, f1, n, cfg.counts, cfg.base, cfg.bw, W)
             px = coff.to(dtype)
             py = roff.to(dtype)
-            tab = _gather_rows(tableT, fid)
+            tab = _gather_rows(tableT, fid, slice(0, _IZ))  # the 1/z rows only for kept pairs
             w, d2, _ = _barycentric_distance(tab, px, py)
             inside = w.amin(0) > 0
             keep = (inside | (d2 < cfg.thr_px)).nonzero().squeeze(1)
