@@ -175,6 +175,14 @@ def test_checkpoint_of_another_body_or_backbone_is_refused(resumed_run):
     cfg = load_config(CONFIGS / "synth_dsr.yaml", ["model.backbone=resnet50"])
     with pytest.raises(ValueError, match=r"last\.ckpt: checkpoint was trained with .*'resnet50'"):
         check_checkpoint(meta, cfg, path)
+    # starting a run from it with another backbone is refused too
+    from dsrbody.train.build import build_body, build_model
+
+    cfg = load_config(
+        CONFIGS / "synth_dsr.yaml", ["model.backbone=resnet34", f"model.init_checkpoint={path}"]
+    )
+    with pytest.raises(ValueError, match="backbone 'resnet34'"):
+        build_model(cfg, build_body(cfg))
     # resuming into another backbone is refused before anything is built
     cfg = load_config(CONFIGS / "synth_dsr.yaml", ["model.backbone=resnet34", f"data.root={path.parent}"])
     with pytest.raises(ValueError, match="backbone 'resnet34'"):

@@ -42,10 +42,18 @@ def build_body(cfg: DictConfig, for_eval: bool = False) -> nn.Module:
 
 
 def build_model(cfg: DictConfig, body: nn.Module):
-    """The :class:`~dsrbody.models.Regressor` of ``cfg.model`` on ``body`` (initial weights loaded)."""
+    """The :class:`~dsrbody.models.Regressor` of ``cfg.model`` on ``body`` (initial weights loaded).
+
+    Raises:
+        ValueError: ``model.init_checkpoint`` is a dsrbody checkpoint of another body model or backbone.
+    """
     from dsrbody.models import build_regressor
 
     m = cfg.model
+    if m.init_checkpoint:
+        from dsrbody.train.module import check_checkpoint, read_checkpoint_meta
+
+        check_checkpoint(read_checkpoint_meta(m.init_checkpoint), cfg, m.init_checkpoint)
     return build_regressor(
         body,
         backbone=str(m.backbone),
