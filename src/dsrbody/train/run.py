@@ -12,6 +12,7 @@ Output folder layout::
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -139,6 +140,7 @@ def run_training(
     from dsrbody.train.module import DSRModule, check_checkpoint, read_checkpoint_meta
 
     out = output_dir(cfg, out_dir)
+    started = time.time()
     ckpt_path = None
     last = out / "checkpoints" / "last.ckpt"
     if resume:
@@ -162,8 +164,10 @@ def run_training(
         raise KeyboardInterrupt("training interrupted")
     trainer.save_checkpoint(str(last))  # the final state, whatever the step-wise saving schedule
     best = out / "checkpoints" / "best.ckpt"
-    res = TrainResult(str(best if best.is_file() else last))
-    res.last, res.best, res.out_dir = last, (best if best.is_file() else None), out
+    # a best.ckpt left by an earlier run in the same folder does not count (unless this run resumed it)
+    has_best = best.is_file() and (resume or best.stat().st_mtime >= started - 1.0)
+    res = TrainResult(str(best if has_best else last))
+    res.last, res.best, res.out_dir = last, (best if has_best else None), out
     res.global_step, res.epoch = int(trainer.global_step), int(trainer.current_epoch)
     res.metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
     return res
