@@ -52,6 +52,15 @@ def test_fit_from_checkpoint_with_dsr(ckpt, synth, tmp_path, capsys):
     ds = SpinNpzDataset(out / "fits.npz", synth)
     item = ds[0]
     assert bool(item["has_params"]) and np.allclose(item["pose"].numpy(), fits["pose"][0], atol=1e-5)
+    # the comparison picture: image | ground truth | checkpoint | fit, one row per sample
+    from dsrbody.demo.model import load_model
+    from dsrbody.fit.pictures import comparison_rows
+
+    pic = comparison_rows(
+        load_model(ckpt).regressor, synth / "synth_test.npz", synth, [0, 1], {"fit": out / "fits.npz"}
+    )
+    assert pic.shape == (2 * 224, 4 * 224, 3) and pic.dtype == np.uint8
+    assert not np.array_equal(pic[:224, 224:448], pic[:224, :224])  # the ground-truth body is drawn
 
 
 def test_fit_keypoints_only_from_the_mean_body(synth, tmp_path, capsys):
