@@ -24,8 +24,13 @@ whose result.json exists (to continue an interrupted ablation or add seeds).
 
 Example (the budget of docs/ablation.md)::
 
-    .venv/bin/python benchmarks/dsr_ablation.py --num-train 192 --num-test 32 --hard-test 32 --epochs 10 \
-        --noise-seeds 1 --doc docs/ablation.md
+    .venv/bin/python benchmarks/dsr_ablation.py --reuse-data --num-train 192 --num-test 32 --hard-test 32 \
+        --epochs 4 --start-dsr -1 --doc docs/ablation.md
+
+A bigger budget (e.g. on a GPU), with a second seed of (a) and (e) for the run-to-run spread::
+
+    .venv/bin/python benchmarks/dsr_ablation.py --num-train 2048 --num-test 256 --hard-test 256 --epochs 30 \
+        --accelerator gpu --device cuda --noise-seeds 1 2 --doc docs/ablation.md
 """
 
 from __future__ import annotations
@@ -91,6 +96,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--accelerator", default="cpu", help="trainer.accelerator (cpu, gpu)")
     p.add_argument("--device", default="cpu", help="torch device of the evaluation")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="more recipe overrides")
+    p.add_argument("--no-reference", dest="reference", action="store_false",
+                   help="leave out the untrained-network row")  # fmt: skip
     p.add_argument("--skip-done", action="store_true", help="keep runs whose result.json exists")
     p.add_argument("--doc", default=None, help="markdown file whose ablation block gets the tables")
     return p.parse_args(argv)
@@ -172,8 +179,9 @@ def rest_volume(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
     return (a * torch.cross(b, c, dim=-1)).sum(dim=(-1, -2)).abs() / 6.0
 
 
-def evaluate_run(cfg, ckpt: Path, device: str) -> dict[str, Any]:
-    """Metrics (mm) of ``ckpt`` on ``cfg``'s test split, plus the mean rest-pose volume ratio pred / GT."""
+def evaluate_run(cfg, ckpt: Path | None, device: str, model: tuple | None = None) -> dict[str, Any]:
+    """Metrics (mm) of ``ckpt`` (or of ``model`` = ``(regressor, eval body model)``) on ``cfg``'s test
+    split, plus the mean rest-pose volume ratio prediction / ground truth."""
     from torch.utils.data import DataLoader
 
     from dsrbody.cli.eval import load_trained
@@ -182,7 +190,7 @@ def evaluate_run(cfg, ckpt: Path, device: str) -> dict[str, Any]:
     from dsrbody.eval.synth_eval import evaluate, gt_body, params_valid
     from dsrbody.train.build import build_eval_set
 
-    reg, body = load_trained(cfg, ckpt, device)
+    reg, body = load_trained(cfg, ckpt, device) if model is None else model
     dataset = build_eval_set(cfg, "test")
     loader = DataLoader(
         dataset,
@@ -242,13 +250,13 @@ def run_one(v: str, seed: int, args: argparse.Namespace, out: Path, data: Path, 
         "variant": v,
         "label": VARIANTS[v][0],
         "seed": seed,
-        "overrides": ov + variant_overrides(v, args),
+        "overrides": ov,
         "train_wall_s": wall,
         "train_cpu_s": cpu,
         "loadavg_start": load0,
         "loadavg_end": load1,
         "steps": int(ckpt.global_step),
-        "epochs": int(ckpt.epoch) + 1,
+        "epochs": int(ckpt.epoch),
         "final_train_loss": ckpt.metrics.get("train/loss_epoch", ckpt.metrics.get("train/loss")),
     }
     t0 = time.perf_counter()
@@ -265,6 +273,33 @@ def run_one(v: str, seed: int, args: argparse.Namespace, out: Path, data: Path, 
         f"PA-MPJPE {t['pa_mpjpe']:.1f} MPJPE {t['mpjpe']:.1f} mm, volume x{t['volume_ratio']:.3f}",
         flush=True,
     )
+    return result
+
+
+def untrained_reference(args: argparse.Namespace, data: Path, hard: Path | None) -> dict:
+    """The untrained network (seeded like every run; its head starts from the body model's mean
+    parameters), evaluated like the trained ones: what 0 steps give."""
+    from dsrbody.models import build_regressor
+    from dsrbody.train import load_config
+    from dsrbody.train.build import build_body
+
+    ov = common_overrides(args, data, args.seed)
+    cfg = load_config(args.config, ov)
+    load = os.getloadavg()[0]
+    torch.manual_seed(args.seed)
+    body = build_body(cfg, for_eval=True)
+    reg = build_regressor(body, backbone=str(cfg.model.backbone), n_iter=int(cfg.model.n_iter),
+                          dropout=float(cfg.model.dropout)).to(args.device).eval()  # fmt: skip
+    result: dict[str, Any] = {
+        "variant": "0", "label": "untrained network (reference)", "seed": args.seed, "overrides": ov,
+        "train_wall_s": 0.0, "train_cpu_s": 0.0, "loadavg_start": load, "loadavg_end": load, "steps": 0,
+        "epochs": 0, "final_train_loss": None,
+    }  # fmt: skip
+    result["test"] = evaluate_run(cfg, None, args.device, model=(reg, body))
+    if hard is not None:
+        cfg_h = load_config(args.config, ov + [f"data.root={hard}"])
+        result["hard"] = evaluate_run(cfg_h, None, args.device, model=(reg, body))
+    print(f"[untrained] PVE-T {result['test']['pve_t']:.1f} mm, volume x{result['test']['volume_ratio']:.3f}")
     return result
 
 
@@ -323,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
     plan += [
         (v, s) for s in args.noise_seeds for v in args.noise_variants if v in args.variants and s != args.seed
     ]
-    results: list[dict] = []
+    results: list[dict] = [untrained_reference(args, data, hard)] if args.reference else []
     for v, s in plan:
         results.append(run_one(v, s, args, out, data, hard))
         (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
@@ -351,7 +386,7 @@ def main(argv: list[str] | None = None) -> int:
     cmd = shlex.join(
         [".venv/bin/python", "benchmarks/dsr_ablation.py", *(sys.argv[1:] if argv is None else argv)]
     )
-    first = results[0] if results else {}
+    first = next((r for r in results if r["steps"] > 0), {})
     setup = (
         f"Command: `{cmd}`\n\n"
         f"Recipe `{args.config}` with `{' '.join(common_overrides(args, data, args.seed))}`; "
