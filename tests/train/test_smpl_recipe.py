@@ -73,3 +73,36 @@ def test_paper_recipe_step_on_smpl(paper_root):
     assert (
         meta["body"]["name"] == "smpl" and meta["body"]["shape_dim"] == 10 and meta["backbone"] == "resnet18"
     )
+
+
+def test_gender_specific_ground_truth(smpl_dir):
+    from dsrbody.body.factory import build_body_model
+    from dsrbody.eval.metrics import eval_joints
+    from dsrbody.eval.synth_eval import batch_metrics, gender_models
+    from dsrbody.losses.params import as_rotmat
+
+    neutral = build_body_model("smpl", model_path=smpl_dir)
+    models = gender_models(neutral, smpl_dir)
+    assert set(models) == {0, 1}
+    batch = _batch(2)
+    batch["has_smpl"] = torch.ones(2, dtype=torch.bool)
+    batch["gender"] = torch.tensor([0, 1])
+    R = as_rotmat(batch["pose"], 24)
+    # "predictions" equal to each sample's gendered ground truth, posed by the neutral evaluation model's
+    # interface: their metrics are 0 with gender-specific GT and not without
+    male = models[0](R[:1, 0], R[:1, 1:], batch["betas"][:1])
+    female = models[1](R[1:, 0], R[1:, 1:], batch["betas"][1:])
+    pred = {
+        "rotmat": R,
+        "shape": batch["betas"],
+        "joints": torch.cat([male.joints, female.joints]),
+        "vertices": torch.cat([male.vertices, female.vertices]),
+        "rest_vertices": torch.cat([male.rest_vertices, female.rest_vertices]),
+    }
+    sel = eval_joints(neutral)
+    with_gender = batch_metrics(pred, batch, neutral, sel, rerun=False, gt_models=models)
+    without = batch_metrics(pred, batch, neutral, sel, rerun=False)
+    for k in ("mpjpe", "pve", "pve_t"):
+        assert with_gender[k].abs().max().item() < 1e-3
+        assert without[k].min().item() > 1e-3
+    assert gender_models(neutral, None) is None

@@ -125,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
 
     from dsrbody.data import collate_samples
     from dsrbody.eval.metrics import eval_joints
-    from dsrbody.eval.synth_eval import evaluate
+    from dsrbody.eval.synth_eval import evaluate, gender_models
     from dsrbody.train import load_config
     from dsrbody.train.build import build_eval_set
 
@@ -151,7 +151,8 @@ def run(args: argparse.Namespace) -> int:
 
     with torch.no_grad():
         res = evaluate(reg, body, loader, joints, device=args.device, skip_log=dataset.skipped,
-                       progress=not args.quiet, on_batch=on_batch)  # fmt: skip
+                       progress=not args.quiet, on_batch=on_batch,
+                       gt_models=gender_models(body, cfg.body.model_path))  # fmt: skip
     res = {
         "checkpoint": str(args.ckpt),
         "config": str(args.config),

@@ -1,8 +1,9 @@
 """Evaluation on data with body-model ground truth (the synthetic test split; any SPIN-format file whose
 pose/shape belong to the evaluated body model).
 
-Per sample, the ground-truth body is the evaluation body model run on the file's pose and shape; the
-prediction is the same body model run on the regressed rotations and shape. Joint metrics use
+Per sample, the ground-truth body is the evaluation body model run on the file's pose and shape (for
+SMPL with a model folder, the male/female model of the sample's ``gender``, as 3DPW's ground truth);
+the prediction is the evaluation body model run on the regressed rotations and shape. Joint metrics use
 :func:`dsrbody.eval.metrics.eval_joints` (LSP-14 of the SPIN-49 set where the model has them, pelvis
 = mid-hips); samples without parameters but with 3D joints (``S``) get joint metrics against those.
 A metric that does not apply to a sample is NaN for it and left out of the means.
@@ -17,7 +18,15 @@ import torch
 
 from dsrbody.eval.metrics import EvalJoints, MetricAccumulator, mpjpe, pa_mpjpe, pve, pve_t, selection_score
 
-__all__ = ["METRIC_NAMES", "params_valid", "gt_body", "batch_metrics", "evaluate", "summarize"]
+__all__ = [
+    "METRIC_NAMES",
+    "params_valid",
+    "gt_body",
+    "gender_models",
+    "batch_metrics",
+    "evaluate",
+    "summarize",
+]
 
 #: per-sample metrics, millimetres.
 METRIC_NAMES = ("mpjpe", "pa_mpjpe", "pve", "pve_t")
@@ -53,6 +62,26 @@ def gt_body(body_model, batch: Mapping[str, Any], valid: torch.Tensor):
     return body_model(rot[:, 0], rot[:, 1:], betas[:, :S])
 
 
+def gender_models(body_model, model_path) -> dict[int, Any] | None:
+    """``{0: male, 1: female}`` SMPL models for gender-specific ground truth (3DPW), when
+    ``body_model`` is SMPL and ``model_path`` is a folder with both files; None otherwise."""
+    from pathlib import Path
+
+    if getattr(body_model, "name", "") != "smpl" or not model_path or not Path(str(model_path)).is_dir():
+        return None
+    from dsrbody.body.factory import build_body_model
+
+    try:
+        models = {
+            c: build_body_model("smpl", model_path=model_path, gender=g)
+            for c, g in ((0, "male"), (1, "female"))
+        }
+    except (FileNotFoundError, ValueError):
+        return None
+    dev = body_model.faces.device
+    return {c: m.to(dev) for c, m in models.items()}
+
+
 @torch.no_grad()
 def batch_metrics(
     pred: Mapping[str, torch.Tensor],
@@ -60,6 +89,7 @@ def batch_metrics(
     body_model,
     joints: EvalJoints,
     rerun: bool = True,
+    gt_models: Mapping[int, Any] | None = None,
 ) -> dict[str, torch.Tensor]:
     """Per-sample metrics of one batch.
 
@@ -72,6 +102,8 @@ def batch_metrics(
         joints: the evaluation joints (:func:`~dsrbody.eval.metrics.eval_joints`).
         rerun: run ``body_model`` on the predicted parameters (needed when the regressor's own body
             model has another mesh); False uses ``pred``'s vertices and joints as they are.
+        gt_models: gender code (0 male, 1 female; the batch's ``gender``) -> body model of the ground
+            truth for those samples (3DPW's gender-specific SMPL); others use ``body_model``.
 
     Returns:
         ``{name: (B,) mm}`` for :data:`METRIC_NAMES`, NaN where a metric does not apply.
@@ -87,13 +119,25 @@ def batch_metrics(
     res = {k: nan.clone() for k in METRIC_NAMES}
     idx = list(joints.indices)
     valid = params_valid(batch, str(getattr(body_model, "name", "smpl"))).to(dev)
-    if valid.any():
-        g = gt_body(body_model, batch, valid.cpu())
-        pj, gj = p_joints[valid][:, idx].float(), g.joints[:, idx].float()
-        res["mpjpe"][valid] = mpjpe(pj, gj, joints.pelvis)
-        res["pa_mpjpe"][valid] = pa_mpjpe(pj, gj)
-        res["pve"][valid] = pve(p_verts[valid].float(), g.vertices.float())
-        res["pve_t"][valid] = pve_t(p_rest[valid].float(), g.rest_vertices.float())
+    groups = [(valid, body_model)]
+    if gt_models and "gender" in batch:
+        gender = torch.as_tensor(batch["gender"]).to(dev)
+        rest = valid.clone()
+        groups = []
+        for code, model in gt_models.items():
+            sel = valid & (gender == int(code))
+            rest &= ~sel
+            groups.append((sel, model))
+        groups.append((rest, body_model))
+    for sel, model in groups:
+        if not sel.any():
+            continue
+        g = gt_body(model, batch, sel.cpu())
+        pj, gj = p_joints[sel][:, idx].float(), g.joints[:, idx].float()
+        res["mpjpe"][sel] = mpjpe(pj, gj, joints.pelvis)
+        res["pa_mpjpe"][sel] = pa_mpjpe(pj, gj)
+        res["pve"][sel] = pve(p_verts[sel].float(), g.vertices.float())
+        res["pve_t"][sel] = pve_t(p_rest[sel].float(), g.rest_vertices.float())
     # joints only, from the file's 3D joints (SPIN_GT24 = SPIN-49 indices 25..48)
     if "pose_3d" in batch and "has_pose_3d" in batch:
         s3 = batch["pose_3d"].to(dev).float()
@@ -128,6 +172,7 @@ def evaluate(
     skip_log=None,
     progress: bool = True,
     on_batch=None,
+    gt_models: Mapping[int, Any] | None = None,
 ) -> dict[str, float | int]:
     """Evaluate a regressor over a DataLoader of :func:`~dsrbody.data.collate_samples` batches.
 
@@ -138,6 +183,7 @@ def evaluate(
         skip_log: a :class:`~dsrbody.data.SkipLog` to update with skipped samples.
         progress: show a tqdm bar.
         on_batch: optional ``callable(batch, pred)`` (e.g. to draw pictures).
+        gt_models: gender-specific ground-truth body models (see :func:`batch_metrics`).
 
     Returns:
         :func:`summarize` of the whole set, plus ``n_samples`` (valid samples seen) and ``n_skipped``.
@@ -155,7 +201,7 @@ def evaluate(
         if batch["num_valid"] == 0:
             continue
         pred = regressor(batch["img"].to(device))
-        acc.add(batch_metrics(pred, batch, body_model, joints, rerun=rerun))
+        acc.add(batch_metrics(pred, batch, body_model, joints, rerun=rerun, gt_models=gt_models))
         n_seen += int(batch["num_valid"])
         if on_batch is not None:
             on_batch(batch, pred)

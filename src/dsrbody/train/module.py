@@ -92,6 +92,14 @@ class DSRModule(L.LightningModule):
             self.__dict__["_eval_body"] = body
         return self.__dict__["_eval_body"]
 
+    def gt_models(self):
+        """Gender-specific ground-truth body models for validation (SMPL with a model folder), or None."""
+        if "_gt_models" not in self.__dict__:
+            from dsrbody.eval.synth_eval import gender_models
+
+            self.__dict__["_gt_models"] = gender_models(self.eval_body(), self.cfg.body.model_path)
+        return self.__dict__["_gt_models"]
+
     def dsr_active(self, epoch: int | None = None) -> bool:
         """DSR terms are on when ``epoch > loss.start_dsr`` (and a DSR weight is non-zero)."""
         e = self.current_epoch if epoch is None else epoch
@@ -225,7 +233,11 @@ class DSRModule(L.LightningModule):
             return
         pred = self.model(batch["img"])
         body = self.eval_body()
-        self._val_acc.add(batch_metrics(pred, batch, body, eval_joints(body), rerun=body is not self.body))
+        self._val_acc.add(
+            batch_metrics(
+                pred, batch, body, eval_joints(body), rerun=body is not self.body, gt_models=self.gt_models()
+            )
+        )
 
     def on_validation_epoch_end(self) -> None:
         names = list(METRIC_NAMES)
