@@ -2,13 +2,15 @@
 
 Each subcommand lives in its own module of this package and exposes
 ``add_parser(subparsers) -> argparse.ArgumentParser`` and ``run(args) -> int``. Modules are
-imported only when their command runs, so ``dsrbody --help`` stays fast.
+imported only when their command runs, so ``dsrbody --help`` stays fast. Bad input is reported as
+one line; set ``DSRBODY_DEBUG=1`` to get the traceback instead.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from dsrbody import __version__
@@ -61,10 +63,16 @@ def main(argv: list[str] | None = None) -> int:
     name = argv[0]
     module_name = next(m for c, m, _ in COMMANDS if c == name)
     parser, module = _command_parser(name, module_name)
-    args = parser.parse_args(argv[1:])
+    # intermixed: positional overrides may come before and after options (`train --config C a=1 --out X b=2`)
+    try:
+        args = parser.parse_intermixed_args(argv[1:])
+    except TypeError:  # parsers with sub-actions (e.g. `prior build|show`) cannot be intermixed
+        args = parser.parse_args(argv[1:])
     try:
         return int(module.run(args) or 0)
     except (CLIError, FileNotFoundError, ValueError) as exc:  # one-line errors for bad input
+        if os.environ.get("DSRBODY_DEBUG"):
+            raise
         print(f"dsrbody {name}: error: {exc}", file=sys.stderr)
         return 1
 
