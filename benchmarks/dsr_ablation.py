@@ -386,6 +386,7 @@ def main(argv: list[str] | None = None) -> int:
     cmd = shlex.join(
         [".venv/bin/python", "benchmarks/dsr_ablation.py", *(sys.argv[1:] if argv is None else argv)]
     )
+    train_min = sum(r["train_wall_s"] for r in results) / 60
     first = next((r for r in results if r["steps"] > 0), {})
     setup = (
         f"Command: `{cmd}`\n\n"
@@ -393,8 +394,9 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.num_train} training / {args.num_test} test"
         + (f" / {args.hard_test} hard-clothing test" if hard else "")
         + f" samples; {first.get('steps', '?')} steps ({args.epochs} epochs); torch {torch.__version__}, "
-        f"{os.cpu_count()} CPU(s), {platform.machine()}; whole ablation {total / 60:.0f} min "
-        f"(data {synth_s / 60:.1f} min). Load average during the runs: "
+        f"{os.cpu_count()} CPU(s), {platform.machine()}; training {train_min:.0f} min "
+        f"summed over the runs; this invocation {total / 60:.0f} min (data {synth_s / 60:.1f} min). "
+        "Load average (1 min) at the start and end of each run: "
         + ", ".join(
             f"{r['variant']}/{r['seed']} {r['loadavg_start']:.1f}-{r['loadavg_end']:.1f}" for r in results
         )
