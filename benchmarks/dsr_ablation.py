@@ -22,10 +22,10 @@ Everything goes under ``--out`` (default ``outputs/ablation``)::
 ``<!-- ablation:end -->`` of that file with the tables and the exact command. ``--skip-done`` keeps runs
 whose result.json exists (to continue an interrupted ablation or add seeds).
 
-Example (the budget of docs/ablation.md)::
+Example (the 192-step budget of docs/ablation.md, about 20 min on an idle 2-core CPU)::
 
-    .venv/bin/python benchmarks/dsr_ablation.py --reuse-data --num-train 192 --num-test 32 --hard-test 32 \
-        --epochs 4 --start-dsr -1 --doc docs/ablation.md
+    .venv/bin/python benchmarks/dsr_ablation.py --num-train 192 --num-test 32 --hard-test 32 \
+        --epochs 16 --start-dsr -1 --noise-seeds 1 --doc docs/ablation.md
 
 A bigger budget (e.g. on a GPU), with a second seed of (a) and (e) for the run-to-run spread::
 
