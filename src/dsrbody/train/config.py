@@ -20,6 +20,8 @@ from typing import Any
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from dsrbody.losses.total import LossWeights
+
 __all__ = [
     "BodyConfig",
     "ModelConfig",
@@ -132,22 +134,9 @@ class DataConfig:
     clean_parsing: bool = True
 
 
-@dataclass
-class WeightsConfig:
-    """Loss weights (:class:`dsrbody.losses.LossWeights`; official DSR values by default)."""
-
-    keypoints_2d: float = 5.0
-    keypoints_3d: float = 5.0
-    pose: float = 1.0
-    betas: float = 0.001
-    vertices: float = 0.0
-    camera: float = 1.0
-    dsr_mc: float = 0.1
-    dsr_c: float = 0.1
-    silhouette: float = 0.0
-    openpose: float = 0.0
-    gt: float = 1.0
-    overall: float = 60.0
+#: Loss weights: the schema is :class:`dsrbody.losses.total.LossWeights` itself (official DSR values by
+#: default), so a weight added there is a config key here with no second list to keep in step.
+WeightsConfig = LossWeights
 
 
 @dataclass
