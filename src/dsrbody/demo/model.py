@@ -65,12 +65,12 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], str, dic
     Raises:
         FileNotFoundError: no such file. ValueError: not a weight file.
     """
-    from dsrbody.models.checkpoint import _torch_load, read_state_dict
+    from dsrbody.models.checkpoint import read_state_dict, torch_load_file
 
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"{p}: checkpoint file not found")
-    obj = _torch_load(p)
+    obj = torch_load_file(p)
     meta = obj.get("dsrbody") if isinstance(obj, dict) else None
     sd, layout = read_state_dict(p) if not isinstance(obj, dict) else _state_dict_of(obj, p)
     return sd, layout, dict(meta) if isinstance(meta, dict) else {}

@@ -31,6 +31,7 @@ from torch import nn
 __all__ = [
     "LoadReport",
     "read_state_dict",
+    "torch_load_file",
     "place_state_dict",
     "HEAD_KEYS",
     "BACKBONE_ROOTS",
@@ -153,7 +154,7 @@ _tolerant_pickle.load = pickle.load  # type: ignore[attr-defined]
 _tolerant_pickle.__dict__["Pickler"] = pickle.Pickler
 
 
-def _torch_load(path: Path) -> object:
+def torch_load_file(path: Path) -> object:
     """``torch.load`` on CPU: the safe ``weights_only`` loader first; checkpoints that pickle other
     objects (optimiser options, hyper-parameters) are then read with full unpickling, unknown classes
     stubbed. Only load files you trust."""
@@ -185,7 +186,7 @@ def read_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], str]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: weight file not found")
-    obj = _torch_load(path)
+    obj = torch_load_file(path)
     if isinstance(obj, nn.Module):
         obj = obj.state_dict()
     if not isinstance(obj, Mapping):
