@@ -24,26 +24,16 @@ import argparse
 import statistics
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
+from _timing import time_alternating
 
-def _time_alternating(fns: list[Callable[[], None]], repeats: int, warmup: int = 1):
-    for _ in range(warmup):
-        for fn in fns:
-            fn()
-    wall: list[list[float]] = [[] for _ in fns]
-    cpu: list[list[float]] = [[] for _ in fns]
-    for _ in range(repeats):
-        for k, fn in enumerate(fns):
-            c0, t0 = time.process_time(), time.perf_counter()
-            fn()
-            wall[k].append((time.perf_counter() - t0) * 1e3)
-            cpu[k].append((time.process_time() - c0) * 1e3)
-    return [statistics.median(t) for t in wall], [statistics.median(t) for t in cpu]
+
+def _time_alternating(fns, repeats: int, warmup: int = 1):
+    return time_alternating(fns, repeats, warmup)
 
 
 def _per_channel(render):
