@@ -162,6 +162,7 @@ def load_model(
         ValueError: unreadable file; body model or backbone that does not match the weights.
     """
     from dsrbody.body.factory import build_body_model
+    from dsrbody.geometry.cameras import IMG_RES
     from dsrbody.models import build_regressor
     from dsrbody.models.checkpoint import load_regressor_checkpoint
 
@@ -169,7 +170,7 @@ def load_model(
     backbone = infer_backbone(sd)
     if backbone is None:
         raise ValueError(f"{path}: no backbone weights found (expected backbone.*/layer*. keys of a ResNet)")
-    n_iter, kind, body_opts = 3, "state_dict", {}
+    n_iter, kind, body_opts, img_res = 3, "state_dict", {}, IMG_RES
     if meta:
         kind = "dsrbody"
         body_opts = dict(meta.get("body", {}))
@@ -179,6 +180,7 @@ def load_model(
         body_name = have
         cfg = meta.get("config") or {}
         n_iter = int((cfg.get("model") or {}).get("n_iter", 3))
+        img_res = int((cfg.get("model") or {}).get("img_res", IMG_RES))
         declared = str(meta.get("backbone", backbone))
         if declared != backbone:
             raise ValueError(
@@ -210,7 +212,7 @@ def load_model(
         bm = build_body_model("anny", **kwargs)
     else:
         raise ValueError(f"{path}: unknown body model {body_name!r}")
-    reg = build_regressor(bm, backbone=backbone, n_iter=n_iter, head_hidden=_head_hidden(sd))
+    reg = build_regressor(bm, backbone=backbone, n_iter=n_iter, head_hidden=_head_hidden(sd), img_res=img_res)
     report = load_regressor_checkpoint(reg, path)
     reg.eval().to(device)
     return LoadedModel(reg, body_name, backbone, kind, meta, report.summary())

@@ -5,6 +5,7 @@ from dsrbody.geometry.cameras import (
     IMG_RES,
     denormalize_keypoints,
     estimate_translation,
+    focal_for_res,
     intrinsics_matrix,
     normalize_keypoints,
     perspective_projection,
@@ -21,6 +22,7 @@ from dsrbody.geometry.rotations import (
 
 __all__ = [
     "FOCAL_LENGTH",
+    "focal_for_res",
     "IMG_RES",
     "axis_angle_to_matrix",
     "denormalize_keypoints",

@@ -23,10 +23,18 @@ __all__ = [
     "denormalize_keypoints",
     "estimate_translation",
     "intrinsics_matrix",
+    "focal_for_res",
 ]
 
 IMG_RES: int = 224
 FOCAL_LENGTH: float = 5000.0
+
+
+def focal_for_res(img_res: int) -> float:
+    """Focal length in pixels of an ``img_res`` crop with the field of view of SPIN's 224 px / 5000 px
+    camera: ``5000 * img_res / 224``. With it, ``t_z = 2 f / (img_res s)`` gives the same depth for the
+    same weak-perspective scale ``s`` at every crop size."""
+    return FOCAL_LENGTH * float(img_res) / float(IMG_RES)
 
 
 def weak_perspective_to_translation(

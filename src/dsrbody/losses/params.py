@@ -4,6 +4,7 @@ SPIN regresses rotation matrices and compares them with the ground truth's (``nn
 valid samples), compares betas the same way, penalises small camera scales with
 ``exp(-10 s)^2`` and (with weight 0 in the official recipes) the per-vertex L1 error. Each function
 returns ``(B,)``; reduce with :func:`dsrbody.losses.reduce.drop_nonfinite` and the ``has_smpl`` mask.
+:func:`rest_vertex_loss` is dsrbody's own metric shape term (not SPIN's).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import torch
 
 from dsrbody.geometry.rotations import axis_angle_to_matrix
 
-__all__ = ["as_rotmat", "pose_loss", "betas_loss", "camera_loss", "vertex_loss"]
+__all__ = ["as_rotmat", "pose_loss", "betas_loss", "camera_loss", "vertex_loss", "rest_vertex_loss"]
 
 
 def as_rotmat(pose: torch.Tensor, num_joints: int) -> torch.Tensor:
@@ -100,3 +101,26 @@ def vertex_loss(pred_vertices: torch.Tensor, gt_vertices: torch.Tensor) -> torch
             f"got {tuple(pred_vertices.shape)} and {tuple(gt_vertices.shape)}"
         )
     return (pred_vertices - gt_vertices).abs().mean(dim=(1, 2))
+
+
+def rest_vertex_loss(pred_rest: torch.Tensor, gt_rest: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """Shape error in metric space: mean Euclidean distance of the rest-pose vertices (PVE-T, in metres).
+
+    Unlike :func:`betas_loss`, it means the same for every body model: SMPL betas (unit variance) and
+    Anny phenotypes (in ``[0, 1]``) are compared through the bodies they make, and each coefficient counts
+    by how much it moves the surface. The rest pose takes pose out, so the term supervises shape alone.
+
+    Args:
+        pred_rest, gt_rest: ``(B, V, 3)`` metres, rest-pose (T-pose) vertices of the predicted and
+            ground-truth shapes, on the same mesh.
+        eps: inside the square root, keeps the gradient finite at zero distance.
+
+    Returns:
+        ``(B,)`` ``mean_v ||pred_v - gt_v||`` in metres.
+    """
+    if pred_rest.shape != gt_rest.shape or pred_rest.dim() != 3 or pred_rest.shape[-1] != 3:
+        raise ValueError(
+            f"rest vertices must both be (B, V, 3), got {tuple(pred_rest.shape)} and {tuple(gt_rest.shape)}"
+        )
+    d2 = ((pred_rest - gt_rest.to(pred_rest)) ** 2).sum(-1)
+    return torch.sqrt(d2 + eps).mean(dim=1)

@@ -32,8 +32,8 @@ import torch
 from torch import nn
 
 from dsrbody.geometry.cameras import (
-    FOCAL_LENGTH,
     IMG_RES,
+    focal_for_res,
     normalize_keypoints,
     perspective_projection,
     weak_perspective_to_translation,
@@ -174,7 +174,8 @@ class Regressor(nn.Module):
         body_model: a :class:`dsrbody.body.base.BodyModel`.
         n_iter: IEF iterations (3).
         dropout: head dropout (0.5).
-        focal: focal length in pixels of the ``img_res`` crop (5000).
+        focal: focal length in pixels of the ``img_res`` crop (default
+            :func:`~dsrbody.geometry.cameras.focal_for_res`: 5000 at 224).
         img_res: crop size in pixels (224).
         init_cam: mean camera (default: ``body_model.mean_params()["cam"]`` when present, else
             SPIN's ``(0.9, 0, 0)``).
@@ -191,7 +192,7 @@ class Regressor(nn.Module):
         body_model: nn.Module,
         n_iter: int = 3,
         dropout: float = 0.5,
-        focal: float = FOCAL_LENGTH,
+        focal: float | None = None,
         img_res: int = IMG_RES,
         init_cam: torch.Tensor | None = None,
         head_hidden: int = 1024,
@@ -201,7 +202,8 @@ class Regressor(nn.Module):
         self.body_model = body_model
         for p in body_model.parameters():  # the body model is fixed; only backbone and head train
             p.requires_grad_(False)
-        self.focal, self.img_res = float(focal), int(img_res)
+        self.img_res = int(img_res)
+        self.focal = float(focal) if focal is not None else focal_for_res(self.img_res)
         J, S = int(body_model.num_joints), int(body_model.shape_dim)
         mean = {k: torch.as_tensor(v).detach().cpu() for k, v in body_model.mean_params().items()}
         go = torch.as_tensor(mean["global_orient"], dtype=torch.float32).reshape(3, 3)
@@ -344,6 +346,7 @@ def build_regressor(
     n_iter: int = 3,
     dropout: float = 0.5,
     head_hidden: int = 1024,
+    img_res: int = IMG_RES,
 ) -> Regressor:
     """A :class:`Regressor` by names.
 
@@ -354,12 +357,15 @@ def build_regressor(
         checkpoint: optional full regressor weights (SPIN ``model_checkpoint.pt``, DSR Lightning
             checkpoint, dsrbody's), loaded strictly after the backbone weights.
         n_iter, dropout, head_hidden: head settings.
+        img_res: crop side in pixels (the focal length follows it, :func:`focal_for_res`).
     """
     from dsrbody.models.backbones import build_backbone
     from dsrbody.models.checkpoint import load_regressor_checkpoint
 
     net, dim = build_backbone(backbone, pretrained=pretrained_backbone)
-    reg = Regressor(net, dim, body_model, n_iter=n_iter, dropout=dropout, head_hidden=head_hidden)
+    reg = Regressor(
+        net, dim, body_model, n_iter=n_iter, dropout=dropout, head_hidden=head_hidden, img_res=img_res
+    )
     if checkpoint is not None:
         load_regressor_checkpoint(reg, checkpoint)
     return reg

@@ -61,6 +61,7 @@ def build_model(cfg: DictConfig, body: nn.Module):
         checkpoint=m.init_checkpoint,
         n_iter=int(m.n_iter),
         dropout=float(m.dropout),
+        img_res=int(m.img_res),
     )
 
 
@@ -109,6 +110,7 @@ def build_dataset(spec, cfg: DictConfig, augment: bool):
         parsing_root=spec.parsing_root,
         seed=int(cfg.seed),
         ignore_3d=bool(spec.ignore_3d),
+        res=int(cfg.model.img_res),
     )
 
 

@@ -75,6 +75,10 @@ class ModelConfig:
         init_checkpoint: full regressor weights to start from (SPIN ``model_checkpoint.pt``, DSR or
             dsrbody checkpoints), or ``None``.
         n_iter: IEF iterations. dropout: head dropout.
+        img_res: crop side in pixels (224, the paper's). The focal length follows it
+            (``5000 * img_res / 224``), so a camera ``(s, tx, ty)`` means the same 3D placement at every
+            crop size; the datasets crop, the keypoints normalise and the DSR losses render at this size.
+        channels_last: run the backbone in channels-last memory format (faster convolutions on CPU).
     """
 
     backbone: str = "resnet50"
@@ -82,6 +86,8 @@ class ModelConfig:
     init_checkpoint: str | None = None
     n_iter: int = 3
     dropout: float = 0.5
+    img_res: int = 224
+    channels_last: bool = False
 
 
 @dataclass
@@ -168,10 +174,21 @@ class LossConfig:
 
 @dataclass
 class OptimConfig:
-    """Adam (the official optimiser). lr: learning rate. weight_decay: L2 (0 officially)."""
+    """Adam (the official optimiser).
+
+    Attributes:
+        lr: learning rate (peak when scheduled). weight_decay: L2 (0 officially).
+        schedule: ``constant`` (official) or ``cosine`` (linear warm-up over ``warmup_steps``, then cosine
+            decay to ``min_lr_ratio * lr`` at ``trainer.max_steps``; needs ``max_steps`` > 0).
+        warmup_steps: steps of linear warm-up (cosine schedule).
+        min_lr_ratio: final learning rate as a fraction of ``lr`` (cosine schedule).
+    """
 
     lr: float = 3e-5
     weight_decay: float = 0.0
+    schedule: str = "constant"
+    warmup_steps: int = 0
+    min_lr_ratio: float = 0.01
 
 
 @dataclass
@@ -184,7 +201,9 @@ class TrainerConfig:
             (one process per device; on CPU with the gloo backend), ``ddp_spawn``.
         num_nodes: machines. precision: ``32-true``, ``16-mixed``, ``bf16-mixed``.
         limit_train_batches, limit_val_batches: fraction (float) or count (int as float >= 1) per epoch.
-        val_every_n_epochs: validation frequency. gradient_clip_val: ``None`` or a norm.
+        val_every_n_epochs: validation frequency. val_every_n_steps: validate every n training steps
+            instead (0: at epoch ends), for learning curves of long epochs.
+        gradient_clip_val: ``None`` or a norm.
         checkpoint_every_n_steps: also save ``last.ckpt`` every n training steps (0: epoch ends only).
         progress_bar: show Lightning's progress bar.
         deterministic: ask torch for deterministic algorithms.
@@ -200,6 +219,7 @@ class TrainerConfig:
     limit_train_batches: float = 1.0
     limit_val_batches: float = 1.0
     val_every_n_epochs: int = 1
+    val_every_n_steps: int = 0
     gradient_clip_val: float | None = None
     checkpoint_every_n_steps: int = 0
     progress_bar: bool = True

@@ -30,7 +30,14 @@ from dsrbody.losses import DSRLoss, DSRTargets, LossWeights, combine_losses, spi
 from dsrbody.train.build import body_options, build_body, build_model, build_prior
 from dsrbody.train.config import config_from_dict, to_container
 
-__all__ = ["DSRModule", "checkpoint_meta", "read_checkpoint_meta", "check_checkpoint", "DSR_TERMS"]
+__all__ = [
+    "DSRModule",
+    "cosine_schedule",
+    "checkpoint_meta",
+    "read_checkpoint_meta",
+    "check_checkpoint",
+    "DSR_TERMS",
+]
 
 DSR_TERMS = ("dsr_mc", "dsr_c", "silhouette")
 
@@ -52,6 +59,8 @@ class DSRModule(L.LightningModule):
         cfg = self.cfg
         body = build_body(cfg)
         self.model = build_model(cfg, body)
+        if bool(cfg.model.channels_last):
+            self.model.backbone.to(memory_format=torch.channels_last)
         self.weights = LossWeights(**{k: float(v) for k, v in cfg.loss.weights.items()})
         conf = getattr(body, "keypoint_confidence", None)
         n_kp = int(body(*_rest_inputs(body)).joints.shape[1]) if conf is None else int(conf.numel())
@@ -68,6 +77,8 @@ class DSRModule(L.LightningModule):
                 c_form=str(cfg.loss.c_form),
                 sigma=float(cfg.loss.sigma),
                 gamma=float(cfg.loss.gamma),
+                focal=float(self.model.focal),
+                img_res=int(self.model.img_res),
             )
             if self.dsr_enabled
             else None
@@ -106,7 +117,9 @@ class DSRModule(L.LightningModule):
         return self.dsr_enabled and e > int(self.cfg.loss.start_dsr)
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
-        """:meth:`Regressor.forward <dsrbody.models.Regressor.forward>`."""
+        """:meth:`Regressor.forward <dsrbody.models.Regressor.forward>` (channels-last when configured)."""
+        if bool(self.cfg.model.channels_last):
+            images = images.contiguous(memory_format=torch.channels_last)
         return self.model(images)
 
     # ------------------------------------------------------------------------------------------
@@ -134,12 +147,14 @@ class DSRModule(L.LightningModule):
             and batch["betas"].shape[1] <= S
         ):
             gt["pose"], gt["betas"], gt["has_smpl"] = batch["pose"], batch["betas"], valid
-            if self.weights.vertices != 0:
+            if self.weights.vertices != 0 or self.weights.rest_vertices != 0:
                 with torch.no_grad():
                     g = gt_body(body, batch, valid.cpu())
-                    verts = kp.new_zeros(kp.shape[0], g.vertices.shape[1], 3)
-                    verts[valid] = g.vertices.to(verts.dtype)
-                gt["vertices"] = verts
+                for key, value in (("vertices", g.vertices), ("rest_vertices", g.rest_vertices)):
+                    if getattr(self.weights, key) != 0:
+                        verts = kp.new_zeros(kp.shape[0], value.shape[1], 3)
+                        verts[valid] = value.to(verts.dtype)
+                        gt[key] = verts
         return gt
 
     def dsr_targets(self, batch: dict[str, Any]) -> DSRTargets:
@@ -187,7 +202,7 @@ class DSRModule(L.LightningModule):
             self.skipped_steps += 1
             self.log("train/skipped_steps", 1.0, on_step=False, on_epoch=True, reduce_fx="sum", batch_size=1)
             return self._zero_loss() if self.trainer.world_size > 1 else None
-        pred = self.model(batch["img"])
+        pred = self(batch["img"])
         dsr = self.dsr_active()
         total, means, dropped, dsr_out = self.compute_losses(batch, pred, dsr)
         log_kw = dict(on_step=True, on_epoch=True, batch_size=bs)
@@ -231,7 +246,7 @@ class DSRModule(L.LightningModule):
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         if int(batch["num_valid"]) == 0:
             return
-        pred = self.model(batch["img"])
+        pred = self(batch["img"])
         body = self.eval_body()
         self._val_acc.add(
             batch_metrics(
@@ -261,10 +276,21 @@ class DSRModule(L.LightningModule):
 
     # ------------------------------------------------------------------------------------------
     def configure_optimizers(self):
+        o = self.cfg.optim
         params = [p for p in self.model.parameters() if p.requires_grad]
-        return torch.optim.Adam(
-            params, lr=float(self.cfg.optim.lr), weight_decay=float(self.cfg.optim.weight_decay)
+        opt = torch.optim.Adam(params, lr=float(o.lr), weight_decay=float(o.weight_decay))
+        schedule = str(o.schedule)
+        if schedule == "constant":
+            return opt
+        if schedule != "cosine":
+            raise ValueError(f"optim.schedule must be 'constant' or 'cosine', got {schedule!r}")
+        total = int(self.cfg.trainer.max_steps)
+        if total <= 0:
+            raise ValueError("optim.schedule=cosine needs trainer.max_steps > 0 (the step the decay ends at)")
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, cosine_schedule(total, int(o.warmup_steps), float(o.min_lr_ratio))
         )
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["dsrbody"] = checkpoint_meta(self)
@@ -352,6 +378,20 @@ class DSRModule(L.LightningModule):
                     global_step=self.global_step,
                     dataformats="HWC",
                 )
+
+
+def cosine_schedule(total_steps: int, warmup_steps: int = 0, min_ratio: float = 0.01):
+    """``step -> lr factor``: linear warm-up from 0 over ``warmup_steps``, then cosine decay from 1 to
+    ``min_ratio`` at ``total_steps`` (constant ``min_ratio`` after it)."""
+
+    def factor(step: int) -> float:
+        if warmup_steps > 0 and step < warmup_steps:
+            return (step + 1) / warmup_steps
+        span = max(total_steps - warmup_steps, 1)
+        t = min(max(step - warmup_steps, 0) / span, 1.0)
+        return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * t))
+
+    return factor
 
 
 def _rest_inputs(body) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
