@@ -7,6 +7,7 @@ from dsrbody.geometry import (
     IMG_RES,
     denormalize_keypoints,
     estimate_translation,
+    focal_for_res,
     normalize_keypoints,
     perspective_projection,
     translation_to_weak_perspective,
@@ -109,3 +110,22 @@ def test_bad_shapes_are_clear():
         weak_perspective_to_translation(torch.zeros(2, 4))
     with pytest.raises(ValueError, match="keypoints2d"):
         estimate_translation(torch.zeros(1, 5, 3), torch.zeros(1, 4, 3))
+
+
+def test_focal_for_res_keeps_spins_field_of_view():
+    assert focal_for_res(224) == FOCAL_LENGTH == 5000.0
+    assert focal_for_res(IMG_RES) == FOCAL_LENGTH
+    assert focal_for_res(96) == pytest.approx(5000.0 * 96 / 224)
+    assert focal_for_res(448) == pytest.approx(10000.0)
+    # the same weak-perspective camera gives the same depth and the same normalised projection
+    g = torch.Generator().manual_seed(4)
+    X = (torch.rand(3, 10, 3, generator=g, dtype=torch.float64) - 0.5) * torch.tensor([0.8, 1.7, 0.4])
+    cam = torch.tensor([[0.9, 0.1, -0.05], [1.2, -0.2, 0.0], [0.6, 0.0, 0.3]], dtype=torch.float64)
+    uv = {}
+    for res in (96, 224, 128):
+        f = focal_for_res(res)
+        t = weak_perspective_to_translation(cam, focal=f, img_res=res)
+        assert torch.allclose(t, weak_perspective_to_translation(cam))
+        px = perspective_projection(X, t, focal=f, principal_point=(res / 2, res / 2))
+        uv[res] = normalize_keypoints(px, res)
+    assert torch.allclose(uv[96], uv[224], atol=1e-12) and torch.allclose(uv[128], uv[224], atol=1e-12)

@@ -8,7 +8,8 @@ import pytest
 import torch
 from models_testkit import TinyBody, tiny_backbone
 
-from dsrbody.geometry.rotations import matrix_to_rot6d, rot6d_to_matrix
+from dsrbody.geometry.cameras import focal_for_res
+from dsrbody.geometry.rotations import axis_angle_to_matrix, matrix_to_rot6d, rot6d_to_matrix
 from dsrbody.models.hmr import CAMERA_FLIP, HMRHead, Regressor
 
 
@@ -172,3 +173,44 @@ def test_bad_image_shape():
     reg = Regressor(tiny_backbone(), 8, TinyBody())
     with pytest.raises(ValueError, match=r"images \(B, 3, H, W\)"):
         reg(torch.zeros(2, 64, 64))
+
+
+def test_focal_follows_the_crop_size_and_the_field_of_view_stays():
+    body = TinyBody()
+    reg = {res: Regressor(tiny_backbone(), 8, body, img_res=res).eval() for res in (96, 224)}
+    assert reg[224].focal == 5000.0 and reg[96].focal == pytest.approx(5000.0 * 96 / 224)
+    assert reg[96].focal == focal_for_res(96)
+    assert Regressor(tiny_backbone(), 8, body, img_res=96, focal=1234.0).focal == 1234.0  # explicit wins
+    # the same parameters and weak-perspective camera: same 3D placement, same normalised keypoints
+    g = torch.Generator().manual_seed(5)
+    B, J = 3, body.num_joints
+    rotmat = axis_angle_to_matrix(0.3 * torch.randn(B, J, 3, generator=g))
+    shape = torch.randn(B, body.shape_dim, generator=g)
+    cam = torch.tensor([[0.9, 0.05, -0.1], [1.3, -0.2, 0.1], [0.7, 0.0, 0.0]])
+    out = {res: r.pose_body(rotmat, shape, cam) for res, r in reg.items()}
+    assert torch.allclose(out[96]["translation"], out[224]["translation"])
+    assert torch.allclose(out[96]["vertices_cam"], out[224]["vertices_cam"])
+    assert torch.allclose(out[96]["keypoints_2d"], out[224]["keypoints_2d"], atol=1e-5)
+    # in pixels they scale with the crop: px = (n + 1) res / 2
+    px96 = (out[96]["keypoints_2d"] + 1) * 48.0
+    px224 = (out[224]["keypoints_2d"] + 1) * 112.0
+    assert torch.allclose(px96 * 224 / 96, px224, atol=1e-3)
+    # through forward on crops of each size: with the decoders at zero both predict the mean camera
+    for r in reg.values():
+        with torch.no_grad():
+            for dec in (r.head.decpose, r.head.decshape, r.head.deccam):
+                dec.weight.zero_()
+                dec.bias.zero_()
+    f96 = reg[96](torch.randn(2, 3, 96, 96, generator=g))
+    f224 = reg[224](torch.randn(2, 3, 224, 224, generator=g))
+    assert torch.allclose(f96["cam"], f224["cam"])
+    assert torch.allclose(f96["translation"], f224["translation"])
+    assert torch.allclose(f96["keypoints_2d"], f224["keypoints_2d"], atol=1e-5)
+
+
+def test_build_regressor_passes_img_res():
+    from dsrbody.models import build_regressor
+
+    reg = build_regressor(TinyBody(), backbone="resnet18", img_res=96)
+    assert reg.img_res == 96 and reg.focal == pytest.approx(5000.0 * 96 / 224)
+    assert build_regressor(TinyBody(), backbone="resnet18").focal == 5000.0

@@ -1,6 +1,6 @@
 """``dsrbody demo``: bodies from photos, image folders and videos.
 
-    dsrbody demo --ckpt K (--image P | --folder D | --video V) [--bbox JSON | --openpose DIR]
+    dsrbody demo [--ckpt K] (--image P | --folder D | --video V) [--bbox JSON | --openpose DIR]
                  [--detector auto|mediapipe|none] [--model-path SMPL] --out DIR
 
 The checkpoint may be a ``dsrbody train`` checkpoint (self-describing), SPIN's ``model_checkpoint.pt``
@@ -24,7 +24,11 @@ from dsrbody.cli import CLIError
 def add_parser(parser: argparse.ArgumentParser) -> None:
     """Options of ``dsrbody demo``."""
     parser.description = "Reconstruct bodies in images, image folders or videos with a trained regressor."
-    parser.add_argument("--ckpt", required=True, help="checkpoint (dsrbody, SPIN, DSR or a bare state dict)")
+    parser.add_argument(
+        "--ckpt",
+        default=None,
+        help="checkpoint (dsrbody, SPIN, DSR or a bare state dict; default: the shipped model)",
+    )
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument("--image", help="one image")
     src.add_argument("--folder", help="a folder of images")
@@ -76,6 +80,7 @@ def _detector(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     """Run ``dsrbody demo``."""
+    from dsrbody.cli.eval import default_checkpoint
     from dsrbody.demo.model import load_model
     from dsrbody.demo.run import BoxSource, DemoOptions, list_images, run_images, run_video
 
@@ -85,6 +90,9 @@ def run(args: argparse.Namespace) -> int:
             raise FileNotFoundError(f"{value}: --{opt} does not exist")
     if args.folder and not Path(args.folder).is_dir():
         raise FileNotFoundError(f"{args.folder}: --folder is not a folder")
+    if args.ckpt is None and args.body not in (None, "anny"):
+        raise CLIError(f"the shipped model regresses Anny bodies; --body {args.body} needs --ckpt")
+    default_checkpoint(args, "demo")
     loaded = load_model(
         args.ckpt,
         body=args.body,

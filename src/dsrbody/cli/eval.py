@@ -20,10 +20,21 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--config",
         default=None,
-        help="the YAML recipe the checkpoint was trained with (required without --dataset; with it, "
-        "default: the checkpoint's stored recipe)",
+        help="the YAML recipe the checkpoint was trained with (default: the checkpoint's stored recipe)",
     )
-    parser.add_argument("--ckpt", required=True, help="checkpoint (.ckpt of dsrbody train)")
+    parser.add_argument(
+        "--ckpt", default=None, help="checkpoint of dsrbody train (default: the shipped model)"
+    )
+    parser.add_argument(
+        "--data",
+        default=None,
+        help="a dsrbody synth folder (synth_<split>.npz + images) to evaluate instead of the recipe's split",
+    )
+    parser.add_argument(
+        "--mean-body",
+        action="store_true",
+        help="also evaluate the mean body (the regressor's start point) and print it beside the model",
+    )
     parser.add_argument(
         "--split", default="test", choices=["test", "val", "train"], help="data.<split> files"
     )
@@ -110,14 +121,72 @@ def _picture(batch, pred, faces, focal: float, body, rows: list, limit: int) -> 
         rows.append(hstack(panels))
 
 
+def default_checkpoint(args: argparse.Namespace, command: str) -> None:
+    """Set ``args.ckpt`` to the shipped model when none is given, and say so in one line."""
+    if args.ckpt is not None:
+        return
+    import sys
+
+    from dsrbody.models.shipped import shipped_model_path
+
+    args.ckpt = str(shipped_model_path())
+    if not getattr(args, "quiet", False):
+        print(f"dsrbody {command}: no --ckpt: using the shipped model {args.ckpt} (docs/model_card.md)",
+              file=sys.stderr)  # fmt: skip
+
+
+def synth_folder_spec(folder: str | Path, split: str) -> dict:
+    """``{"npz", "img_dir"}`` of a ``dsrbody synth`` folder: ``synth_<split>.npz``, else its only split.
+
+    Raises:
+        FileNotFoundError: no such folder, or no (single) annotation file in it.
+    """
+    d = Path(folder)
+    if not d.is_dir():
+        raise FileNotFoundError(f"{d}: --data is not a folder")
+    npz = d / f"synth_{split}.npz"
+    if not npz.is_file():
+        found = sorted(d.glob("synth_*.npz"))
+        if len(found) != 1:
+            names = ", ".join(p.name for p in found) or "none"
+            raise FileNotFoundError(
+                f"{d}: expected synth_{split}.npz or a single synth_*.npz from dsrbody synth (found {names})"
+            )
+        npz = found[0]
+    return {"npz": str(npz), "img_dir": str(d)}
+
+
+def eval_config(args: argparse.Namespace):
+    """The recipe of ``dsrbody eval``: ``--config`` or the checkpoint's stored one, overrides applied,
+    the evaluated split replaced by ``--data`` when given."""
+    from omegaconf import OmegaConf
+
+    from dsrbody.cli import CLIError
+    from dsrbody.train import load_config
+    from dsrbody.train.config import apply_overrides, config_from_dict
+    from dsrbody.train.module import read_checkpoint_meta
+
+    if args.config is not None:
+        cfg = load_config(args.config, args.overrides)
+    else:
+        meta = read_checkpoint_meta(args.ckpt)
+        if meta is None or not isinstance(meta.get("config"), dict):
+            raise CLIError(f"{args.ckpt} stores no recipe: pass --config (or --dataset for released weights)")
+        cfg = apply_overrides(
+            config_from_dict(meta["config"], f"{args.ckpt} (stored recipe)"), args.overrides
+        )
+    if args.data is not None:
+        from dsrbody.train.config import DatasetSpec
+
+        cfg.data[args.split] = [OmegaConf.structured(DatasetSpec(**synth_folder_spec(args.data, args.split)))]
+    return cfg
+
+
 def run(args: argparse.Namespace) -> int:
     """Evaluate and report."""
+    default_checkpoint(args, "eval")
     if args.dataset is not None:
         return _run_protocol(args)
-    if args.config is None:
-        from dsrbody.cli import CLIError
-
-        raise CLIError("--config is required (or --dataset with --data-root for the paper's protocols)")
     import torch
     from rich.console import Console
     from rich.table import Table
@@ -126,14 +195,16 @@ def run(args: argparse.Namespace) -> int:
     from dsrbody.data import collate_samples
     from dsrbody.eval.metrics import eval_joints
     from dsrbody.eval.synth_eval import evaluate, gender_models
-    from dsrbody.train import load_config
+    from dsrbody.models import at_mean
     from dsrbody.train.build import build_eval_set
 
-    cfg = load_config(args.config, args.overrides)
+    cfg = eval_config(args)
     reg, body = load_trained(cfg, args.ckpt, args.device)
     dataset = build_eval_set(cfg, args.split)
     if dataset is None:
-        raise ValueError(f"{args.config}: the recipe lists no '{args.split}' data (data.{args.split})")
+        raise ValueError(
+            f"{args.config or args.ckpt}: the recipe lists no '{args.split}' data (data.{args.split})"
+        )
     loader = DataLoader(
         dataset,
         batch_size=args.batch_size or int(cfg.data.val_batch_size),
@@ -149,30 +220,42 @@ def run(args: argparse.Namespace) -> int:
         if args.out and len(rows) < args.pictures:
             _picture(batch, pred, faces, float(reg.focal), body, rows, args.pictures)
 
+    gt_models = gender_models(body, cfg.body.model_path)
     with torch.no_grad():
         res = evaluate(reg, body, loader, joints, device=args.device, skip_log=dataset.skipped,
-                       progress=not args.quiet, on_batch=on_batch,
-                       gt_models=gender_models(body, cfg.body.model_path))  # fmt: skip
+                       progress=not args.quiet, on_batch=on_batch, gt_models=gt_models)  # fmt: skip
+        ref = None
+        if args.mean_body:
+            dataset.skipped.reset()
+            ref = evaluate(at_mean(reg), body, loader, joints, device=args.device, skip_log=dataset.skipped,
+                           progress=not args.quiet, gt_models=gt_models)  # fmt: skip
     res = {
         "checkpoint": str(args.ckpt),
-        "config": str(args.config),
+        "config": str(args.config) if args.config else "stored in the checkpoint",
+        "data": str(args.data) if args.data else None,
         "split": args.split,
         "body_model": str(body.name),
         "mesh": getattr(body, "topology", str(body.topology_id)),
         "joints": list(joints.names),
         **res,
     }
+    if ref is not None:
+        res["mean_body"] = ref
     table = Table(title=f"dsrbody eval: {args.split} split ({res['n_samples']} samples), mm")
-    for col in ("metric", "value", "samples"):
+    cols = ["metric", "model"] + (["mean body"] if ref is not None else []) + ["samples"]
+    for col in cols:
         table.add_column(col, justify="right" if col != "metric" else "left")
     labels = {"mpjpe": "MPJPE", "pa_mpjpe": "PA-MPJPE", "pve": "PVE", "pve_t": "PVE-T"}
     for k, label in labels.items():
-        if k in res:
-            table.add_row(label, f"{res[k]:.1f}", str(res[f"n_{k}"]))
-        else:
-            table.add_row(label, "n/a", "0")
+        row = [label, f"{res[k]:.1f}" if k in res else "n/a"]
+        if ref is not None:
+            row.append(f"{ref[k]:.1f}" if k in ref else "n/a")
+        table.add_row(*row, str(res.get(f"n_{k}", 0)))
     if "score" in res:
-        table.add_row("1.5 PA-MPJPE + MPJPE", f"{res['score']:.1f}", "")
+        row = ["1.5 PA-MPJPE + MPJPE", f"{res['score']:.1f}"]
+        if ref is not None:
+            row.append(f"{ref['score']:.1f}" if "score" in ref else "")
+        table.add_row(*row, "")
     console = Console()
     console.print(table)
     if res["n_skipped"]:

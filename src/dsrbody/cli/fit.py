@@ -27,7 +27,12 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data", required=True, help="SPIN/DSR .npz, a folder holding one, or a folder of photos"
     )
-    parser.add_argument("--ckpt", default=None, help="regressor checkpoint: start point and body model")
+    parser.add_argument(
+        "--ckpt",
+        default=None,
+        help="regressor checkpoint: start point and body model (default: the shipped model, unless "
+        "--start mean or --body smpl)",
+    )
     parser.add_argument(
         "--losses", default="kp,mc,c", help="data terms among kp, mc, c, sil (default kp,mc,c)"
     )
@@ -38,7 +43,7 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
         "--start",
         default=None,
         choices=("regressor", "mean"),
-        help="start point (default: regressor with --ckpt)",
+        help="start point (default: regressor; mean: the mean body, no checkpoint needed)",
     )
     parser.add_argument(
         "--weight",
@@ -98,6 +103,10 @@ def _models(args: argparse.Namespace):
     from dsrbody.body.factory import build_body_model
     from dsrbody.fit import mean_regressor
 
+    if not args.ckpt and args.start != "mean" and (args.body or "anny") == "anny":
+        from dsrbody.cli.eval import default_checkpoint
+
+        default_checkpoint(args, "fit")  # the shipped model: the regressor's estimate is the start point
     if args.ckpt:
         from dsrbody.demo.model import load_model
 

@@ -40,7 +40,7 @@ from dsrbody.geometry.cameras import (
 )
 from dsrbody.geometry.rotations import matrix_to_rot6d, rot6d_to_matrix
 
-__all__ = ["HMRHead", "Regressor", "SPIN_MEAN_CAM", "CAMERA_FLIP"]
+__all__ = ["HMRHead", "Regressor", "SPIN_MEAN_CAM", "CAMERA_FLIP", "at_mean", "build_regressor"]
 
 #: SPIN's mean weak-perspective camera (``smpl_mean_params.npz['cam']``): scale 0.9, centred.
 SPIN_MEAN_CAM = (0.9, 0.0, 0.0)
@@ -369,3 +369,19 @@ def build_regressor(
     if checkpoint is not None:
         load_regressor_checkpoint(reg, checkpoint)
     return reg
+
+
+def at_mean(regressor: Regressor) -> Regressor:
+    """A copy of ``regressor`` that predicts its start point (the mean body, mean camera) for every image.
+
+    The head's decoders are zeroed, so every IEF update is 0 and the output is ``init_pose``,
+    ``init_shape``, ``init_cam``: the reference that a trained regressor has to beat.
+    """
+    import copy
+
+    ref = copy.deepcopy(regressor)
+    with torch.no_grad():
+        for dec in (ref.head.decpose, ref.head.decshape, ref.head.deccam):
+            dec.weight.zero_()
+            dec.bias.zero_()
+    return ref

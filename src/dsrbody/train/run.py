@@ -4,7 +4,8 @@ Output folder layout::
 
     OUT/config.yaml              the resolved recipe of the run
     OUT/checkpoints/last.ckpt    the latest state (resume from it with resume=True / --resume)
-    OUT/checkpoints/best.ckpt    the best validation score 1.5 PA-MPJPE + MPJPE (when there is validation)
+    OUT/checkpoints/best.ckpt    the best validation score 1.5 PA-MPJPE + MPJPE (when there is validation;
+                                 weights and self-description only, no optimiser state)
     OUT/tensorboard/version_N/   TensorBoard scalars and pictures
     OUT/csv/version_N/metrics.csv
 """
@@ -74,6 +75,7 @@ def build_trainer(cfg: DictConfig, out: Path, callbacks: Sequence[Any] = (), has
             ModelCheckpoint(
                 dirpath=ckpt_dir,
                 filename="best",
+                save_weights_only=True,  # best.ckpt is for evaluation and export: no optimiser state
                 monitor="val/score",
                 mode="min",
                 save_top_k=1,
