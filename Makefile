@@ -10,7 +10,7 @@ STAMP := $(VENV)/.dsrbody-installed
 OUT ?= outputs/run
 PYTEST_ARGS ?=
 
-.PHONY: run test install lint clean
+.PHONY: run train-cpu test install lint clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -23,22 +23,31 @@ $(STAMP): pyproject.toml | $(PY)
 
 install: $(STAMP)
 
-# `make run`: make a small synthetic set if missing, train the synthetic DSR recipe briefly, evaluate it on
-# the synthetic test split and draw the predictions (OUT/eval/overlays_test.png). Sizes are variables:
-# e.g. `make run RUN_EPOCHS=30 RUN_TRAIN=512` trains longer.
-RUN_TRAIN ?= 96
-RUN_TEST ?= 24
-RUN_EPOCHS ?= 6
-RUN_CONFIG ?= configs/synth_dsr.yaml
+# `make run`: the shipped model (docs/model_card.md) on the bundled pictures (examples/images: three
+# synthetic people and scikit-image's astronaut; OUT/demo/*_result.png = input | bodies | side view),
+# then `dsrbody eval` of the same model on a freshly generated synthetic test split (256 people, a seed
+# the training never used), printed beside the mean body's metrics (OUT/eval/metrics_test.json).
+RUN_TEST ?= 256
 DSRBODY := $(VENV)/bin/dsrbody
 
 run: $(STAMP)
-	$(DSRBODY) body --model anny --pose-file examples/pose_wave.json --out $(OUT)/anny_posed.obj
-	$(DSRBODY) synth --out $(OUT)/data --num $(RUN_TRAIN) --split train --resume
-	$(DSRBODY) synth --out $(OUT)/data --num $(RUN_TEST) --split test --resume
-	$(DSRBODY) train --config $(RUN_CONFIG) --out $(OUT)/train data.root=$(OUT)/data trainer.max_epochs=$(RUN_EPOCHS)
-	$(DSRBODY) eval --config $(RUN_CONFIG) --ckpt $(OUT)/train/checkpoints/best.ckpt --out $(OUT)/eval \
-		data.root=$(OUT)/data
+	$(DSRBODY) demo --folder examples/images --bbox examples/images/boxes.json --out $(OUT)/demo --no-mesh
+	$(DSRBODY) synth --out $(OUT)/test --num $(RUN_TEST) --split test --seed 7 --res 128 --workers 2 --resume
+	$(DSRBODY) eval --data $(OUT)/test --mean-body --out $(OUT)/eval
+
+# `make train-cpu`: the shipped model's data and training run from scratch (docs/model_card.md;
+# ~25 min of data generation and ~2 h of training on a 2-core CPU). DATA and TRAIN_OUT are variables.
+DATA ?= data/synth
+TRAIN_OUT ?= runs/synth_cpu
+
+train-cpu: $(STAMP)
+	$(DSRBODY) synth --out $(DATA)/train128 --num 40000 --split train --seed 0 --res 128 --workers 2 --resume
+	$(DSRBODY) synth --out $(DATA)/train128_hard --num 10000 --split train --seed 100 --res 128 --hard --workers 2 --resume
+	$(DSRBODY) synth --out $(DATA)/val128 --num 256 --split val --seed 9 --res 128 --workers 2 --resume
+	$(DSRBODY) synth --out $(DATA)/test128 --num 256 --split test --seed 7 --res 128 --workers 2 --resume
+	$(DSRBODY) synth --out $(DATA)/test128_hard --num 256 --split test --seed 8 --res 128 --hard --workers 2 --resume
+	$(DSRBODY) train --config configs/synth_cpu.yaml data.root=$(DATA) --out $(TRAIN_OUT) --resume-if-any
+	$(DSRBODY) export --ckpt $(TRAIN_OUT)/checkpoints/best.ckpt --out $(TRAIN_OUT)/dsrbody_synth_cpu.pt
 
 test: $(STAMP)
 	$(PY) -m pytest -q -m "not benchmark" $(PYTEST_ARGS)

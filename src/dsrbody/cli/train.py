@@ -21,16 +21,24 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="continue from OUT/checkpoints/last.ckpt (epoch, step, optimiser)",
     )
+    parser.add_argument(
+        "--resume-if-any",
+        action="store_true",
+        help="resume when OUT/checkpoints/last.ckpt exists, else start (for scripts that may be rerun)",
+    )
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
 
 
 def run(args: argparse.Namespace) -> int:
     """Train; prints the checkpoint to use."""
     from dsrbody.train import load_config
-    from dsrbody.train.run import run_training
+    from dsrbody.train.run import output_dir, run_training
 
     cfg = load_config(args.config, args.overrides)
-    res = run_training(cfg, out_dir=args.out, resume=args.resume)
+    resume = args.resume or (
+        args.resume_if_any and (output_dir(cfg, args.out) / "checkpoints" / "last.ckpt").is_file()
+    )
+    res = run_training(cfg, out_dir=args.out, resume=resume)
     from lightning.pytorch.utilities import rank_zero_only
 
     if rank_zero_only.rank == 0:

@@ -1,6 +1,9 @@
 """Run a regressor on images, folders and videos and write what a person wants to look at.
 
-Per person ``k`` of an image ``NAME`` (in ``OUT``):
+Per image ``NAME`` (in ``OUT``): ``NAME_result.png``, the picture to look at first: the input | every
+body drawn over it | each body seen from its side.
+
+Per person ``k`` of an image ``NAME``:
 
 - ``NAME_p{k}_overlay.png``: the body drawn over the whole image;
 - ``NAME_p{k}_side.png``: the body seen from its side (the crop's camera turned 90 degrees);
@@ -49,6 +52,7 @@ __all__ = [
     "predict_people",
     "original_camera",
     "write_person",
+    "result_picture",
     "run_images",
     "run_video",
     "list_images",
@@ -187,6 +191,25 @@ def side_picture(
     k = size / img_res
     v = result.vertices_cam - result.translation + np.array([0.0, 0.0, result.translation[2]])
     return side_view(v, faces, focal=focal * k, image_size=(size, size), principal_point=(size / 2, size / 2))
+
+
+def result_picture(
+    image: np.ndarray, results: list[PersonResult], faces: np.ndarray, regressor
+) -> np.ndarray:
+    """``input | every body over the input | each body from its side``, at the input's height.
+
+    Args:
+        image: ``(H, W, 3)`` uint8 RGB. results: the people of the image. faces: ``(F, 3)`` mesh faces.
+        regressor: the model (its crop focal length and size place the side views).
+
+    Returns:
+        ``(H, 2 W + n H, 3)`` uint8 for ``n`` people.
+    """
+    H = image.shape[0]
+    panels = [image, draw_people(image, results, faces)]
+    for r in results:
+        panels.append(side_picture(r, faces, H, regressor.focal, regressor.img_res))
+    return np.concatenate([np.ascontiguousarray(p[..., :3]).astype(np.uint8) for p in panels], axis=1)
 
 
 def _json_ready(d: dict) -> dict:
@@ -341,7 +364,11 @@ def run_images(
             boxes.messages.append(f"{path}: nobody to reconstruct; nothing written")
             continue
         results = predict_people(regressor, img, people, opts.batch_size)
-        files: list[Path] = []
+        import imageio.v3 as iio
+
+        summary = out / f"{path.stem}_result.png"
+        iio.imwrite(summary, result_picture(img, results, faces, regressor))
+        files: list[Path] = [summary]
         for k, r in enumerate(results):
             files += write_person(out, path.stem, k, img, r, faces, body_name, regressor, opts)
         written[str(path)] = files

@@ -86,6 +86,8 @@ class DSRModule(L.LightningModule):
         self.joints = eval_joints(body)
         self.__dict__["_eval_body"] = None  # not a submodule: its tensors stay out of checkpoints
         self._val_acc = MetricAccumulator()
+        self._ref_acc: MetricAccumulator | None = None  # the mean body's, on the first validation only
+        self._ref_logged = False
         self.skipped_steps = 0
         self.last_panel = None  # the last logged picture (H, W, 3) uint8, for tests and callers
 
@@ -242,21 +244,37 @@ class DSRModule(L.LightningModule):
     # ------------------------------------------------------------------------------------------
     def on_validation_epoch_start(self) -> None:
         self._val_acc.reset()
+        want_ref = bool(self.cfg.logging.mean_body_reference) and not self._ref_logged
+        self._ref_acc = MetricAccumulator() if (want_ref and not self.trainer.sanity_checking) else None
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         if int(batch["num_valid"]) == 0:
             return
-        pred = self(batch["img"])
         body = self.eval_body()
-        self._val_acc.add(
-            batch_metrics(
-                pred, batch, body, eval_joints(body), rerun=body is not self.body, gt_models=self.gt_models()
-            )
-        )
+        preds = [(self._val_acc, self(batch["img"]))]
+        if self._ref_acc is not None:  # the mean body on the same samples: the line to beat
+            from dsrbody.models import at_mean
 
-    def on_validation_epoch_end(self) -> None:
+            if "_mean_model" not in self.__dict__:
+                self.__dict__["_mean_model"] = at_mean(self.model).eval()
+            images = batch["img"]
+            if bool(self.cfg.model.channels_last):
+                images = images.contiguous(memory_format=torch.channels_last)
+            preds.append((self._ref_acc, self.__dict__["_mean_model"](images)))
+        for acc, pred in preds:
+            acc.add(
+                batch_metrics(
+                    pred,
+                    batch,
+                    body,
+                    eval_joints(body),
+                    rerun=body is not self.body,
+                    gt_models=self.gt_models(),
+                )
+            )
+
+    def _gathered(self, acc: MetricAccumulator) -> dict[str, float | int]:
         names = list(METRIC_NAMES)
-        acc = self._val_acc
         t = torch.tensor(
             [[acc.sums.get(k, 0.0), float(acc.counts.get(k, 0))] for k in names], dtype=torch.float64
         ).to(self.device)
@@ -266,13 +284,23 @@ class DSRModule(L.LightningModule):
         for i, k in enumerate(names):
             if t[i, 1] > 0:
                 merged.sums[k], merged.counts[k] = float(t[i, 0]), int(t[i, 1])
-        summary = summarize(merged)
-        for k in names:
+        return summarize(merged) | {"n_samples": merged.count("mpjpe")}
+
+    def on_validation_epoch_end(self) -> None:
+        summary = self._gathered(self._val_acc)
+        for k in METRIC_NAMES:
             if k in summary:
                 self.log(f"val/{k}", float(summary[k]), sync_dist=False, batch_size=1)
-        self.log("val/n_samples", float(merged.count("mpjpe")), sync_dist=False, batch_size=1)
+        self.log("val/n_samples", float(summary["n_samples"]), sync_dist=False, batch_size=1)
         score = float(summary.get("score", math.inf))
         self.log("val/score", score, prog_bar=True, sync_dist=False, batch_size=1)
+        if self._ref_acc is not None:
+            ref = self._gathered(self._ref_acc)
+            for k in (*METRIC_NAMES, "score"):
+                if k in ref:
+                    self.log(f"val_mean_body/{k}", float(ref[k]), sync_dist=False, batch_size=1)
+            self._ref_acc, self._ref_logged = None, True
+            self.__dict__.pop("_mean_model", None)
 
     # ------------------------------------------------------------------------------------------
     def configure_optimizers(self):
@@ -318,10 +346,14 @@ class DSRModule(L.LightningModule):
             else:
                 from dsrbody.geometry.cameras import denormalize_keypoints, estimate_translation
 
-                kp = denormalize_keypoints(batch["keypoints"][i : i + 1].float(), int(self.model.img_res))
+                res = int(self.model.img_res)
+                kp = denormalize_keypoints(batch["keypoints"][i : i + 1].float(), res)
                 kp[..., 2] = kp[..., 2] * self.kp_conf.cpu()
                 t = estimate_translation(
-                    g.joints[:, 25:].cpu().float(), kp[:, 25:].cpu(), focal=self.model.focal
+                    g.joints[:, 25:].cpu().float(),
+                    kp[:, 25:].cpu(),
+                    focal=self.model.focal,
+                    principal_point=(res / 2.0, res / 2.0),  # the crop's centre, not the 224 crop's
                 )
                 gt_verts = g.vertices[0].cpu() + t[0]
         rendered_mc = mc_mask = classes = merged = None
