@@ -1,0 +1,124 @@
+"""Learning curves of a training run: validation metrics against samples seen, beside the mean body.
+
+:func:`read_validation_log` collects ``val/*`` and ``val_mean_body/*`` rows from every
+``OUT/csv/version_*/metrics.csv`` of a run (a resumed run writes a new version), and
+:func:`plot_learning_curve` draws MPJPE, PA-MPJPE and PVE-T against the number of training samples seen
+(``step * data.batch_size * processes``), with the mean body's values as dashed lines
+(``dsrbody curve RUN --out curve.png``).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+import yaml
+
+__all__ = ["ValidationLog", "read_validation_log", "plot_learning_curve", "CURVE_METRICS"]
+
+#: (metric key, label) drawn by :func:`plot_learning_curve`.
+CURVE_METRICS = (("mpjpe", "MPJPE"), ("pa_mpjpe", "PA-MPJPE"), ("pve_t", "PVE-T"))
+
+
+class ValidationLog(dict):
+    """``{"step": [...], "samples": [...], "<metric>": [...]}`` (mm), with ``.reference`` (the mean body's
+    metrics, ``{}`` when not logged), ``.batch`` (samples per step) and ``.run`` (the run folder)."""
+
+    reference: dict[str, float]
+    batch: int
+    run: Path
+
+
+def _samples_per_step(run: Path) -> int:
+    cfg_file = run / "config.yaml"
+    if not cfg_file.is_file():
+        raise FileNotFoundError(f"{cfg_file}: not a dsrbody train output folder (no config.yaml)")
+    cfg = yaml.safe_load(cfg_file.read_text()) or {}
+    bs = int((cfg.get("data") or {}).get("batch_size", 64))
+    trainer = cfg.get("trainer") or {}
+    devices = str(trainer.get("devices", "1"))
+    procs = int(devices) if devices.isdigit() else 1
+    return bs * procs * int(trainer.get("num_nodes", 1) or 1)
+
+
+def read_validation_log(run: str | Path) -> ValidationLog:
+    """Validation rows of a ``dsrbody train`` output folder, in step order (last value per step).
+
+    Raises:
+        FileNotFoundError: no ``config.yaml`` or no ``csv/version_*/metrics.csv``.
+        ValueError: no validation row in the logs.
+    """
+    run = Path(run)
+    per_step = _samples_per_step(run)
+    files = sorted(
+        (run / "csv").glob("version_*/metrics.csv"), key=lambda p: int(p.parent.name.split("_")[-1])
+    )
+    if not files:
+        raise FileNotFoundError(f"{run}/csv: no version_*/metrics.csv (was the run logged?)")
+    rows: dict[int, dict[str, float]] = {}
+    reference: dict[str, float] = {}
+    for f in files:
+        with f.open(newline="") as fh:
+            for r in csv.DictReader(fh):
+                if not r.get("step"):
+                    continue
+                step = int(float(r["step"]))
+                for k, v in r.items():
+                    if not v or not k:
+                        continue
+                    if k.startswith("val_mean_body/"):
+                        reference[k.split("/", 1)[1]] = float(v)
+                    elif k.startswith("val/"):
+                        rows.setdefault(step, {})[k.split("/", 1)[1]] = float(v)
+    steps = sorted(s for s, d in rows.items() if "mpjpe" in d)
+    if not steps:
+        raise ValueError(f"{run}: the logs hold no validation metrics (val/*)")
+    log = ValidationLog(step=steps, samples=[(s + 1) * per_step for s in steps])
+    for key in {k for d in rows.values() for k in d}:
+        log[key] = [rows[s].get(key, math.nan) for s in steps]
+    log.reference, log.batch, log.run = reference, per_step, run
+    return log
+
+
+def plot_learning_curve(
+    run: str | Path, out: str | Path, title: str | None = None, targets: dict[str, float] | None = None
+) -> Path:
+    """Draw MPJPE, PA-MPJPE and PVE-T (mm) against samples seen, the mean body dashed.
+
+    Args:
+        run: the ``dsrbody train`` output folder.
+        out: the picture to write (``.png``).
+        title: the figure title (default: the run folder's name).
+        targets: optional ``{metric: mm}`` drawn as dotted lines (e.g. the model card's targets).
+
+    Returns:
+        ``out``.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    log = read_validation_log(run)
+    fig, axes = plt.subplots(1, len(CURVE_METRICS), figsize=(4.2 * len(CURVE_METRICS), 3.4))
+    x = [s / 1000.0 for s in log["samples"]]
+    for ax, (key, label) in zip(axes, CURVE_METRICS):
+        if key in log:
+            ax.plot(x, log[key], marker="o", ms=3, color="tab:blue", label="validation")
+        if key in log.reference:
+            ax.axhline(log.reference[key], ls="--", color="tab:red", label="mean body")
+        if targets and key in targets:
+            ax.axhline(targets[key], ls=":", color="tab:green", label="target")
+        ax.set_title(f"{label} (mm)")
+        ax.set_xlabel("training samples seen (thousands)")
+        ax.grid(alpha=0.3)
+        ax.set_ylim(bottom=0)
+    axes[0].legend(loc="upper right", fontsize=8)
+    fig.suptitle(title or Path(run).name)
+    fig.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
