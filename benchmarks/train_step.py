@@ -11,12 +11,26 @@ synthetic data and times, in the same process and on the same batches:
 
 Target (DESIGN 10): the DSR step at most 25 % slower than the step without.
 
+Then training throughput, in images per second of a full optimiser step (forward, the recipe's losses,
+backward, Adam), side by side in the same process on the same samples (each cropped at its recipe's
+size), calls alternating (``benchmarks/_timing.py``):
+
+- the CPU recipe ``configs/synth_cpu.yaml`` (ResNet-18, 96 px crops, channels-last, batch 64);
+- the paper's setting: ``configs/synth_baseline.yaml`` with ``model.backbone=resnet50 model.img_res=224``
+  at the same batch size;
+
+and their ratio; then data loading alone, in images per second of the recipe's own DataLoader
+(:class:`~dsrbody.train.datamodule.DSRDataModule`: its ``num_workers``, shuffling, collation), for both
+crop sizes. ``--quick`` is a smoke run (tiny batches, one repeat).
+
     .venv/bin/python benchmarks/train_step.py --data outputs/run/data --batch 16 --repeats 5
+    .venv/bin/python benchmarks/train_step.py --quick
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import statistics
 import sys
 import tempfile
@@ -24,6 +38,12 @@ import time
 from pathlib import Path
 
 import torch
+
+from _timing import time_alternating
+
+CPU_CONFIG = "configs/synth_cpu.yaml"
+PAPER_CONFIG = "configs/synth_baseline.yaml"
+PAPER_OVERRIDES = ("model.backbone=resnet50", "model.img_res=224", "model.channels_last=false")
 
 
 def _timeit(fn, repeats: int, warmup: int = 1) -> list[tuple[float, float]]:
@@ -42,6 +62,109 @@ def _med(ts: list[tuple[float, float]]) -> tuple[float, float]:
     return statistics.median(t for t, _ in ts), statistics.median(c for _, c in ts)
 
 
+def _optimizer(module) -> torch.optim.Optimizer:
+    """The module's optimiser (``configure_optimizers`` returns a dict when a schedule is configured)."""
+    out = module.configure_optimizers()
+    return out["optimizer"] if isinstance(out, dict) else out
+
+
+def _data_overrides(config: str, data: str) -> list[str]:
+    """Overrides pointing every training set of ``config`` at ``data/synth_train.npz``."""
+    from dsrbody.train import load_config
+
+    n = len(load_config(config).data.train)
+    out = []
+    for k in range(n):
+        out += [f"data.train.{k}.npz={data}/synth_train.npz", f"data.train.{k}.img_dir={data}"]
+    return out + ["data.val=[]", "data.test=[]", "logging.images_every_n_steps=0"]
+
+
+def _label(cfg, batch: int) -> str:
+    m = cfg.model
+    cl = ", channels-last" if bool(m.channels_last) else ""
+    return f"{Path(str(cfg.name)).name}: {m.backbone} {int(m.img_res)} px{cl}, batch {batch}"
+
+
+def _full_step(module, opt, batches: list, dsr: bool):
+    """One optimiser step per call, cycling through ``batches``: forward, losses, backward, Adam."""
+    k = itertools.count()
+
+    def step() -> None:
+        batch = batches[next(k) % len(batches)]
+        opt.zero_grad(set_to_none=True)
+        pred = module(batch["img"])  # channels-last input when the recipe says so
+        total, _, _, _ = module.compute_losses(batch, pred, dsr)
+        total.backward()
+        opt.step()
+
+    return step
+
+
+def throughput(args, data: str) -> None:
+    """Images per second of a full optimiser step, CPU recipe vs the paper's setting, and of the data."""
+    from dsrbody.data import collate_samples
+    from dsrbody.train import load_config
+    from dsrbody.train.build import build_dataset
+    from dsrbody.train.datamodule import DSRDataModule
+    from dsrbody.train.module import DSRModule
+
+    B = args.throughput_batch
+    cfgs = {
+        "recipe": load_config(
+            args.cpu_config, _data_overrides(args.cpu_config, data) + [f"data.batch_size={B}"]
+        ),
+        "paper": load_config(
+            args.paper_config,
+            _data_overrides(args.paper_config, data) + [f"data.batch_size={B}"] + list(args.paper_overrides),
+        ),
+    }
+    fns, labels = [], []
+    for cfg in cfgs.values():
+        torch.manual_seed(0)
+        module = DSRModule(cfg)
+        module.train()
+        opt = _optimizer(module)
+        # the same samples for both settings (the first training set, cropped at the recipe's size)
+        ds = build_dataset(cfg.data.train[0], cfg, augment=bool(cfg.data.augment))
+        batches = [collate_samples([ds[(j * B + i) % len(ds)] for i in range(B)]) for j in range(2)]
+        fns.append(_full_step(module, opt, batches, dsr=module.dsr_enabled))  # as after loss.start_dsr
+        labels.append(_label(cfg, B))
+    wall, cpu = time_alternating(fns, args.throughput_repeats, warmup=1)
+    print()
+    print(
+        f"training throughput: full optimiser step (forward, losses, backward, Adam), batch {B}, "
+        f"{args.threads} threads, median of {args.throughput_repeats}, alternating"
+    )
+    print(f"{'':58s} {'wall ms':>9s} {'CPU ms':>9s} {'img/s':>8s}")
+    rate = []
+    for name, w, c in zip(labels, wall, cpu):
+        rate.append(B / (w / 1e3))
+        print(f"{name:58s} {w:9.1f} {c:9.1f} {rate[-1]:8.1f}")
+    print(f"{'ratio (recipe / paper setting)':58s} {wall[1] / wall[0]:9.2f}x {cpu[1] / cpu[0]:8.2f}x")
+
+    print()
+    print(
+        f"data loading alone (the recipe's DataLoader), batch {B}, "
+        f"{args.data_batches} batches after the first"
+    )
+    print(f"{'':58s} {'workers':>7s} {'first s':>8s} {'img/s':>8s}")
+    for cfg, name in zip(cfgs.values(), labels):
+        n = args.data_batches
+        dm = DSRDataModule(cfg)
+        cfg.data.epoch_length = (n + 1) * B  # one epoch of n + 1 batches, whatever the data size
+        dm.setup("fit")
+        loader = dm.train_dataloader()
+        t0 = time.perf_counter()
+        it = iter(loader)
+        next(it)  # worker start-up and the first batch
+        first = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        got = sum(int(next(it)["img"].shape[0]) for _ in range(n))
+        dt = time.perf_counter() - t1
+        print(f"{name:58s} {int(cfg.data.num_workers):7d} {first:8.2f} {got / dt:8.1f}")
+        del it, loader
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", default="configs/synth_dsr.yaml")
@@ -49,8 +172,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("overrides", nargs="*", help="config overrides key=value")
+    ap.add_argument("--cpu-config", default=CPU_CONFIG, help="the CPU recipe of the throughput comparison")
+    ap.add_argument("--paper-config", default=PAPER_CONFIG, help="the paper setting's recipe")
+    ap.add_argument(
+        "--paper-overrides",
+        nargs="*",
+        default=list(PAPER_OVERRIDES),
+        help="overrides making --paper-config the paper's setting (default: ResNet-50, 224 px)",
+    )
+    ap.add_argument("--throughput-batch", type=int, default=64, help="batch of both throughput settings")
+    ap.add_argument("--throughput-repeats", type=int, default=5)
+    ap.add_argument("--data-batches", type=int, default=10, help="batches timed for the data loading")
+    ap.add_argument("--no-throughput", action="store_true", help="only the DSR comparison and breakdown")
+    ap.add_argument("--quick", action="store_true", help="smoke run: tiny batches, one repeat")
+    ap.add_argument("overrides", nargs="*", help="config overrides key=value (of --config)")
     args = ap.parse_args(argv)
+    if args.quick:
+        args.batch, args.repeats = min(args.batch, 4), 1
+        args.throughput_batch, args.throughput_repeats, args.data_batches = 4, 1, 2
     torch.set_num_threads(args.threads)
 
     from dsrbody.data import collate_samples
@@ -64,7 +203,8 @@ def main(argv: list[str] | None = None) -> int:
         from dsrbody.data.synth import SynthConfig, generate
 
         data = data or tempfile.mkdtemp(prefix="dsrbody_bench_")
-        generate(SynthConfig(num=max(2 * args.batch, 32), split="train"), data, workers=2, progress=False)
+        num = max(2 * args.batch, 2 * args.throughput_batch, 8 if args.quick else 32)
+        generate(SynthConfig(num=num, split="train"), data, workers=2, progress=False)
     cfg = load_config(
         args.config,
         [
@@ -77,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     module = DSRModule(cfg)
     module.train()
-    opt = module.configure_optimizers()
+    opt = _optimizer(module)
     dataset = build_train_set(cfg)
     loader = torch.utils.data.DataLoader(
         dataset, batch_size=args.batch, shuffle=False, collate_fn=collate_samples
@@ -97,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def step(dsr: bool, batch) -> None:
         opt.zero_grad(set_to_none=True)
-        pred = module.model(batch["img"])
+        pred = module(batch["img"])
         total, _, _, _ = module.compute_losses(batch, pred, dsr)
         total.backward()
         opt.step()
@@ -112,12 +252,7 @@ def main(argv: list[str] | None = None) -> int:
         return f
 
     # interleave the two variants so that load from other processes hits both alike
-    t_plain, t_dsr = [], []
-    step_fn(False)()
-    step_fn(True)()
-    for _ in range(args.repeats):
-        t_plain += _timeit(step_fn(False), 1, warmup=0)
-        t_dsr += _timeit(step_fn(True), 1, warmup=0)
+    (w_plain, w_dsr), (c_plain, c_dsr) = time_alternating([step_fn(False), step_fn(True)], args.repeats, 1)
 
     batch = batches[0]
     imgs = batch["img"]
@@ -186,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.threads} threads, median of {args.repeats}"
     )
     print(f"{'':50s} {'wall ms':>9s} {'CPU ms':>9s}")
-    plain, dsr = _med(t_plain), _med(t_dsr)
+    plain, dsr = (w_plain / 1e3, c_plain / 1e3), (w_dsr / 1e3, c_dsr / 1e3)
     print(
         f"{'step without DSR (fwd, SPIN losses, bwd, Adam)':50s} {plain[0] * 1e3:9.1f} {plain[1] * 1e3:9.1f}"
     )
@@ -197,6 +332,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, ts in parts.items():
         w, c = _med(ts)
         print(f"  {name:48s} {w * 1e3:9.1f} {c * 1e3:9.1f}")
+    if not args.no_throughput:
+        throughput(args, str(data))
     return 0
 
 

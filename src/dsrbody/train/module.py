@@ -419,6 +419,8 @@ def cosine_schedule(total_steps: int, warmup_steps: int = 0, min_ratio: float = 
     def factor(step: int) -> float:
         if warmup_steps > 0 and step < warmup_steps:
             return (step + 1) / warmup_steps
+        if step >= total_steps:
+            return min_ratio
         span = max(total_steps - warmup_steps, 1)
         t = min(max(step - warmup_steps, 0) / span, 1.0)
         return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * t))

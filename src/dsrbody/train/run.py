@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from dsrbody.train.config import to_container
 
-__all__ = ["run_training", "output_dir", "build_trainer", "TrainResult"]
+__all__ = ["run_training", "output_dir", "build_trainer", "TrainResult", "Throughput"]
 
 
 class TrainResult(str):
@@ -51,6 +51,33 @@ def _devices(value: Any) -> Any:
     return int(s) if s.isdigit() else s
 
 
+class Throughput:
+    """Lightning callback: training images per second (wall clock, whole loop: data, step, logging),
+    logged as ``train/images_per_s`` every ``logging.every_n_steps`` steps (the first window, which
+    includes start-up, is skipped)."""
+
+    def __new__(cls, every: int):
+        import lightning as L
+
+        class _Throughput(L.Callback):
+            def __init__(self, every: int) -> None:
+                self.every, self.t0, self.n = max(int(every), 1), None, 0
+
+            def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+                now = time.perf_counter()
+                self.n += int(batch["num_valid"]) * trainer.world_size
+                if self.t0 is None:
+                    self.t0, self.n = now, 0
+                elif trainer.global_step % self.every == 0 and now > self.t0:
+                    pl_module.log("train/images_per_s", self.n / (now - self.t0), on_step=True, batch_size=1)
+                    self.t0, self.n = now, 0
+
+            def on_validation_start(self, trainer, pl_module) -> None:
+                self.t0 = None  # validation time is not training throughput
+
+        return _Throughput(every)
+
+
 def build_trainer(cfg: DictConfig, out: Path, callbacks: Sequence[Any] = (), has_val: bool = True):
     """The Lightning ``Trainer`` of ``cfg.trainer`` writing to ``out`` (checkpoint callbacks included)."""
     import lightning as L
@@ -69,7 +96,7 @@ def build_trainer(cfg: DictConfig, out: Path, callbacks: Sequence[Any] = (), has
         save_last=True,
         every_n_train_steps=every if every > 0 else None,
     )
-    cbs: list[Any] = [last_cb, DataHealth()]
+    cbs: list[Any] = [last_cb, DataHealth(), Throughput(int(cfg.logging.every_n_steps))]
     if has_val:
         cbs.append(
             ModelCheckpoint(
