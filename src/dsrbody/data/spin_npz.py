@@ -32,7 +32,8 @@ Images live at ``<img_dir>/<imgname>``; parsing maps (human parsing, CIHP labels
 PNG) at ``<parsing_root>/grph_sequences/<imgname with its suffix replaced by .png>``, ``parsing_root``
 defaulting to ``img_dir``.
 
-Bad samples. A missing or unreadable image (or an unusable box) makes the sample invalid: it is
+Bad samples. A missing or unreadable image (or an unusable box, or a synthetic sample whose
+generation failed, :mod:`dsrbody.data.synth.stream`) makes the sample invalid: it is
 returned with ``valid=False`` (zero image, ``skip_reason`` set), and :func:`collate_samples` drops it
 from the batch and lists it under ``batch["skipped"]``. We chose this over replacing the sample by
 another one because evaluation must not count a sample twice, and because the flag travels through
@@ -54,7 +55,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -85,10 +86,14 @@ __all__ = [
     "DatasetFileInfo",
     "DATASET_FILES",
     "BASE_KEYS",
+    "DROP_REASONS",
     "EXPECTED_LAYOUT",
     "SharedEpoch",
     "SkipLog",
+    "SpinAnnotations",
     "SpinNpzDataset",
+    "build_item",
+    "check_annotations",
     "collate_samples",
     "load_annotations",
     "read_image",
@@ -208,6 +213,26 @@ def load_annotations(path: str | os.PathLike, required: Iterable[str] = ()) -> d
                 data[k] = npz[k]
             except ValueError as e:
                 raise ValueError(f"{path}: key {k!r} cannot be read without pickle ({e})") from None
+    return check_annotations(data, path)
+
+
+def check_annotations(data: dict[str, np.ndarray], source: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Check and normalise annotation arrays as :func:`load_annotations` does after reading a file.
+
+    ``imgname`` becomes str, a ``(N, 1)`` ``scale`` becomes ``(N,)``, a 3-column ``S`` gets a
+    confidence column of ones; per-sample arrays must share the first dimension N.
+
+    Args:
+        data: the arrays (changed in place), with at least :data:`BASE_KEYS`.
+        source: names the data in error messages (the file).
+
+    Returns:
+        ``data``.
+
+    Raises:
+        ValueError: inconsistent shapes (names key and source).
+    """
+    path = source
     data["imgname"] = np.asarray([s.decode() if isinstance(s, bytes) else str(s) for s in data["imgname"]])
     n = len(data["imgname"])
     shapes = {
@@ -323,9 +348,10 @@ _REASON_TEXT = {
     "bad_box": "unusable box (center/scale)",
     "parsing_missing": "missing parsing map (no DSR loss)",
     "parsing_corrupt": "unreadable parsing map (no DSR loss)",
+    "generation_failed": "failed generation (synthetic sample)",
 }
 #: Reasons that drop the sample; the others only disable its parsing map.
-DROP_REASONS = ("image_missing", "image_corrupt", "bad_box")
+DROP_REASONS = ("image_missing", "image_corrupt", "bad_box", "generation_failed")
 
 
 class SkipLog:
@@ -340,7 +366,7 @@ class SkipLog:
 
     def record(self, dataset_name: str, sample_index: int, reason: str, path: str = "") -> None:
         """Note one event (``reason`` one of ``image_missing``, ``image_corrupt``, ``bad_box``,
-        ``parsing_missing``, ``parsing_corrupt``)."""
+        ``generation_failed`` (a streamed synthetic sample), ``parsing_missing``, ``parsing_corrupt``)."""
         if reason not in _REASON_TEXT:
             raise ValueError(f"unknown skip reason {reason!r}")
         self._events.setdefault((dataset_name, reason), {})[int(sample_index)] = path
@@ -373,7 +399,7 @@ class SkipLog:
 
     @property
     def dropped(self) -> int:
-        """Samples dropped (missing/unreadable image, unusable box)."""
+        """Samples dropped (missing/unreadable image, unusable box, failed generation)."""
         return sum(self.count(r) for r in DROP_REASONS)
 
     def paths(self, reason: str | None = None) -> list[str]:
@@ -446,97 +472,34 @@ def _gender_codes(g: np.ndarray) -> np.ndarray:
     return out
 
 
-class SpinNpzDataset(Dataset):
-    """Samples of one SPIN/DSR annotation file, cropped and augmented (DESIGN section 8).
+class SpinAnnotations:
+    """The per-sample annotation tables of a SPIN/DSR file, as the datasets use them.
+
+    Built from the arrays of :func:`load_annotations` (or :func:`check_annotations`); rows are samples.
+    :class:`SpinNpzDataset` is one (plus its images); the synthetic stream builds one per generated
+    sample, so that both turn annotations into items through the same code (:func:`build_item`).
 
     Args:
-        npz_path: the annotation ``.npz``.
-        img_dir: root of the images (``imgname`` is relative to it).
-        name: ``dataset_name`` of its samples (default: the registry's name for known file names,
-            else the file stem).
-        augment: draw the training augmentation (flip, rotation, scale, pixel noise); ``False`` gives
-            the plain crop (evaluation).
-        parsing: load parsing maps (``False``: ``has_parsing`` is always false, nothing counted);
-            ``None`` (default): on, except for the evaluation files of the registry (split ``"test"``).
-        parsing_root: root of the ``grph_sequences`` folder (default ``img_dir``).
-        parsing_subdir: the parsing folder's name.
-        parsing_interp: one of :data:`~dsrbody.data.crop_augment.PARSING_INTERPOLATIONS`.
-        res: crop side (224).
-        seed: augmentation seed.
-        ignore_3d: treat the file as having no SMPL and no 3D joints (SPIN's ``ignore_3d``).
-        required: keys the file must have beyond the base ones and the registry's.
-        pose_joints: names (or set) of the pose's joints, for mirroring on flip (a body model's
-            ``joint_names``). ``None`` (default): from the file's per-sample ``body_model`` field when
-            it has one (:func:`pose_joint_names`: ``"smpl"`` -> ``SMPL24``, ``"anny"`` -> Anny's
-            24-bone rig, whose order differs from SMPL's at joints 1, 2, 12-14), else ``SMPL24``.
-        rot_factor, scale_factor, noise_factor, flip_prob, rot_zero_prob: augmentation settings
-            (official values by default).
+        data: the arrays.
+        source: names the data in error messages (the file).
+        ignore_3d: treat the data as having no SMPL and no 3D joints (SPIN's ``ignore_3d``).
+        pose_joints: names (or set) of the pose's joints (see :class:`SpinNpzDataset`).
 
-    Each item is a dict: ``img (3,res,res)`` float32 normalised; ``keypoints (49,3)`` normalised
-    crop coordinates + confidence (OpenPose then GT, zeros where absent); ``pose (P,)`` axis-angle and
-    ``betas (S,)`` (zeros unless ``has_params``); ``pose_3d (24,4)`` camera-frame metres + confidence
-    (zeros if none); ``has_smpl``, ``has_params``, ``has_pose_3d``, ``has_parsing``, ``valid``,
-    ``is_flipped`` bool tensors;
-    ``parsing (res,res)`` uint8 labels; ``parsing_status`` (``ok``/``missing``/``corrupt``/``off``),
-    ``parsing_path``, ``skip_reason`` (``""`` if valid), ``imgname`` (as in the file), ``img_path``,
-    ``dataset_name`` strings; ``sample_index`` int; ``scale`` (augmented box scale), ``rot_angle``
-    (degrees) float32; ``center (2,)``, ``orig_shape (2,)`` (H, W; zeros if unreadable), ``gender`` (0 m, 1 f,
-    -1 unknown); plus every extra per-sample field of the file (numbers as tensors, strings as str).
+    Attributes:
+        imgname, center (N, 2), scale (N,), keypoints (N, 49, 3) (OpenPose then GT), pose (N, P) and
+        betas (N, S) or None, has_smpl (N,), has_params (N,), pose_dim, shape_dim, pose_3d
+        (N, 24, 4) or None, gender (N,) codes (0 m, 1 f, -1 unknown), extras (other per-sample
+        arrays), meta (other arrays).
     """
 
     def __init__(
         self,
-        npz_path: str | os.PathLike,
-        img_dir: str | os.PathLike,
+        data: dict[str, np.ndarray],
+        source: str | os.PathLike,
         *,
-        name: str | None = None,
-        augment: bool = False,
-        parsing: bool | None = None,
-        parsing_root: str | os.PathLike | None = None,
-        parsing_subdir: str = "grph_sequences",
-        parsing_interp: str = "nearest",
-        res: int = 224,
-        seed: int = 0,
         ignore_3d: bool = False,
-        required: Sequence[str] = (),
         pose_joints: KeypointSet | Sequence[str] | None = None,
-        rot_factor: float = 30.0,
-        scale_factor: float = 0.25,
-        noise_factor: float = 0.4,
-        flip_prob: float = 0.5,
-        rot_zero_prob: float = 0.6,
     ) -> None:
-        super().__init__()
-        if parsing_interp not in PARSING_INTERPOLATIONS:
-            raise ValueError(
-                f"parsing_interp must be one of {PARSING_INTERPOLATIONS}, got {parsing_interp!r}"
-            )
-        self.npz_path = Path(npz_path)
-        self.img_dir = Path(img_dir)
-        if not self.img_dir.is_dir():
-            raise FileNotFoundError(f"{self.img_dir}: image folder does not exist; {EXPECTED_LAYOUT}")
-        data = load_annotations(self.npz_path, required)
-        self.info = DATASET_FILES.get(self.npz_path.name)
-        self.name = name or (self.info.name if self.info else self.npz_path.stem)
-        self.augment = augment
-        self.parsing = (
-            parsing if parsing is not None else not (self.info is not None and self.info.split == "test")
-        )
-        self.parsing_root = Path(parsing_root) if parsing_root is not None else self.img_dir
-        self.parsing_subdir = parsing_subdir
-        self.parsing_interp = parsing_interp
-        self.res = res
-        self.seed = seed
-        self._epoch = SharedEpoch()
-        self.aug_settings = dict(
-            rot_factor=rot_factor,
-            scale_factor=scale_factor,
-            noise_factor=noise_factor,
-            flip_prob=flip_prob,
-            rot_zero_prob=rot_zero_prob,
-        )
-        self.skipped = SkipLog()
-
         n = len(data["imgname"])
         self.imgname = data["imgname"]
         self.center = data["center"].astype(np.float64)
@@ -578,7 +541,7 @@ class SpinNpzDataset(Dataset):
             try:
                 self._joint_tables = [pose_joint_names(m) for m in models]
             except ValueError as e:
-                raise ValueError(f"{self.npz_path}: {e}; pass pose_joints=") from None
+                raise ValueError(f"{source}: {e}; pass pose_joints=") from None
         else:
             self._joint_tables = [SMPL24]
             self._joint_table_of = np.zeros(n, np.int64)
@@ -586,12 +549,255 @@ class SpinNpzDataset(Dataset):
             for names in self._joint_tables:
                 if len(names) * 3 != self.pose_dim:
                     raise ValueError(
-                        f"{self.npz_path}: 'pose' has {self.pose_dim // 3} joints but {len(names)} joint "
+                        f"{source}: 'pose' has {self.pose_dim // 3} joints but {len(names)} joint "
                         "names are known for its body model (pass pose_joints=)"
                     )
 
     def __len__(self) -> int:
         return len(self.imgname)
+
+    def joint_names(self, row: int) -> KeypointSet | Sequence[str]:
+        """The joint names of row ``row``'s pose (for mirroring it on flip)."""
+        return self._joint_tables[self._joint_table_of[row]]
+
+
+def build_item(
+    ann: SpinAnnotations,
+    row: int,
+    *,
+    index: int,
+    name: str,
+    params: AugmentParams,
+    res: int,
+    load_image: Callable[[], tuple[np.ndarray, bool]],
+    img_path: str,
+    load_parsing: Callable[[tuple[int, int]], tuple[np.ndarray, bool]] | None,
+    parsing_path: str,
+    parsing_interp: str,
+    skipped: SkipLog,
+    skip_reason: str = "",
+) -> dict[str, Any]:
+    """One dataset item (see :class:`SpinNpzDataset`) from an annotation row, its image and parsing map.
+
+    Args:
+        ann: the annotations; row: the sample's row in them.
+        index: the item's ``sample_index`` (also the index recorded in ``skipped``).
+        name: ``dataset_name``.
+        params: the augmentation.
+        res: crop side.
+        load_image: returns ``(image (H, W, 3) uint8, is_bgr)``; raises ``FileNotFoundError`` (missing)
+            or ``ValueError`` (unreadable). Not called for an unusable box or a given ``skip_reason``.
+        img_path: the image's path (``img_path``, and the path recorded in ``skipped``).
+        load_parsing: given the image's ``(H, W)``, returns ``(map, is_bgr)``: ``(H, W)`` labels or a
+            colour map (see :func:`~dsrbody.data.crop_augment.parsing_processing`); raises
+            ``FileNotFoundError`` (missing) or ``ValueError`` (unreadable). ``None``: parsing off.
+        parsing_path: the parsing map's path (``parsing_path`` when parsing is on).
+        parsing_interp: one of :data:`~dsrbody.data.crop_augment.PARSING_INTERPOLATIONS`.
+        skipped: the log events are recorded in.
+        skip_reason: a reason, known beforehand, to drop the sample (one of :data:`DROP_REASONS`).
+
+    Returns:
+        the item dict.
+    """
+    center = ann.center[row]
+    scale = float(ann.scale[row])
+    img = None
+    if skip_reason:
+        pass
+    elif not (np.isfinite(center).all() and np.isfinite(scale) and scale > 0):
+        skip_reason = "bad_box"
+    else:
+        try:
+            img, bgr = load_image()
+        except FileNotFoundError:
+            skip_reason = "image_missing"
+        except ValueError:
+            skip_reason = "image_corrupt"
+    if skip_reason == "bad_box":
+        center, scale = np.zeros(2), 1.0
+    if skip_reason:
+        skipped.record(name, index, skip_reason, img_path)
+        img_t = torch.from_numpy(np.zeros((3, res, res), np.float32))
+        orig_shape = torch.from_numpy(np.zeros(2, np.int64))
+    else:
+        img_t = torch.from_numpy(rgb_processing(img, center, scale, params, res, bgr=bgr))
+        orig_shape = torch.tensor(img.shape[:2], dtype=torch.int64)
+
+    parsing = torch.from_numpy(np.zeros((res, res), np.uint8))
+    parsing_status = "off"
+    ppath = ""
+    if load_parsing is not None and not skip_reason:
+        ppath = parsing_path
+        try:
+            lab, lab_bgr = load_parsing(img.shape[:2])
+            parsing = torch.from_numpy(
+                parsing_processing(
+                    lab, center, scale, params, res, parsing_interp, CIHP_LABEL_FLIP_PERM, bgr=lab_bgr
+                )
+            )
+            parsing_status = "ok"
+        except FileNotFoundError:
+            parsing_status = "missing"
+        except ValueError:
+            parsing_status = "corrupt"
+        if parsing_status != "ok":
+            skipped.record(name, index, f"parsing_{parsing_status}", ppath)
+
+    has_smpl = bool(ann.has_smpl[row])
+    if ann.has_params[row]:
+        pose = pose_processing(ann.pose[row], params, ann.joint_names(row))
+        betas = ann.betas[row].astype(np.float32)
+    else:
+        pose = np.zeros(ann.pose_dim, np.float32)
+        betas = np.zeros(ann.shape_dim, np.float32)
+    if ann.pose_3d is not None:
+        pose_3d = j3d_processing(ann.pose_3d[row], params, SPIN_GT24)
+    else:
+        pose_3d = np.zeros((24, 4), np.float32)
+    keypoints = j2d_processing(ann.keypoints[row], center, scale, params, res, SPIN49)
+
+    item: dict[str, Any] = {
+        "img": img_t,
+        "keypoints": torch.from_numpy(keypoints),
+        "pose": torch.from_numpy(pose),
+        "betas": torch.from_numpy(betas),
+        "pose_3d": torch.from_numpy(pose_3d),
+        "has_smpl": torch.tensor(has_smpl),
+        "has_params": torch.tensor(bool(ann.has_params[row])),
+        "has_pose_3d": torch.tensor(ann.pose_3d is not None),
+        "parsing": parsing,
+        "has_parsing": torch.tensor(parsing_status == "ok"),
+        "parsing_status": parsing_status,
+        "parsing_path": ppath,
+        "valid": torch.tensor(not skip_reason),
+        "skip_reason": skip_reason,
+        "imgname": str(ann.imgname[row]),
+        "img_path": img_path,
+        "dataset_name": name,
+        "sample_index": index,
+        "scale": np.float32(scale * params.scale),
+        "center": torch.as_tensor(np.asarray(center, np.float32)),
+        "orig_shape": orig_shape,
+        "is_flipped": torch.tensor(params.flip),
+        "rot_angle": np.float32(params.rot),
+        "gender": int(ann.gender[row]),
+    }
+    for k, v in ann.extras.items():
+        x = v[row]
+        if v.dtype.kind in "USO":
+            item[k] = x.decode() if isinstance(x, bytes) else str(x)
+        else:
+            item[k] = torch.as_tensor(np.asarray(x))
+    if "focal_length" in ann.extras and "principal_point" in ann.extras:
+        f, pp = crop_camera(
+            ann.extras["focal_length"][row],
+            ann.extras["principal_point"][row],
+            center,
+            scale,
+            params,
+            res,
+        )
+        item["crop_focal_length"] = torch.from_numpy(f.astype(np.float32))
+        item["crop_principal_point"] = torch.from_numpy(pp.astype(np.float32))
+    if "cam_t" in ann.extras:
+        t = transform_translation(ann.extras["cam_t"][row], params)
+        item["crop_cam_t"] = torch.from_numpy(t.astype(np.float32))
+    return item
+
+
+class SpinNpzDataset(SpinAnnotations, Dataset):
+    """Samples of one SPIN/DSR annotation file, cropped and augmented (DESIGN section 8).
+
+    Args:
+        npz_path: the annotation ``.npz``.
+        img_dir: root of the images (``imgname`` is relative to it).
+        name: ``dataset_name`` of its samples (default: the registry's name for known file names,
+            else the file stem).
+        augment: draw the training augmentation (flip, rotation, scale, pixel noise); ``False`` gives
+            the plain crop (evaluation).
+        parsing: load parsing maps (``False``: ``has_parsing`` is always false, nothing counted);
+            ``None`` (default): on, except for the evaluation files of the registry (split ``"test"``).
+        parsing_root: root of the ``grph_sequences`` folder (default ``img_dir``).
+        parsing_subdir: the parsing folder's name.
+        parsing_interp: one of :data:`~dsrbody.data.crop_augment.PARSING_INTERPOLATIONS`.
+        res: crop side (224).
+        seed: augmentation seed.
+        ignore_3d: treat the file as having no SMPL and no 3D joints (SPIN's ``ignore_3d``).
+        required: keys the file must have beyond the base ones and the registry's.
+        pose_joints: names (or set) of the pose's joints, for mirroring on flip (a body model's
+            ``joint_names``). ``None`` (default): from the file's per-sample ``body_model`` field when
+            it has one (:func:`pose_joint_names`: ``"smpl"`` -> ``SMPL24``, ``"anny"`` -> Anny's
+            24-bone rig, whose order differs from SMPL's at joints 1, 2, 12-14), else ``SMPL24``.
+        rot_factor, scale_factor, noise_factor, flip_prob, rot_zero_prob: augmentation settings
+            (official values by default).
+
+    Each item is a dict: ``img (3,res,res)`` float32 normalised; ``keypoints (49,3)`` normalised
+    crop coordinates + confidence (OpenPose then GT, zeros where absent); ``pose (P,)`` axis-angle and
+    ``betas (S,)`` (zeros unless ``has_params``); ``pose_3d (24,4)`` camera-frame metres + confidence
+    (zeros if none); ``has_smpl``, ``has_params``, ``has_pose_3d``, ``has_parsing``, ``valid``,
+    ``is_flipped`` bool tensors;
+    ``parsing (res,res)`` uint8 labels; ``parsing_status`` (``ok``/``missing``/``corrupt``/``off``),
+    ``parsing_path``, ``skip_reason`` (``""`` if valid), ``imgname`` (as in the file), ``img_path``,
+    ``dataset_name`` strings; ``sample_index`` int; ``scale`` (augmented box scale), ``rot_angle``
+    (degrees) float32; ``center (2,)``, ``orig_shape (2,)`` (H, W; zeros if unreadable), ``gender`` (0 m, 1 f,
+    -1 unknown); plus every extra per-sample field of the file (numbers as tensors, strings as str).
+
+    The annotation tables are those of :class:`SpinAnnotations`; items are made by :func:`build_item`.
+    """
+
+    def __init__(
+        self,
+        npz_path: str | os.PathLike,
+        img_dir: str | os.PathLike,
+        *,
+        name: str | None = None,
+        augment: bool = False,
+        parsing: bool | None = None,
+        parsing_root: str | os.PathLike | None = None,
+        parsing_subdir: str = "grph_sequences",
+        parsing_interp: str = "nearest",
+        res: int = 224,
+        seed: int = 0,
+        ignore_3d: bool = False,
+        required: Sequence[str] = (),
+        pose_joints: KeypointSet | Sequence[str] | None = None,
+        rot_factor: float = 30.0,
+        scale_factor: float = 0.25,
+        noise_factor: float = 0.4,
+        flip_prob: float = 0.5,
+        rot_zero_prob: float = 0.6,
+    ) -> None:
+        if parsing_interp not in PARSING_INTERPOLATIONS:
+            raise ValueError(
+                f"parsing_interp must be one of {PARSING_INTERPOLATIONS}, got {parsing_interp!r}"
+            )
+        self.npz_path = Path(npz_path)
+        self.img_dir = Path(img_dir)
+        if not self.img_dir.is_dir():
+            raise FileNotFoundError(f"{self.img_dir}: image folder does not exist; {EXPECTED_LAYOUT}")
+        data = load_annotations(self.npz_path, required)
+        self.info = DATASET_FILES.get(self.npz_path.name)
+        self.name = name or (self.info.name if self.info else self.npz_path.stem)
+        self.augment = augment
+        self.parsing = (
+            parsing if parsing is not None else not (self.info is not None and self.info.split == "test")
+        )
+        self.parsing_root = Path(parsing_root) if parsing_root is not None else self.img_dir
+        self.parsing_subdir = parsing_subdir
+        self.parsing_interp = parsing_interp
+        self.res = res
+        self.seed = seed
+        self._epoch = SharedEpoch()
+        self.aug_settings = dict(
+            rot_factor=rot_factor,
+            scale_factor=scale_factor,
+            noise_factor=noise_factor,
+            flip_prob=flip_prob,
+            rot_zero_prob=rot_zero_prob,
+        )
+        self.skipped = SkipLog()
+
+        SpinAnnotations.__init__(self, data, self.npz_path, ignore_3d=ignore_3d, pose_joints=pose_joints)
 
     @property
     def epoch(self) -> int:
@@ -627,112 +833,26 @@ class SpinNpzDataset(Dataset):
             index += len(self)
         if not 0 <= index < len(self):
             raise IndexError(f"index {index} out of range for {self.name} ({len(self)} samples)")
-        params = self.augment_params(index)
-        res = self.res
-        center = self.center[index]
-        scale = float(self.scale[index])
-        img_path = self.image_path(index)
-        skip_reason = ""
-        img = None
-        if not (np.isfinite(center).all() and np.isfinite(scale) and scale > 0):
-            skip_reason = "bad_box"
-            center, scale = np.zeros(2), 1.0
-        else:
-            try:
-                img = read_image(img_path, bgr=True)
-            except FileNotFoundError:
-                skip_reason = "image_missing"
-            except ValueError:
-                skip_reason = "image_corrupt"
-        if skip_reason:
-            self.skipped.record(self.name, index, skip_reason, str(img_path))
-            img_t = torch.from_numpy(np.zeros((3, res, res), np.float32))
-            orig_shape = torch.from_numpy(np.zeros(2, np.int64))
-        else:
-            img_t = torch.from_numpy(rgb_processing(img, center, scale, params, res, bgr=True))
-            orig_shape = torch.tensor(img.shape[:2], dtype=torch.int64)
+        img_path = str(self.image_path(index))
+        ppath = str(self.parsing_path(index))
 
-        parsing = torch.from_numpy(np.zeros((res, res), np.uint8))
-        parsing_status = "off"
-        ppath = ""
-        if self.parsing and not skip_reason:
-            ppath = str(self.parsing_path(index))
-            try:
-                lab = _fit_parsing_to_image(_read_parsing_raw(ppath), img.shape[:2], ppath)
-                parsing = torch.from_numpy(
-                    parsing_processing(
-                        lab, center, scale, params, res, self.parsing_interp, CIHP_LABEL_FLIP_PERM, bgr=True
-                    )
-                )
-                parsing_status = "ok"
-            except FileNotFoundError:
-                parsing_status = "missing"
-            except ValueError:
-                parsing_status = "corrupt"
-            if parsing_status != "ok":
-                self.skipped.record(self.name, index, f"parsing_{parsing_status}", ppath)
+        def load_parsing(shape: tuple[int, int]) -> tuple[np.ndarray, bool]:
+            return _fit_parsing_to_image(_read_parsing_raw(ppath), shape, ppath), True
 
-        has_smpl = bool(self.has_smpl[index])
-        if self.has_params[index]:
-            joints = self._joint_tables[self._joint_table_of[index]]
-            pose = pose_processing(self.pose[index], params, joints)
-            betas = self.betas[index].astype(np.float32)
-        else:
-            pose = np.zeros(self.pose_dim, np.float32)
-            betas = np.zeros(self.shape_dim, np.float32)
-        if self.pose_3d is not None:
-            pose_3d = j3d_processing(self.pose_3d[index], params, SPIN_GT24)
-        else:
-            pose_3d = np.zeros((24, 4), np.float32)
-        keypoints = j2d_processing(self.keypoints[index], center, scale, params, res, SPIN49)
-
-        item: dict[str, Any] = {
-            "img": img_t,
-            "keypoints": torch.from_numpy(keypoints),
-            "pose": torch.from_numpy(pose),
-            "betas": torch.from_numpy(betas),
-            "pose_3d": torch.from_numpy(pose_3d),
-            "has_smpl": torch.tensor(has_smpl),
-            "has_params": torch.tensor(bool(self.has_params[index])),
-            "has_pose_3d": torch.tensor(self.pose_3d is not None),
-            "parsing": parsing,
-            "has_parsing": torch.tensor(parsing_status == "ok"),
-            "parsing_status": parsing_status,
-            "parsing_path": ppath,
-            "valid": torch.tensor(not skip_reason),
-            "skip_reason": skip_reason,
-            "imgname": str(self.imgname[index]),
-            "img_path": str(img_path),
-            "dataset_name": self.name,
-            "sample_index": index,
-            "scale": np.float32(scale * params.scale),
-            "center": torch.as_tensor(np.asarray(center, np.float32)),
-            "orig_shape": orig_shape,
-            "is_flipped": torch.tensor(params.flip),
-            "rot_angle": np.float32(params.rot),
-            "gender": int(self.gender[index]),
-        }
-        for k, v in self.extras.items():
-            x = v[index]
-            if v.dtype.kind in "USO":
-                item[k] = x.decode() if isinstance(x, bytes) else str(x)
-            else:
-                item[k] = torch.as_tensor(np.asarray(x))
-        if "focal_length" in self.extras and "principal_point" in self.extras:
-            f, pp = crop_camera(
-                self.extras["focal_length"][index],
-                self.extras["principal_point"][index],
-                center,
-                scale,
-                params,
-                res,
-            )
-            item["crop_focal_length"] = torch.from_numpy(f.astype(np.float32))
-            item["crop_principal_point"] = torch.from_numpy(pp.astype(np.float32))
-        if "cam_t" in self.extras:
-            t = transform_translation(self.extras["cam_t"][index], params)
-            item["crop_cam_t"] = torch.from_numpy(t.astype(np.float32))
-        return item
+        return build_item(
+            self,
+            index,
+            index=index,
+            name=self.name,
+            params=self.augment_params(index),
+            res=self.res,
+            load_image=lambda: (read_image(img_path, bgr=True), True),
+            img_path=img_path,
+            load_parsing=load_parsing if self.parsing else None,
+            parsing_path=ppath,
+            parsing_interp=self.parsing_interp,
+            skipped=self.skipped,
+        )
 
 
 def collate_samples(samples: list[dict[str, Any]]) -> dict[str, Any]:

@@ -88,12 +88,21 @@ def build_prior(cfg: DictConfig, body: nn.Module):
 
 
 def build_dataset(spec, cfg: DictConfig, augment: bool):
-    """One :class:`~dsrbody.data.SpinNpzDataset` from a :class:`~dsrbody.train.config.DatasetSpec`.
+    """One dataset from a :class:`~dsrbody.train.config.DatasetSpec`: a
+    :class:`~dsrbody.data.SpinNpzDataset` for ``npz``, a
+    :class:`~dsrbody.data.synth.stream.SynthStreamDataset` for ``synth``.
 
     Raises:
         FileNotFoundError: the annotation file or image folder does not exist (names the path and the
             expected layout).
+        ConfigError: the spec names neither or both sources, or impossible ``synth`` settings.
     """
+    from dsrbody.train.config import check_dataset_spec
+
+    check_dataset_spec(spec, f"dataset {spec.name!r}" if spec.name else "dataset")
+    if spec.synth is not None:
+        return _build_synth_stream(spec, cfg, augment)
+
     from dsrbody.data import SpinNpzDataset
 
     npz, img_dir = Path(str(spec.npz)), Path(str(spec.img_dir))
@@ -108,6 +117,22 @@ def build_dataset(spec, cfg: DictConfig, augment: bool):
         augment=augment,
         parsing=spec.parsing,
         parsing_root=spec.parsing_root,
+        seed=int(cfg.seed),
+        ignore_3d=bool(spec.ignore_3d),
+        res=int(cfg.model.img_res),
+    )
+
+
+def _build_synth_stream(spec, cfg: DictConfig, augment: bool):
+    """The :class:`~dsrbody.data.synth.stream.SynthStreamDataset` of a spec's ``synth`` settings."""
+    from dsrbody.data.synth.stream import SynthStreamDataset
+    from dsrbody.train.config import synth_config
+
+    return SynthStreamDataset(
+        synth_config(spec),
+        name=spec.name,
+        augment=augment,
+        parsing=spec.parsing is not False,
         seed=int(cfg.seed),
         ignore_3d=bool(spec.ignore_3d),
         res=int(cfg.model.img_res),

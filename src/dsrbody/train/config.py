@@ -17,15 +17,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from dsrbody.data.synth.generator import SynthConfig
 from dsrbody.losses.total import LossWeights
 
 __all__ = [
     "BodyConfig",
     "ModelConfig",
     "DatasetSpec",
+    "check_dataset_spec",
+    "synth_config",
     "DataConfig",
     "WeightsConfig",
     "LossConfig",
@@ -92,10 +95,29 @@ class ModelConfig:
 
 @dataclass
 class DatasetSpec:
-    """One SPIN/DSR annotation file (:class:`dsrbody.data.SpinNpzDataset`).
+    """One dataset: a SPIN/DSR annotation file (:class:`dsrbody.data.SpinNpzDataset`) or a synthetic
+    split generated on the fly (:class:`dsrbody.data.synth.stream.SynthStreamDataset`).
+
+    Give exactly one of ``npz`` (with ``img_dir``) and ``synth``::
+
+        train:
+          - npz: ${data.root}/synth_train.npz     # files written by `dsrbody synth`
+            img_dir: ${data.root}
+            ratio: 0.5
+          - synth: {num: 100000, seed: 1, hard: true}   # the same kind of samples, made while training
+            ratio: 0.5
 
     Attributes:
         npz: the annotation ``.npz``. img_dir: the image root (``imgname`` is relative to it).
+        synth: a streamed synthetic split instead of a file: the settings of
+            :class:`dsrbody.data.synth.SynthConfig`, which are those of ``dsrbody synth`` (``num``
+            distinct samples, required; ``seed``, ``split``, ``res`` (side of the generated image; the
+            crop follows ``model.img_res``), ``hard``, ``model``, ``model_path``, ``truncation_prob``,
+            ``photo_prob``, ``anny_topology``; ``version``: leave it). Item ``i`` is sample ``i`` of
+            ``dsrbody synth`` with the same settings, and equals the item read back from its files up
+            to their JPEG compression. Each DataLoader worker (``data.num_workers``) generates its
+            items, at the cost of ``dsrbody synth`` per sample. ``npz``, ``img_dir`` and
+            ``parsing_root`` are then unset; ``name`` defaults to ``synth_<split>``, ``parsing`` to on.
         name: dataset name (default: the registry's, else the file stem).
         ratio: per-sample probability in the training mix (normalised over the list).
         parsing: load parsing maps (``None``: on except for the registry's evaluation files).
@@ -103,13 +125,62 @@ class DatasetSpec:
         ignore_3d: use no SMPL/3D joints from this file (SPIN's ``ignore_3d``).
     """
 
-    npz: str = MISSING
-    img_dir: str = MISSING
+    npz: str | None = None
+    img_dir: str | None = None
+    synth: SynthConfig | None = None
     name: str | None = None
     ratio: float = 1.0
     parsing: bool | None = None
     parsing_root: str | None = None
     ignore_3d: bool = False
+
+
+def check_dataset_spec(spec: Any, where: str = "dataset") -> None:
+    """Check that a :class:`DatasetSpec` names exactly one source: ``npz`` with ``img_dir``, or ``synth``.
+
+    Args:
+        spec: the spec (config node or dataclass).
+        where: names it in the message (``"recipe.yaml: data.train.0"``).
+
+    Raises:
+        ConfigError: neither or both, ``npz`` without ``img_dir``, or file keys beside ``synth``.
+    """
+    has_npz, has_synth = spec.npz is not None, spec.synth is not None
+    if has_npz == has_synth:
+        which = "both" if has_npz else "neither"
+        raise ConfigError(
+            f"{where}: give exactly one of 'npz' (with 'img_dir') and 'synth' (a streamed synthetic split), "
+            f"got {which}"
+        )
+    if has_npz and spec.img_dir is None:
+        raise ConfigError(f"{where}: 'npz' needs 'img_dir' (the folder its imgname paths are relative to)")
+    if has_synth:
+        extra = [k for k in ("img_dir", "parsing_root") if getattr(spec, k) is not None]
+        if extra:
+            raise ConfigError(
+                f"{where}: {', '.join(map(repr, extra))} unused with 'synth' (it reads no files)"
+            )
+        synth = synth_config(spec, where)
+        try:
+            synth.validate()
+        except ValueError as e:  # named as the options of dsrbody synth
+            raise ConfigError(f"{where}: synth: {e}") from None
+
+
+def synth_config(spec: Any, where: str = "dataset") -> SynthConfig:
+    """The :class:`~dsrbody.data.synth.SynthConfig` of a :class:`DatasetSpec`'s ``synth`` settings
+    (``where`` names the spec in messages).
+
+    Raises:
+        ConfigError: a setting without a value (``num``) or a broken interpolation.
+    """
+    synth = spec.synth
+    if dataclasses.is_dataclass(synth) and not isinstance(synth, DictConfig):
+        return dataclasses.replace(synth)
+    try:
+        return SynthConfig(**OmegaConf.to_container(synth, resolve=True, throw_on_missing=True))
+    except OmegaConfBaseException as e:
+        raise _wrap(e, f"{where}: synth") from None
 
 
 @dataclass
@@ -233,11 +304,14 @@ class LoggingConfig:
     Attributes:
         every_n_steps: scalar logging frequency.
         images_every_n_steps: picture panels frequency (0: never); images_count: samples per panel.
+        mean_body_reference: at the first validation, also log the mean body's metrics
+            (``val_mean_body/*``): the line a learning curve is read against.
     """
 
     every_n_steps: int = 10
     images_every_n_steps: int = 200
     images_count: int = 2
+    mean_body_reference: bool = True
 
 
 @dataclass
@@ -363,6 +437,12 @@ def apply_overrides(cfg: DictConfig, overrides: list[str] | tuple[str, ...]) -> 
                     sc = OmegaConf.get_type(sub)
                     if dataclasses.is_dataclass(sc):
                         _check_keys(value, sc, key, f"override '{ov}'")
+                elif isinstance(value, dict) and sub is None and isinstance(node, DictConfig):
+                    # an unset optional group (data.train.0.synth={num: 1000}): fill its schema
+                    sc = node._get_node(p)._metadata.ref_type
+                    if dataclasses.is_dataclass(sc):
+                        _check_keys(value, sc, key, f"override '{ov}'")
+                        value = OmegaConf.merge(OmegaConf.structured(sc), value)
                 node[p] = value
             else:
                 node[p] = _as_declared(node, p, value)
@@ -424,6 +504,9 @@ def load_config(path: str | os.PathLike | None, overrides: list[str] | tuple[str
     missing = sorted(OmegaConf.missing_keys(cfg))
     if missing:
         raise ConfigError(f"{source}: config key(s) without a value: {', '.join(missing)}")
+    for split in ("train", "val", "test"):
+        for i, spec in enumerate(cfg.data[split] or []):
+            check_dataset_spec(spec, f"{source}: data.{split}.{i}")
     return cfg
 
 
