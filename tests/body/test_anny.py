@@ -345,3 +345,19 @@ def test_closest_point_on_triangle_against_dense_sampling():
     assert (exact <= sampled + 1e-12).all()
     edge = torch.stack([(b - a).norm(dim=-1), (c - a).norm(dim=-1), (c - b).norm(dim=-1)], -1).max(-1).values
     assert (sampled - exact <= edge / n).all()
+
+
+def test_check_phenotypes_names_value_range_and_source():
+    from dsrbody.body.anny import PHENOTYPE_RANGES, check_phenotypes
+
+    assert check_phenotypes([0, -1 / 3, 1, 0.5]) == [0.0, -1 / 3, 1.0, 0.5]
+    assert check_phenotypes([lo for lo, _ in PHENOTYPE_RANGES.values()], "x") == [
+        lo for lo, _ in PHENOTYPE_RANGES.values()
+    ]
+    with pytest.raises(ValueError, match=r"^my.json 'shape': Anny phenotype height = 1.2 is out of range; "
+                       r"valid range \[0, 1\]$"):  # fmt: skip
+        check_phenotypes([0.5, 0.5, 0.5, 0.5, 1.2], "my.json 'shape'")
+    with pytest.raises(ValueError, match=r"age = nan is not a finite number"):
+        check_phenotypes([0.5, float("nan")])
+    with pytest.raises(ValueError, match="7 values but anny takes at most 6"):
+        check_phenotypes([0.5] * 7)

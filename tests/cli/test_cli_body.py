@@ -151,3 +151,39 @@ def test_global_orient_turns_the_body(anny_body, tmp_path, capsys):
     # a half turn about the vertical through the root joint: x and z mirror about the root's x and z
     assert np.ptp(back[:, 0] + front[:, 0]) < 1e-4 and np.ptp(back[:, 2] + front[:, 2]) < 1e-4
     assert np.allclose(back[:, 1], front[:, 1], atol=1e-4)
+
+
+def test_out_of_range_phenotypes_are_refused(anny_body, tmp_path, capsys):
+    """Anny would clamp them silently; the CLI names the phenotype, its value, its range and the source."""
+    out = str(tmp_path / "x.obj")
+    line = _error_line(capsys, "--shape", "0.5", "0.5", "0.5", "1.7", "--out", out)
+    assert "--shape" in line and "weight = 1.7" in line and "[0, 1]" in line
+    line = _error_line(capsys, "--shape", "0.5", "-0.5", "--out", out)
+    assert "age = -0.5" in line and "[-0.3333, 1]" in line
+    pose = tmp_path / "pose.json"
+    pose.write_text(json.dumps({"shape": [2.0]}))
+    line = _error_line(capsys, "--pose-file", str(pose), "--out", out)
+    assert str(pose) in line and "'shape'" in line and "gender = 2" in line and "[0, 1]" in line
+    assert not (tmp_path / "x.obj").exists()
+    # the ends of the ranges are fine
+    rc, _, err = _run(capsys, "--shape", "1", "-0.3333333", "0", "1", "0", "1", "--out", out)
+    assert rc == 0, err
+
+
+def test_bad_pose_values_name_the_joint(anny_body, tmp_path, capsys):
+    out = str(tmp_path / "x.obj")
+    bad = tmp_path / "bad.json"
+    rows = [[0.0, 0.0, 0.0]] * 23
+    rows[6] = [0.0, None, 0.0]  # JSON null: nan
+    bad.write_text(json.dumps({"body_pose": rows}))
+    line = _error_line(capsys, "--pose-file", str(bad), "--out", out)
+    assert str(bad) in line and "'body_pose' holds nan at number 20 of 69" in line
+    assert f"(joint {anny_body.joint_names[7]})" in line and "finite" in line
+    np.savez(tmp_path / "bad.npz", pose=np.full((24, 3), np.inf))
+    line = _error_line(capsys, "--pose-file", str(tmp_path / "bad.npz"), "--out", out)
+    assert "'pose' holds inf at number 1 of 72" in line and f"(joint {anny_body.joint_names[0]})" in line
+    np.savez(tmp_path / "short.npz", global_orient=np.zeros(2))
+    line = _error_line(capsys, "--pose-file", str(tmp_path / "short.npz"), "--out", out)
+    assert "'global_orient' has 2 numbers, expected 1 x 3 = 3" in line
+    line = _error_line(capsys, "--global-orient", "0", "nan", "0", "--out", out)
+    assert "--global-orient" in line and "finite" in line

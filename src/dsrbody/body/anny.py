@@ -40,9 +40,10 @@ network predicts 24 rotations for either family; which joint a rotation drives f
 Shape: six phenotypes ``(gender, age, muscle, weight, height, proportions)``. Gender, muscle,
 weight, height and proportions lie in ``[0, 1]`` (gender 0 male, 1 female); age lies in Anny's
 ``[-1/3, 1]`` (anchors newborn -1/3, baby 0, child 1/3, young 2/3, old 1). Values outside are
-clamped by Anny. The mid values :data:`MID_PHENOTYPES` are all 0.5 (Anny's own defaults: an
-androgynous, average-muscle, average-weight teenager-to-young-adult body, about 1.6 m tall);
-trailing phenotypes left out of ``shape`` take these mid values.
+clamped by Anny; user-facing entry points refuse them with :func:`check_phenotypes`. The mid
+values :data:`MID_PHENOTYPES` are all 0.5 (Anny's own defaults: an androgynous, average-muscle,
+average-weight teenager-to-young-adult body, about 1.6 m tall); trailing phenotypes left out of
+``shape`` take these mid values.
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ __all__ = [
     "ANNY_PHENOTYPES",
     "PHENOTYPE_RANGES",
     "MID_PHENOTYPES",
+    "check_phenotypes",
     "ANNY_COCO23",
     "ANNY_SPIN49_SOURCES",
     "TOPOLOGIES",
@@ -106,6 +108,45 @@ PHENOTYPE_RANGES: dict[str, tuple[float, float]] = {
 }  # fmt: skip
 #: Mid phenotype values (Anny's defaults), used by ``mean_params`` and for left-out phenotypes.
 MID_PHENOTYPES: tuple[float, ...] = (0.5, 0.5, 0.5, 0.5, 0.5, 0.5)
+
+
+def check_phenotypes(values: Sequence[float], source: str = "shape") -> list[float]:
+    """Check phenotypes given by a user (``--shape``, a pose file's ``shape``) against the valid ranges.
+
+    For user-facing entry points only: :meth:`AnnyBody.forward` does not check (Anny clamps values
+    outside :data:`PHENOTYPE_RANGES`, and the regressor maps its outputs into the ranges), so an
+    out-of-range value would silently give the body of the range's end.
+
+    Args:
+        values: the first ``S' <= 6`` phenotypes, in :data:`ANNY_PHENOTYPES` order.
+        source: where they come from, for the message (``"--shape"``, ``"pose.json 'shape'"``).
+
+    Returns:
+        The values as floats.
+
+    Raises:
+        ValueError: one line naming the source, the phenotype, its value and its range, for more
+            than six values, a non-finite value or a value outside its range.
+    """
+    try:
+        vals = [float(v) for v in values]
+    except (TypeError, ValueError):
+        raise ValueError(f"{source}: Anny phenotypes must be numbers") from None
+    if len(vals) > len(ANNY_PHENOTYPES):
+        raise ValueError(
+            f"{source}: {len(vals)} values but anny takes at most {len(ANNY_PHENOTYPES)} "
+            f"({', '.join(ANNY_PHENOTYPES)})"
+        )
+    for name, v in zip(ANNY_PHENOTYPES, vals):
+        lo, hi = PHENOTYPE_RANGES[name]
+        if not np.isfinite(v) or not lo - 1e-6 <= v <= hi + 1e-6:
+            what = "is not a finite number" if not np.isfinite(v) else "is out of range"
+            raise ValueError(
+                f"{source}: Anny phenotype {name} = {v:g} {what}; valid range [{lo:.4g}, {hi:.4g}]"
+                + (" (-1/3 newborn, 0 baby, 1/3 child, 2/3 young, 1 old)" if name == "age" else "")
+            )
+    return vals
+
 
 #: The keypoints of Anny's shipped regressor ``anny.KeypointsRegressor.coco``: COCO-17 in COCO
 #: order, then the big toe, small toe and heel of each foot.

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -110,8 +111,13 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def _aa_array(value, path: Path, key: str, rows: int | None) -> np.ndarray:
-    """``value`` as ``(rows, 3)`` float axis-angle (``rows=None``: any number of triples)."""
+def _aa_array(
+    value, path: Path, key: str, rows: int | None, names: Sequence[str] | None = None
+) -> np.ndarray:
+    """``value`` as ``(rows, 3)`` float axis-angle (``rows=None``: any number of triples).
+
+    ``names``: the joint of each row, to name the one holding a non-finite value.
+    """
     try:
         arr = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError):
@@ -122,7 +128,13 @@ def _aa_array(value, path: Path, key: str, rows: int | None) -> np.ndarray:
         want = f"{rows} x 3 = {3 * rows}" if rows is not None else "a multiple of 3"
         raise ValueError(f"{path}: {key!r} has {arr.size} numbers, expected {want}")
     if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{path}: {key!r} has non-finite values")
+        k = int(np.flatnonzero(~np.isfinite(arr.reshape(-1)))[0])
+        row = k // 3
+        where = f" (joint {names[row]})" if names is not None and row < len(names) else ""
+        raise ValueError(
+            f"{path}: {key!r} holds {arr.reshape(-1)[k]} at number {k + 1} of {arr.size}{where}; "
+            "rotations must be finite axis-angle values in radians (JSON null reads as nan)"
+        )
     return arr.reshape(-1, 3)
 
 
@@ -185,7 +197,7 @@ def read_pose_file(path: str | Path, model) -> dict[str, np.ndarray]:
     if "pose" in data:
         if "global_orient" in data or "body_pose" in data:
             raise ValueError(f"{path}: give either 'pose' or 'global_orient'/'body_pose', not both")
-        pose = _aa_array(data["pose"], path, "pose", J)
+        pose = _aa_array(data["pose"], path, "pose", J, model.joint_names)
         out["global_orient"], out["body_pose"] = pose[0], pose[1:]
     if "global_orient" in data:
         out["global_orient"] = _aa_array(data["global_orient"], path, "global_orient", 1)[0]
@@ -204,7 +216,7 @@ def read_pose_file(path: str | Path, model) -> dict[str, np.ndarray]:
                     raise ValueError(f"{path}: {name!r} is the root: give it as 'global_orient'")
                 out["body_pose"][j - 1] = _aa_array(value, path, f"body_pose.{name}", 1)[0]
         else:
-            out["body_pose"] = _aa_array(bp, path, "body_pose", J - 1)
+            out["body_pose"] = _aa_array(bp, path, "body_pose", J - 1, model.joint_names[1:])
     for key in ("shape", "betas"):
         if key in data:
             try:
@@ -233,13 +245,17 @@ def _shape_vector(model, args, file_shape: np.ndarray | None) -> torch.Tensor:
         names = f"{model.shape_dim} betas"
     if values is not None:
         values = [float(v) for v in values]
+        src = "--shape" if args.shape is not None else f"{args.pose_file} 'shape'"
         if len(values) > model.shape_dim:
-            src = "--shape" if args.shape is not None else f"{args.pose_file} 'shape'"
             raise CLIError(
                 f"{src}: {len(values)} values but {model.name} takes at most {model.shape_dim} ({names})"
             )
         if not all(np.isfinite(values)):
-            raise CLIError("--shape: values must be finite numbers")
+            raise CLIError(f"{src}: values must be finite numbers, got {values}")
+        if model.name == "anny":
+            from dsrbody.body.anny import check_phenotypes
+
+            check_phenotypes(values, src)  # Anny would clamp silently
         base[: len(values)] = values
     return torch.tensor([base], dtype=torch.float32)
 
@@ -266,6 +282,8 @@ def run(args: argparse.Namespace) -> int:
     bp = np.zeros((J - 1, 3)) if pose is None else pose["body_pose"]
     if args.global_orient is not None:
         go = np.asarray(args.global_orient, dtype=np.float64)
+        if not np.all(np.isfinite(go)):
+            raise CLIError(f"--global-orient: values must be finite numbers, got {go.tolist()}")
     shape = _shape_vector(model, args, None if pose is None else pose.get("shape"))
 
     with torch.no_grad():

@@ -40,7 +40,9 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Generate the split."""
+    from dsrbody.cli import CLIError
     from dsrbody.data.synth import SynthConfig, generate
+    from dsrbody.data.synth.generator import SynthError
 
     cfg = SynthConfig(
         num=args.num, seed=args.seed, split=args.split, model=args.model, model_path=args.model_path,
@@ -49,8 +51,11 @@ def run(args: argparse.Namespace) -> int:
     command = (
         "dsrbody " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["synth"] else None
     )
-    generate(cfg, args.out, workers=args.workers, resume=args.resume, overwrite=args.overwrite,
-             progress=not args.quiet, command=command)  # fmt: skip
+    try:
+        generate(cfg, args.out, workers=args.workers, resume=args.resume, overwrite=args.overwrite,
+                 progress=not args.quiet, command=command)  # fmt: skip
+    except SynthError as exc:  # a dead worker, a full disk, a sample that failed: one line
+        raise CLIError(str(exc)) from exc
     if args.contact_sheet:
         from PIL import Image
 

@@ -31,12 +31,18 @@ Output layout (``--out DIR``)::
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import multiprocessing as mp
 import os
 import shutil
+import signal
 import sys
 import time
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -47,6 +53,7 @@ __all__ = [
     "SPLIT_CODES",
     "SynthConfig",
     "SampleMaker",
+    "SynthError",
     "generate",
     "chunk_ranges",
     "CHUNK",
@@ -299,31 +306,124 @@ def _describe_outfit(outfit) -> str:
 # dataset writing
 # --------------------------------------------------------------------------------------------
 
+
+class SynthError(RuntimeError):
+    """A generation run that failed for a reason other than its configuration: a generator worker that
+    died, a sample that could not be made, a file that could not be written (full disk, permissions).
+
+    The message is one line naming the folder or file; what was finished is kept (complete chunks
+    only), so ``--resume`` continues from there.
+    """
+
+
+#: Test hook: ``DSRBODY_SYNTH_FAULT=exit@I`` (``kill@I``, ``raise@I``) makes the worker about to make
+#: sample ``I`` end itself with ``os._exit`` (a SIGKILL, an exception). ``exit``/``kill`` end the
+#: process that makes the sample: use them with ``workers > 1`` only.
+FAULT_ENV = "DSRBODY_SYNTH_FAULT"
+
 _MAKER: SampleMaker | None = None
+_INIT_ERROR: BaseException | None = None
 
 
-def _worker_init(cfg_dict: dict) -> None:
-    global _MAKER
+def _worker_init(cfg_dict: dict, defer_errors: bool = False) -> None:
+    """Build the process's :class:`SampleMaker`.
+
+    In a pool worker (``defer_errors``) an exception is kept and raised by the first chunk instead,
+    so that it comes back to the parent as itself (a pool worker whose initializer fails just dies).
+    """
+    global _MAKER, _INIT_ERROR
     torch.set_num_threads(1)
-    _MAKER = SampleMaker(SynthConfig(**cfg_dict))
+    try:
+        _MAKER = SampleMaker(SynthConfig(**cfg_dict))
+    except Exception as exc:
+        if not defer_errors:
+            raise
+        _INIT_ERROR = exc
+
+
+def _fault(index: int) -> None:
+    spec = os.environ.get(FAULT_ENV)
+    if not spec:
+        return
+    kind, _, at = spec.partition("@")
+    if not at.isdigit() or int(at) != index:
+        return
+    if kind == "exit":
+        os._exit(70)
+    if kind == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    if kind == "raise":
+        raise RuntimeError(f"fault injected by {FAULT_ENV}={spec}")
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _os_error_reason(exc: OSError) -> str:
+    if exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+        return "no space left on the device: the disk is full (or the quota is exceeded)"
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return "permission denied"
+    if exc.errno == errno.EROFS:
+        return "the file system is read-only"
+    return " ".join((exc.strerror or str(exc) or type(exc).__name__).split())
+
+
+@contextlib.contextmanager
+def _writing(path: Path, what: str = "write", resume_hint: bool = True) -> Iterator[None]:
+    """Turn an ``OSError`` while writing ``path`` into a one-line :class:`SynthError` naming it."""
+    try:
+        yield
+    except OSError as exc:
+        hint = "; the samples finished so far are kept: fix this and rerun with --resume to continue"
+        raise SynthError(
+            f"{path}: could not {what} ({_os_error_reason(exc)}){hint if resume_hint else ''}"
+        ) from exc
+
+
+def _write_parsing_atomic(path: Path, labels: np.ndarray) -> None:
+    from dsrbody.data.synth.io import atomic_path
+    from dsrbody.semantics.parsing import write_parsing
+
+    with atomic_path(path) as tmp:  # the temporary name keeps the .png suffix PIL goes by
+        write_parsing(tmp, labels)
 
 
 def _make_chunk(args: tuple[str, int, int]) -> tuple[int, int]:
-    """Make and write samples ``[start, stop)``, then their chunk annotation file (the resume marker)."""
+    """Make and write samples ``[start, stop)``, then their chunk annotation file (the resume marker).
+
+    Every file is written atomically and the marker last, so a chunk with a marker is complete.
+    """
     out_dir, start, stop = args
     from dsrbody.data.synth.io import save_npz_deterministic, write_jpeg
-    from dsrbody.semantics.parsing import write_parsing
 
+    if _INIT_ERROR is not None:
+        raise _INIT_ERROR
     assert _MAKER is not None
     out = Path(out_dir)
+    split = _MAKER.cfg.split
     anns = []
     for i in range(start, stop):
-        rgb, labels, ann = _MAKER.make(i)
-        write_jpeg(out / ann["imgname"], rgb)
-        write_parsing(out / _parsing_name(ann["imgname"]), labels)
+        try:
+            _fault(i)
+            rgb, labels, ann = _MAKER.make(i)
+        except Exception as exc:
+            raise SynthError(
+                f"{out}: sample {i} of the '{split}' split could not be made ({_one_line(exc)}); "
+                "DSRBODY_DEBUG=1 shows the traceback"
+            ) from exc
+        img = out / ann["imgname"]
+        with _writing(img):
+            write_jpeg(img, rgb)
+        png = out / _parsing_name(ann["imgname"])
+        with _writing(png):
+            _write_parsing_atomic(png, labels)
         anns.append(ann)
-    arrays = _stack(anns)
-    save_npz_deterministic(_chunk_file(out, _MAKER.cfg.split, start), arrays)
+    marker = _chunk_file(out, split, start)
+    with _writing(marker):
+        save_npz_deterministic(marker, _stack(anns))
     return start, stop
 
 
@@ -348,9 +448,19 @@ def _stack(anns: list[dict]) -> dict[str, np.ndarray]:
 def _merge(out: Path, cfg: SynthConfig) -> Path:
     from dsrbody.data.synth.io import save_npz_deterministic
 
-    parts = [np.load(_chunk_file(out, cfg.split, s)) for s, _ in chunk_ranges(cfg.num)]
+    parts = []
+    for s, _ in chunk_ranges(cfg.num):
+        f = _chunk_file(out, cfg.split, s)
+        try:
+            with np.load(f, allow_pickle=False) as z:
+                parts.append({k: z[k] for k in z.files})
+        except Exception as exc:  # noqa: BLE001 - any unreadable chunk is one error line
+            raise SynthError(
+                f"{f}: chunk annotation file is unreadable ({_one_line(exc)}); delete it and rerun "
+                "with --resume to make its samples again"
+            ) from exc
     merged = {}
-    for k in parts[0].files:
+    for k in parts[0]:
         vals = [p[k] for p in parts]
         if vals[0].dtype.kind == "U":
             width = max(v.dtype.itemsize // 4 for v in vals)
@@ -360,14 +470,64 @@ def _merge(out: Path, cfg: SynthConfig) -> Path:
     if cfg.model == "anny":
         merged["phenotype"] = merged["shape"].copy()
     path = out / f"synth_{cfg.split}.npz"
-    save_npz_deterministic(path, merged)
+    with _writing(path):
+        save_npz_deterministic(path, merged)
     return path
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def _remove_stray_temps(out: Path, split: str) -> int:
+    """Remove the temporary files an interrupted run of this split left behind; return how many.
+
+    Only this split's files: another split may be generated into the same folder at the same time
+    (the shared ``README.md`` is only cleared of temporaries whose writer has ended).
+    """
+    from dsrbody.data.synth.io import temp_target
+
+    parts = _chunk_file(out, split, 0).parent
+    removed = 0
+    for folder in (out, out / "images", out / "grph_sequences" / "images", parts):
+        if not folder.is_dir():
+            continue
+        with os.scandir(folder) as entries:
+            stray = []
+            for entry in entries:
+                target = temp_target(entry.name)
+                if target is None or not entry.is_file(follow_symlinks=False):
+                    continue
+                name, pid = target
+                if folder == parts:
+                    ours = True
+                elif folder == out:
+                    ours = name in (f"synth_{split}.npz", f"synth_{split}.json") or (
+                        name == "README.md" and not _pid_alive(pid)
+                    )
+                else:
+                    ours = name.startswith(f"{split}_")
+                if ours:
+                    stray.append(entry.path)
+        for p in stray:
+            with _writing(Path(p), "remove this stray temporary file", resume_hint=False):
+                os.unlink(p)
+            removed += 1
+    return removed
 
 
 def _check_folder(
     out: Path, cfg: SynthConfig, resume: bool, overwrite: bool, command: str | None = None
 ) -> list[tuple[int, int]]:
     """Validate the output folder; return the chunks still to make."""
+    from dsrbody.data.synth.io import atomic_write_text, temp_target
+
     cfg_file = out / f"synth_{cfg.split}.json"
     if out.exists() and not out.is_dir():
         raise ValueError(f"{out}: exists and is not a folder")
@@ -375,6 +535,11 @@ def _check_folder(
     if existing and overwrite:
         ours = {"images", "grph_sequences", "README.md"} | {p.name for p in out.glob("synth_*")}
         ours |= {p.name for p in out.glob(".synth_*_parts")}
+        ours |= {
+            p.name
+            for p in existing
+            if (t := temp_target(p.name)) and (t[0].startswith("synth_") or t[0] == "README.md")
+        }
         foreign = [p.name for p in existing if p.name not in ours]
         if foreign:
             raise ValueError(
@@ -382,7 +547,8 @@ def _check_folder(
                 f"({', '.join(sorted(foreign)[:5])})"
             )
         for p in existing:
-            shutil.rmtree(p) if p.is_dir() else p.unlink()
+            with _writing(p, "delete it", resume_hint=False):
+                shutil.rmtree(p) if p.is_dir() else p.unlink()
         existing = []
     if existing:
         if not cfg_file.exists():
@@ -393,7 +559,13 @@ def _check_folder(
                     "or pass --overwrite"
                 )
         else:
-            old = json.loads(cfg_file.read_text())
+            try:
+                old = json.loads(cfg_file.read_text())
+            except (ValueError, UnicodeDecodeError) as exc:
+                raise ValueError(
+                    f"{cfg_file}: unreadable configuration ({_one_line(exc)}); pass --overwrite to "
+                    "start again"
+                ) from None
             old.pop("command", None)
             new = cfg.to_json()
             diff = [k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
@@ -410,14 +582,24 @@ def _check_folder(
                     f"{out}: holds an unfinished '{cfg.split}' split with this configuration; pass "
                     "--resume to continue it or --overwrite to start again"
                 )
-    out.mkdir(parents=True, exist_ok=True)
+    with _writing(out, "create the folder", resume_hint=False):
+        out.mkdir(parents=True, exist_ok=True)
     if not os.access(out, os.W_OK):
-        raise PermissionError(f"{out}: folder is not writable")
-    (out / "images").mkdir(exist_ok=True)
-    (out / "grph_sequences" / "images").mkdir(parents=True, exist_ok=True)
-    _chunk_file(out, cfg.split, 0).parent.mkdir(exist_ok=True)
-    cfg_file.write_text(json.dumps({**cfg.to_json(), "command": command}, indent=2, sort_keys=True) + "\n")
+        raise SynthError(f"{out}: folder is not writable")
+    with _writing(out, "create the dataset folders in it", resume_hint=False):
+        (out / "images").mkdir(exist_ok=True)
+        (out / "grph_sequences" / "images").mkdir(parents=True, exist_ok=True)
+        _chunk_file(out, cfg.split, 0).parent.mkdir(exist_ok=True)
+    _remove_stray_temps(out, cfg.split)
+    with _writing(cfg_file, resume_hint=False):
+        atomic_write_text(
+            cfg_file, json.dumps({**cfg.to_json(), "command": command}, indent=2, sort_keys=True) + "\n"
+        )
     return [(s, e) for s, e in chunk_ranges(cfg.num) if not _chunk_file(out, cfg.split, s).exists()]
+
+
+def _done_samples(out: Path, cfg: SynthConfig) -> int:
+    return sum(e - s for s, e in chunk_ranges(cfg.num) if _chunk_file(out, cfg.split, s).exists())
 
 
 def generate(
@@ -442,12 +624,23 @@ def generate(
 
     Returns:
         Path of the split's annotation file ``synth_<split>.npz``.
+
+    Raises:
+        ValueError: impossible settings, or a folder that does not fit them (one line).
+        SynthError: a worker died, a sample could not be made, or a file could not be written (full
+            disk, permissions); complete chunks are kept and ``resume=True`` continues after them.
     """
     cfg.validate()
     out = Path(out_dir)
     todo = _check_folder(out, cfg, resume, overwrite, command)
     npz = out / f"synth_{cfg.split}.npz"
+    parts_dir = _chunk_file(out, cfg.split, 0).parent
     if not todo and npz.exists():
+        if parts_dir.exists() or not (out / "README.md").exists():  # ended after the merge
+            if parts_dir.exists():
+                with _writing(parts_dir, "remove the chunk folder"):
+                    shutil.rmtree(parts_dir)
+            _write_card(out, cfg, command)
         print(f"{npz} is complete ({cfg.num} samples); nothing to do")
         return npz
     from tqdm import tqdm
@@ -463,21 +656,22 @@ def generate(
     )
     t0 = time.perf_counter()
     jobs = [(str(out), s, e) for s, e in todo]
-    if workers <= 1:
-        _worker_init(cfg.to_json())
-        for job in jobs:
-            s, e = _make_chunk(job)
-            bar.update(e - s)
-    else:
-        ctx = mp.get_context("spawn")
-        with ctx.Pool(workers, initializer=_worker_init, initargs=(cfg.to_json(),)) as pool:
-            for s, e in pool.imap_unordered(_make_chunk, jobs):
+    try:
+        if workers <= 1 or not jobs:
+            if jobs:
+                _worker_init(cfg.to_json())
+            for job in jobs:
+                s, e = _make_chunk(job)
                 bar.update(e - s)
-    bar.close()
+        else:
+            _run_pool(out, cfg, jobs, workers, bar)
+    finally:
+        bar.close()
     made = remaining
     dt = time.perf_counter() - t0
     path = _merge(out, cfg)
-    shutil.rmtree(_chunk_file(out, cfg.split, 0).parent)
+    with _writing(parts_dir, "remove the chunk folder"):
+        shutil.rmtree(parts_dir)
     _write_card(out, cfg, command)
     if progress:
         print(
@@ -486,11 +680,44 @@ def generate(
     return path
 
 
+def _run_pool(out: Path, cfg: SynthConfig, jobs: list[tuple[str, int, int]], workers: int, bar) -> None:
+    """Make ``jobs`` in ``workers`` spawned processes; a worker that dies is a :class:`SynthError`.
+
+    A ``ProcessPoolExecutor`` notices a dead worker (SIGKILL, out of memory, ``os._exit``) and fails
+    the pending chunks, where ``multiprocessing.Pool`` would wait for its result forever. On any
+    failure the chunks not started are cancelled; the ones running finish (or die with the pool).
+    """
+    pool = ProcessPoolExecutor(
+        min(workers, len(jobs)),
+        mp_context=mp.get_context("spawn"),
+        initializer=_worker_init,
+        initargs=(cfg.to_json(), True),
+    )
+    broken: BrokenProcessPool | None = None
+    try:
+        futures = [pool.submit(_make_chunk, job) for job in jobs]
+        for fut in as_completed(futures):
+            s, e = fut.result()
+            bar.update(e - s)
+    except BrokenProcessPool as exc:
+        broken = exc
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    if broken is not None:
+        raise SynthError(
+            f"{out}: a generator worker died (killed or out of memory?) after {_done_samples(out, cfg)} "
+            f"of {cfg.num} samples; rerun with --resume to continue"
+        ) from broken
+
+
 def _write_card(out: Path, cfg: SynthConfig, command: str | None) -> None:
     from dsrbody.data.synth.card import dataset_card
+    from dsrbody.data.synth.io import atomic_write_text
 
     splits = {}
     for f in sorted(out.glob("synth_*.json")):
         c = json.loads(f.read_text())
         splits[c["split"]] = c
-    (out / "README.md").write_text(dataset_card(splits, command))
+    card = out / "README.md"
+    with _writing(card):
+        atomic_write_text(card, dataset_card(splits, command))
