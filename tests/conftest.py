@@ -26,3 +26,17 @@ def anny_body():
     from dsrbody.body.anny import AnnyBody
 
     return AnnyBody()
+
+
+@pytest.fixture(scope="session")
+def cpu_run(tmp_path_factory):
+    """The output folder of a 4-step ``dsrbody train --resume-if-any`` run of configs/synth_cpu.yaml on the
+    16-sample synthetic set, validated on its 4 test samples after steps 2 and 4 (see
+    tests/train/train_testkit.py, make_cpu_run). Read it, do not write into it."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent / "train"))
+    from train_testkit import make_cpu_run
+
+    return make_cpu_run(tmp_path_factory.getbasetemp())

@@ -66,7 +66,7 @@ def test_fit_from_checkpoint_with_dsr(ckpt, synth, tmp_path, capsys):
 def test_fit_keypoints_only_from_the_mean_body(synth, tmp_path, capsys):
     out = tmp_path / "fit"
     args = ["fit", "--data", str(synth / "synth_test.npz"), "--losses", "kp", "--iters", "5", "--lr", "0.02"]
-    assert main([*args, "--limit", "1", "--out", str(out), "--quiet"]) == 0
+    assert main([*args, "--start", "mean", "--limit", "1", "--out", str(out), "--quiet"]) == 0
     report = json.loads((out / "fit_metrics.json").read_text())
     assert report["start"] == "mean" and "dsr_mc" not in report["terms_start"]
     assert report["terms_fit"]["keypoints"] < report["terms_start"]["keypoints"]
@@ -76,8 +76,8 @@ def test_fit_bad_inputs(synth, tmp_path, capsys):
     cases = [
         (["--data", str(synth), "--losses", "kp,foo"], "unknown term"),
         (["--data", str(tmp_path / "none.npz")], "none.npz"),
-        (["--data", str(synth), "--start", "regressor"], "needs --ckpt"),
-        (["--data", str(synth), "--weight", "dsr_x=1"], "--weight"),
+        (["--data", str(synth), "--start", "regressor", "--body", "smpl"], "needs --ckpt"),
+        (["--data", str(synth), "--start", "mean", "--weight", "dsr_x=1"], "--weight"),
     ]
     for extra, message in cases:
         capsys.readouterr()
@@ -101,7 +101,7 @@ def test_fit_a_users_photo_with_openpose_and_parsing(synth, tmp_path, capsys):
     )
     out = tmp_path / "fit"
     args = ["fit", "--data", str(photos), "--openpose", str(op), "--iters", "3", "--lr", "0.02"]
-    assert main([*args, "--out", str(out), "--quiet"]) == 0
+    assert main([*args, "--start", "mean", "--out", str(out), "--quiet"]) == 0
     report = json.loads((out / "fit_metrics.json").read_text())
     assert report["n_fitted"] == 1 and report["terms_start"]["n_dsr_c"] == 1
     assert report["terms_fit"]["keypoints"] < report["terms_start"]["keypoints"]

@@ -31,3 +31,61 @@ def tiny_overrides(root: Path, *extra: str) -> list[str]:
         "logging.every_n_steps=1",
         *extra,
     ]
+
+
+#: the shared tiny run of configs/synth_cpu.yaml (tests/models, tests/cli, tests/train use it: made once).
+CPU_RUN_DIR = "dsrbody_tiny_cpu_run"
+#: its length: validations (on the 4 test samples) after steps 2 and 4, at batch 4.
+CPU_RUN_STEPS, CPU_RUN_VAL_EVERY, CPU_RUN_BATCH = 4, 2, 4
+
+
+def cpu_recipe_root(synth16: Path) -> Path:
+    """A data root with configs/synth_cpu.yaml's layout (``train128/``, ``train128_hard/``): both the
+    16-sample set."""
+    root = synth16.parent / "dsrbody_cpu_recipe_root"
+    root.mkdir(exist_ok=True)
+    for name in ("train128", "train128_hard"):
+        if not (root / name).exists():
+            (root / name).symlink_to(synth16, target_is_directory=True)
+    return root
+
+
+def cpu_run_args(synth16: Path, out: Path, *extra: str) -> list[str]:
+    """``dsrbody train --resume-if-any`` of configs/synth_cpu.yaml on the 16-sample set, validated (and
+    tested) on its 4 test samples every CPU_RUN_VAL_EVERY steps, CPU_RUN_STEPS steps, no pictures."""
+    config = Path(__file__).resolve().parents[2] / "configs" / "synth_cpu.yaml"
+    test = [f"data.{s}.0.{k}={v}" for s in ("val", "test")
+            for k, v in (("npz", synth16 / "synth_test.npz"), ("img_dir", synth16))]  # fmt: skip
+    return [
+        "train",
+        "--config",
+        str(config),
+        "--out",
+        str(out),
+        "--resume-if-any",
+        *tiny_overrides(
+            cpu_recipe_root(synth16),
+            *test,
+            f"data.batch_size={CPU_RUN_BATCH}",
+            f"trainer.max_steps={CPU_RUN_STEPS}",
+            f"trainer.val_every_n_steps={CPU_RUN_VAL_EVERY}",
+            "trainer.checkpoint_every_n_steps=0",
+            "optim.warmup_steps=1",
+            "optim.lr=1e-3",
+            *extra,
+        ),
+    ]
+
+
+def make_cpu_run(base: Path) -> Path:
+    """``base/dsrbody_tiny_cpu_run``: the output folder of a CPU_RUN_STEPS-step ``dsrbody train`` run of
+    configs/synth_cpu.yaml (config.yaml, checkpoints/last.ckpt and best.ckpt, csv/version_0), made once
+    per session through the CLI (``--resume-if-any`` on an empty folder: a fresh start)."""
+    from dsrbody.cli import main
+
+    out = base / CPU_RUN_DIR
+    if not (out / "checkpoints" / "last.ckpt").is_file():
+        synth16 = make_synth16(base)
+        if main(cpu_run_args(synth16, out)) != 0:
+            raise RuntimeError(f"the tiny CPU run in {out} failed")
+    return out
