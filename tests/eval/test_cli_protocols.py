@@ -65,7 +65,7 @@ def test_eval_dataset_errors(spin_weights, tmp_path, capsys):
     code = main(["eval", "--dataset", "3dpw", "--data-root", str(tmp_path), "--ckpt", str(path)])
     assert code == 1 and "3dpw_test.npz" in capsys.readouterr().err
     code = main(["eval", "--ckpt", str(path)])
-    assert code == 1 and "--config is required" in capsys.readouterr().err
+    assert code == 1 and "stores no recipe: pass --config" in capsys.readouterr().err
 
 
 @pytest.mark.slow
