@@ -68,7 +68,9 @@ def tiny_fit(synth16, tmp_path_factory):
 
 def test_the_run_is_the_recipe_on_the_tiny_set(tiny_fit):
     cfg, res = tiny_fit["cfg"], tiny_fit["res"]
-    assert cfg.model.backbone == "resnet18" and cfg.model.img_res == 96 and cfg.model.pretrained_backbone is None
+    assert (
+        cfg.model.backbone == "resnet18" and cfg.model.img_res == 96 and cfg.model.pretrained_backbone is None
+    )
     assert cfg.body.topology == "notoes_collapse10pc" and cfg.loss.weights.rest_vertices > 0
     assert cfg.optim.schedule == "cosine" and cfg.optim.lr == 5.0e-4
     assert res.global_step == STEPS
