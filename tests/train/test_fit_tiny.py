@@ -3,9 +3,12 @@ crops), losses (metric shape term included), optimiser and cosine schedule, trai
 without augmentation or dropout and validated on the same 8, bring the training loss far below its first
 value and the training-set PA-MPJPE and PVE-T far below the mean body's.
 
-The budget: 30 steps of batch 8 (the whole set per step) at the recipe's learning rate. At this budget
-(seed 0) the loss ends near 12 % of its first value, PA-MPJPE near 0.25x and PVE-T near 0.22x the mean
-body's; the thresholds below leave about a factor 2.5 of margin."""
+The budget: 40 steps of batch 8 (the whole set per step, one step per epoch) at the recipe's learning rate
+(5e-4; 1e-3 can blow up through SPIN's camera term exp(-10 s)^2), 5 warm-up steps, one validation at the end.
+Measured (seeds 0, 1, 2): the loss ends at 10-11 % of its first value, PA-MPJPE at 0.21-0.25x the mean body's
+(29-35 mm against 138 mm), PVE-T at 0.20-0.21x (10-11 mm against 51 mm), MPJPE at 0.15-0.21x; the thresholds
+below leave a factor 2 or more. 30 steps is too few for that margin (PA-MPJPE 0.41x). About 25 s on an idle
+2-core CPU."""
 
 from __future__ import annotations
 
@@ -22,7 +25,7 @@ from dsrbody.train import load_config
 pytestmark = pytest.mark.slow
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
-N, STEPS, WARMUP, SEED = 8, 30, 5, 0
+N, STEPS, WARMUP, SEED = 8, 40, 5, 0
 
 
 def first_samples(synth16: Path, out: Path, n: int) -> Path:
@@ -94,6 +97,6 @@ def test_training_set_errors_fall_well_below_the_mean_body(tiny_fit):
     assert log["step"] == [STEPS - 1] and log["n_samples"] == [float(N)]
     pa, pve_t = log["pa_mpjpe"][-1], log["pve_t"][-1]
     assert ref["pa_mpjpe"] > 50.0 and ref["pve_t"] > 20.0  # mm: the mean body is far from these bodies
-    assert pa < 0.6 * ref["pa_mpjpe"], (pa, ref["pa_mpjpe"])
-    assert pve_t < 0.6 * ref["pve_t"], (pve_t, ref["pve_t"])
-    assert log["mpjpe"][-1] < ref["mpjpe"]
+    assert pa < 0.5 * ref["pa_mpjpe"], (pa, ref["pa_mpjpe"])
+    assert pve_t < 0.5 * ref["pve_t"], (pve_t, ref["pve_t"])
+    assert log["mpjpe"][-1] < 0.5 * ref["mpjpe"], (log["mpjpe"][-1], ref["mpjpe"])
