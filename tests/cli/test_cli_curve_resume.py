@@ -32,7 +32,7 @@ def test_curve_cli(cpu_run, tmp_path, capsys):
     lines = capsys.readouterr().out.strip().splitlines()
     last = CPU_RUN_STEPS * CPU_RUN_BATCH
     assert lines[0].startswith(f"2 validations, last at {last:,} samples: MPJPE ")
-    assert lines[0].count("(mean body ") == 3 and "PA-MPJPE" in lines[0] and "PVE-T" in lines[0]
+    assert lines[0].count("(mean body ") == 4 and "PA-MPJPE" in lines[0] and "PVE-T" in lines[0]
     assert lines[-1] == f"wrote {out}"
     pic = iio.imread(out)
     assert pic.ndim == 3 and pic.shape[1] > 2 * pic.shape[0]

@@ -16,6 +16,7 @@ from dsrbody.eval.metrics import (
     pa_mpjpe,
     pve,
     pve_t,
+    pve_t_sc,
     selection_score,
 )
 
@@ -80,6 +81,38 @@ def test_pve_and_pve_t_hand_computed():
     assert pve(a + 0.01, a).item() == pytest.approx(10.0 * math.sqrt(3), rel=1e-6)
     with pytest.raises(ValueError, match="pve"):
         pve(a, torch.zeros(1, 5, 3))
+
+
+def _pve_t_sc_reference(pred, gt):
+    """Brute force, one sample and one vertex at a time (float64)."""
+    out = []
+    for p, g in zip(pred.double(), gt.double()):
+        pc = [v - p.mean(0) for v in p]
+        gc = [v - g.mean(0) for v in g]
+        rp = math.sqrt(sum(float(v @ v) for v in pc) / len(pc))
+        rg = math.sqrt(sum(float(v @ v) for v in gc) / len(gc))
+        out.append(1000.0 * sum(float((v * rg / rp - w).norm()) for v, w in zip(pc, gc)) / len(pc))
+    return torch.tensor(out, dtype=torch.float64)
+
+
+def test_pve_t_sc_removes_stature_and_placement_only():
+    torch.manual_seed(0)
+    gt = torch.randn(3, 50, 3) * 0.3
+    shape_err = gt + 0.01 * torch.randn(3, 50, 3)
+    # a taller, shifted copy of the same body: PVE-T counts it, PVE-T-SC does not
+    taller = 1.1 * gt + torch.tensor([0.0, 0.05, 0.02])
+    assert pve_t(taller, gt).min() > 10.0
+    assert torch.allclose(pve_t_sc(taller, gt), torch.zeros(3), atol=1e-3)
+    # a shape difference stays, and scaling or shifting the prediction changes nothing
+    base = pve_t_sc(shape_err, gt)
+    assert base.min() > 5.0
+    assert torch.allclose(pve_t_sc(0.8 * shape_err - 0.3, gt), base, atol=1e-3)
+    assert torch.allclose(base.double(), _pve_t_sc_reference(shape_err, gt), atol=1e-3)
+    # a rotation is not removed (rest poses share the canonical frame)
+    rotated = gt @ _rot_z(20.0).T
+    assert pve_t_sc(rotated, gt).min() > 10.0
+    with pytest.raises(ValueError, match="pve_t_sc"):
+        pve_t_sc(gt, gt[:, :10])
 
 
 def test_align_pelvis_and_selection_score():

@@ -422,7 +422,7 @@ def test_synth_protocol_agrees_with_synth_eval(kit, tmp_path):
     bm = kit.models["neutral"]
     res = evaluate("synth", tmp_path / "synth_test.npz", tmp_path, ParamPredictor(bm, pose, shape, 0.0),
                    progress=False)  # fmt: skip
-    assert set(res.metrics) == {"mpjpe", "pa_mpjpe", "pve", "pve_t"}
+    assert set(res.metrics) == {"mpjpe", "pa_mpjpe", "pve", "pve_t", "pve_t_sc"}
     assert max(res.metrics.values()) < 1e-3
     assert res.joint_names == list(eval_joints(bm).names)
     assert np.allclose(res.per_sample["distance_m"], np.linalg.norm(arrays["cam_t"], axis=1))
@@ -436,7 +436,7 @@ def test_synth_protocol_agrees_with_synth_eval(kit, tmp_path):
         "pose": torch.as_tensor(pose, dtype=f32), "betas": torch.as_tensor(shape, dtype=f32),
     }  # fmt: skip
     want = batch_metrics(pred(batch), batch, bm, eval_joints(bm), rerun=False)
-    for k in ("mpjpe", "pa_mpjpe", "pve", "pve_t"):
+    for k in ("mpjpe", "pa_mpjpe", "pve", "pve_t", "pve_t_sc"):
         assert np.allclose(res.per_sample[k], want[k].numpy(), rtol=1e-4, atol=1e-3), k
         assert res.per_sample[k].min() > 1
 

@@ -12,7 +12,7 @@ from train_testkit import CPU_RUN_BATCH, CPU_RUN_STEPS, CPU_RUN_VAL_EVERY
 
 from dsrbody.train.curves import plot_learning_curve, read_validation_log
 
-METRICS = ("mpjpe", "pa_mpjpe", "pve", "pve_t", "score")
+METRICS = ("mpjpe", "pa_mpjpe", "pve", "pve_t", "pve_t_sc", "score")
 
 
 def csv_rows(run) -> list[dict]:

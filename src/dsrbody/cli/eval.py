@@ -245,7 +245,9 @@ def run(args: argparse.Namespace) -> int:
     cols = ["metric", "model"] + (["mean body"] if ref is not None else []) + ["samples"]
     for col in cols:
         table.add_column(col, justify="right" if col != "metric" else "left")
-    labels = {"mpjpe": "MPJPE", "pa_mpjpe": "PA-MPJPE", "pve": "PVE", "pve_t": "PVE-T"}
+    labels = {
+        "mpjpe": "MPJPE", "pa_mpjpe": "PA-MPJPE", "pve": "PVE", "pve_t": "PVE-T", "pve_t_sc": "PVE-T-SC",
+    }  # fmt: skip
     for k, label in labels.items():
         row = [label, f"{res[k]:.1f}" if k in res else "n/a"]
         if ref is not None:

@@ -170,7 +170,7 @@ def print_report(report: dict) -> None:
     for k in ("keypoints", "dsr_mc", "dsr_c", "silhouette", "pose_prior", "joint_limits", "shape_prior"):
         if k in ts or k in tf:
             print(f"{k:16s}{_fmt(ts.get(k, float('nan'))):>12s}{_fmt(tf.get(k, float('nan'))):>12s}")
-    for k in ("mpjpe", "pa_mpjpe", "pve", "pve_t"):
+    for k in ("mpjpe", "pa_mpjpe", "pve", "pve_t", "pve_t_sc"):
         if k in ms or k in mf:
             print(
                 f"{k + ' (mm)':16s}{_fmt(ms.get(k, float('nan'))):>12s}{_fmt(mf.get(k, float('nan'))):>12s}"

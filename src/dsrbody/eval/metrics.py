@@ -6,6 +6,9 @@
 - :func:`pve`: mean per-vertex error without alignment, as the official evaluation (both meshes in
   the body frame: rotated by the global orientation, no camera translation).
 - :func:`pve_t`: per-vertex error of the meshes in the rest pose (shape only, no pose, no alignment).
+- :func:`pve_t_sc`: the same after scale correction (both rest meshes centred, the prediction scaled to
+  the ground truth's RMS size; the PVE-T-SC of SSP-3D evaluations): body proportions without stature,
+  which a crop cannot show (docs/model_card.md).
 
 Every function returns one value per sample (``(B,)``, millimetres, inputs in metres);
 :class:`MetricAccumulator` averages them over a dataset. :func:`eval_joints` picks the evaluation
@@ -32,6 +35,7 @@ __all__ = [
     "pa_mpjpe",
     "pve",
     "pve_t",
+    "pve_t_sc",
     "selection_score",
     "MetricAccumulator",
 ]
@@ -145,6 +149,31 @@ def pve_t(pred_rest: torch.Tensor, gt_rest: torch.Tensor) -> torch.Tensor:
     """
     _check_pair(pred_rest, gt_rest, "pve_t")
     return (pred_rest - gt_rest).norm(dim=-1).mean(dim=-1) * _MM
+
+
+def _rms_radius(x: torch.Tensor) -> torch.Tensor:
+    """``(B, V, 3)`` centred points -> ``(B, 1, 1)`` root-mean-square distance from the origin."""
+    return x.square().sum(dim=-1).mean(dim=-1).sqrt()[:, None, None]
+
+
+def pve_t_sc(pred_rest: torch.Tensor, gt_rest: torch.Tensor) -> torch.Tensor:
+    """Scale-corrected PVE-T: per-vertex error of the rest-pose meshes after centring both on their
+    vertex mean and scaling the prediction to the ground truth's RMS radius (no rotation).
+
+    A crop fixes a person's size in pixels, so stature (distance and height trade off) is not in the
+    image; this measures the shape the image does show.
+
+    Args:
+        pred_rest, gt_rest: ``(B, V, 3)`` rest-pose vertices, metres, same mesh and frame.
+
+    Returns:
+        ``(B,)`` millimetres.
+    """
+    _check_pair(pred_rest, gt_rest, "pve_t_sc")
+    p = pred_rest - pred_rest.mean(dim=1, keepdim=True)
+    g = gt_rest - gt_rest.mean(dim=1, keepdim=True)
+    p = p * (_rms_radius(g) / _rms_radius(p).clamp_min(1e-12))
+    return (p - g).norm(dim=-1).mean(dim=-1) * _MM
 
 
 def selection_score(pa_mpjpe_mm: float, mpjpe_mm: float) -> float:

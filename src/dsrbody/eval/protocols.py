@@ -62,6 +62,7 @@ import numpy as np
 import torch
 
 from dsrbody.body.keypoints import H36M_TO_J17, H36M_TO_LSP14, LSP14, swap_left_right
+from dsrbody.eval.metrics import pve_t_sc
 from dsrbody.geometry.procrustes import similarity_procrustes
 
 __all__ = [
@@ -121,6 +122,7 @@ METRIC_LABELS = {
     "pa_mpjpe": "PA-MPJPE (mm)",
     "pve": "PVE (mm)",
     "pve_t": "PVE-T (mm)",
+    "pve_t_sc": "PVE-T-SC (mm)",
     "pck150": "PCK@150mm (%)",
     "auc": "AUC 0-150mm (%)",
 }
@@ -184,8 +186,8 @@ PROTOCOLS: dict[str, Protocol] = {
         Protocol("mpi-inf-3dhp", ("mpi_inf_3dhp_valid.npz",), "S", 17,
                  ("mpjpe", "pa_mpjpe", "pck150", "auc"), ("S",), True,
                  "MPI-INF-3DHP test: 3D joints S, 17 joints; PCK/AUC on their 14 LSP joints"),
-        Protocol("synth", ("synth_test.npz",), "params", 14, ("mpjpe", "pa_mpjpe", "pve", "pve_t"),
-                 ("pose", "shape"), False,
+        Protocol("synth", ("synth_test.npz",), "params", 14,
+                 ("mpjpe", "pa_mpjpe", "pve", "pve_t", "pve_t_sc"), ("pose", "shape"), False,
                  "dsrbody synthetic test split: the file's body parameters through the checkpoint's body "
                  "model; the LSP joints it has (dsrbody.eval.metrics.eval_joints), mid-hip pelvis"),
     ]
@@ -858,6 +860,10 @@ def evaluate(
             prv = pred["rest_vertices"].detach().to(pv)
             e = 1000.0 * vertex_errors(prv, gt_out.rest_vertices.to(prv))
             cols["pve_t"] += (e if row_ok is None else e.masked_fill(~row_ok, float("nan"))).cpu().tolist()
+            if "pve_t_sc" in cols:
+                e = pve_t_sc(prv, gt_out.rest_vertices.to(prv))
+                e = e if row_ok is None else e.masked_fill(~row_ok, float("nan"))
+                cols["pve_t_sc"] += e.cpu().tolist()
         pj_mpjpe.append(1000.0 * e_joint.cpu().numpy())
         pj_pa.append(1000.0 * pa_joint.cpu().numpy())
         cols["sample_index"] += idx_t.tolist()

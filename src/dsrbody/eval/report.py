@@ -169,9 +169,9 @@ def _summary_figure(result: EvalResult) -> bytes:
 
 def _histogram_figure(result: EvalResult) -> bytes:
     plt = _plt()
-    keys = [k for k in ("mpjpe", "pa_mpjpe", "pve", "pve_t") if k in result.per_sample]
+    keys = [k for k in ("mpjpe", "pa_mpjpe", "pve", "pve_t", "pve_t_sc") if k in result.per_sample]
     fig, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 3.3), squeeze=False)
-    for ax, k, color in zip(axes[0], keys, [OURS, PA, "#2ca02c", "#9467bd"]):
+    for ax, k, color in zip(axes[0], keys, [OURS, PA, "#2ca02c", "#9467bd", "#8c564b"]):
         v = np.asarray(result.per_sample[k], dtype=np.float64)
         v = v[np.isfinite(v)]
         hi = np.percentile(v, 99.5) if v.size else 1.0

@@ -16,7 +16,16 @@ from typing import Any
 
 import torch
 
-from dsrbody.eval.metrics import EvalJoints, MetricAccumulator, mpjpe, pa_mpjpe, pve, pve_t, selection_score
+from dsrbody.eval.metrics import (
+    EvalJoints,
+    MetricAccumulator,
+    mpjpe,
+    pa_mpjpe,
+    pve,
+    pve_t,
+    pve_t_sc,
+    selection_score,
+)
 
 __all__ = [
     "METRIC_NAMES",
@@ -29,7 +38,7 @@ __all__ = [
 ]
 
 #: per-sample metrics, millimetres.
-METRIC_NAMES = ("mpjpe", "pa_mpjpe", "pve", "pve_t")
+METRIC_NAMES = ("mpjpe", "pa_mpjpe", "pve", "pve_t", "pve_t_sc")
 
 
 def params_valid(batch: Mapping[str, Any], body_name: str) -> torch.Tensor:
@@ -138,6 +147,7 @@ def batch_metrics(
         res["pa_mpjpe"][sel] = pa_mpjpe(pj, gj)
         res["pve"][sel] = pve(p_verts[sel].float(), g.vertices.float())
         res["pve_t"][sel] = pve_t(p_rest[sel].float(), g.rest_vertices.float())
+        res["pve_t_sc"][sel] = pve_t_sc(p_rest[sel].float(), g.rest_vertices.float())
     # joints only, from the file's 3D joints (SPIN_GT24 = SPIN-49 indices 25..48)
     if "pose_3d" in batch and "has_pose_3d" in batch:
         s3 = batch["pose_3d"].to(dev).float()

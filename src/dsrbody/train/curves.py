@@ -18,7 +18,7 @@ import yaml
 __all__ = ["ValidationLog", "read_validation_log", "plot_learning_curve", "CURVE_METRICS"]
 
 #: (metric key, label) drawn by :func:`plot_learning_curve`.
-CURVE_METRICS = (("mpjpe", "MPJPE"), ("pa_mpjpe", "PA-MPJPE"), ("pve_t", "PVE-T"))
+CURVE_METRICS = (("mpjpe", "MPJPE"), ("pa_mpjpe", "PA-MPJPE"), ("pve_t", "PVE-T"), ("pve_t_sc", "PVE-T-SC"))
 
 
 class ValidationLog(dict):
@@ -84,7 +84,8 @@ def read_validation_log(run: str | Path) -> ValidationLog:
 def plot_learning_curve(
     run: str | Path, out: str | Path, title: str | None = None, targets: dict[str, float] | None = None
 ) -> Path:
-    """Draw MPJPE, PA-MPJPE and PVE-T (mm) against samples seen, the mean body dashed.
+    """Draw MPJPE, PA-MPJPE, PVE-T and PVE-T-SC (mm) against samples seen, the mean body dashed (a metric
+    the run did not log gets no panel).
 
     Args:
         run: the ``dsrbody train`` output folder.
@@ -101,9 +102,11 @@ def plot_learning_curve(
     import matplotlib.pyplot as plt
 
     log = read_validation_log(run)
-    fig, axes = plt.subplots(1, len(CURVE_METRICS), figsize=(4.2 * len(CURVE_METRICS), 3.4))
+    panels = [(k, label) for k, label in CURVE_METRICS if k in log or k in log.reference]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), squeeze=False)
+    axes = axes[0]
     x = [s / 1000.0 for s in log["samples"]]
-    for ax, (key, label) in zip(axes, CURVE_METRICS):
+    for ax, (key, label) in zip(axes, panels):
         if key in log:
             ax.plot(x, log[key], marker="o", ms=3, color="tab:blue", label="validation")
         if key in log.reference:
