@@ -17,10 +17,14 @@ can be read from ``ru_maxrss``):
 Reported: forward (no grad) and forward+backward milliseconds per image (median of ``--repeats``;
 wall clock, and the process's CPU time, which is what an idle core would take on a shared machine),
 peak RSS increase over the process's state before the first render (MiB), face-pixel pairs per image,
-silhouette coverage. Usage::
+silhouette coverage. ``--device cuda`` times the same calls on a GPU (CUDA events through
+``torch.cuda.synchronize``; peak memory is then ``torch.cuda.max_memory_allocated``). ``--mesh-cache FILE``
+stores the two meshes in an ``.npz`` (or reads them from it), so that a machine without the ``anny``
+package can run the benchmark. Usage::
 
     .venv/bin/python benchmarks/render.py                 # all meshes, B = 1, 8, 32
     .venv/bin/python benchmarks/render.py --batch 32 --mesh body14k --no-brute
+    .venv/bin/python benchmarks/render.py --mesh-cache meshes.npz --device cuda --batch 32 128 --no-brute
 """
 
 from __future__ import annotations
@@ -67,8 +71,12 @@ def cluster_decimate(v: np.ndarray, f: np.ndarray, target_faces: int) -> tuple[n
     return cluster(lo)
 
 
-def build_meshes() -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Anny mean-shape rest mesh in the SMPL frame (y up, facing +z) and its ~14k-face decimation."""
+def build_meshes(cache: str | None = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Anny mean-shape rest mesh in the SMPL frame (y up, facing +z) and its ~14k-face decimation
+    (read from / written to the ``.npz`` ``cache`` when one is given)."""
+    if cache and Path(cache).is_file():
+        d = np.load(cache, allow_pickle=False)
+        return {name: (d[f"{name}_v"], d[f"{name}_f"]) for name in ("body14k", "anny27k")}
     from dsrbody.body.anny import AnnyBody
 
     body = AnnyBody()
@@ -78,6 +86,8 @@ def build_meshes() -> dict[str, tuple[np.ndarray, np.ndarray]]:
     v = v.double().numpy()
     f = body.faces.numpy().astype(np.int64)
     v14, f14 = cluster_decimate(v, f, 14000)
+    if cache:
+        np.savez(cache, body14k_v=v14, body14k_f=f14, anny27k_v=v, anny27k_f=f)
     return {"body14k": (v14, f14), "anny27k": (v, f)}
 
 
@@ -161,10 +171,12 @@ def worker(args) -> None:
     from dsrbody.render.soft import soft_render
 
     torch.set_num_threads(args.threads)
+    dev = torch.device(args.device)
+    cuda = dev.type == "cuda"
     data = np.load(args.scene_file)
-    verts = torch.tensor(data["v"])
-    faces = torch.tensor(data["f"])
-    feats = torch.tensor(data["feat"])
+    verts = torch.tensor(data["v"], device=dev)
+    faces = torch.tensor(data["f"], device=dev)
+    feats = torch.tensor(data["feat"], device=dev)
     kw = dict(focal=FOCAL, principal_point=(RES / 2, RES / 2), image_size=(RES, RES), sigma=1e-5, gamma=0.1)
     B = verts.shape[0]
     base = _rss_mib()
@@ -196,19 +208,28 @@ def worker(args) -> None:
             run(grad)  # warm-up
         times, cpu = [], []
         for _ in range(args.repeats):
+            if cuda:
+                torch.cuda.synchronize(dev)
             t0, c0 = time.perf_counter(), time.process_time()
             last = run(grad)
+            if cuda:
+                torch.cuda.synchronize(dev)
             times.append(time.perf_counter() - t0)
             cpu.append(time.process_time() - c0)
         key = "fwdbwd" if grad else "fwd"
         result[f"{key}_ms"] = 1e3 * float(np.median(times)) / B
         result[f"{key}_cpu_ms"] = 1e3 * float(np.median(cpu)) / B
-    result["peak_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - base
+    if cuda:
+        result["peak_mib"] = torch.cuda.max_memory_allocated(dev) / 2**20
+    else:
+        result["peak_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - base
     if args.method == "brute":  # the two implementations agree
         Ib, Sb = last
         with torch.no_grad():
             Io, So = soft_render(verts, faces, face_features=feats, **kw)
         result["max_abs_diff"] = max(float((Ib - Io).abs().max()), float((Sb - So).abs().max()))
+        if cuda:
+            result["max_abs_diff_cpu"] = result.pop("max_abs_diff")
     if args.method == "ours":
         with torch.no_grad():
             _, S = soft_render(verts, faces, face_features=feats, **kw)
@@ -248,6 +269,8 @@ def main() -> None:
         action="store_true",
         help="no gradient w.r.t. the features (the DSR losses' case)",
     )
+    ap.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    ap.add_argument("--mesh-cache", help="an .npz of the meshes: read when it exists, else written")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--method", help=argparse.SUPPRESS)
     ap.add_argument("--scene-file", help=argparse.SUPPRESS)
@@ -255,10 +278,14 @@ def main() -> None:
     if args.worker:
         worker(args)
         return
-    meshes = build_meshes()
+    meshes = build_meshes(args.mesh_cache)
+    where = f"threads={args.threads}"
+    if args.device.startswith("cuda"):
+        where = f"device {torch.cuda.get_device_name(torch.device(args.device))}"
+        args.no_brute = True  # the brute force is a CPU reference
     print(
         f"soft rasteriser, 224x224, C={C}, sigma 1e-5, gamma 0.1, scale s={args.scale}, "
-        f"threads={args.threads}, constant features: {args.constant_features}, torch {torch.__version__}"
+        f"{where}, constant features: {args.constant_features}, torch {torch.__version__}"
     )
     header = f"{'mesh':>8} {'faces':>6} {'B':>3} {'method':>6} {'fwd ms/img':>10} {'f+b ms/img':>10}"
     header += f" {'peak MiB':>9} {'fwd cpu':>8} {'f+b cpu':>8}"
@@ -280,6 +307,8 @@ def main() -> None:
                         str(args.repeats if m != "brute" else 1),
                         "--threads",
                         str(args.threads),
+                        "--device",
+                        args.device,
                     ]
                     cmd += ["--constant-features"] if args.constant_features else []
                     out = subprocess.run(cmd, capture_output=True, text=True, check=False)
