@@ -27,6 +27,7 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("render", "render", "render a posed body: shaded, body parts, soft silhouette, side view, overlay"),
     ("demo", "demo", "reconstruct bodies in images, folders or videos (overlays, meshes, parameters)"),
     ("fit", "fit", "fit body models to images by optimisation with keypoint and DSR losses"),
+    ("fetch", "fetch", "download SPIN's public data and ImageNet ResNet-50 weights (checksums, resume)"),
 ]
 
 
