@@ -438,7 +438,7 @@ def test_synth_protocol_agrees_with_synth_eval(kit, tmp_path):
     want = batch_metrics(pred(batch), batch, bm, eval_joints(bm), rerun=False)
     for k in ("mpjpe", "pa_mpjpe", "pve", "pve_t", "pve_t_sc"):
         assert np.allclose(res.per_sample[k], want[k].numpy(), rtol=1e-4, atol=1e-3), k
-        assert res.per_sample[k].min() > 1
+        assert res.per_sample[k].min() > (0.1 if k == "pve_t_sc" else 1)  # scale-corrected: small
 
 
 def test_synth_protocol_refuses_another_body_model(kit, tmp_path):
