@@ -214,3 +214,53 @@ def test_build_regressor_passes_img_res():
     reg = build_regressor(TinyBody(), backbone="resnet18", img_res=96)
     assert reg.img_res == 96 and reg.focal == pytest.approx(5000.0 * 96 / 224)
     assert build_regressor(TinyBody(), backbone="resnet18").focal == 5000.0
+
+
+def test_spatial_summary_sees_where_features_are():
+    """With ``spatial_channels`` the head's input depends on where a feature is in the map; SPIN's
+    average pooling gives the same input for a feature moved to another cell."""
+    torch.manual_seed(0)
+    C = 8
+    pooled = HMRHead(C, 4, 2, dropout=0.0).eval()
+    spatial = HMRHead(C, 4, 2, dropout=0.0, spatial_channels=3, grid=(3, 3)).eval()
+    assert spatial.fc1.in_features == C + 3 * 9 + 4 * 6 + 2 + 3
+    with torch.no_grad():
+        spatial.spatial[0].weight.copy_(torch.randn(3, C, 1, 1))
+    a = torch.zeros(1, C, 3, 3)
+    b = torch.zeros(1, C, 3, 3)
+    a[0, :, 0, 0] = 1.0
+    b[0, :, 2, 1] = 1.0
+    same = [torch.allclose(h(a)["pose6d"], h(b)["pose6d"]) for h in (pooled, spatial)]
+    assert same == [True, False]
+
+
+def test_spatial_summary_needs_its_grid():
+    with pytest.raises(ValueError, match="grid"):
+        HMRHead(8, 4, 2, spatial_channels=3)
+    head = HMRHead(8, 4, 2, spatial_channels=3, grid=(3, 3))
+    with pytest.raises(ValueError, match="another crop size"):
+        head(torch.randn(1, 8, 4, 4))
+
+
+def test_spatial_regressor_round_trips_through_load_model(tmp_path):
+    """A bare state dict of a spatial-head regressor is rebuilt at its crop size by ``load_model``."""
+    from dsrbody.demo.model import load_model
+    from dsrbody.models import build_regressor
+    from dsrbody.models.hmr import feature_grid
+
+    reg = build_regressor(TinyBody(), backbone="resnet18", img_res=96, spatial_channels=16).eval()
+    assert reg.head.grid == feature_grid(reg.backbone, 96) == (3, 3)
+    path = tmp_path / "spatial.pt"
+    torch.save(reg.state_dict(), path)
+    import dsrbody.body.factory as factory
+
+    orig = factory.build_body_model
+    factory.build_body_model = lambda *a, **k: TinyBody()
+    try:
+        loaded = load_model(path, body="anny")
+    finally:
+        factory.build_body_model = orig
+    assert loaded.regressor.img_res == 96 and loaded.regressor.head.spatial_channels == 16
+    x = torch.randn(2, 3, 96, 96)
+    with torch.no_grad():
+        assert torch.allclose(reg(x)["pose6d"], loaded.regressor.eval()(x)["pose6d"], atol=1e-6)

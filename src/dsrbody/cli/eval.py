@@ -85,7 +85,9 @@ def load_trained(cfg, ckpt: str | Path, device: str = "cpu"):
     check_checkpoint(read_checkpoint_meta(ckpt), cfg, ckpt)
     body = build_body(cfg, for_eval=True)
     reg = build_regressor(body, backbone=str(cfg.model.backbone), n_iter=int(cfg.model.n_iter),
-                          dropout=float(cfg.model.dropout), img_res=int(cfg.model.img_res))  # fmt: skip
+                          dropout=float(cfg.model.dropout), img_res=int(cfg.model.img_res),
+                          spatial_channels=int(cfg.model.spatial_channels),
+                          keypoints=int(cfg.model.keypoints))  # fmt: skip
     load_regressor_checkpoint(reg, ckpt)
     reg.to(device).eval()
     return reg, reg.body_model

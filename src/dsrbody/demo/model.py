@@ -126,6 +126,43 @@ def _head_hidden(sd: dict[str, torch.Tensor]) -> int:
     return 1024
 
 
+def _spatial_channels(sd: dict[str, torch.Tensor]) -> int:
+    """Channels of the head's spatial summary (``head.spatial.0.weight``), 0 when it has none."""
+    from dsrbody.models.checkpoint import strip_wrappers
+
+    for k, v in sd.items():
+        if strip_wrappers(k) in ("head.spatial.0.weight", "spatial.0.weight"):
+            return int(v.shape[0])
+    return 0
+
+
+def _branch_keypoints(sd: dict[str, torch.Tensor]) -> int:
+    """Keypoints of the head's keypoint branch (``head.keypoints.heatmaps.weight``), 0 when it has none."""
+    from dsrbody.models.checkpoint import strip_wrappers
+
+    for k, v in sd.items():
+        if strip_wrappers(k) in ("head.keypoints.heatmaps.weight", "keypoints.heatmaps.weight"):
+            return int(v.shape[0])
+    return 0
+
+
+def _bare_spatial_res(sd: dict[str, torch.Tensor], spatial: int, body_model: torch.nn.Module) -> int:
+    """Crop size of a bare state dict whose head has a spatial summary: the feature grid ``g x g`` is
+    what ``fc1`` takes beyond the pooled features and the parameters; a ResNet's grid is
+    ``img_res / 32``, so the crop is ``32 g`` (a self-describing checkpoint states it instead)."""
+    from dsrbody.models.checkpoint import strip_wrappers
+
+    fc1 = next(v for k, v in sd.items() if strip_wrappers(k) in ("head.fc1.weight", "fc1.weight"))
+    names = ("head.spatial.0.weight", "spatial.0.weight")
+    conv = next(v for k, v in sd.items() if strip_wrappers(k) in names)
+    extra = int(body_model.num_joints) * 6 + int(body_model.shape_dim) + 3 + 2 * _branch_keypoints(sd)
+    cells = (int(fc1.shape[1]) - int(conv.shape[1]) - extra) // spatial
+    g = int(round(cells**0.5))
+    if g * g != cells or g < 1:
+        raise ValueError("bare state dict: the head's fc1 does not fit a square feature grid")
+    return 32 * g
+
+
 def _is_smpl_file(sd: dict[str, torch.Tensor], layout: str) -> bool:
     """SPIN/DSR release files: SPIN's ``{'model': ...}`` or DSR's Lightning dict with SMPL buffers."""
     if layout == "model":
@@ -212,7 +249,18 @@ def load_model(
         bm = build_body_model("anny", **kwargs)
     else:
         raise ValueError(f"{path}: unknown body model {body_name!r}")
-    reg = build_regressor(bm, backbone=backbone, n_iter=n_iter, head_hidden=_head_hidden(sd), img_res=img_res)
+    spatial = _spatial_channels(sd)
+    if spatial and not meta:
+        img_res = _bare_spatial_res(sd, spatial, bm)
+    reg = build_regressor(
+        bm,
+        backbone=backbone,
+        n_iter=n_iter,
+        head_hidden=_head_hidden(sd),
+        img_res=img_res,
+        spatial_channels=spatial,
+        keypoints=_branch_keypoints(sd),
+    )
     report = load_regressor_checkpoint(reg, path)
     reg.eval().to(device)
     return LoadedModel(reg, body_name, backbone, kind, meta, report.summary())

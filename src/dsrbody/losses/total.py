@@ -21,6 +21,7 @@ __all__ = ["LossWeights", "spin_loss_terms", "combine_losses", "TERM_NAMES"]
 #: names of the terms :func:`combine_losses` knows, in logging order.
 TERM_NAMES = (
     "keypoints_2d",
+    "keypoints_2d_direct",
     "keypoints_3d",
     "pose",
     "betas",
@@ -39,6 +40,8 @@ class LossWeights:
 
     Attributes:
         keypoints_2d, keypoints_3d: SPIN's ``keypoint_loss_weight`` (5) for both.
+        keypoints_2d_direct: the same 2D term on the keypoints of the regressor's keypoint branch
+            (``pred["keypoints_2d_direct"]``, the last K ground-truth keypoints; dsrbody's, 0 = off).
         pose, betas: SMPL-parameter terms (1, 0.001).
         vertices: per-vertex L1 (SPIN's ``shape_loss_weight``, 0).
         rest_vertices: metric shape term, the mean rest-pose vertex distance in metres
@@ -51,6 +54,7 @@ class LossWeights:
     """
 
     keypoints_2d: float = 5.0
+    keypoints_2d_direct: float = 0.0
     keypoints_3d: float = 5.0
     pose: float = 1.0
     betas: float = 0.001
@@ -84,7 +88,8 @@ def spin_loss_terms(
         pred: :class:`~dsrbody.models.hmr.Regressor` output: ``keypoints_2d (B, K, 2)``,
             ``joints (B, K, 3)``, ``rotmat (B, J, 3, 3)``, ``shape (B, S)``, ``cam (B, 3)``, ``vertices``,
             optional ``keypoint_confidence (K,)`` (the body model's: 0 for keypoints it cannot produce,
-            which then count in neither keypoint term).
+            which then count in neither keypoint term), optional ``keypoints_2d_direct (B, Kd, 2)`` (the
+            keypoint branch's, compared with the last ``Kd`` ground-truth keypoints).
         gt: batch with ``keypoints (B, K, 3)`` normalised 2D + confidence (SPIN's 49 = 25 OpenPose + 24 GT);
             optional ``pose_3d (B, K - num_openpose, 4)`` + ``has_pose_3d (B,)``; optional ``pose``
             (``(B, J*3)`` axis-angle or ``(B, J, 3, 3)``), ``betas (B, S')`` + ``has_smpl (B,)``; optional
@@ -109,6 +114,10 @@ def spin_loss_terms(
         ),
         "camera": (camera_loss(pred["cam"]), None),
     }
+    direct = pred.get("keypoints_2d_direct")
+    if direct is not None:
+        kd = direct.shape[1]
+        terms["keypoints_2d_direct"] = (keypoint_2d_loss(direct, kp2d[:, -kd:], 0.0, 1.0, 0), None)
     if "pose_3d" in gt:
         has3d = gt.get("has_pose_3d")
         kp3d = gt["pose_3d"]

@@ -39,8 +39,17 @@ from dsrbody.geometry.cameras import (
     weak_perspective_to_translation,
 )
 from dsrbody.geometry.rotations import matrix_to_rot6d, rot6d_to_matrix
+from dsrbody.models.keypoint_branch import KeypointBranch
 
-__all__ = ["HMRHead", "Regressor", "SPIN_MEAN_CAM", "CAMERA_FLIP", "at_mean", "build_regressor"]
+__all__ = [
+    "HMRHead",
+    "Regressor",
+    "SPIN_MEAN_CAM",
+    "CAMERA_FLIP",
+    "at_mean",
+    "build_regressor",
+    "feature_grid",
+]
 
 #: SPIN's mean weak-perspective camera (``smpl_mean_params.npz['cam']``): scale 0.9, centred.
 SPIN_MEAN_CAM = (0.9, 0.0, 0.0)
@@ -61,6 +70,16 @@ class HMRHead(nn.Module):
         hidden: width of ``fc1``/``fc2`` (SPIN: 1024).
         n_iter: IEF iterations (SPIN/DSR: 3).
         dropout: dropout probability of ``drop1``/``drop2`` (SPIN: 0.5).
+        spatial_channels: 0 (SPIN: the feature map is average-pooled) or the channels of a spatial
+            summary added to the pooled features: a 1x1 convolution to ``spatial_channels``, batch norm
+            and ReLU on the feature map, flattened (``spatial_channels * h * w`` more inputs to ``fc1``).
+            Average pooling discards where things are in the crop; a network trained from random
+            weights learns limb positions much faster when it keeps them (docs/training.md).
+        grid: ``(h, w)`` of the feature map, required with ``spatial_channels``.
+        keypoints: 0, or K: a :class:`~dsrbody.models.keypoint_branch.KeypointBranch` predicts K 2D
+            keypoints from the backbone's feature pyramid (``head.keypoints.*``); their ``2K``
+            coordinates are more inputs to ``fc1`` and :meth:`forward` returns them.
+        pyramid_channels: channels of the pyramid levels (finest first), required with ``keypoints``.
     """
 
     def __init__(
@@ -74,6 +93,10 @@ class HMRHead(nn.Module):
         hidden: int = 1024,
         n_iter: int = 3,
         dropout: float = 0.5,
+        spatial_channels: int = 0,
+        grid: tuple[int, int] | None = None,
+        keypoints: int = 0,
+        pyramid_channels: tuple[int, ...] | None = None,
     ):
         super().__init__()
         npose = num_joints * 6
@@ -83,7 +106,27 @@ class HMRHead(nn.Module):
             shape_dim,
             n_iter,
         )
-        self.fc1 = nn.Linear(feature_dim + npose + shape_dim + 3, hidden)
+        self.spatial_channels = int(spatial_channels)
+        self.grid = tuple(int(g) for g in grid) if grid is not None else None
+        self.spatial: nn.Module | None = None
+        spatial_dim = 0
+        if self.spatial_channels > 0:
+            if self.grid is None or len(self.grid) != 2:
+                raise ValueError("HMRHead: spatial_channels needs grid=(h, w) of the feature map")
+            self.spatial = nn.Sequential(
+                nn.Conv2d(feature_dim, self.spatial_channels, 1, bias=False),
+                nn.BatchNorm2d(self.spatial_channels),
+                nn.ReLU(inplace=True),
+            )
+            spatial_dim = self.spatial_channels * self.grid[0] * self.grid[1]
+        self.num_keypoints = int(keypoints)
+        self.keypoints: KeypointBranch | None = None
+        if self.num_keypoints > 0:
+            if not pyramid_channels:
+                raise ValueError("HMRHead: keypoints needs pyramid_channels of the backbone")
+            self.keypoints = KeypointBranch(tuple(pyramid_channels), self.num_keypoints)
+        extra = spatial_dim + 2 * self.num_keypoints
+        self.fc1 = nn.Linear(feature_dim + extra + npose + shape_dim + 3, hidden)
         self.drop1 = nn.Dropout(dropout)
         self.fc2 = nn.Linear(hidden, hidden)
         self.drop2 = nn.Dropout(dropout)
@@ -110,24 +153,49 @@ class HMRHead(nn.Module):
             self.register_buffer(name, value.reshape(1, n).clone())
 
     def forward(
-        self, features: torch.Tensor, n_iter: int | None = None, return_iterations: bool = False
+        self,
+        features: torch.Tensor | list[torch.Tensor],
+        n_iter: int | None = None,
+        return_iterations: bool = False,
     ) -> dict[str, torch.Tensor | list[dict[str, torch.Tensor]]]:
         """Regress parameters from a feature map.
 
         Args:
             features: ``(B, C, h, w)`` feature map (average-pooled here; SPIN's 7x7 AvgPool2d on a
-                224 crop) or ``(B, C)`` pooled features.
+                224 crop; with ``spatial_channels`` also summarised per cell, ``(h, w)`` must be
+                ``grid``) or ``(B, C)`` pooled features (only without ``spatial_channels``), or the
+                backbone's feature pyramid (a list, finest first, the last being that map), which a
+                head with ``keypoints`` needs.
             n_iter: IEF iterations (default ``self.n_iter``).
             return_iterations: also return the estimate after each iteration under ``"iterations"``.
 
         Returns:
-            ``{"pose6d": (B, J*6), "shape": (B, S) raw shape vector, "cam": (B, 3)}`` (+ ``"iterations"``).
+            ``{"pose6d": (B, J*6), "shape": (B, S) raw shape vector, "cam": (B, 3)}`` (+ ``"iterations"``;
+            with ``keypoints``: ``"keypoints_2d_direct" (B, K, 2)`` in [-1, 1]).
         """
+        pyramid = None
+        if isinstance(features, (list, tuple)):
+            pyramid, features = list(features), features[-1]
         xf = features.mean(dim=(2, 3)) if features.dim() == 4 else features
         if xf.dim() != 2 or xf.shape[1] != self.feature_dim:
             raise ValueError(
                 f"HMRHead expects features (B, {self.feature_dim}[, h, w]), got {tuple(features.shape)}"
             )
+        if self.spatial is not None:
+            if features.dim() != 4 or tuple(features.shape[2:]) != self.grid:
+                raise ValueError(
+                    f"HMRHead with a spatial summary expects features (B, {self.feature_dim}, "
+                    f"{self.grid[0]}, {self.grid[1]}), got {tuple(features.shape)} (another crop size?)"
+                )
+            xf = torch.cat([xf, self.spatial(features).flatten(1)], dim=1)
+        kp = None
+        if self.keypoints is not None:
+            if pyramid is None:
+                raise ValueError(
+                    "HMRHead with a keypoint branch expects the backbone's feature pyramid (a list)"
+                )
+            kp, _ = self.keypoints(pyramid)
+            xf = torch.cat([xf, kp.flatten(1).to(xf.dtype)], dim=1)
         B = xf.shape[0]
         pose = self.init_pose.expand(B, -1)
         shape = self.init_shape.expand(B, -1)
@@ -142,6 +210,8 @@ class HMRHead(nn.Module):
             if return_iterations:
                 iterations.append({"pose6d": pose, "shape": shape, "cam": cam})
         out: dict = {"pose6d": pose, "shape": shape, "cam": cam}
+        if kp is not None:
+            out["keypoints_2d_direct"] = kp
         if return_iterations:
             out["iterations"] = iterations
         return out
@@ -180,6 +250,10 @@ class Regressor(nn.Module):
         init_cam: mean camera (default: ``body_model.mean_params()["cam"]`` when present, else
             SPIN's ``(0.9, 0, 0)``).
         head_hidden: width of the head's ``fc1``/``fc2`` (SPIN/DSR: 1024; released checkpoints need it).
+        spatial_channels: the head's spatial summary (:class:`HMRHead`; 0: SPIN's average pooling).
+        keypoints: 0, or the number of 2D keypoints of the head's keypoint branch (:class:`HMRHead`;
+            the backbone must have ``forward_pyramid`` and ``pyramid_channels``). Its keypoints are
+            the body's last K keypoints (SPIN-49's 24 ground-truth joints for K = 24).
 
     Attributes:
         init_note: how the start point was derived (mentions an inserted camera flip).
@@ -196,6 +270,8 @@ class Regressor(nn.Module):
         img_res: int = IMG_RES,
         init_cam: torch.Tensor | None = None,
         head_hidden: int = 1024,
+        spatial_channels: int = 0,
+        keypoints: int = 0,
     ):
         super().__init__()
         self.backbone = backbone
@@ -231,6 +307,12 @@ class Regressor(nn.Module):
             init_shape = shape_mean
         if init_cam is None:
             init_cam = torch.as_tensor(mean.get("cam", SPIN_MEAN_CAM), dtype=torch.float32)
+        grid = feature_grid(backbone, self.img_res) if spatial_channels else None
+        pyramid_channels = None
+        if keypoints:
+            pyramid_channels = getattr(backbone, "pyramid_channels", None)
+            if pyramid_channels is None or not hasattr(backbone, "forward_pyramid"):
+                raise ValueError(f"{type(backbone).__name__} has no feature pyramid for a keypoint branch")
         self.head = HMRHead(
             feature_dim,
             J,
@@ -241,6 +323,10 @@ class Regressor(nn.Module):
             hidden=head_hidden,
             n_iter=n_iter,
             dropout=dropout,
+            spatial_channels=spatial_channels,
+            grid=grid,
+            keypoints=keypoints,
+            pyramid_channels=pyramid_channels,
         )
         self.register_state_dict_post_hook(_drop_body_model_keys)
         self.register_load_state_dict_post_hook(_ignore_missing_body_model_keys)
@@ -274,21 +360,28 @@ class Regressor(nn.Module):
             (camera frame, for the renderer), ``keypoints_2d (B, K, 2)`` perspective projections
             normalised to [-1, 1] (``px / (img_res / 2) - 1``), ``rest_vertices (B, V, 3)``,
             ``keypoint_confidence (K,)`` (1, or the body model's ``keypoint_confidence``: Anny lacks some
-            SPIN-49 points; the keypoint losses ignore those).
+            SPIN-49 points; the keypoint losses ignore those); with a keypoint branch also
+            ``keypoints_2d_direct (B, Kd, 2)``, the branch's keypoints (normalised like ``keypoints_2d``).
         """
         if images.dim() != 4 or images.shape[1] != 3:
             raise ValueError(f"Regressor expects images (B, 3, H, W), got {tuple(images.shape)}")
+        if self.head.keypoints is not None:
+            return self.forward_features(self.backbone.forward_pyramid(images), n_iter=n_iter)
         return self.forward_features(self.backbone(images), n_iter=n_iter)
 
-    def forward_features(self, features: torch.Tensor, n_iter: int | None = None) -> dict[str, torch.Tensor]:
-        """:meth:`forward` from backbone features ``(B, C, h, w)`` (same outputs)."""
+    def forward_features(
+        self, features: torch.Tensor | list[torch.Tensor], n_iter: int | None = None
+    ) -> dict[str, torch.Tensor]:
+        """:meth:`forward` from backbone features ``(B, C, h, w)``, or the feature pyramid (a list,
+        finest first) for a head with a keypoint branch (same outputs)."""
         head = self.head(features, n_iter=n_iter)
-        B, J = features.shape[0], self.head.num_joints
+        last = features[-1] if isinstance(features, (list, tuple)) else features
+        B, J = last.shape[0], self.head.num_joints
         rotmat = rot6d_to_matrix(head["pose6d"].reshape(B, J, 6))
-        return self.pose_body(rotmat, self.shape_from_raw(head["shape"]), head["cam"]) | {
-            "pose6d": head["pose6d"],
-            "shape_raw": head["shape"],
-        }
+        extra = {"pose6d": head["pose6d"], "shape_raw": head["shape"]}
+        if "keypoints_2d_direct" in head:
+            extra["keypoints_2d_direct"] = head["keypoints_2d_direct"]
+        return self.pose_body(rotmat, self.shape_from_raw(head["shape"]), head["cam"]) | extra
 
     def pose_body(
         self, rotmat: torch.Tensor, shape: torch.Tensor, cam: torch.Tensor
@@ -328,6 +421,21 @@ class Regressor(nn.Module):
         return conf.to(joints)
 
 
+def feature_grid(backbone: nn.Module, img_res: int) -> tuple[int, int]:
+    """``(h, w)`` of ``backbone``'s feature map for ``(img_res, img_res)`` crops (one dummy forward
+    in eval mode, so batch-norm statistics are untouched)."""
+    was_training = backbone.training
+    backbone.eval()
+    try:
+        with torch.no_grad():
+            p = next(backbone.parameters(), None)
+            x = torch.zeros(1, 3, img_res, img_res, device=p.device if p is not None else "cpu")
+            h, w = backbone(x).shape[2:]
+    finally:
+        backbone.train(was_training)
+    return int(h), int(w)
+
+
 def _drop_body_model_keys(module: nn.Module, state_dict: dict, prefix: str, local_metadata: dict) -> None:
     for k in [k for k in state_dict if k.startswith(prefix + "body_model.")]:
         del state_dict[k]
@@ -347,6 +455,8 @@ def build_regressor(
     dropout: float = 0.5,
     head_hidden: int = 1024,
     img_res: int = IMG_RES,
+    spatial_channels: int = 0,
+    keypoints: int = 0,
 ) -> Regressor:
     """A :class:`Regressor` by names.
 
@@ -358,13 +468,24 @@ def build_regressor(
             checkpoint, dsrbody's), loaded strictly after the backbone weights.
         n_iter, dropout, head_hidden: head settings.
         img_res: crop side in pixels (the focal length follows it, :func:`focal_for_res`).
+        spatial_channels: the head's spatial summary of the feature map (:class:`HMRHead`; 0: SPIN's
+            average pooling only, as released SPIN/DSR weights expect).
+        keypoints: the head's 2D keypoint branch (:class:`HMRHead`; 0: none).
     """
     from dsrbody.models.backbones import build_backbone
     from dsrbody.models.checkpoint import load_regressor_checkpoint
 
     net, dim = build_backbone(backbone, pretrained=pretrained_backbone)
     reg = Regressor(
-        net, dim, body_model, n_iter=n_iter, dropout=dropout, head_hidden=head_hidden, img_res=img_res
+        net,
+        dim,
+        body_model,
+        n_iter=n_iter,
+        dropout=dropout,
+        head_hidden=head_hidden,
+        img_res=img_res,
+        spatial_channels=spatial_channels,
+        keypoints=keypoints,
     )
     if checkpoint is not None:
         load_regressor_checkpoint(reg, checkpoint)

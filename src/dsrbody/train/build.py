@@ -62,6 +62,8 @@ def build_model(cfg: DictConfig, body: nn.Module):
         n_iter=int(m.n_iter),
         dropout=float(m.dropout),
         img_res=int(m.img_res),
+        spatial_channels=int(m.spatial_channels),
+        keypoints=int(m.keypoints),
     )
 
 

@@ -82,6 +82,13 @@ class ModelConfig:
             (``5000 * img_res / 224``), so a camera ``(s, tx, ty)`` means the same 3D placement at every
             crop size; the datasets crop, the keypoints normalise and the DSR losses render at this size.
         channels_last: run the backbone in channels-last memory format (faster convolutions on CPU).
+        spatial_channels: 0 (SPIN's head: the feature map is average-pooled) or the channels of the
+            head's per-cell summary of the feature map (:class:`dsrbody.models.HMRHead`), which keeps
+            where things are in the crop; it speeds up learning from random weights
+            (docs/training.md).
+        keypoints: 0, or the number of 2D keypoints (24: SPIN-49's ground-truth joints) of the head's
+            keypoint branch, heatmaps on the backbone's feature pyramid whose soft-argmax coordinates
+            feed the head; supervise it with ``loss.weights.keypoints_2d_direct`` (docs/training.md).
     """
 
     backbone: str = "resnet50"
@@ -91,6 +98,8 @@ class ModelConfig:
     dropout: float = 0.5
     img_res: int = 224
     channels_last: bool = False
+    spatial_channels: int = 0
+    keypoints: int = 0
 
 
 @dataclass

@@ -138,6 +138,8 @@ class ResNet(nn.Module):
         self.layer3 = self._make_layer(block, 256, layers[2], stride=2)
         self.layer4 = self._make_layer(block, 512, layers[3], stride=2)
         self.feature_dim = 512 * block.expansion
+        #: channels of :meth:`forward_pyramid`'s maps (stages 2, 3, 4).
+        self.pyramid_channels = tuple(c * block.expansion for c in (128, 256, 512))
         self.fc = nn.Linear(self.feature_dim, num_classes) if with_fc else None
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
@@ -176,6 +178,21 @@ class ResNet(nn.Module):
         x = self.layer2(x)
         x = self.layer3(x)
         return self.layer4(x)
+
+    def forward_pyramid(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The feature maps of stages 2, 3 and 4 (strides 8, 16, 32), finest first.
+
+        Args:
+            x: ``(B, 3, H, W)`` ImageNet-normalised images.
+
+        Returns:
+            ``[(B, C2, H/8, W/8), (B, C3, H/16, W/16), (B, feature_dim, H/32, W/32)]`` (rounded up);
+            the last is :meth:`forward`'s output.
+        """
+        x = self.layer1(self.maxpool(self.relu(self.bn1(self.conv1(x)))))
+        c2 = self.layer2(x)
+        c3 = self.layer3(c2)
+        return [c2, c3, self.layer4(c3)]
 
     def classify(self, x: torch.Tensor) -> torch.Tensor:
         """torchvision's full forward (global average pool + ``fc``): ``(B, 3, H, W) -> (B, num_classes)``."""
