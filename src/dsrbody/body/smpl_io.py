@@ -77,7 +77,9 @@ class _SparseStandIn:
         self.state = state
 
 
-# The only other globals SMPL pickles reference (Python-2 names are mapped by ``fix_imports``).
+# The only other globals SMPL pickles reference (Python-2 names are mapped by ``fix_imports``): NumPy
+# arrays, dtypes and scalars as NumPy pickles them, and the plain containers. Nothing else, and no dotted
+# (protocol-4 attribute-path) name, so no chain of attributes can reach a function such as ``exec``.
 _ALLOWED_GLOBALS = {
     "builtins": {"set", "frozenset", "object", "list", "dict", "tuple", "complex", "slice", "bytearray"},
     "copyreg": {"_reconstructor"},
@@ -89,24 +91,37 @@ _ALLOWED_GLOBALS = {
     "numpy.core.numeric": {"_frombuffer"},
     "numpy._core.numeric": {"_frombuffer"},
 }
+#: the modules ``scipy.sparse`` matrices are pickled from (old and new scipy).
+_SPARSE_MODULES = {
+    "scipy.sparse", "scipy.sparse.csc", "scipy.sparse.csr", "scipy.sparse.coo", "scipy.sparse._csc",
+    "scipy.sparse._csr", "scipy.sparse._coo", "scipy.sparse.compressed", "scipy.sparse._compressed",
+}  # fmt: skip
+_SPARSE_CLASSES = ("csc_matrix", "csr_matrix", "coo_matrix")
+
+
+def _is_dotted_identifier(text: str) -> bool:
+    return bool(text) and all(part.isidentifier() for part in text.split("."))
 
 
 class _SMPLUnpickler(pickle.Unpickler):
-    """Restricted unpickler for SMPL files: chumpy and scipy.sparse classes become stand-ins (see the
-    module doc); besides them only NumPy arrays and plain containers may be built, so a tampered
-    file cannot call arbitrary functions."""
+    """Restricted unpickler for SMPL files: chumpy and scipy.sparse classes become inert stand-ins (see
+    the module doc); besides them only the NumPy array/dtype/scalar constructors and plain containers of
+    ``_ALLOWED_GLOBALS`` may be named, each by its exact module and plain name, so a tampered file cannot
+    reach or call any other function."""
 
     def find_class(self, module: str, name: str) -> Any:
+        if not name.isidentifier() or not _is_dotted_identifier(module):  # no attribute walks
+            raise pickle.UnpicklingError(f"unexpected global {module}.{name} in an SMPL model file")
         if module == "chumpy" or module.startswith("chumpy."):
             return type(name, (_ChumpyStandIn,), {"chumpy_class": f"{module}.{name}"})
-        if module.startswith("scipy.sparse") and name in ("csc_matrix", "csr_matrix", "coo_matrix"):
+        if module in _SPARSE_MODULES and name in _SPARSE_CLASSES:
             return type(name, (_SparseStandIn,), {"sparse_format": name[:3]})
         mapped_module, mapped_name = module, name  # Python-2 names as fix_imports maps them
         if (module, name) in _compat_pickle.NAME_MAPPING:
             mapped_module, mapped_name = _compat_pickle.NAME_MAPPING[(module, name)]
         elif module in _compat_pickle.IMPORT_MAPPING:
             mapped_module = _compat_pickle.IMPORT_MAPPING[module]
-        if mapped_name in _ALLOWED_GLOBALS.get(mapped_module, ()) or mapped_module == "numpy.dtypes":
+        if mapped_name in _ALLOWED_GLOBALS.get(mapped_module, ()):
             return super().find_class(module, name)
         raise pickle.UnpicklingError(f"unexpected global {module}.{name} in an SMPL model file")
 

@@ -16,7 +16,7 @@ import lightning as L
 from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader
 
-from dsrbody.data import collate_samples
+from dsrbody.data import SkipLog, collate_samples
 from dsrbody.train.build import build_eval_set, build_train_set
 
 __all__ = ["DSRDataModule", "DataHealth"]
@@ -61,7 +61,15 @@ class DSRDataModule(L.LightningDataModule):
 
 
 class DataHealth(L.Callback):
-    """Epoch setting and skip accounting for the datasets of a :class:`DSRDataModule`."""
+    """Epoch setting and skip accounting for the datasets of a :class:`DSRDataModule`.
+
+    Attributes:
+        run_log: the training samples skipped (or without parsing map) over the whole run, every epoch's
+            log merged into it (a sample counts once per reason however many epochs skip it).
+    """
+
+    def __init__(self) -> None:
+        self.run_log = SkipLog()
 
     def _sets(self, trainer: L.Trainer) -> tuple[Any, Any]:
         dm = trainer.datamodule
@@ -98,7 +106,13 @@ class DataHealth(L.Callback):
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         train, _ = self._sets(trainer)
         if train is not None:
+            self.run_log.merge(train.skipped)
             self._report(pl_module, train.skipped, "train", trainer.current_epoch)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        train, _ = self._sets(trainer)
+        if train is not None:  # a run stopped inside an epoch (max_steps)
+            self.run_log.merge(train.skipped)
 
     def on_validation_epoch_end(self, trainer, pl_module) -> None:
         _, val = self._sets(trainer)
