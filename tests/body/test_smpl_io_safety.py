@@ -90,7 +90,9 @@ def test_hostile_npz_object_member_and_body_command(tmp_path, capsys):
     folder = tmp_path / "smpl"
     folder.mkdir()
     (folder / "SMPL_NEUTRAL.pkl").write_bytes(_hostile(marker)["numpy_dtypes_walk"])
-    assert main(["body", "--model", "smpl", "--model-path", str(folder), "--out", str(tmp_path / "b.obj")]) == 1
+    assert (
+        main(["body", "--model", "smpl", "--model-path", str(folder), "--out", str(tmp_path / "b.obj")]) == 1
+    )
     assert "unexpected global numpy.dtypes" in capsys.readouterr().err
     # the same payload as an .npz object member goes through the same unpickler
     npz = tmp_path / "SMPL_MALE.npz"
@@ -123,3 +125,56 @@ def test_official_layout_still_loads(tmp_path):
         d = load_smpl_dict(p3)
         assert d["s"] == np.float32(2.5) and d["dt"] == np.dtype("f8") and d["t"] == (1, [2], {3})
     assert not os.path.exists(tmp_path / "MARKER")
+
+
+def _forged_object_arrays() -> dict[str, bytes]:
+    """Pickles that would build an object array from raw bytes (the bytes become object pointers: a
+    forged object, or a crash), through the allow-listed ``numpy.ndarray`` called by REDUCE or NEWOBJ.
+    The bytes are zero here (a NULL pointer reads as ``None``), so a regression fails instead of crashing."""
+    import copyreg
+
+    null = b"\x00" * 8
+    return {
+        "ndarray_reduce_buffer": pickle.dumps(
+            {"v_template": _Reduce(np.ndarray, ((1,), "O", null))}, protocol=2
+        ),
+        # NEWOBJ: numpy.ndarray.__new__(numpy.ndarray, (1,), "O", null), protocol 4
+        "ndarray_newobj_buffer": b"\x80\x04}\x8c\nv_template\x8c\x05numpy\x8c\x07ndarray\x93K\x01\x85"
+        + b"\x8c\x01OC\x08"
+        + null
+        + b"\x87\x81s.",
+        "ndarray_reduce_buffer_proto4": pickle.dumps(
+            {"v_template": _Reduce(np.ndarray, ((1,), "O", null))}, protocol=4
+        ),
+        "reconstructor_ndarray": pickle.dumps(
+            {"v_template": _Reduce(copyreg._reconstructor, (np.ndarray, np.ndarray, (1,)))}, protocol=2
+        ),
+        "reconstruct_other_class": _proto2_reconstruct_object(),
+        "codecs_other_codec": pickle.dumps(
+            {"v_template": _Reduce(_codecs_encode(), ("x", "rot13"))}, protocol=2
+        ),
+    }
+
+
+def _codecs_encode():
+    import _codecs
+
+    return _codecs.encode
+
+
+def _proto2_reconstruct_object() -> bytes:
+    """``numpy.core.multiarray._reconstruct(builtins.object, (1,), b'b')`` in a dict, protocol 2."""
+    return (
+        b"\x80\x02}U\nv_templatecnumpy.core.multiarray\n_reconstruct\ncbuiltins\nobject\n"
+        b"K\x01\x85U\x01b\x87Rs."
+    )
+
+
+@pytest.mark.parametrize("shape", sorted(_forged_object_arrays()))
+def test_array_constructors_cannot_forge_objects(tmp_path, shape):
+    path = tmp_path / "SMPL_NEUTRAL.pkl"
+    path.write_bytes(_forged_object_arrays()[shape])
+    with pytest.raises(ValueError) as e:
+        load_smpl_dict(path)
+    msg = str(e.value)
+    assert "\n" not in msg and str(path) in msg, msg
