@@ -71,7 +71,9 @@ def _hostile_files(folder: Path, marker: Path) -> dict[str, Path]:
     out["raw_pickle.ckpt"] = raw
     walk = folder / "dotted_walk.ckpt"  # protocol-4 dotted name walking to exec
     walk.write_bytes(
-        _raw_stack_global("numpy.dtypes", "_add_dtype_helper.__builtins__.get", "exec", f"open({str(marker)!r},'w')")
+        _raw_stack_global(
+            "numpy.dtypes", "_add_dtype_helper.__builtins__.get", "exec", f"open({str(marker)!r},'w')"
+        )
     )
     out["dotted_walk.ckpt"] = walk
     return out
@@ -156,7 +158,12 @@ def test_plain_layouts_load_with_the_safe_loader(tmp_path):
     cases = {
         "bare.pth": sd,
         # SPIN's model_checkpoint.pt (saved by torch 1.1: the legacy format), optimiser state included
-        "model_checkpoint.pt": {"model": sd, "optimizer": opt.state_dict(), "epoch": 3, "total_step_count": 9},
+        "model_checkpoint.pt": {
+            "model": sd,
+            "optimizer": opt.state_dict(),
+            "epoch": 3,
+            "total_step_count": 9,
+        },
         "dsrbody.ckpt": {"state_dict": sd, "dsrbody": {"body": {"name": "anny"}, "config": {"a": [1, None]}}},
     }
     for name, obj in cases.items():
@@ -169,7 +176,10 @@ def test_dsr_lightning_metadata_is_read_as_plain_dicts(tmp_path):
     """DSR's released checkpoints (Lightning 0.8) pickle their yacs ``CfgNode`` recipe inside Lightning's
     ``AttributeDict``: both become plain ``OrderedDict`` s and no class of theirs is imported."""
     made = {}
-    for mod_name, cls_name in (("yacs.config", "CfgNode"), ("pytorch_lightning.utilities.parsing", "AttributeDict")):
+    for mod_name, cls_name in (
+        ("yacs.config", "CfgNode"),
+        ("pytorch_lightning.utilities.parsing", "AttributeDict"),
+    ):
         mod = types.ModuleType(mod_name)
         cls = type(cls_name, (dict,), {"__module__": mod_name})
         setattr(mod, cls_name, cls)

@@ -136,6 +136,8 @@ PLAIN_STAND_INS = (
     "argparse.Namespace",
 )
 
+_TORCH_VERSION = tuple(int(x) for x in re.findall(r"\d+", torch.__version__)[:2])
+
 _NEEDS = (
     (re.compile(r"GLOBAL ([\w.<>]+) was not an allowed global"), "the global {}"),
     (re.compile(r"GLOBAL ([\w.<>]+) whose module"), "the global {}"),
@@ -178,7 +180,9 @@ def torch_load_file(path: Path) -> object:
     from collections import OrderedDict
     from contextlib import nullcontext
 
-    allow = getattr(torch.serialization, "safe_globals", None)  # torch >= 2.5; older: no stand-ins
+    # (class, "module.name") stand-ins need torch >= 2.6; older torch reads no stand-in (DSR's metadata
+    # is then refused like any other class: safe, not tolerant)
+    allow = getattr(torch.serialization, "safe_globals", None) if _TORCH_VERSION >= (2, 6) else None
     try:
         with allow([(OrderedDict, name) for name in PLAIN_STAND_INS]) if allow else nullcontext():
             return torch.load(path, map_location="cpu", weights_only=True)
