@@ -263,7 +263,8 @@ def test_nonfinite_sample_is_dropped_counted_and_does_not_poison_the_batch(synth
 
 
 class WeightProbe(Callback):
-    """Records, per trained batch, its size and whether the optimiser step changed the weights (all finite)."""
+    """Records, per trained batch, its size, whether the optimiser step changed the weights, and whether
+    they stayed finite."""
 
     def __init__(self):
         self.before = None
@@ -277,12 +278,15 @@ class WeightProbe(Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         after = self._weights(pl_module)
-        self.steps.append((int(batch["num_valid"]), not torch.equal(after, self.before), bool(after.isfinite().all())))
+        self.steps.append(
+            (int(batch["num_valid"]), not torch.equal(after, self.before), bool(after.isfinite().all()))
+        )
 
 
 def test_nan_samples_leave_the_batch_and_the_others_still_train(synth16, tmp_path, capsys):
     """4 of 12 samples with a NaN 2D keypoint or 3D joint: every step is applied (weights change, stay
-    finite) from the other samples; the skips are counted per reason and the summary says so."""
+    finite) from the other samples; the skips are counted per reason and the summary says so. A NaN pose
+    only takes that sample's pose/shape targets away (it trains on the rest), counted too."""
     import numpy as np
 
     from dsrbody.cli.train import run as train_cli
@@ -296,11 +300,18 @@ def test_nan_samples_leave_the_batch_and_the_others_still_train(synth16, tmp_pat
     arrays["part"][[1, 5], 3, 0] = np.nan
     arrays["part"][9, 7, 2] = np.inf
     arrays["S"][[2], 0, 1] = np.nan
+    assert arrays["has_params"][10] == 1
+    arrays["pose"] = arrays["pose"].astype(np.float64)
+    arrays["pose"][10, 4] = np.nan
     np.savez(data / "synth_train.npz", **arrays)
     cfg = load_config(
         CONFIGS / "synth_dsr.yaml",
         tiny_overrides(
-            data, "data.val=[]", "data.epoch_length=12", "trainer.max_steps=3", "data.augment=false",
+            data,
+            "data.val=[]",
+            "data.epoch_length=12",
+            "trainer.max_steps=3",
+            "data.augment=false",
             "loss.start_dsr=-1",
         ),  # fmt: skip
     )
@@ -310,8 +321,12 @@ def test_nan_samples_leave_the_batch_and_the_others_still_train(synth16, tmp_pat
     assert all(changed and finite for _, changed, finite in probe.steps), probe.steps
     assert res.skipped_steps == {}
     assert res.skipped_samples == {"keypoints_nonfinite": 3, "joints3d_nonfinite": 1}
+    assert res.partial_samples == {"params_target_nonfinite": 1}
     text = res.skip_summary()
-    assert "skipped 0 step(s)" in text and "3 x non-finite 2D keypoints" in text and "1 x non-finite 3D" in text
+    assert "1 x non-finite pose/shape in the file (no pose/shape loss)" in text
+    assert (
+        "skipped 0 step(s)" in text and "3 x non-finite 2D keypoints" in text and "1 x non-finite 3D" in text
+    )
     rows = _csv_rows(tmp_path / "out")
     valid = [float(r["train/num_valid"]) for r in rows if r.get("train/num_valid")]
     assert sum(valid) == 8.0
@@ -328,7 +343,6 @@ def test_nan_samples_leave_the_batch_and_the_others_still_train(synth16, tmp_pat
     assert "skipped 0 step(s)" in capsys.readouterr().out
 
 
-
 def test_a_step_is_skipped_only_when_no_valid_sample_remains(synth16, tmp_path):
     import numpy as np
 
@@ -340,7 +354,9 @@ def test_a_step_is_skipped_only_when_no_valid_sample_remains(synth16, tmp_path):
     np.savez(data / "synth_train.npz", **arrays)
     cfg = load_config(
         CONFIGS / "synth_dsr.yaml",
-        tiny_overrides(data, "data.val=[]", "data.epoch_length=8", "trainer.max_epochs=1", "data.augment=false"),
+        tiny_overrides(
+            data, "data.val=[]", "data.epoch_length=8", "trainer.max_epochs=1", "data.augment=false"
+        ),
     )
     probe = WeightProbe()
     res = run_training(cfg, out_dir=tmp_path / "out", callbacks=[probe])

@@ -93,6 +93,7 @@ __all__ = [
     "DATASET_FILES",
     "BASE_KEYS",
     "DROP_REASONS",
+    "PARSING_REASONS",
     "OFF_PALETTE_FRACTION",
     "off_palette",
     "NONFINITE_CHECKS",
@@ -437,12 +438,16 @@ _REASON_TEXT = {
     "params_nonfinite": "non-finite pose/shape targets (NaN/inf)",
     "image_nonfinite": "non-finite image values (NaN/inf)",
     "parsing_off_palette": "parsing map mostly in colours outside the palette (no DSR loss)",
+    "params_target_nonfinite": "non-finite pose/shape in the file (no pose/shape loss)",
 }
-#: Reasons that drop the sample; the others only disable its parsing map.
+#: Reasons that drop the sample; the others only disable a target of it: its parsing map
+#: (:data:`PARSING_REASONS`) or its pose/shape (``params_target_nonfinite``).
 DROP_REASONS = (
     "image_missing", "image_corrupt", "bad_box", "generation_failed", "keypoints_nonfinite",
     "joints3d_nonfinite", "params_nonfinite", "image_nonfinite",
 )  # fmt: skip
+#: Reasons of samples kept without their parsing map (no DSR loss).
+PARSING_REASONS = ("parsing_missing", "parsing_corrupt", "parsing_off_palette")
 #: Batch entries :func:`drop_nonfinite_samples` checks, and the reason a non-finite value gives.
 NONFINITE_CHECKS = {
     "img": "image_nonfinite",
@@ -475,8 +480,10 @@ class SkipLog:
         return len(self._unknown), sum(self._unknown.values())
 
     def record(self, dataset_name: str, sample_index: int, reason: str, path: str = "") -> None:
-        """Note one event (``reason`` one of ``image_missing``, ``image_corrupt``, ``bad_box``,
-        ``generation_failed`` (a streamed synthetic sample), ``parsing_missing``, ``parsing_corrupt``)."""
+        """Note one event: ``reason`` one of :data:`DROP_REASONS` (the sample is dropped:
+        ``image_missing``, ``image_corrupt``, ``bad_box``, ``generation_failed`` (a streamed synthetic
+        sample), the ``*_nonfinite`` ones of :func:`drop_nonfinite_samples`), :data:`PARSING_REASONS` (kept
+        without its parsing map) or ``params_target_nonfinite`` (kept without its pose/shape targets)."""
         if reason not in _REASON_TEXT:
             raise ValueError(f"unknown skip reason {reason!r}")
         self._events.setdefault((dataset_name, reason), {})[int(sample_index)] = path
@@ -485,19 +492,26 @@ class SkipLog:
         """Record the events carried by a batch made by :func:`collate_samples`."""
         for s in batch.get("skipped", []):
             self.record(s["dataset_name"], s["sample_index"], s["reason"], s.get("path", ""))
-        statuses = batch.get("parsing_status")
-        if statuses:
-            idx = batch["sample_index"]
-            idx = idx.tolist() if torch.is_tensor(idx) else list(idx)
-            paths = batch.get("parsing_path", [""] * len(statuses))
-            for name, i, st, p in zip(batch["dataset_name"], idx, statuses, paths):
-                if st in ("missing", "corrupt", "off_palette"):
-                    self.record(name, i, f"parsing_{st}", p)
-            unknown = batch.get("parsing_unknown")
-            if unknown is not None:
-                unknown = unknown.tolist() if torch.is_tensor(unknown) else list(unknown)
-                for name, i, k in zip(batch["dataset_name"], idx, unknown):
-                    self.note_unknown(name, i, int(k))
+        if "sample_index" not in batch:  # no valid sample
+            return
+        idx = batch["sample_index"]
+        idx = idx.tolist() if torch.is_tensor(idx) else list(idx)
+        names = batch["dataset_name"]
+        statuses = batch.get("parsing_status") or []
+        paths = batch.get("parsing_path", [""] * len(statuses))
+        for name, i, st, p in zip(names, idx, statuses, paths):
+            if st in ("missing", "corrupt", "off_palette"):
+                self.record(name, i, f"parsing_{st}", p)
+        bad_params = batch.get("params_nonfinite")
+        if torch.is_tensor(bad_params):
+            for name, i, bad in zip(names, idx, bad_params.tolist()):
+                if bad:  # kept, its pose/shape targets cleared (SpinAnnotations)
+                    self.record(name, i, "params_target_nonfinite")
+        unknown = batch.get("parsing_unknown")
+        if unknown is not None:
+            unknown = unknown.tolist() if torch.is_tensor(unknown) else list(unknown)
+            for name, i, k in zip(names, idx, unknown):
+                self.note_unknown(name, i, int(k))
 
     def merge(self, other: SkipLog) -> None:
         """Add another log's events."""
@@ -555,7 +569,12 @@ class SkipLog:
         )
         if not self._events:
             return "data: no sample skipped, no parsing map missing" + (f"\n{colours}" if maps else "")
-        lines = [f"data: {self.dropped} sample(s) skipped, {self.count() - self.dropped} without parsing map"]
+        no_parsing = sum(self.count(r) for r in PARSING_REASONS)
+        no_params = self.count("params_target_nonfinite")
+        lines = [
+            f"data: {self.dropped} sample(s) skipped, {no_parsing} without parsing map"
+            + (f", {no_params} without pose/shape targets" if no_params else "")
+        ]
         for (d, r), ev in sorted(self._events.items()):
             ex = ", ".join(sorted(p for p in ev.values() if p)[:3])
             lines.append(f"  {d}: {len(ev)} x {_REASON_TEXT[r]}" + (f" (e.g. {ex})" if ex else ""))
@@ -1056,7 +1075,9 @@ def drop_nonfinite_samples(
             applies = batch.get("has_pose_3d")
         elif key in ("pose", "betas"):
             flags = [batch[f] for f in ("has_smpl", "has_params") if torch.is_tensor(batch.get(f))]
-            applies = (flags[0].bool() | flags[1].bool()) if len(flags) == 2 else (flags[0] if flags else None)
+            applies = (
+                (flags[0].bool() | flags[1].bool()) if len(flags) == 2 else (flags[0] if flags else None)
+            )
         if applies is not None:
             bad &= torch.as_tensor(applies).bool().reshape(-1).to(bad.device)
         for i in torch.nonzero(bad).flatten().tolist():

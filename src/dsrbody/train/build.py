@@ -146,7 +146,9 @@ def build_dataset(spec, cfg: DictConfig, augment: bool, required: tuple[str, ...
         ignore_3d=bool(spec.ignore_3d),
         res=int(cfg.model.img_res),
         required=required,
-        required_for="training: the recipe's 2D keypoint loss (loss.weights.keypoints_2d)" if required else "",
+        required_for="training: the recipe's 2D keypoint loss (loss.weights.keypoints_2d)"
+        if required
+        else "",
     )
 
 

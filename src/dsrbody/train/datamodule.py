@@ -5,7 +5,7 @@ validation set (:class:`~dsrbody.data.EvalConcatDataset`) with :func:`~dsrbody.d
 (unreadable samples are dropped from their batch and listed). :class:`DataHealth` sets the data's
 epoch (augmentation draws, dataset choice), feeds each batch's skipped samples into the datasets'
 :class:`~dsrbody.data.SkipLog`, and at every epoch end prints the summary, logs the counts
-(``data/skipped``, ``data/no_parsing``) and resets the log.
+(``data/skipped``, ``data/no_parsing``, ``data/no_params``) and resets the log.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader
 
 from dsrbody.data import SkipLog, collate_samples
+from dsrbody.data.spin_npz import PARSING_REASONS
 from dsrbody.train.build import build_eval_set, build_train_set
 
 __all__ = ["DSRDataModule", "DataHealth"]
@@ -98,9 +99,11 @@ class DataHealth(L.Callback):
 
     def _report(self, pl_module: L.LightningModule, log, prefix: str, epoch: int) -> None:
         dropped = float(log.dropped)
-        no_parsing = float(log.count() - log.dropped)
+        no_parsing = float(sum(log.count(r) for r in PARSING_REASONS))
+        no_params = float(log.count("params_target_nonfinite"))
         pl_module.log(f"data/{prefix}_skipped", dropped, reduce_fx="sum", sync_dist=True, batch_size=1)
         pl_module.log(f"data/{prefix}_no_parsing", no_parsing, reduce_fx="sum", sync_dist=True, batch_size=1)
+        pl_module.log(f"data/{prefix}_no_params", no_params, reduce_fx="sum", sync_dist=True, batch_size=1)
         rank_zero_info(f"epoch {epoch} {prefix} " + log.summary())
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:

@@ -219,7 +219,9 @@ class DSRModule(L.LightningModule):
         """Count a skipped step; the value :meth:`training_step` returns for it."""
         self.step_skips[reason] = self.step_skips.get(reason, 0) + 1
         self.log("train/skipped_steps", 1.0, on_step=False, on_epoch=True, reduce_fx="sum", batch_size=1)
-        self.log(f"train/skipped_steps_{reason}", 1.0, on_step=False, on_epoch=True, reduce_fx="sum", batch_size=1)
+        self.log(
+            f"train/skipped_steps_{reason}", 1.0, on_step=False, on_epoch=True, reduce_fx="sum", batch_size=1
+        )
         return self._zero_loss() if self.trainer.world_size > 1 else None
 
     def screen_batch(self, batch: dict[str, Any]) -> dict[str, Any]:
@@ -233,7 +235,14 @@ class DSRModule(L.LightningModule):
             return batch
         for reason, k in counts.items():
             self.sample_skips[reason] = self.sample_skips.get(reason, 0) + k
-            self.log(f"train/skipped_{reason}", float(k), on_step=False, on_epoch=True, reduce_fx="sum", batch_size=1)
+            self.log(
+                f"train/skipped_{reason}",
+                float(k),
+                on_step=False,
+                on_epoch=True,
+                reduce_fx="sum",
+                batch_size=1,
+            )
         dm = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
         log = getattr(getattr(dm, "train_set", None), "skipped", None)
         if log is not None:
@@ -484,17 +493,20 @@ def checkpoint_meta(module: DSRModule) -> dict[str, Any]:
     from dsrbody import __version__
 
     body = module.body
-    return plain_container({
-        "version": __version__,
-        "body": body_options(module.cfg)
-        | {
-            "topology_id": str(body.topology_id),
-            "num_joints": int(body.num_joints),
-            "shape_dim": int(body.shape_dim),
+    return plain_container(
+        {
+            "version": __version__,
+            "body": body_options(module.cfg)
+            | {
+                "topology_id": str(body.topology_id),
+                "num_joints": int(body.num_joints),
+                "shape_dim": int(body.shape_dim),
+            },
+            "backbone": str(module.cfg.model.backbone),
+            "config": to_container(module.cfg),
         },
-        "backbone": str(module.cfg.model.backbone),
-        "config": to_container(module.cfg),
-    }, "checkpoint metadata")
+        "checkpoint metadata",
+    )
 
 
 def plain_container(value: Any, where: str = "value") -> Any:
@@ -512,7 +524,9 @@ def plain_container(value: Any, where: str = "value") -> Any:
         return {str(k): plain_container(v, f"{where}.{k}") for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [plain_container(v, f"{where}[{i}]") for i, v in enumerate(value)]
-    raise TypeError(f"{where}: {type(value).__name__} is not a plain container type (checkpoints hold only those)")
+    raise TypeError(
+        f"{where}: {type(value).__name__} is not a plain container type (checkpoints hold only those)"
+    )
 
 
 def read_checkpoint_meta(path: str | Path) -> dict[str, Any] | None:

@@ -30,8 +30,9 @@ class TrainResult(str):
     ``.last``, ``.best`` (or None), ``.out_dir``, ``.global_step``, ``.epoch``, ``.metrics``,
     ``.skipped_steps`` (reason -> optimiser steps skipped in this run, :data:`STEP_SKIP_REASONS
     <dsrbody.train.module.STEP_SKIP_REASONS>`), ``.skipped_samples`` (reason -> distinct training
-    samples left out, :data:`~dsrbody.data.spin_npz.DROP_REASONS`) and ``.no_parsing`` (reason ->
-    samples trained without their parsing map); :meth:`skip_summary` says it in words."""
+    samples left out, :data:`~dsrbody.data.spin_npz.DROP_REASONS`) and ``.partial_samples`` (reason ->
+    samples trained with a target left out: no parsing map, or non-finite pose/shape in the file);
+    :meth:`skip_summary` says it in words."""
 
     last: Path
     best: Path | None
@@ -41,10 +42,11 @@ class TrainResult(str):
     metrics: dict[str, float]
     skipped_steps: dict[str, int]
     skipped_samples: dict[str, int]
-    no_parsing: dict[str, int]
+    partial_samples: dict[str, int]
 
     def skip_summary(self) -> str:
-        """Two lines: the skipped steps and the left-out samples of the run, with their reasons."""
+        """The skipped steps and the left-out samples of the run, with their reasons (two lines; a third
+        for samples trained with a target left out)."""
         from dsrbody.data import SkipLog
         from dsrbody.train.module import STEP_SKIP_REASONS
 
@@ -58,8 +60,10 @@ class TrainResult(str):
             f"skipped {samples} training sample(s)"
             + (f": {reasons(self.skipped_samples, SkipLog.reason_text)}" if samples else ""),
         ]
-        if self.no_parsing:
-            lines.append(f"trained without parsing map: {reasons(self.no_parsing, SkipLog.reason_text)}")
+        if self.partial_samples:
+            lines.append(
+                f"trained with a target left out: {reasons(self.partial_samples, SkipLog.reason_text)}"
+            )
         return "\n".join(lines)
 
 
@@ -238,5 +242,5 @@ def run_training(
     health = next((c for c in trainer.callbacks if isinstance(c, DataHealth)), None)
     counts = health.run_log.reasons() if health is not None else {}
     res.skipped_samples = {r: k for r, k in counts.items() if r in DROP_REASONS}
-    res.no_parsing = {r: k for r, k in counts.items() if r not in DROP_REASONS}
+    res.partial_samples = {r: k for r, k in counts.items() if r not in DROP_REASONS}
     return res
