@@ -458,8 +458,9 @@ def test_synth_protocol_refuses_another_body_model(kit, tmp_path):
 
 
 def test_samples_without_a_metric_are_excluded_with_their_reason(kit, tmp_path):
-    """A NaN ground-truth pose, a sample without parameters and a NaN prediction leave the means; the
-    sample count printed is the count behind the means, and the reasons are listed (no silent nanmean)."""
+    """A NaN ground-truth pose, a sample without parameters, a NaN prediction and a truncated JPEG (which
+    decoders would fill with grey) leave the means; the sample count printed is the count behind the means,
+    and the reasons are listed (no silent nanmean)."""
     from protocol_files import base_arrays, write_images
 
     rng = np.random.default_rng(11)
@@ -475,19 +476,24 @@ def test_samples_without_a_metric_are_excluded_with_their_reason(kit, tmp_path):
     }  # fmt: skip
     np.savez(tmp_path / "synth_test.npz", **arrays)
     write_images(tmp_path, arrays["imgname"], rng)
+    jpg = tmp_path / arrays["imgname"][5]
+    jpg.write_bytes(jpg.read_bytes()[: jpg.stat().st_size // 2])
     bm = kit.models["neutral"]
     pred_pose = pose.copy()
     pred_pose[4, 0] = np.nan
     res = evaluate("synth", tmp_path / "synth_test.npz", tmp_path, ParamPredictor(bm, pred_pose, shape, 0.0),
                    batch_size=4, progress=False)  # fmt: skip
-    assert res.num_evaluated == 3 and res.num_samples == n
-    assert res.per_sample["sample_index"].tolist() == [0, 2, 5]
+    assert res.num_evaluated == 2 and res.num_samples == n
+    assert res.per_sample["sample_index"].tolist() == [0, 2]
     assert all(np.isfinite(v) for v in res.metrics.values()) and max(res.metrics.values()) < 1e-3
     reasons = {s["sample_index"]: s["reason"] for s in res.skipped}
-    assert reasons == {1: "nonfinite_ground_truth", 3: "no_ground_truth", 4: "nonfinite_prediction"}
+    assert reasons == {
+        1: "nonfinite_ground_truth", 3: "no_ground_truth", 4: "nonfinite_prediction", 5: "image_corrupt"
+    }  # fmt: skip
     head = res.format_table().splitlines()[0]
-    assert head.startswith("synth: 3 of 6 samples evaluated (3 skipped:") and "non-finite prediction" in head
-    assert res.to_json()["num_evaluated"] == 3 and len(res.to_json()["skipped"]) == 3
+    assert head.startswith("synth: 2 of 6 samples evaluated (4 skipped:") and "non-finite prediction" in head
+    assert "unreadable image (undecodable or truncated)" in head
+    assert res.to_json()["num_evaluated"] == 2 and len(res.to_json()["skipped"]) == 4
 
 
 def test_synth_eval_counts_the_samples_behind_the_means(kit):

@@ -351,12 +351,12 @@ def read_image(path: str | os.PathLike, bgr: bool = False) -> np.ndarray:
     path = str(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: image does not exist")
+    problem = incomplete_image(path)  # first: a truncated file is named so, not "cannot be decoded"
+    if problem:
+        raise ValueError(f"{path}: {problem}")
     img = cv2.imread(path, cv2.IMREAD_COLOR)
     if img is None or img.size == 0:
         raise ValueError(f"{path}: image cannot be decoded")
-    problem = incomplete_image(path)
-    if problem:
-        raise ValueError(f"{path}: {problem}")
     return img if bgr else np.ascontiguousarray(img[:, :, ::-1])
 
 
@@ -393,12 +393,12 @@ def _read_parsing_raw(path: str) -> np.ndarray:
         head = f.read(26)
     colour_type = head[25] if head[:8] == b"\x89PNG\r\n\x1a\n" and len(head) == 26 else None
     if colour_type in (2, 6):  # RGB, RGBA
-        bgr = cv2.imread(path, cv2.IMREAD_COLOR)
-        if bgr is None:
-            raise ValueError(f"{path}: parsing map cannot be decoded")
         problem = incomplete_image(path)
         if problem:
             raise ValueError(f"{path}: {problem}")
+        bgr = cv2.imread(path, cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise ValueError(f"{path}: parsing map cannot be decoded")
         if (
             bgr.max() < NUM_LABELS
             and (bgr[..., 0] == bgr[..., 1]).all()

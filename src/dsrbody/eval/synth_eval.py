@@ -285,6 +285,10 @@ def exclusion_reasons(
     if torch.is_tensor(batch.get("pose_3d")) and torch.is_tensor(batch.get("has_pose_3d")):
         gt_bad |= batch["has_pose_3d"].cpu().bool() & ~_finite_rows(batch["pose_3d"].cpu())
     return [
-        "nonfinite_prediction" if not pred_ok[i] else "nonfinite_ground_truth" if gt_bad[i] else "no_ground_truth"
+        "nonfinite_prediction"
+        if not pred_ok[i]
+        else "nonfinite_ground_truth"
+        if gt_bad[i]
+        else "no_ground_truth"
         for i in torch.nonzero(none).flatten().tolist()
     ]
