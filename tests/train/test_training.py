@@ -364,3 +364,29 @@ def test_a_step_is_skipped_only_when_no_valid_sample_remains(synth16, tmp_path):
     assert res.skipped_steps == {"no_valid_sample": 2}
     assert res.skipped_samples == {"keypoints_nonfinite": 8}
     assert "skipped 2 step(s): 2 x no valid sample in the batch" in res.skip_summary()
+
+
+def test_a_training_file_without_2d_keypoints_is_refused_when_the_set_is_built(synth16, tmp_path):
+    """Without ``part`` a file would train with no 2D keypoint loss and no warning: building the training
+    set names the file, the key and what needs it; a recipe without the 2D keypoint term accepts it."""
+    import numpy as np
+
+    from dsrbody.train.build import build_train_set, training_keys
+
+    data = tmp_path / "data"
+    shutil.copytree(synth16, data)
+    with np.load(data / "synth_train.npz") as z:
+        arrays = {k: z[k] for k in z.files if k != "part"}
+    np.savez(data / "synth_train.npz", **arrays)
+    cfg = load_config(CONFIGS / "synth_dsr.yaml", tiny_overrides(data, "data.val=[]"))
+    assert training_keys(cfg) == ("part",)
+    with pytest.raises(ValueError) as e:
+        build_train_set(cfg)
+    msg = str(e.value)
+    assert (
+        "\n" not in msg and str(data / "synth_train.npz") in msg and "'part'" in msg and "2D keypoint" in msg
+    )
+    off = load_config(
+        CONFIGS / "synth_dsr.yaml", tiny_overrides(data, "data.val=[]", "loss.weights.keypoints_2d=0")
+    )
+    assert training_keys(off) == () and len(build_train_set(off)) > 0

@@ -166,7 +166,11 @@ def fit_dataset(
         done = _finite_rows(result.rotmat, result.shape, result.cam)  # (B,) a fit that stayed finite
         if not bool(done.all()):
             skipped += [
-                {"imgname": batch["imgname"][i], "reason": "fit_nonfinite", "sample_index": int(batch["sample_index"][i])}
+                {
+                    "imgname": batch["imgname"][i],
+                    "reason": "fit_nonfinite",
+                    "sample_index": int(batch["sample_index"][i]),
+                }
                 for i in torch.nonzero(~done).flatten().tolist()
             ]
         for k, v in result.terms_start.items():
