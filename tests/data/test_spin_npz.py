@@ -451,3 +451,9 @@ def test_truncated_images_and_off_palette_maps_are_skipped_and_counted(make_data
         with pytest.raises(ValueError, match=r"truncated (JPEG|PNG)") as e:
             read_image(path)
         assert str(path) in str(e.value) and "\n" not in str(e.value)
+    # the official bilinear resampling blends colours at label edges: the file's unknowns are still found
+    official = SpinNpzDataset(npz, img_dir, parsing_interp="bilinear_official")
+    assert [official[i]["parsing_status"] for i in (0, 4, 5, 6)] == ["ok", "off_palette", "off_palette", "ok"]
+    assert (
+        official[6]["parsing_unknown"] == 0 and official[0]["parsing_unknown"] == items[0]["parsing_unknown"]
+    )

@@ -498,9 +498,9 @@ def parsing_processing(
             ``"bilinear_official"`` for reproducing the official code).
         flip_labels: ``(L,)`` label permutation applied on flip (``"nearest"`` only).
         bgr: a colour map is in BGR order (``cv2.imread``).
-        with_unknown: also return how many crop pixels were unknown (``"nearest"`` only; the official
-            bilinear resampling blends colours at every label edge, so its unknowns are not the file's
-            and count 0).
+        with_unknown: also return how many crop pixels are unknown in the file (for
+            ``"bilinear_official"`` counted on a nearest sampling of the same crop: its blended edge
+            colours are not the file's).
 
     Returns:
         ``(res, res)`` uint8 labels; outside the image: 0 (background). With ``with_unknown``:
@@ -522,12 +522,17 @@ def parsing_processing(
             out = np.asarray(flip_labels, dtype=np.uint8)[out]
         return (out, int(unknown.sum())) if with_unknown else out
     if interpolation == "bilinear_official":
+        unknown = 0
+        if with_unknown:  # the file's unknown pixels, on a nearest sampling of the same crop
+            near = warp_image(src, a, res, "nearest")
+            bad = decode_colors(near[:, :, ::-1] if bgr else near)[1] if colour else near == UNKNOWN_LABEL
+            unknown = int(bad.sum())
         if not colour:
             src = np.where(src == UNKNOWN_LABEL, 0, src).astype(np.uint8)
         colors = (src if colour else encode_colors(src)).astype(np.float32)
         warped = np.clip(np.rint(warp_image(colors, a, res, "bilinear")), 0, 255).astype(np.uint8)
         out = decode_colors(warped[:, :, ::-1] if (bgr and colour) else warped)[0]
-        return (out, 0) if with_unknown else out
+        return (out, unknown) if with_unknown else out
     raise ValueError(
         f"unknown parsing interpolation {interpolation!r}; expected one of {PARSING_INTERPOLATIONS}"
     )
