@@ -29,7 +29,6 @@ from _timing import time_alternating as _time_alternating  # noqa: E402
 
 def bench_smpl(batch: int, repeats: int, smpl_dir: Path | None = None) -> list[tuple[str, float, float]]:
     """dsrbody SMPL vs smplx SMPL, forward + backward, same file, same inputs."""
-    import numpy as np
     import roma
     import smplx
 
@@ -42,14 +41,11 @@ def bench_smpl(batch: int, repeats: int, smpl_dir: Path | None = None) -> list[t
         tmp = tempfile.TemporaryDirectory()
         smpl_dir = write_smpl_files(tmp.name, genders=("neutral",), regressors=False, mean_params=False)
     ours = SMPL(smpl_dir, gender="neutral")
-    npz = Path(ours.model_file).with_suffix(".npz")
-    if npz.is_file():
-        with np.load(npz, allow_pickle=True) as z:
-            struct = smplx.utils.Struct(**{k: z[k] for k in z.files})
-    else:  # real .pkl only: build smplx from what our loader read (same arrays)
-        from dsrbody.body.smpl_io import load_smpl_dict
+    from dsrbody.body.smpl_io import load_smpl_dict
 
-        struct = smplx.utils.Struct(**load_smpl_dict(ours.model_file))
+    # smplx gets the arrays our loader read (the restricted unpickler: no pickle from the folder runs code)
+    npz = Path(ours.model_file).with_suffix(".npz")
+    struct = smplx.utils.Struct(**load_smpl_dict(npz if npz.is_file() else ours.model_file))
     ref = smplx.SMPL(str(smpl_dir), data_struct=struct, num_betas=ours.shape_dim)
 
     g = torch.Generator().manual_seed(0)

@@ -108,3 +108,30 @@ def test_fit_a_users_photo_with_openpose_and_parsing(synth, tmp_path, capsys):
     assert "no ground truth" in capsys.readouterr().out
     fits = np.load(out / "fits.npz")
     assert fits["imgname"].tolist() == ["me.jpg"] and fits["pose"].shape == (1, 72)
+
+
+def test_fit_with_a_nan_keypoint_writes_the_other_samples(synth, tmp_path, capsys):
+    """A NaN 2D keypoint used to reach the fit and crash the metrics (an SVD error), writing nothing: the
+    sample is now skipped with its reason, and the others are fitted, measured and written."""
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(synth, data)
+    with np.load(data / "synth_test.npz") as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["openpose"] = arrays["openpose"].astype(np.float64)
+    arrays["openpose"][1, 4, 0] = np.nan
+    np.savez(data / "synth_test.npz", **arrays)
+    out = tmp_path / "fit"
+    args = ["fit", "--data", str(data), "--losses", "kp", "--start", "mean", "--iters", "3", "--lr", "0.02"]
+    assert main([*args, "--out", str(out), "--quiet"]) == 0
+    captured = capsys.readouterr()
+    assert "fitted 2 samples (1 skipped)" in captured.out
+    assert "keypoints_nonfinite" in captured.err
+    fits = np.load(out / "fits.npz")
+    assert fits["fit_ok"].tolist() == [True, False, True]
+    np.testing.assert_array_equal(fits["pose"][1], arrays["pose"][1])  # not fitted: kept
+    assert np.isfinite(fits["pose"]).all() and np.isfinite(fits["shape"]).all()
+    report = json.loads((out / "fit_metrics.json").read_text())
+    assert report["n_fitted"] == 2 and report["skipped"] == [f"{arrays['imgname'][1]}: keypoints_nonfinite"]
+    assert report["metrics_fit"]["n_pa_mpjpe"] == 2 and np.isfinite(report["metrics_fit"]["pa_mpjpe"])

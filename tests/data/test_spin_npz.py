@@ -25,8 +25,10 @@ from dsrbody.data.spin_npz import (
     collate_samples,
     find_annotation_file,
     load_annotations,
+    read_image,
     read_parsing_map,
 )
+from dsrbody.semantics.labels import CIHP_PALETTE
 
 RES = 224
 
@@ -128,8 +130,6 @@ def test_colour_and_index_parsing_pngs_agree(tmp_path):
     np.testing.assert_array_equal(read_parsing_map(tmp_path / "c.png"), labels)
     np.testing.assert_array_equal(read_parsing_map(tmp_path / "i.png"), labels)
     from PIL import Image
-
-    from dsrbody.semantics.labels import CIHP_PALETTE
 
     im = Image.fromarray(labels, mode="P")
     im.putpalette(CIHP_PALETTE.reshape(-1).tolist())
@@ -395,3 +395,65 @@ def test_pose_joints_follow_body_model_field(make_dataset):
     npz, img_dir, _ = make_dataset(n=2, body_model=np.array(["smplx", "smplx"]))
     with pytest.raises(ValueError, match=r"train\.npz.*'smplx'"):
         SpinNpzDataset(npz, img_dir)
+
+
+def test_truncated_images_and_off_palette_maps_are_skipped_and_counted(make_dataset):
+    """A JPEG or PNG cut short (decoders would fill the rest with grey) is an unreadable image; a parsing
+    map mostly in colours (or indices) outside the palette is "off palette" (no DSR loss), a map with a few
+    such pixels stays usable; both are counted."""
+    import cv2
+
+    npz, img_dir, arr = make_dataset(n=7)
+    maps = [img_dir / "grph_sequences" / Path(name).with_suffix(".png") for name in arr["imgname"]]
+    jpg = img_dir / arr["imgname"][1]
+    data = jpg.read_bytes()
+    jpg.write_bytes(data[: len(data) // 2])
+    assert cv2.imread(str(jpg)) is not None  # OpenCV decodes half a JPEG (grey rest) without an error
+    png = img_dir / arr["imgname"][2]  # a PNG under the .jpg name (decoders go by content)
+    ok, buf = cv2.imencode(".png", np.random.default_rng(1).integers(0, 256, (120, 160, 3), np.uint8))
+    png.write_bytes(buf.tobytes()[: len(buf) * 2 // 3])
+    labels = np.zeros((120, 160), np.uint8)
+    labels[30:90, 40:70] = 14
+    labels[30:90, 90:120] = 5
+    off = CIHP_PALETTE[labels]
+    off[labels > 0] = (7, 200, 13)  # a colour of no label: the whole person
+    cv2.imwrite(str(maps[4]), off[:, :, ::-1])
+    odd = labels.copy()
+    odd[labels > 0] = 200  # an index of no label (index PNG)
+    cv2.imwrite(str(maps[5]), odd)
+    few = CIHP_PALETTE[labels]
+    few[40:44, 45:49] = (7, 200, 13)  # 16 of 3600 person pixels: counted, the map still used
+    cv2.imwrite(str(maps[0]), few[:, :, ::-1])
+    half = maps[3].read_bytes()
+    maps[3].write_bytes(half[: len(half) // 2])
+
+    ds = SpinNpzDataset(npz, img_dir)
+    items = [ds[i] for i in range(len(ds))]
+    assert [it["skip_reason"] for it in items] == ["", "image_corrupt", "image_corrupt", "", "", "", ""]
+    status = ["ok", "off", "off", "corrupt", "off_palette", "off_palette", "ok"]
+    assert [it["parsing_status"] for it in items] == status
+    assert not bool(items[4]["has_parsing"]) and items[4]["parsing"].sum() == 0
+    assert items[6]["parsing_unknown"] == 0  # an untouched map
+    assert (
+        bool(items[0]["has_parsing"])
+        and 0 < items[0]["parsing_unknown"] < 0.05 * (items[0]["parsing"] > 0).sum()
+    )
+    assert items[4]["parsing_unknown"] > 0 and items[5]["parsing_unknown"] > 0
+    batch = collate_samples(items)
+    ds.skipped.update(batch)
+    assert ds.skipped.count("image_corrupt") == 2 and ds.skipped.count("parsing_corrupt") == 1
+    assert ds.skipped.count("parsing_off_palette") == 2
+    assert ds.skipped.unknown_pixels[0] == 3
+    text = ds.summary()
+    assert "2 sample(s) skipped, 3 without parsing map" in text and "outside the palette" in text
+    assert str(jpg) in ds.skipped.paths("image_corrupt") and str(png) in ds.skipped.paths("image_corrupt")
+    for path in (jpg, png):
+        with pytest.raises(ValueError, match=r"truncated (JPEG|PNG)") as e:
+            read_image(path)
+        assert str(path) in str(e.value) and "\n" not in str(e.value)
+    # the official bilinear resampling blends colours at label edges: the file's unknowns are still found
+    official = SpinNpzDataset(npz, img_dir, parsing_interp="bilinear_official")
+    assert [official[i]["parsing_status"] for i in (0, 4, 5, 6)] == ["ok", "off_palette", "off_palette", "ok"]
+    assert (
+        official[6]["parsing_unknown"] == 0 and official[0]["parsing_unknown"] == items[0]["parsing_unknown"]
+    )

@@ -455,3 +455,66 @@ def test_synth_protocol_refuses_another_body_model(kit, tmp_path):
     with pytest.raises(IncompatibleBodyModelError, match="anny parameters.*'smpl'"):
         evaluate("synth", tmp_path / "synth_test.npz", tmp_path,
                  ParamPredictor(bm, np.zeros((2, 72)), np.zeros((2, 10)), 0.0), progress=False)  # fmt: skip
+
+
+def test_samples_without_a_metric_are_excluded_with_their_reason(kit, tmp_path):
+    """A NaN ground-truth pose, a sample without parameters, a NaN prediction and a truncated JPEG (which
+    decoders would fill with grey) leave the means; the sample count printed is the count behind the means,
+    and the reasons are listed (no silent nanmean)."""
+    from protocol_files import base_arrays, write_images
+
+    rng = np.random.default_rng(11)
+    n = 6
+    pose, shape = random_smpl_params(n, rng)
+    file_pose = pose.copy()
+    file_pose[1, 5] = np.nan
+    has = np.ones(n)
+    has[3] = 0
+    arrays = base_arrays(n, rng, "images") | {
+        "pose": file_pose, "shape": shape, "has_smpl": has, "has_params": has,
+        "body_model": np.array(["smpl"] * n),
+    }  # fmt: skip
+    np.savez(tmp_path / "synth_test.npz", **arrays)
+    write_images(tmp_path, arrays["imgname"], rng)
+    jpg = tmp_path / arrays["imgname"][5]
+    jpg.write_bytes(jpg.read_bytes()[: jpg.stat().st_size // 2])
+    bm = kit.models["neutral"]
+    pred_pose = pose.copy()
+    pred_pose[4, 0] = np.nan
+    res = evaluate("synth", tmp_path / "synth_test.npz", tmp_path, ParamPredictor(bm, pred_pose, shape, 0.0),
+                   batch_size=4, progress=False)  # fmt: skip
+    assert res.num_evaluated == 2 and res.num_samples == n
+    assert res.per_sample["sample_index"].tolist() == [0, 2]
+    assert all(np.isfinite(v) for v in res.metrics.values()) and max(res.metrics.values()) < 1e-3
+    reasons = {s["sample_index"]: s["reason"] for s in res.skipped}
+    assert reasons == {
+        1: "nonfinite_ground_truth", 3: "no_ground_truth", 4: "nonfinite_prediction", 5: "image_corrupt"
+    }  # fmt: skip
+    head = res.format_table().splitlines()[0]
+    assert head.startswith("synth: 2 of 6 samples evaluated (4 skipped:") and "non-finite prediction" in head
+    assert "unreadable image (undecodable or truncated)" in head
+    assert res.to_json()["num_evaluated"] == 2 and len(res.to_json()["skipped"]) == 4
+
+
+def test_synth_eval_counts_the_samples_behind_the_means(kit):
+    """dsrbody.eval.synth_eval: a NaN prediction gives NaN metrics (no SVD error) and a reason."""
+    from dsrbody.eval.metrics import eval_joints
+    from dsrbody.eval.synth_eval import batch_metrics, exclusion_reasons
+
+    rng = np.random.default_rng(12)
+    n = 4
+    pose, shape = random_smpl_params(n, rng)
+    pred_pose = pose.copy()
+    pred_pose[2, 3] = np.nan
+    f32 = torch.float32
+    batch = {
+        "sample_index": torch.arange(n), "keypoints": torch.zeros(n, 49, 3),
+        "has_smpl": torch.tensor([1.0, 1.0, 1.0, 0.0]), "params_nonfinite": torch.zeros(n, dtype=torch.bool),
+        "pose": torch.as_tensor(pose, dtype=f32), "betas": torch.as_tensor(shape, dtype=f32),
+    }  # fmt: skip
+    bm = kit.models["neutral"]
+    pred = ParamPredictor(bm, pred_pose, shape, 0.0)(batch)
+    values = batch_metrics(pred, batch, bm, eval_joints(bm), rerun=False)
+    finite = torch.stack([v.isfinite() for v in values.values()]).any(0)
+    assert finite.tolist() == [True, True, False, False]
+    assert exclusion_reasons(values, pred, batch) == ["nonfinite_prediction", "no_ground_truth"]

@@ -52,6 +52,22 @@ def test_keypoint_fit_lowers_the_keypoint_loss(mean_reg):
     assert bool(((res.shape >= mean_reg.shape_lo) & (res.shape <= mean_reg.shape_hi)).all())
 
 
+def test_a_nan_keypoint_counts_as_absent(mean_reg):
+    """A NaN keypoint is masked before the loss (0 * NaN would still be NaN in the gradients): the
+    sample is fitted from its other keypoints, as if that one had confidence 0."""
+    kp = _target(mean_reg, B=2)
+    absent = kp.clone()
+    absent[0, 3] = 0.0
+    nan = kp.clone()
+    nan[0, 3, 0] = float("nan")
+    cfg = FitConfig(losses=("kp",), iters=6, lr=0.02)
+    ref, res = BodyFitter(mean_reg, cfg).fit(absent), BodyFitter(mean_reg, cfg).fit(nan)
+    assert torch.isfinite(res.rotmat).all() and torch.isfinite(res.cam).all()
+    assert float(res.terms_end["keypoints"][0]) < float(res.terms_start["keypoints"][0])
+    torch.testing.assert_close(res.rotmat, ref.rotmat)
+    torch.testing.assert_close(res.cam, ref.cam)
+
+
 def test_dsr_terms_active_with_a_parsing_map(mean_reg, anny_body, synth_dir):
     from dsrbody.data import SpinNpzDataset, collate_samples
     from dsrbody.garments import default_prior

@@ -185,8 +185,9 @@ def test_load_errors(tmp_path):
     assert rep.unexpected == ["attention.weight"] and "attention.weight" in rep.summary()
 
 
-def test_checkpoint_with_unimportable_pickled_objects(tmp_path):
-    """Lightning checkpoints pickle hyper-parameters (e.g. yacs CfgNode); reading must not need them."""
+def test_checkpoint_with_unknown_pickled_objects_is_refused(tmp_path):
+    """A class outside the safe loader's allow-list is refused, in one line naming the file and the class
+    (DSR's yacs/Lightning metadata is allowed: tests/models/test_models_checkpoint_safety.py)."""
     mod = types.ModuleType("not_installed_cfg_pkg")
 
     class CfgNode(dict):
@@ -209,5 +210,7 @@ def test_checkpoint_with_unimportable_pickled_objects(tmp_path):
         )
     finally:
         del sys.modules[mod.__name__]
-    dst = resnet18()
-    assert load_pretrained(dst, path).ok and _same_weights(src, dst)
+    with pytest.raises(ValueError) as e:
+        load_pretrained(resnet18(), path)
+    msg = str(e.value)
+    assert "\n" not in msg and str(path) in msg and "not_installed_cfg_pkg.CfgNode" in msg

@@ -260,3 +260,133 @@ def test_nonfinite_sample_is_dropped_counted_and_does_not_poison_the_batch(synth
     with torch.no_grad():
         _, means3, _, _ = module.compute_losses(sub, sub_pred, dsr=False)
     assert means2["keypoints_2d"].item() == pytest.approx(means3["keypoints_2d"].item(), rel=1e-5)
+
+
+class WeightProbe(Callback):
+    """Records, per trained batch, its size, whether the optimiser step changed the weights, and whether
+    they stayed finite."""
+
+    def __init__(self):
+        self.before = None
+        self.steps: list[tuple[int, bool, bool]] = []
+
+    def _weights(self, m) -> torch.Tensor:
+        return torch.cat([p.detach().reshape(-1) for p in m.model.head.parameters()]).clone()
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self.before = self._weights(pl_module)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        after = self._weights(pl_module)
+        self.steps.append(
+            (int(batch["num_valid"]), not torch.equal(after, self.before), bool(after.isfinite().all()))
+        )
+
+
+def test_nan_samples_leave_the_batch_and_the_others_still_train(synth16, tmp_path, capsys):
+    """4 of 12 samples with a NaN 2D keypoint or 3D joint: every step is applied (weights change, stay
+    finite) from the other samples; the skips are counted per reason and the summary says so. A NaN pose
+    only takes that sample's pose/shape targets away (it trains on the rest), counted too."""
+    import numpy as np
+
+    from dsrbody.cli.train import run as train_cli
+
+    data = tmp_path / "data"
+    shutil.copytree(synth16, data)
+    with np.load(data / "synth_train.npz") as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["part"] = arrays["part"].astype(np.float64)
+    arrays["S"] = arrays["S"].astype(np.float64)
+    arrays["part"][[1, 5], 3, 0] = np.nan
+    arrays["part"][9, 7, 2] = np.inf
+    arrays["S"][[2], 0, 1] = np.nan
+    assert arrays["has_params"][10] == 1
+    arrays["pose"] = arrays["pose"].astype(np.float64)
+    arrays["pose"][10, 4] = np.nan
+    np.savez(data / "synth_train.npz", **arrays)
+    cfg = load_config(
+        CONFIGS / "synth_dsr.yaml",
+        tiny_overrides(
+            data,
+            "data.val=[]",
+            "data.epoch_length=12",
+            "trainer.max_steps=3",
+            "data.augment=false",
+            "loss.start_dsr=-1",
+        ),  # fmt: skip
+    )
+    probe = WeightProbe()
+    res = run_training(cfg, out_dir=tmp_path / "out", callbacks=[probe])
+    assert res.global_step == 3 and len(probe.steps) == 3
+    assert all(changed and finite for _, changed, finite in probe.steps), probe.steps
+    assert res.skipped_steps == {}
+    assert res.skipped_samples == {"keypoints_nonfinite": 3, "joints3d_nonfinite": 1}
+    assert res.partial_samples == {"params_target_nonfinite": 1}
+    text = res.skip_summary()
+    assert "1 x non-finite pose/shape in the file (no pose/shape loss)" in text
+    assert (
+        "skipped 0 step(s)" in text and "3 x non-finite 2D keypoints" in text and "1 x non-finite 3D" in text
+    )
+    rows = _csv_rows(tmp_path / "out")
+    valid = [float(r["train/num_valid"]) for r in rows if r.get("train/num_valid")]
+    assert sum(valid) == 8.0
+    # the command prints the same summary
+    import argparse
+
+    args = argparse.Namespace(
+        config=str(CONFIGS / "synth_dsr.yaml"), out=str(tmp_path / "out2"), resume=False, resume_if_any=False,
+        overrides=tiny_overrides(
+            data, "data.val=[]", "data.epoch_length=12", "trainer.max_steps=1", "data.augment=false"
+        ),
+    )  # fmt: skip
+    assert train_cli(args) == 0
+    assert "skipped 0 step(s)" in capsys.readouterr().out
+
+
+def test_a_step_is_skipped_only_when_no_valid_sample_remains(synth16, tmp_path):
+    import numpy as np
+
+    data = tmp_path / "data"
+    shutil.copytree(synth16, data)
+    with np.load(data / "synth_train.npz") as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["part"] = np.full(arrays["part"].shape, np.nan)
+    np.savez(data / "synth_train.npz", **arrays)
+    cfg = load_config(
+        CONFIGS / "synth_dsr.yaml",
+        tiny_overrides(
+            data, "data.val=[]", "data.epoch_length=8", "trainer.max_epochs=1", "data.augment=false"
+        ),
+    )
+    probe = WeightProbe()
+    res = run_training(cfg, out_dir=tmp_path / "out", callbacks=[probe])
+    assert [changed for _, changed, _ in probe.steps] == [False, False]  # nothing reached the weights
+    assert res.skipped_steps == {"no_valid_sample": 2}
+    assert res.skipped_samples == {"keypoints_nonfinite": 8}
+    assert "skipped 2 step(s): 2 x no valid sample in the batch" in res.skip_summary()
+
+
+def test_a_training_file_without_2d_keypoints_is_refused_when_the_set_is_built(synth16, tmp_path):
+    """Without ``part`` a file would train with no 2D keypoint loss and no warning: building the training
+    set names the file, the key and what needs it; a recipe without the 2D keypoint term accepts it."""
+    import numpy as np
+
+    from dsrbody.train.build import build_train_set, training_keys
+
+    data = tmp_path / "data"
+    shutil.copytree(synth16, data)
+    with np.load(data / "synth_train.npz") as z:
+        arrays = {k: z[k] for k in z.files if k != "part"}
+    np.savez(data / "synth_train.npz", **arrays)
+    cfg = load_config(CONFIGS / "synth_dsr.yaml", tiny_overrides(data, "data.val=[]"))
+    assert training_keys(cfg) == ("part",)
+    with pytest.raises(ValueError) as e:
+        build_train_set(cfg)
+    msg = str(e.value)
+    assert (
+        "\n" not in msg and str(data / "synth_train.npz") in msg and "'part'" in msg and "2D keypoint" in msg
+    )
+    off = load_config(
+        CONFIGS / "synth_dsr.yaml", tiny_overrides(data, "data.val=[]", "loss.weights.keypoints_2d=0")
+    )
+    assert training_keys(off) == () and len(build_train_set(off)) > 0

@@ -77,7 +77,9 @@ class _SparseStandIn:
         self.state = state
 
 
-# The only other globals SMPL pickles reference (Python-2 names are mapped by ``fix_imports``).
+# The only other globals SMPL pickles reference (Python-2 names are mapped by ``fix_imports``): NumPy
+# arrays, dtypes and scalars as NumPy pickles them, and the plain containers. Nothing else, and no dotted
+# (protocol-4 attribute-path) name, so no chain of attributes can reach a function such as ``exec``.
 _ALLOWED_GLOBALS = {
     "builtins": {"set", "frozenset", "object", "list", "dict", "tuple", "complex", "slice", "bytearray"},
     "copyreg": {"_reconstructor"},
@@ -89,25 +91,99 @@ _ALLOWED_GLOBALS = {
     "numpy.core.numeric": {"_frombuffer"},
     "numpy._core.numeric": {"_frombuffer"},
 }
+#: the modules ``scipy.sparse`` matrices are pickled from (old and new scipy).
+_SPARSE_MODULES = {
+    "scipy.sparse", "scipy.sparse.csc", "scipy.sparse.csr", "scipy.sparse.coo", "scipy.sparse._csc",
+    "scipy.sparse._csr", "scipy.sparse._coo", "scipy.sparse.compressed", "scipy.sparse._compressed",
+}  # fmt: skip
+_SPARSE_CLASSES = ("csc_matrix", "csr_matrix", "coo_matrix")
+
+
+def _is_dotted_identifier(text: str) -> bool:
+    return bool(text) and all(part.isidentifier() for part in text.split("."))
+
+
+class _NdarrayToken:
+    """What a pickle gets for ``numpy.ndarray``: usable only as the class argument of NumPy's
+    ``_reconstruct`` (:func:`_reconstruct_array`), never the class itself. Called with a buffer,
+    ``ndarray(shape, object, buffer)`` would turn the buffer's bytes into object pointers (a forged
+    object, or a crash), and REDUCE, NEWOBJ and NEWOBJ_EX would all call what ``find_class`` returns."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<numpy.ndarray, for _reconstruct only>"
+
+
+_NDARRAY = _NdarrayToken()
+
+
+def _numpy_core(module: str) -> Any:
+    """``numpy._core.<sub>`` (NumPy 2) or ``numpy.core.<sub>`` (NumPy 1) for either spelling of ``module``."""
+    import importlib
+
+    sub = module.rsplit(".", 1)[1]
+    for name in (f"numpy._core.{sub}", f"numpy.core.{sub}"):
+        try:
+            return importlib.import_module(name)
+        except ImportError:
+            continue
+    raise pickle.UnpicklingError(f"unexpected global {module} in an SMPL model file")
+
+
+def _reconstruct_array(subtype: Any, shape: Any, dtype: Any) -> np.ndarray:
+    """NumPy's ``_reconstruct`` (an empty array whose ``__setstate__`` then fills it from the pickled
+    bytes, or from a list for object dtypes), for ``numpy.ndarray`` only."""
+    if subtype is not _NDARRAY:
+        raise pickle.UnpicklingError(f"unexpected _reconstruct of {subtype!r} in an SMPL model file")
+    return _numpy_core("numpy.core.multiarray")._reconstruct(np.ndarray, shape, dtype)
+
+
+def _latin1_encode(text: Any, encoding: str = "latin1") -> bytes:
+    """``_codecs.encode`` as NumPy's Python-3 pickles use it (array bytes as a latin-1 ``str``); no other
+    codec may be named."""
+    if not isinstance(text, str) or str(encoding).lower() not in ("latin1", "latin-1"):
+        raise pickle.UnpicklingError(f"unexpected _codecs.encode(..., {encoding!r}) in an SMPL model file")
+    return text.encode("latin1")
+
+
+def _allowed_global(module: str, name: str) -> Any:
+    """The object a pickle gets for an allow-listed ``(module, name)`` (already mapped from Python 2)."""
+    import importlib
+
+    if (module, name) == ("numpy", "ndarray"):
+        return _NDARRAY
+    if name == "_reconstruct":
+        return _reconstruct_array
+    if (module, name) == ("_codecs", "encode"):
+        return _latin1_encode
+    if module.startswith(("numpy.core.", "numpy._core.")):
+        return getattr(_numpy_core(module), name)
+    return getattr(importlib.import_module(module), name)
 
 
 class _SMPLUnpickler(pickle.Unpickler):
-    """Restricted unpickler for SMPL files: chumpy and scipy.sparse classes become stand-ins (see the
-    module doc); besides them only NumPy arrays and plain containers may be built, so a tampered
-    file cannot call arbitrary functions."""
+    """Restricted unpickler for SMPL files: chumpy and scipy.sparse classes become inert stand-ins (see
+    the module doc); besides them only the NumPy array/dtype/scalar constructors and plain containers of
+    ``_ALLOWED_GLOBALS`` may be named, each by its exact module and plain name, so a tampered file cannot
+    reach or call any other function. What a name gives is resolved here (never by the default
+    ``find_class``, which would import the unmapped module of a Python-2 name), and ``numpy.ndarray``,
+    NumPy's ``_reconstruct`` and ``_codecs.encode`` are narrowed to the calls NumPy's pickles make."""
 
     def find_class(self, module: str, name: str) -> Any:
+        if not name.isidentifier() or not _is_dotted_identifier(module):  # no attribute walks
+            raise pickle.UnpicklingError(f"unexpected global {module}.{name} in an SMPL model file")
         if module == "chumpy" or module.startswith("chumpy."):
             return type(name, (_ChumpyStandIn,), {"chumpy_class": f"{module}.{name}"})
-        if module.startswith("scipy.sparse") and name in ("csc_matrix", "csr_matrix", "coo_matrix"):
+        if module in _SPARSE_MODULES and name in _SPARSE_CLASSES:
             return type(name, (_SparseStandIn,), {"sparse_format": name[:3]})
         mapped_module, mapped_name = module, name  # Python-2 names as fix_imports maps them
         if (module, name) in _compat_pickle.NAME_MAPPING:
             mapped_module, mapped_name = _compat_pickle.NAME_MAPPING[(module, name)]
         elif module in _compat_pickle.IMPORT_MAPPING:
             mapped_module = _compat_pickle.IMPORT_MAPPING[module]
-        if mapped_name in _ALLOWED_GLOBALS.get(mapped_module, ()) or mapped_module == "numpy.dtypes":
-            return super().find_class(module, name)
+        if mapped_name in _ALLOWED_GLOBALS.get(mapped_module, ()):
+            return _allowed_global(mapped_module, mapped_name)
         raise pickle.UnpicklingError(f"unexpected global {module}.{name} in an SMPL model file")
 
 

@@ -264,6 +264,11 @@ def run(args: argparse.Namespace) -> int:
     console.print(table)
     if res["n_skipped"]:
         console.print(dataset.skipped.summary())
+    if res.get("n_excluded"):
+        from dsrbody.eval.synth_eval import EXCLUSION_REASONS
+
+        why = ", ".join(f"{k} x {EXCLUSION_REASONS.get(r, r)}" for r, k in res["excluded"].items())
+        console.print(f"{res['n_excluded']} sample(s) read but left out of the means: {why}")
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)

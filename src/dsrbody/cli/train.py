@@ -45,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
         score = res.metrics.get("val/score")
         extra = f", validation score {score:.1f} mm" if score is not None else ""
         print(f"trained {res.epoch} epoch(s), {res.global_step} step(s){extra}")
+        print(res.skip_summary())
         print(f"checkpoint: {res}")
         print(f"last: {res.last}")
     return 0

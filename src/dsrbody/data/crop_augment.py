@@ -49,6 +49,7 @@ __all__ = [
     "CIHP_LABEL_FLIP_PERM",
     "CIHP_PALETTE",
     "PARSING_INTERPOLATIONS",
+    "UNKNOWN_LABEL",
     "AugmentParams",
     "sample_augment_params",
     "crop_matrix",
@@ -79,6 +80,9 @@ CIHP_LABEL_FLIP_PERM = np.asarray(CIHP_FLIP_PERM, dtype=np.uint8)
 #: into its colour image, sampled bilinearly, and decoded by exact colour match, so blended boundary
 #: pixels (colours of no label) become background; labels are not swapped on flip.
 PARSING_INTERPOLATIONS = ("nearest", "bilinear_official")
+#: the label marking, in an index map handed to :func:`parsing_processing`, a pixel whose colour or index
+#: was outside the label set (counted, then background).
+UNKNOWN_LABEL = 255
 
 
 @dataclass(frozen=True)
@@ -475,15 +479,17 @@ def parsing_processing(
     interpolation: str = "nearest",
     flip_labels: np.ndarray = CIHP_LABEL_FLIP_PERM,
     bgr: bool = False,
-) -> np.ndarray:
+    with_unknown: bool = False,
+) -> np.ndarray | tuple[np.ndarray, int]:
     """Apply the image's geometric transform to a parsing map.
 
     Colour maps are resampled first and decoded afterwards (nearest sampling keeps colours exact, so
     the labels equal those of decoding first, for a 224x224 instead of a full-image decode).
 
     Args:
-        parsing: ``(H, W)`` uint8 labels (CIHP order), or ``(H, W, 3)`` uint8 RGB in the CIHP palette
-            (unknown colours become background), same size as the image.
+        parsing: ``(H, W)`` uint8 labels (CIHP order; :data:`UNKNOWN_LABEL` marks pixels whose colour or
+            index was outside the label set), or ``(H, W, 3)`` uint8 RGB in the CIHP palette, same size
+            as the image. Unknown pixels become background.
         center: ``(2,)`` box centre px.
         scale: box side / 200 before augmentation.
         params: the augmentation (``rot``, ``scale``, ``flip``; pixel noise is not applied).
@@ -492,9 +498,13 @@ def parsing_processing(
             ``"bilinear_official"`` for reproducing the official code).
         flip_labels: ``(L,)`` label permutation applied on flip (``"nearest"`` only).
         bgr: a colour map is in BGR order (``cv2.imread``).
+        with_unknown: also return how many crop pixels are unknown in the file (for
+            ``"bilinear_official"`` counted on a nearest sampling of the same crop: its blended edge
+            colours are not the file's).
 
     Returns:
-        ``(res, res)`` uint8 labels; outside the image: 0 (background).
+        ``(res, res)`` uint8 labels; outside the image: 0 (background). With ``with_unknown``:
+        ``(labels, unknown pixel count)``.
     """
     a = crop_matrix(center, scale * params.scale, res, params.rot, params.flip)
     src = np.ascontiguousarray(parsing, dtype=np.uint8)
@@ -504,14 +514,25 @@ def parsing_processing(
     if interpolation == "nearest":
         out = warp_image(src, a, res, "nearest")
         if colour:
-            out = decode_colors(out[:, :, ::-1] if bgr else out)[0]
+            out, unknown = decode_colors(out[:, :, ::-1] if bgr else out)
+        else:
+            unknown = out == UNKNOWN_LABEL
+            out[unknown] = 0
         if params.flip:
             out = np.asarray(flip_labels, dtype=np.uint8)[out]
-        return out
+        return (out, int(unknown.sum())) if with_unknown else out
     if interpolation == "bilinear_official":
+        unknown = 0
+        if with_unknown:  # the file's unknown pixels, on a nearest sampling of the same crop
+            near = warp_image(src, a, res, "nearest")
+            bad = decode_colors(near[:, :, ::-1] if bgr else near)[1] if colour else near == UNKNOWN_LABEL
+            unknown = int(bad.sum())
+        if not colour:
+            src = np.where(src == UNKNOWN_LABEL, 0, src).astype(np.uint8)
         colors = (src if colour else encode_colors(src)).astype(np.float32)
         warped = np.clip(np.rint(warp_image(colors, a, res, "bilinear")), 0, 255).astype(np.uint8)
-        return decode_colors(warped[:, :, ::-1] if (bgr and colour) else warped)[0]
+        out = decode_colors(warped[:, :, ::-1] if (bgr and colour) else warped)[0]
+        return (out, unknown) if with_unknown else out
     raise ValueError(
         f"unknown parsing interpolation {interpolation!r}; expected one of {PARSING_INTERPOLATIONS}"
     )

@@ -32,14 +32,19 @@ Images live at ``<img_dir>/<imgname>``; parsing maps (human parsing, CIHP labels
 PNG) at ``<parsing_root>/grph_sequences/<imgname with its suffix replaced by .png>``, ``parsing_root``
 defaulting to ``img_dir``.
 
-Bad samples. A missing or unreadable image (or an unusable box, or a synthetic sample whose
-generation failed, :mod:`dsrbody.data.synth.stream`) makes the sample invalid: it is
+Bad samples. A missing or unreadable image (undecodable, or a truncated JPEG/PNG that decoders would
+fill with grey: :func:`incomplete_image`), an unusable box, or a synthetic sample whose generation
+failed (:mod:`dsrbody.data.synth.stream`) makes the sample invalid: it is
 returned with ``valid=False`` (zero image, ``skip_reason`` set), and :func:`collate_samples` drops it
 from the batch and lists it under ``batch["skipped"]``. We chose this over replacing the sample by
 another one because evaluation must not count a sample twice, and because the flag travels through
 DataLoader worker processes inside the batch. A missing or unreadable parsing map leaves the sample
 valid with ``has_parsing=False`` (no DSR loss for it) and ``parsing_status`` ``"missing"`` or
-``"corrupt"``. Counts: every dataset has a :class:`SkipLog` at ``dataset.skipped``; ``__getitem__``
+``"corrupt"``; so does a map mostly in colours outside the palette (``"off_palette"``,
+:func:`off_palette`: as background it would pull the body off the person), and the crop pixels of
+unknown colour are counted for every map (``parsing_unknown``). NaN/infinite annotations are removed
+from a batch before a forward pass by :func:`drop_nonfinite_samples` (training and fitting), with their
+reason. Counts: every dataset has a :class:`SkipLog` at ``dataset.skipped``; ``__getitem__``
 records into it in its own process, and the consumer calls ``dataset.skipped.update(batch)`` on
 each batch (needed with ``num_workers > 0``, harmless without: events are de-duplicated per
 sample), then ``dataset.summary()`` at the end of the epoch and ``dataset.skipped.reset()``.
@@ -69,6 +74,7 @@ from dsrbody.body.keypoints import SMPL24, SPIN49, SPIN_GT24, KeypointSet
 from dsrbody.data.crop_augment import (
     CIHP_LABEL_FLIP_PERM,
     PARSING_INTERPOLATIONS,
+    UNKNOWN_LABEL,
     AugmentParams,
     crop_camera,
     j2d_processing,
@@ -87,6 +93,10 @@ __all__ = [
     "DATASET_FILES",
     "BASE_KEYS",
     "DROP_REASONS",
+    "PARSING_REASONS",
+    "OFF_PALETTE_FRACTION",
+    "off_palette",
+    "NONFINITE_CHECKS",
     "EXPECTED_LAYOUT",
     "SharedEpoch",
     "SkipLog",
@@ -95,8 +105,10 @@ __all__ = [
     "build_item",
     "check_annotations",
     "collate_samples",
+    "drop_nonfinite_samples",
     "load_annotations",
     "read_image",
+    "incomplete_image",
     "read_parsing_map",
     "parsing_path_for",
     "pose_joint_names",
@@ -179,12 +191,16 @@ def find_annotation_file(root: str | os.PathLike, filename: str) -> Path:
     raise FileNotFoundError(f"{filename} not found in {root} or {root / 'dataset_extras'}; {EXPECTED_LAYOUT}")
 
 
-def load_annotations(path: str | os.PathLike, required: Iterable[str] = ()) -> dict[str, np.ndarray]:
+def load_annotations(
+    path: str | os.PathLike, required: Iterable[str] = (), purpose: str = ""
+) -> dict[str, np.ndarray]:
     """Read and check a SPIN/DSR annotation ``.npz``.
 
     Args:
         path: the ``.npz`` file.
         required: keys needed beyond :data:`BASE_KEYS` (and beyond the registry's for known names).
+        purpose: what ``required`` is needed for (``"training: the 2D keypoint loss"``), named in the
+            error when one is missing.
 
     Returns:
         every array of the file, materialised, with ``imgname`` as str and per-sample arrays checked
@@ -204,9 +220,11 @@ def load_annotations(path: str | os.PathLike, required: Iterable[str] = ()) -> d
     except Exception as e:  # noqa: BLE001 - any reader error means the same to the user
         raise ValueError(f"{path}: not a readable .npz file ({e})") from None
     with npz:
+        asked = set(required) - set(BASE_KEYS)
         for k in need:
             if k not in npz.files:
-                raise ValueError(f"{path}: missing required key {k!r} (file has {sorted(npz.files)})")
+                why = f", needed for {purpose}" if purpose and k in asked else ""
+                raise ValueError(f"{path}: missing required key {k!r}{why} (file has {sorted(npz.files)})")
         data = {}
         for k in npz.files:
             try:
@@ -260,6 +278,61 @@ def check_annotations(data: dict[str, np.ndarray], source: str | os.PathLike) ->
     return data
 
 
+def _jpeg_problem(data: bytes) -> str:
+    """Why a JPEG's bytes are incomplete (``""`` when they are not): the marker segments are walked to
+    the first scan, after which an end-of-image marker must follow (in entropy-coded data ``0xFF`` is
+    always followed by ``0x00`` or a restart marker, so ``FF D9`` there is the real end)."""
+    i = 2
+    while i + 4 <= len(data):
+        if data[i] != 0xFF:
+            return "corrupt JPEG (a marker segment is broken)"
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker in (0x01, 0xD8) or 0xD0 <= marker <= 0xD7:  # segments without a length
+            i += 2
+            continue
+        if marker == 0xD9:
+            return "JPEG without image data (end-of-image before any scan)"
+        length = int.from_bytes(data[i + 2 : i + 4], "big")
+        if marker == 0xDA:  # start of scan
+            if data.rfind(b"\xff\xd9", i + 2 + length) == -1:
+                return "truncated JPEG (the image data ends without its end-of-image marker)"
+            return ""
+        i += 2 + length
+    return "truncated JPEG (the file ends before the image data)"
+
+
+def _png_problem(data: bytes) -> str:
+    """Why a PNG's bytes are incomplete (``""`` when they are not): the chunks are walked to ``IEND``."""
+    i = 8
+    while i + 8 <= len(data):
+        length = int.from_bytes(data[i : i + 4], "big")
+        if data[i + 4 : i + 8] == b"IEND":
+            return ""
+        i += 12 + length
+        if i > len(data):
+            break
+    return "truncated PNG (the file ends before its IEND chunk)"
+
+
+def incomplete_image(path: str | os.PathLike) -> str:
+    """Why a JPEG or PNG file is incomplete, or ``""``; other formats are not checked.
+
+    Decoders fill a truncated JPEG or PNG with grey (OpenCV, PIL with ``LOAD_TRUNCATED_IMAGES``) and only
+    print a warning, so a half file would be used as an image; this structural check (no decoding: the
+    marker segments / chunks are walked) catches it.
+    """
+    with open(path, "rb") as f:
+        data = f.read()
+    if data[:3] == b"\xff\xd8\xff":
+        return _jpeg_problem(data)
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        return _png_problem(data)
+    return ""
+
+
 def read_image(path: str | os.PathLike, bgr: bool = False) -> np.ndarray:
     """Read an image.
 
@@ -272,11 +345,15 @@ def read_image(path: str | os.PathLike, bgr: bool = False) -> np.ndarray:
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: the file cannot be decoded.
+        ValueError: the file cannot be decoded, or is a truncated JPEG/PNG (:func:`incomplete_image`;
+            decoders would return it partly grey).
     """
     path = str(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: image does not exist")
+    problem = incomplete_image(path)  # first: a truncated file is named so, not "cannot be decoded"
+    if problem:
+        raise ValueError(f"{path}: {problem}")
     img = cv2.imread(path, cv2.IMREAD_COLOR)
     if img is None or img.size == 0:
         raise ValueError(f"{path}: image cannot be decoded")
@@ -306,7 +383,9 @@ def _read_parsing_raw(path: str) -> np.ndarray:
 
     Colour PNGs are not decoded here (:func:`~dsrbody.data.crop_augment.parsing_processing` decodes
     the 224x224 crop instead of the whole map). Palette PNGs are read as label indices, other files
-    through :func:`read_parsing_map`; both follow :func:`dsrbody.semantics.parsing.read_parsing`.
+    through :func:`dsrbody.semantics.parsing.read_parsing`, unknown indices/colours marked
+    :data:`~dsrbody.data.crop_augment.UNKNOWN_LABEL` (counted in the crop). A truncated colour PNG is
+    an error (:func:`incomplete_image`; PIL refuses truncated index maps itself).
     """
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: parsing map does not exist")
@@ -314,6 +393,9 @@ def _read_parsing_raw(path: str) -> np.ndarray:
         head = f.read(26)
     colour_type = head[25] if head[:8] == b"\x89PNG\r\n\x1a\n" and len(head) == 26 else None
     if colour_type in (2, 6):  # RGB, RGBA
+        problem = incomplete_image(path)
+        if problem:
+            raise ValueError(f"{path}: {problem}")
         bgr = cv2.imread(path, cv2.IMREAD_COLOR)
         if bgr is None:
             raise ValueError(f"{path}: parsing map cannot be decoded")
@@ -324,7 +406,9 @@ def _read_parsing_raw(path: str) -> np.ndarray:
         ):
             return bgr[..., 0].copy()  # a grey index map saved as RGB (as dsrbody.semantics reads it)
         return bgr
-    return read_parsing_map(path)
+    with warnings.catch_warnings():  # unknown indices are marked, to be counted in the crop
+        warnings.simplefilter("ignore", ParsingWarning)
+        return read_parsing(path, on_empty="ignore", unknown_value=UNKNOWN_LABEL)
 
 
 def _fit_parsing_to_image(parsing: np.ndarray, shape: tuple[int, int], path: str) -> np.ndarray:
@@ -344,14 +428,34 @@ def parsing_path_for(imgname: str, root: str | os.PathLike, subdir: str = "grph_
 
 _REASON_TEXT = {
     "image_missing": "missing image",
-    "image_corrupt": "unreadable image",
+    "image_corrupt": "unreadable image (undecodable or truncated)",
     "bad_box": "unusable box (center/scale)",
     "parsing_missing": "missing parsing map (no DSR loss)",
-    "parsing_corrupt": "unreadable parsing map (no DSR loss)",
+    "parsing_corrupt": "unreadable parsing map (undecodable or truncated; no DSR loss)",
     "generation_failed": "failed generation (synthetic sample)",
+    "keypoints_nonfinite": "non-finite 2D keypoints (NaN/inf)",
+    "joints3d_nonfinite": "non-finite 3D joints (NaN/inf)",
+    "params_nonfinite": "non-finite pose/shape targets (NaN/inf)",
+    "image_nonfinite": "non-finite image values (NaN/inf)",
+    "parsing_off_palette": "parsing map mostly in colours outside the palette (no DSR loss)",
+    "params_target_nonfinite": "non-finite pose/shape in the file (no pose/shape loss)",
 }
-#: Reasons that drop the sample; the others only disable its parsing map.
-DROP_REASONS = ("image_missing", "image_corrupt", "bad_box", "generation_failed")
+#: Reasons that drop the sample; the others only disable a target of it: its parsing map
+#: (:data:`PARSING_REASONS`) or its pose/shape (``params_target_nonfinite``).
+DROP_REASONS = (
+    "image_missing", "image_corrupt", "bad_box", "generation_failed", "keypoints_nonfinite",
+    "joints3d_nonfinite", "params_nonfinite", "image_nonfinite",
+)  # fmt: skip
+#: Reasons of samples kept without their parsing map (no DSR loss).
+PARSING_REASONS = ("parsing_missing", "parsing_corrupt", "parsing_off_palette")
+#: Batch entries :func:`drop_nonfinite_samples` checks, and the reason a non-finite value gives.
+NONFINITE_CHECKS = {
+    "img": "image_nonfinite",
+    "keypoints": "keypoints_nonfinite",
+    "pose_3d": "joints3d_nonfinite",
+    "pose": "params_nonfinite",
+    "betas": "params_nonfinite",
+}
 
 
 class SkipLog:
@@ -363,10 +467,23 @@ class SkipLog:
 
     def __init__(self) -> None:
         self._events: dict[tuple[str, str], dict[int, str]] = {}
+        self._unknown: dict[tuple[str, int], int] = {}  # (dataset, sample) -> off-palette pixels of its crop
+
+    def note_unknown(self, dataset_name: str, sample_index: int, pixels: int) -> None:
+        """Note the crop pixels of a sample's parsing map whose colour (or index) is not in the palette."""
+        if pixels > 0:
+            self._unknown[(dataset_name, int(sample_index))] = int(pixels)
+
+    @property
+    def unknown_pixels(self) -> tuple[int, int]:
+        """``(maps, pixels)``: parsing maps with colours outside the palette, and their pixel count."""
+        return len(self._unknown), sum(self._unknown.values())
 
     def record(self, dataset_name: str, sample_index: int, reason: str, path: str = "") -> None:
-        """Note one event (``reason`` one of ``image_missing``, ``image_corrupt``, ``bad_box``,
-        ``generation_failed`` (a streamed synthetic sample), ``parsing_missing``, ``parsing_corrupt``)."""
+        """Note one event: ``reason`` one of :data:`DROP_REASONS` (the sample is dropped:
+        ``image_missing``, ``image_corrupt``, ``bad_box``, ``generation_failed`` (a streamed synthetic
+        sample), the ``*_nonfinite`` ones of :func:`drop_nonfinite_samples`), :data:`PARSING_REASONS` (kept
+        without its parsing map) or ``params_target_nonfinite`` (kept without its pose/shape targets)."""
         if reason not in _REASON_TEXT:
             raise ValueError(f"unknown skip reason {reason!r}")
         self._events.setdefault((dataset_name, reason), {})[int(sample_index)] = path
@@ -375,19 +492,32 @@ class SkipLog:
         """Record the events carried by a batch made by :func:`collate_samples`."""
         for s in batch.get("skipped", []):
             self.record(s["dataset_name"], s["sample_index"], s["reason"], s.get("path", ""))
-        statuses = batch.get("parsing_status")
-        if statuses:
-            idx = batch["sample_index"]
-            idx = idx.tolist() if torch.is_tensor(idx) else list(idx)
-            paths = batch.get("parsing_path", [""] * len(statuses))
-            for name, i, st, p in zip(batch["dataset_name"], idx, statuses, paths):
-                if st in ("missing", "corrupt"):
-                    self.record(name, i, f"parsing_{st}", p)
+        if "sample_index" not in batch:  # no valid sample
+            return
+        idx = batch["sample_index"]
+        idx = idx.tolist() if torch.is_tensor(idx) else list(idx)
+        names = batch["dataset_name"]
+        statuses = batch.get("parsing_status") or []
+        paths = batch.get("parsing_path", [""] * len(statuses))
+        for name, i, st, p in zip(names, idx, statuses, paths):
+            if st in ("missing", "corrupt", "off_palette"):
+                self.record(name, i, f"parsing_{st}", p)
+        bad_params = batch.get("params_nonfinite")
+        if torch.is_tensor(bad_params):
+            for name, i, bad in zip(names, idx, bad_params.tolist()):
+                if bad:  # kept, its pose/shape targets cleared (SpinAnnotations)
+                    self.record(name, i, "params_target_nonfinite")
+        unknown = batch.get("parsing_unknown")
+        if unknown is not None:
+            unknown = unknown.tolist() if torch.is_tensor(unknown) else list(unknown)
+            for name, i, k in zip(names, idx, unknown):
+                self.note_unknown(name, i, int(k))
 
     def merge(self, other: SkipLog) -> None:
         """Add another log's events."""
         for key, ev in other._events.items():
             self._events.setdefault(key, {}).update(ev)
+        self._unknown.update(other._unknown)
 
     def count(self, reason: str | None = None, dataset_name: str | None = None) -> int:
         """Number of distinct samples with the given reason / dataset (``None``: any)."""
@@ -396,6 +526,20 @@ class SkipLog:
             for (d, r), ev in self._events.items()
             if (reason is None or r == reason) and (dataset_name is None or d == dataset_name)
         )
+
+    def reasons(self) -> dict[str, int]:
+        """``{reason: distinct samples}`` over every dataset, in :data:`DROP_REASONS` order first."""
+        out: dict[str, int] = {}
+        for r in [*DROP_REASONS, *sorted(set(_REASON_TEXT) - set(DROP_REASONS))]:
+            k = self.count(r)
+            if k:
+                out[r] = k
+        return out
+
+    @staticmethod
+    def reason_text(reason: str) -> str:
+        """What a reason means, for summaries (``"image_corrupt"`` -> ``"unreadable image"``)."""
+        return _REASON_TEXT.get(reason, reason)
 
     @property
     def dropped(self) -> int:
@@ -411,19 +555,44 @@ class SkipLog:
     def reset(self) -> None:
         """Forget everything (call at the start of an epoch)."""
         self._events.clear()
+        self._unknown.clear()
 
     def __len__(self) -> int:
         return self.dropped
 
     def summary(self) -> str:
         """One line per (dataset, reason) with counts and up to 3 example paths; a single line if clean."""
+        maps, pixels = self.unknown_pixels
+        colours = (
+            f"  {maps} parsing map(s) with {pixels} crop pixel(s) in colours outside the palette (read as "
+            "background)"
+        )
         if not self._events:
-            return "data: no sample skipped, no parsing map missing"
-        lines = [f"data: {self.dropped} sample(s) skipped, {self.count() - self.dropped} without parsing map"]
+            return "data: no sample skipped, no parsing map missing" + (f"\n{colours}" if maps else "")
+        no_parsing = sum(self.count(r) for r in PARSING_REASONS)
+        no_params = self.count("params_target_nonfinite")
+        lines = [
+            f"data: {self.dropped} sample(s) skipped, {no_parsing} without parsing map"
+            + (f", {no_params} without pose/shape targets" if no_params else "")
+        ]
         for (d, r), ev in sorted(self._events.items()):
             ex = ", ".join(sorted(p for p in ev.values() if p)[:3])
             lines.append(f"  {d}: {len(ev)} x {_REASON_TEXT[r]}" + (f" (e.g. {ex})" if ex else ""))
+        if maps:
+            lines.append(colours)
         return "\n".join(lines)
+
+
+#: a parsing map is "off palette" (no DSR loss) when more than this fraction of its crop's non-background
+#: pixels have colours (or indices) outside the palette: a map in another palette, or a photo.
+OFF_PALETTE_FRACTION = 0.5
+
+
+def off_palette(unknown: int, known_foreground: int) -> bool:
+    """Whether a parsing crop is mostly in unknown colours: ``unknown`` pixels outside the palette against
+    ``known_foreground`` pixels of a non-background label (background pixels do not count: a correct map
+    of a small person is mostly background)."""
+    return unknown > 0 and unknown > OFF_PALETTE_FRACTION * (unknown + known_foreground)
 
 
 class SharedEpoch:
@@ -486,8 +655,10 @@ class SpinAnnotations:
         pose_joints: names (or set) of the pose's joints (see :class:`SpinNpzDataset`).
 
     Attributes:
-        imgname, center (N, 2), scale (N,), keypoints (N, 49, 3) (OpenPose then GT), pose (N, P) and
-        betas (N, S) or None, has_smpl (N,), has_params (N,), pose_dim, shape_dim, pose_3d
+        imgname, center (N, 2), scale (N,), keypoints (N, 49, 3) (OpenPose then GT), keypoint_keys (the
+        2D keypoint keys the data has, among ``openpose`` and ``part``), pose (N, P) and
+        betas (N, S) or None, has_smpl (N,), has_params (N,), params_nonfinite (N,) (pose/shape given
+        as targets but not finite: ``has_smpl``/``has_params`` cleared), pose_dim, shape_dim, pose_3d
         (N, 24, 4) or None, gender (N,) codes (0 m, 1 f, -1 unknown), extras (other per-sample
         arrays), meta (other arrays).
     """
@@ -507,6 +678,7 @@ class SpinAnnotations:
         part = data.get("part", np.zeros((n, 24, 3)))
         openpose = data.get("openpose", np.zeros((n, 25, 3)))
         self.keypoints = np.concatenate([openpose, part], axis=1).astype(np.float64)
+        self.keypoint_keys = tuple(k for k in ("openpose", "part") if k in data)
         if "pose" in data and "shape" in data and not ignore_3d:
             self.pose = data["pose"].astype(np.float64)
             self.betas = data["shape"].astype(np.float64)
@@ -515,6 +687,8 @@ class SpinAnnotations:
                 data["has_params"].astype(bool) if "has_params" in data else self.has_smpl.copy()
             )
             finite = np.isfinite(self.pose).all(axis=1) & np.isfinite(self.betas).all(axis=1)
+            # NaN/infinite parameters are no target (and no evaluation ground truth); remembered
+            self.params_nonfinite = (self.has_smpl | self.has_params) & ~finite
             self.has_smpl &= finite
             self.has_params &= finite
         else:
@@ -522,6 +696,7 @@ class SpinAnnotations:
             self.betas = None
             self.has_smpl = np.zeros(n, bool)
             self.has_params = np.zeros(n, bool)
+            self.params_nonfinite = np.zeros(n, bool)
         self.pose_dim = data["pose"].shape[1] if "pose" in data else 72
         self.shape_dim = data["shape"].shape[1] if "shape" in data else 10
         self.pose_3d = data["S"].astype(np.float64) if ("S" in data and not ignore_3d) else None
@@ -626,16 +801,20 @@ def build_item(
     parsing = torch.from_numpy(np.zeros((res, res), np.uint8))
     parsing_status = "off"
     ppath = ""
+    n_unknown = 0
     if load_parsing is not None and not skip_reason:
         ppath = parsing_path
         try:
             lab, lab_bgr = load_parsing(img.shape[:2])
-            parsing = torch.from_numpy(
-                parsing_processing(
-                    lab, center, scale, params, res, parsing_interp, CIHP_LABEL_FLIP_PERM, bgr=lab_bgr
-                )
-            )
-            parsing_status = "ok"
+            labels, n_unknown = parsing_processing(
+                lab, center, scale, params, res, parsing_interp, CIHP_LABEL_FLIP_PERM, bgr=lab_bgr,
+                with_unknown=True,
+            )  # fmt: skip
+            if off_palette(n_unknown, int(np.count_nonzero(labels))):
+                parsing_status = "off_palette"  # DSR-C would pull the body towards background
+            else:
+                parsing = torch.from_numpy(labels)
+                parsing_status = "ok"
         except FileNotFoundError:
             parsing_status = "missing"
         except ValueError:
@@ -664,11 +843,13 @@ def build_item(
         "pose_3d": torch.from_numpy(pose_3d),
         "has_smpl": torch.tensor(has_smpl),
         "has_params": torch.tensor(bool(ann.has_params[row])),
+        "params_nonfinite": torch.tensor(bool(ann.params_nonfinite[row])),
         "has_pose_3d": torch.tensor(ann.pose_3d is not None),
         "parsing": parsing,
         "has_parsing": torch.tensor(parsing_status == "ok"),
         "parsing_status": parsing_status,
         "parsing_path": ppath,
+        "parsing_unknown": n_unknown,
         "valid": torch.tensor(not skip_reason),
         "skip_reason": skip_reason,
         "imgname": str(ann.imgname[row]),
@@ -724,6 +905,7 @@ class SpinNpzDataset(SpinAnnotations, Dataset):
         seed: augmentation seed.
         ignore_3d: treat the file as having no SMPL and no 3D joints (SPIN's ``ignore_3d``).
         required: keys the file must have beyond the base ones and the registry's.
+        required_for: what ``required`` is needed for (named in the error when one is missing).
         pose_joints: names (or set) of the pose's joints, for mirroring on flip (a body model's
             ``joint_names``). ``None`` (default): from the file's per-sample ``body_model`` field when
             it has one (:func:`pose_joint_names`: ``"smpl"`` -> ``SMPL24``, ``"anny"`` -> Anny's
@@ -734,9 +916,12 @@ class SpinNpzDataset(SpinAnnotations, Dataset):
     Each item is a dict: ``img (3,res,res)`` float32 normalised; ``keypoints (49,3)`` normalised
     crop coordinates + confidence (OpenPose then GT, zeros where absent); ``pose (P,)`` axis-angle and
     ``betas (S,)`` (zeros unless ``has_params``); ``pose_3d (24,4)`` camera-frame metres + confidence
-    (zeros if none); ``has_smpl``, ``has_params``, ``has_pose_3d``, ``has_parsing``, ``valid``,
+    (zeros if none); ``has_smpl``, ``has_params``, ``params_nonfinite``, ``has_pose_3d``, ``has_parsing``,
+    ``valid``,
     ``is_flipped`` bool tensors;
-    ``parsing (res,res)`` uint8 labels; ``parsing_status`` (``ok``/``missing``/``corrupt``/``off``),
+    ``parsing (res,res)`` uint8 labels; ``parsing_status`` (``ok``/``missing``/``corrupt``/``off_palette``
+    (mostly colours outside the palette, :func:`off_palette`)/``off``), ``parsing_unknown`` (crop pixels
+    whose colour or index is not in the palette; read as background),
     ``parsing_path``, ``skip_reason`` (``""`` if valid), ``imgname`` (as in the file), ``img_path``,
     ``dataset_name`` strings; ``sample_index`` int; ``scale`` (augmented box scale), ``rot_angle``
     (degrees) float32; ``center (2,)``, ``orig_shape (2,)`` (H, W; zeros if unreadable), ``gender`` (0 m, 1 f,
@@ -760,6 +945,7 @@ class SpinNpzDataset(SpinAnnotations, Dataset):
         seed: int = 0,
         ignore_3d: bool = False,
         required: Sequence[str] = (),
+        required_for: str = "",
         pose_joints: KeypointSet | Sequence[str] | None = None,
         rot_factor: float = 30.0,
         scale_factor: float = 0.25,
@@ -775,7 +961,7 @@ class SpinNpzDataset(SpinAnnotations, Dataset):
         self.img_dir = Path(img_dir)
         if not self.img_dir.is_dir():
             raise FileNotFoundError(f"{self.img_dir}: image folder does not exist; {EXPECTED_LAYOUT}")
-        data = load_annotations(self.npz_path, required)
+        data = load_annotations(self.npz_path, required, required_for)
         self.info = DATASET_FILES.get(self.npz_path.name)
         self.name = name or (self.info.name if self.info else self.npz_path.stem)
         self.augment = augment
@@ -853,6 +1039,91 @@ class SpinNpzDataset(SpinAnnotations, Dataset):
             parsing_interp=self.parsing_interp,
             skipped=self.skipped,
         )
+
+
+def drop_nonfinite_samples(
+    batch: dict[str, Any], keys: Sequence[str] = tuple(NONFINITE_CHECKS)
+) -> tuple[dict[str, Any], dict[str, int]]:
+    """Remove the samples of a collated batch whose entries hold NaN or infinite values.
+
+    Run before a forward pass: a NaN target reaches the gradients even when its loss term is masked
+    afterwards (``0 * NaN`` is NaN in the backward pass), so such samples leave the batch instead.
+
+    Args:
+        batch: a batch of :func:`collate_samples`.
+        keys: the entries checked, among :data:`NONFINITE_CHECKS` (``img (B, 3, H, W)``,
+            ``keypoints (B, K, 3)``, ``pose_3d (B, 24, 4)`` where ``has_pose_3d``, ``pose (B, P)`` /
+            ``betas (B, S)`` where ``has_smpl`` or ``has_params``); absent entries are not checked.
+
+    Returns:
+        ``(batch, counts)``: the batch of the remaining samples (every per-sample entry indexed, a new
+        dict; ``num_valid`` updated, the removed samples appended to ``skipped`` with their reason, the
+        first non-finite entry in ``keys`` order) and ``{reason: removed samples}``. When none remains the
+        batch has only ``skipped`` and ``num_valid`` (as :func:`collate_samples` makes it).
+    """
+    n = int(batch.get("num_valid", 0))
+    if n == 0:
+        return batch, {}
+    reason = [""] * n
+    for key in keys:
+        value = batch.get(key)
+        if not torch.is_tensor(value) or value.dim() == 0 or value.shape[0] != n:
+            continue
+        bad = ~torch.isfinite(value.detach().reshape(n, -1).float()).all(dim=1)
+        applies = None
+        if key == "pose_3d":
+            applies = batch.get("has_pose_3d")
+        elif key in ("pose", "betas"):
+            flags = [batch[f] for f in ("has_smpl", "has_params") if torch.is_tensor(batch.get(f))]
+            applies = (
+                (flags[0].bool() | flags[1].bool()) if len(flags) == 2 else (flags[0] if flags else None)
+            )
+        if applies is not None:
+            bad &= torch.as_tensor(applies).bool().reshape(-1).to(bad.device)
+        for i in torch.nonzero(bad).flatten().tolist():
+            reason[i] = reason[i] or NONFINITE_CHECKS[key]
+    if not any(reason):
+        return batch, {}
+    keep = [i for i, r in enumerate(reason) if not r]
+
+    def entry(key: str, i: int) -> Any:
+        v = batch.get(key)
+        if isinstance(v, (list, tuple)) or (torch.is_tensor(v) and v.dim() > 0):
+            x = v[i]
+            return x.item() if torch.is_tensor(x) and x.dim() == 0 else x
+        return ""
+
+    removed = [
+        {
+            "dataset_name": entry("dataset_name", i),
+            "sample_index": int(entry("sample_index", i)),
+            "imgname": entry("imgname", i),
+            "reason": r,
+            "path": entry("img_path", i),
+        }
+        for i, r in enumerate(reason)
+        if r
+    ]
+    counts: dict[str, int] = {}
+    for s in removed:
+        counts[s["reason"]] = counts.get(s["reason"], 0) + 1
+    skipped = list(batch.get("skipped", [])) + removed
+    if not keep:
+        return {"skipped": skipped, "num_valid": 0}, counts
+    index = torch.tensor(keep, dtype=torch.long)
+    out: dict[str, Any] = {}
+    for k, v in batch.items():
+        if k in ("skipped", "num_valid"):
+            continue
+        if torch.is_tensor(v) and v.dim() > 0 and v.shape[0] == n:
+            out[k] = v[index.to(v.device)]
+        elif isinstance(v, (list, tuple)) and len(v) == n:
+            out[k] = [v[i] for i in keep]
+        else:
+            out[k] = v
+    out["skipped"] = skipped
+    out["num_valid"] = len(keep)
+    return out, counts
 
 
 def collate_samples(samples: list[dict[str, Any]]) -> dict[str, Any]:

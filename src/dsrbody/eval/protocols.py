@@ -605,7 +605,7 @@ class EvalResult:
         """A printable table of our metrics beside the paper's figures."""
         head = (
             f"{self.protocol}: {self.num_evaluated} of {self.num_samples} samples evaluated"
-            + (f" ({len(self.skipped)} skipped)" if self.skipped else "")
+            + (f" ({len(self.skipped)} skipped: {_reason_counts(self.skipped)})" if self.skipped else "")
             + (", flip TTA" if self.flip else "")
         )
         lines = [head, f"  {'metric':<18}{'dsrbody':>10}{'paper':>10}"]
@@ -669,6 +669,31 @@ def _check_body_model(protocol: Protocol, predictor: Predictor, kit: SMPLKit | N
         raise ValueError(
             f"protocol {protocol.name!r} needs the predictor's body model (a predictor with .body_model)"
         )
+
+
+#: reasons of samples read but left out of the means -> text.
+EXCLUSION_TEXT = {
+    "nonfinite_prediction": "non-finite prediction",
+    "nonfinite_ground_truth": "non-finite ground truth",
+    "no_ground_truth": "no ground truth",
+}
+
+
+def _reason_counts(skipped: list[dict]) -> str:
+    """``"2 x missing image, 1 x non-finite ground truth"`` of skipped-sample dicts."""
+    from dsrbody.data.spin_npz import SkipLog
+
+    counts: dict[str, int] = {}
+    for s in skipped:
+        counts[s["reason"]] = counts.get(s["reason"], 0) + 1
+    return ", ".join(
+        f"{k} x {EXCLUSION_TEXT.get(r) or SkipLog.reason_text(r)}" for r, k in sorted(counts.items())
+    )
+
+
+def _finite_rows(t: torch.Tensor) -> torch.Tensor:
+    """``(B,)`` bool: rows of a ``(B, ...)`` tensor without NaN/infinite values."""
+    return torch.isfinite(t.reshape(t.shape[0], -1)).all(dim=1)
 
 
 def _column_mask(values: np.ndarray) -> np.ndarray:
@@ -780,7 +805,7 @@ def evaluate(
     loader = DataLoader(
         subset, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=collate_samples
     )
-    cols: dict[str, list] = {"sample_index": [], "imgname": []}
+    cols: dict[str, list] = {"sample_index": [], "imgname": [], "excluded": []}
     for m in p.metrics:
         if m not in ("pck150", "auc"):
             cols[m] = []
@@ -845,9 +870,27 @@ def evaluate(
             pred_j = pj - pj[:, pel].mean(dim=1, keepdim=True)
             gt_j = gj - gj[:, pel].mean(dim=1, keepdim=True)
             mask = sel[:, None].expand(-1, len(jidx)).to(device)
+        # a NaN/infinite prediction or ground truth would break the SVD: such rows get no metric and
+        # are excluded below with their reason
+        pred_bad = ~_finite_rows(pred_j) | ~_finite_rows(pv)
+        gt_bad = ~_finite_rows(gt_j)
+        if p.ground_truth == "params":
+            gt_bad = (gt_bad & sel.to(gt_bad.device)) | torch.as_tensor(
+                ds.params_nonfinite[idx_t.numpy()], device=gt_bad.device
+            )
+        bad = (pred_bad | gt_bad)[:, None, None]
+        pred_j = torch.where(bad, torch.zeros_like(pred_j), pred_j)
+        gt_j = torch.where(bad, torch.zeros_like(gt_j), gt_j)
         e_joint, pa_joint = joint_errors(pred_j, gt_j, mask)
+        e_joint = e_joint.masked_fill(bad[:, :, 0], float("nan"))
+        pa_joint = pa_joint.masked_fill(bad[:, :, 0], float("nan"))
         per_mpjpe = 1000.0 * torch.nanmean(e_joint, dim=1)
         per_pa = 1000.0 * torch.nanmean(pa_joint, dim=1)
+        cols["excluded"] += [
+            "" if math.isfinite(m) and math.isfinite(a)
+            else "nonfinite_prediction" if pb else "nonfinite_ground_truth" if gb else "no_ground_truth"
+            for m, a, pb, gb in zip(per_mpjpe.tolist(), per_pa.tolist(), pred_bad.tolist(), gt_bad.tolist())
+        ]  # fmt: skip
         cols["mpjpe"] += per_mpjpe.cpu().tolist()
         cols["pa_mpjpe"] += per_pa.cpu().tolist()
         row_ok = None if mask is None else mask.any(dim=1)
@@ -896,6 +939,17 @@ def evaluate(
             )
     seconds = time.perf_counter() - t0
 
+    # samples read but without a metric leave the means and are listed, with their reason
+    why = cols.pop("excluded")
+    keep = [i for i, w in enumerate(why) if not w]
+    skipped += [
+        {"sample_index": cols["sample_index"][i], "imgname": cols["imgname"][i], "reason": w, "path": "",
+         "dataset": ds.name}
+        for i, w in enumerate(why) if w
+    ]  # fmt: skip
+    cols = {k: [v[i] for i in keep] for k, v in cols.items()}
+    pj_mpjpe = [np.concatenate(pj_mpjpe)[keep]] if pj_mpjpe else []
+    pj_pa = [np.concatenate(pj_pa)[keep]] if pj_pa else []
     n_eval = len(cols["sample_index"])
     if n_eval == 0:
         raise ValueError(
@@ -921,7 +975,7 @@ def evaluate(
             metrics[m] = float(np.nanmean(per_sample[m]))
     worst = [d for _, _, d in sorted(worst_heap, key=lambda t: -t[0])]
     if skipped:
-        notes.append(f"{len(skipped)} samples skipped (missing or unreadable images); metrics on {n_eval}")
+        notes.append(f"{len(skipped)} samples skipped ({_reason_counts(skipped)}); metrics on {n_eval}")
     return EvalResult(
         protocol=p.name,
         annotation_file=str(annotation_file),

@@ -34,6 +34,8 @@ __all__ = [
     "gender_models",
     "batch_metrics",
     "evaluate",
+    "exclusion_reasons",
+    "EXCLUSION_REASONS",
     "summarize",
 ]
 
@@ -138,27 +140,45 @@ def batch_metrics(
             rest &= ~sel
             groups.append((sel, model))
         groups.append((rest, body_model))
+    # a NaN/infinite prediction or ground truth leaves the sample's metrics NaN (it would break the SVD)
+    pred_ok = _finite_rows(p_joints[:, idx], p_verts, p_rest)
     for sel, model in groups:
+        sel = sel & pred_ok
         if not sel.any():
             continue
         g = gt_body(model, batch, sel.cpu())
-        pj, gj = p_joints[sel][:, idx].float(), g.joints[:, idx].float()
+        g_ok = _finite_rows(g.joints[:, idx], g.vertices, g.rest_vertices)
+        if not bool(g_ok.all()):
+            sel = sel.clone()
+            sel[sel.nonzero().flatten()[~g_ok]] = False
+            if not sel.any():
+                continue
+        gj, gv, gr = g.joints[g_ok][:, idx].float(), g.vertices[g_ok].float(), g.rest_vertices[g_ok].float()
+        pj = p_joints[sel][:, idx].float()
         res["mpjpe"][sel] = mpjpe(pj, gj, joints.pelvis)
         res["pa_mpjpe"][sel] = pa_mpjpe(pj, gj)
-        res["pve"][sel] = pve(p_verts[sel].float(), g.vertices.float())
-        res["pve_t"][sel] = pve_t(p_rest[sel].float(), g.rest_vertices.float())
-        res["pve_t_sc"][sel] = pve_t_sc(p_rest[sel].float(), g.rest_vertices.float())
+        res["pve"][sel] = pve(p_verts[sel].float(), gv)
+        res["pve_t"][sel] = pve_t(p_rest[sel].float(), gr)
+        res["pve_t_sc"][sel] = pve_t_sc(p_rest[sel].float(), gr)
     # joints only, from the file's 3D joints (SPIN_GT24 = SPIN-49 indices 25..48)
     if "pose_3d" in batch and "has_pose_3d" in batch:
         s3 = batch["pose_3d"].to(dev).float()
         gt_idx = [i - 25 for i in idx]
         full = (s3[:, gt_idx, 3] > 0).all(dim=1)
-        use = batch["has_pose_3d"].to(dev).bool() & full & ~valid
+        use = batch["has_pose_3d"].to(dev).bool() & full & ~valid & pred_ok & _finite_rows(s3[:, gt_idx, :3])
         if use.any():
             pj, gj = p_joints[use][:, idx].float(), s3[use][:, gt_idx, :3]
             res["mpjpe"][use] = mpjpe(pj, gj, joints.pelvis)
             res["pa_mpjpe"][use] = pa_mpjpe(pj, gj)
     return res
+
+
+def _finite_rows(*tensors: torch.Tensor) -> torch.Tensor:
+    """``(B,)`` bool: the samples whose values are finite in every ``(B, ...)`` tensor."""
+    ok = torch.ones(tensors[0].shape[0], dtype=torch.bool, device=tensors[0].device)
+    for t in tensors:
+        ok &= torch.isfinite(t.detach().reshape(t.shape[0], -1)).all(dim=1).to(ok.device)
+    return ok
 
 
 def summarize(acc: MetricAccumulator) -> dict[str, float | int]:
@@ -196,12 +216,16 @@ def evaluate(
         gt_models: gender-specific ground-truth body models (see :func:`batch_metrics`).
 
     Returns:
-        :func:`summarize` of the whole set, plus ``n_samples`` (valid samples seen) and ``n_skipped``.
+        :func:`summarize` of the whole set, plus ``n_samples`` (the samples behind the means: those
+        with at least one metric), ``n_skipped`` (samples dropped by the data: unreadable images...),
+        ``n_excluded`` and ``excluded`` (reason -> samples read but with no metric:
+        :data:`EXCLUSION_REASONS`).
     """
     from tqdm import tqdm
 
     regressor.eval()
     acc = MetricAccumulator()
+    excluded: dict[str, int] = {}
     n_seen = n_skipped = 0
     rerun = regressor.body_model is not body_model
     for batch in tqdm(loader, desc="eval", unit="batch", disable=not progress):
@@ -211,11 +235,60 @@ def evaluate(
         if batch["num_valid"] == 0:
             continue
         pred = regressor(batch["img"].to(device))
-        acc.add(batch_metrics(pred, batch, body_model, joints, rerun=rerun, gt_models=gt_models))
+        values = batch_metrics(pred, batch, body_model, joints, rerun=rerun, gt_models=gt_models)
+        acc.add(values)
+        for reason in exclusion_reasons(values, pred, batch):
+            excluded[reason] = excluded.get(reason, 0) + 1
         n_seen += int(batch["num_valid"])
         if on_batch is not None:
             on_batch(batch, pred)
     out = summarize(acc)
-    out["n_samples"] = n_seen
+    out["n_samples"] = n_seen - sum(excluded.values())
     out["n_skipped"] = n_skipped
+    out["n_excluded"] = sum(excluded.values())
+    out["excluded"] = excluded
     return out
+
+
+#: why a sample that was read has no metric -> text for reports.
+EXCLUSION_REASONS = {
+    "nonfinite_prediction": "non-finite prediction",
+    "nonfinite_ground_truth": "non-finite ground truth (pose/shape or 3D joints)",
+    "no_ground_truth": "no ground truth for the body model (no parameters of it, no complete 3D joints)",
+}
+
+
+def exclusion_reasons(
+    values: Mapping[str, torch.Tensor], pred: Mapping[str, torch.Tensor], batch: Mapping[str, Any]
+) -> list[str]:
+    """The reason (a key of :data:`EXCLUSION_REASONS`) of each sample of a batch that got no metric.
+
+    Args:
+        values: :func:`batch_metrics` of the batch (``{name: (B,)}``).
+        pred: the prediction (``rotmat``, ``shape``).
+        batch: the batch (``params_nonfinite``, ``pose_3d``, ``has_pose_3d`` where present).
+
+    Returns:
+        one reason per sample whose every metric is NaN, in batch order.
+    """
+    none = ~torch.stack([torch.isfinite(v.detach().cpu()) for v in values.values()]).any(dim=0)
+    if not bool(none.any()):
+        return []
+    B = none.shape[0]
+    pred_ok = torch.ones(B, dtype=torch.bool)
+    for k in ("rotmat", "shape", "joints", "vertices"):
+        if k in pred:
+            pred_ok &= _finite_rows(pred[k].detach().cpu())
+    gt_bad = torch.zeros(B, dtype=torch.bool)
+    if torch.is_tensor(batch.get("params_nonfinite")):
+        gt_bad |= batch["params_nonfinite"].cpu().bool()
+    if torch.is_tensor(batch.get("pose_3d")) and torch.is_tensor(batch.get("has_pose_3d")):
+        gt_bad |= batch["has_pose_3d"].cpu().bool() & ~_finite_rows(batch["pose_3d"].cpu())
+    return [
+        "nonfinite_prediction"
+        if not pred_ok[i]
+        else "nonfinite_ground_truth"
+        if gt_bad[i]
+        else "no_ground_truth"
+        for i in torch.nonzero(none).flatten().tolist()
+    ]

@@ -7,7 +7,10 @@ estimate (or the mean body), fits with :class:`~dsrbody.fit.fitter.BodyFitter` i
 orientation as in the SPIN/DSR files) and ``shape`` are the fits, ``has_params`` (and for SMPL
 ``has_smpl``) is set for the fitted samples, ``body_model`` names the fitted family, and
 ``fit_cam (N, 3)``, ``fit_ok (N,)`` and ``fit_<term> (N,)`` (final objective terms) are added. Like
-EFT's fits of COCO, the file can serve as pseudo ground truth for training. When the input holds
+EFT's fits of COCO, the file can serve as pseudo ground truth for training. Samples whose image or 2D
+keypoints hold NaN/infinite values are skipped before fitting (reason ``keypoints_nonfinite`` /
+``image_nonfinite``), a fit that does not stay finite is not written (``fit_nonfinite``); the other
+samples are fitted and written as usual. When the input holds
 ground-truth parameters of the fitted body model, the metrics (MPJPE, PA-MPJPE, PVE, PVE-T in mm,
 :mod:`dsrbody.eval.synth_eval`) of the start and of the fit are computed on the evaluation mesh.
 """
@@ -103,7 +106,7 @@ def fit_dataset(
     from torch.utils.data import DataLoader, Subset
     from tqdm import tqdm
 
-    from dsrbody.data import SpinNpzDataset, collate_samples
+    from dsrbody.data import SpinNpzDataset, collate_samples, drop_nonfinite_samples
     from dsrbody.eval.metrics import MetricAccumulator, eval_joints
     from dsrbody.eval.synth_eval import batch_metrics, summarize
     from dsrbody.geometry.cameras import denormalize_keypoints
@@ -117,6 +120,11 @@ def fit_dataset(
     body_name = str(getattr(body, "name", "smpl"))
     eval_body = eval_body or body
     ds = SpinNpzDataset(npz_path, img_dir, augment=False, parsing=True, parsing_root=parsing_root)
+    if "kp" in config.losses and not ds.keypoint_keys:
+        raise ValueError(
+            f"{npz_path}: no 2D keypoints (neither 'part' nor 'openpose'), which the kp term of the fit "
+            "needs; add them or fit without kp (--losses)"
+        )
     n = len(ds)
     idx = list(range(n if limit is None else min(limit, n)))
     loader = DataLoader(Subset(ds, idx), batch_size=batch_size, shuffle=False, collate_fn=collate_samples)
@@ -135,6 +143,7 @@ def fit_dataset(
     dev = body.faces.device
     res = int(regressor.img_res)
     for batch in tqdm(loader, desc="fit", unit="batch", disable=not progress):
+        batch, _ = drop_nonfinite_samples(batch, ("img", "keypoints"))  # NaN inputs: skipped, listed
         skipped += batch["skipped"]
         if batch["num_valid"] == 0:
             continue
@@ -154,6 +163,16 @@ def fit_dataset(
         else:
             s = None
         result = fitter.fit(kp, targets, s)
+        done = _finite_rows(result.rotmat, result.shape, result.cam)  # (B,) a fit that stayed finite
+        if not bool(done.all()):
+            skipped += [
+                {
+                    "imgname": batch["imgname"][i],
+                    "reason": "fit_nonfinite",
+                    "sample_index": int(batch["sample_index"][i]),
+                }
+                for i in torch.nonzero(~done).flatten().tolist()
+            ]
         for k, v in result.terms_start.items():
             t_start.setdefault(k, []).append(v)
         for k, v in result.terms_end.items():
@@ -163,18 +182,21 @@ def fit_dataset(
             start_pred = {"rotmat": st["rotmat"], "shape": regressor.shape_from_raw(st["shape_raw"].to(dev))}
             fit_pred = {"rotmat": result.rotmat.to(dev), "shape": result.shape.to(dev)}
             acc_start.add(batch_metrics(start_pred, batch, eval_body, joints, rerun=True))
-            acc_fit.add(batch_metrics(fit_pred, batch, eval_body, joints, rerun=True))
+            fit_metrics = batch_metrics(fit_pred, batch, eval_body, joints, rerun=True)
+            acc_fit.add({k: v.masked_fill(~done.to(v.device), float("nan")) for k, v in fit_metrics.items()})
         rows = (
             batch["sample_index"].numpy()
             if torch.is_tensor(batch["sample_index"])
             else np.asarray(batch["sample_index"])
         )
-        pose_out[rows] = matrix_to_axis_angle(result.rotmat.double()).reshape(len(rows), -1).numpy()
-        shape_out[rows] = result.shape.double().numpy()
-        cam_out[rows] = result.cam.numpy()
+        keep = done.numpy()
+        rows = rows[keep]
+        pose_out[rows] = matrix_to_axis_angle(result.rotmat[done].double()).reshape(len(rows), -1).numpy()
+        shape_out[rows] = result.shape[done].double().numpy()
+        cam_out[rows] = result.cam[done].numpy()
         ok[rows] = True
         for k, v in result.terms_end.items():
-            term_out.setdefault(k, np.full(n, np.nan, np.float32))[rows] = v.numpy()
+            term_out.setdefault(k, np.full(n, np.nan, np.float32))[rows] = v[done].numpy()
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -196,6 +218,14 @@ def fit_dataset(
     }
     (out / "fit_metrics.json").write_text(json.dumps(report, indent=1))
     return report
+
+
+def _finite_rows(*tensors: torch.Tensor) -> torch.Tensor:
+    """``(B,)`` bool: the samples whose values are finite in every ``(B, ...)`` tensor."""
+    ok = torch.ones(tensors[0].shape[0], dtype=torch.bool)
+    for t in tensors:
+        ok &= torch.isfinite(t.detach().reshape(t.shape[0], -1).cpu()).all(dim=1)
+    return ok
 
 
 def _write_fits(

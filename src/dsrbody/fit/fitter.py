@@ -225,7 +225,8 @@ class BodyFitter:
         """Fit a batch.
 
         Args:
-            keypoints: ``(B, K, 3)`` the 2D keypoints of the crops, normalised to [-1, 1], + confidence.
+            keypoints: ``(B, K, 3)`` the 2D keypoints of the crops, normalised to [-1, 1], + confidence;
+                a keypoint with a NaN/infinite value counts as absent (confidence 0).
             targets: DSR targets of the crops (:meth:`DSRTargets.from_parsing`), or None.
             start: ``rotmat (B, J, 3, 3)``, ``shape_raw (B, S)``, ``cam (B, 3)`` (default: the mean body).
 
@@ -242,6 +243,10 @@ class BodyFitter:
         params = [pose6d, cam] + ([shape_raw] if self.cfg.shape else [])
         opt = torch.optim.Adam(params, lr=self.cfg.lr)
         kp = keypoints.to(dev).float()
+        # a non-finite keypoint counts as absent: masked before the loss, so no NaN reaches a gradient
+        # (a term masked after it is computed still gives 0 * NaN = NaN in the backward pass)
+        kp_ok = torch.isfinite(kp).all(dim=-1, keepdim=True)
+        kp = torch.where(kp_ok, kp, torch.zeros_like(kp))
         best = [p.detach().clone() for p in (pose6d, shape_raw, cam)]
         history: list[float] = []
         terms_start: dict[str, torch.Tensor] = {}
@@ -249,7 +254,8 @@ class BodyFitter:
             pred = self._pose(pose6d, shape_raw, cam)
             terms = self.terms(pred, shape_raw, kp, targets)
             per_sample = self.objective(terms, pose6d, pose6d0)
-            finite = torch.isfinite(per_sample)
+            finite = torch.isfinite(per_sample) & torch.isfinite(pose6d.detach()).flatten(1).all(1)
+            finite &= torch.isfinite(cam.detach()).all(1) & torch.isfinite(shape_raw.detach()).all(1)
             if it == 0:
                 terms_start = {k: v.detach().cpu() for k, v in terms.items()}
             with torch.no_grad():  # keep the last finite state of every sample

@@ -15,12 +15,16 @@ Every source key ends up in exactly one of :class:`LoadReport`'s lists: ``loaded
 of different shapes are ``mismatched``. The official code loads with ``strict=False`` and silently
 drops whatever does not fit; here anything unexpected, missing or mismatched is an error unless
 the caller allows it.
+
+Reading never runs code from the file: :func:`torch_load_file` uses PyTorch's ``weights_only``
+loader with a short allow-list of plain metadata stand-ins (:data:`PLAIN_STAND_INS`) and refuses,
+in one line naming the file and the type, anything else a pickle could build.
 """
 
 from __future__ import annotations
 
 import pickle
-import types
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +36,7 @@ __all__ = [
     "LoadReport",
     "read_state_dict",
     "torch_load_file",
+    "PLAIN_STAND_INS",
     "place_state_dict",
     "HEAD_KEYS",
     "BACKBONE_ROOTS",
@@ -118,54 +123,80 @@ class LoadReport:
             raise ValueError(f"{self.source}: " + "; ".join(problems))
 
 
-class _Stub(dict):
-    """Stand-in for classes a checkpoint pickled but this environment lacks (e.g. yacs ``CfgNode``
-    hyper-parameters in Lightning checkpoints); keeps whatever state it is given."""
+#: Metadata classes that released checkpoints pickle beside their tensors (DSR's Lightning 0.8
+#: checkpoints: the yacs ``CfgNode`` recipe inside Lightning's ``AttributeDict``; older Lightning:
+#: ``argparse.Namespace``). The safe loader reads them as plain ``OrderedDict`` s (items and instance
+#: attributes kept); none of their code is imported or run.
+PLAIN_STAND_INS = (
+    "yacs.config.CfgNode",
+    "pytorch_lightning.utilities.parsing.AttributeDict",
+    "lightning.pytorch.utilities.parsing.AttributeDict",
+    "lightning.fabric.utilities.data.AttributeDict",
+    "lightning_fabric.utilities.data.AttributeDict",
+    "argparse.Namespace",
+)
 
-    def __new__(cls, *args, **kwargs):  # noqa: D102 - pickle protocol
-        return dict.__new__(cls)
+_TORCH_VERSION = tuple(int(x) for x in re.findall(r"\d+", torch.__version__)[:2])
 
-    def __init__(self, *args, **kwargs):
-        super().__init__()
-
-    def __setstate__(self, state):  # noqa: D105
-        self["__state__"] = state
-
-    def append(self, item):  # noqa: D102 - list-like reducers
-        self.setdefault("__items__", []).append(item)
-
-    def extend(self, items):  # noqa: D102
-        self.setdefault("__items__", []).extend(items)
-
-
-class _TolerantUnpickler(pickle.Unpickler):
-    """An unpickler that replaces classes it cannot import by :class:`_Stub` subclasses."""
-
-    def find_class(self, module: str, name: str):  # noqa: D102
-        try:
-            return super().find_class(module, name)
-        except (ImportError, AttributeError):
-            return type(name, (_Stub,), {"__module__": f"dsrbody_stub.{module}"})
+_NEEDS = (
+    (re.compile(r"GLOBAL ([\w.<>]+) was not an allowed global"), "the global {}"),
+    (re.compile(r"GLOBAL ([\w.<>]+) whose module"), "the global {}"),
+    (re.compile(r"unrecognized function (.+?)(?: which belongs|$)", re.M), "a call of {}"),
+    (re.compile(r"but got (<class '[^']+'>)"), "an object of {}"),
+)
 
 
-_tolerant_pickle = types.ModuleType("dsrbody_tolerant_pickle")
-_tolerant_pickle.Unpickler = _TolerantUnpickler  # type: ignore[attr-defined]
-_tolerant_pickle.load = pickle.load  # type: ignore[attr-defined]
-_tolerant_pickle.__dict__["Pickler"] = pickle.Pickler
+def _refusal(path: Path, error: Exception) -> str:
+    """The one-line refusal of a file the safe loader would not read: the file and what it needs."""
+    text = str(error)
+    for pattern, what in _NEEDS:
+        m = pattern.search(text)
+        if m:
+            needed = what.format(m.group(1).strip())
+            break
+    else:
+        paragraphs = [p.strip() for p in text.split("\n\n") if p.strip()]  # torch's reason: the second
+        detail = paragraphs[1].splitlines()[0] if len(paragraphs) > 1 else type(error).__name__
+        needed = f"something the safe loader refuses ({detail.replace('WeightsUnpickler error: ', '')})"
+    return (
+        f"{path}: refused: reading it needs {needed}, not one of the plain types dsrbody loads from weight "
+        "files (tensors, numbers, strings, lists, dicts); such a file can run code when loaded"
+    )
 
 
 def torch_load_file(path: Path) -> object:
-    """``torch.load`` on CPU: the safe ``weights_only`` loader first; checkpoints that pickle other
-    objects (optimiser options, hyper-parameters) are then read with full unpickling, unknown classes
-    stubbed. Only load files you trust."""
+    """``torch.load`` on CPU with the safe ``weights_only`` loader, never full unpickling.
+
+    Tensors, plain containers (dict, list, tuple, ``OrderedDict``, sets), numbers and strings are read;
+    so are the metadata classes of :data:`PLAIN_STAND_INS` (as plain ``OrderedDict`` s). That covers
+    dsrbody's own checkpoints (Lightning's and the exported ones), bare state dicts (torchvision), SPIN's
+    ``model_checkpoint.pt`` (model and optimiser state dicts) and DSR's Lightning checkpoints. Anything
+    else (a pickled object whose loading could run code) is refused before it is built.
+
+    Raises:
+        ValueError: one line naming the file and the type or call it needs, or saying it is not a
+            PyTorch file.
+    """
+    from collections import OrderedDict
+    from contextlib import nullcontext
+
+    # (class, "module.name") stand-ins need torch >= 2.6; older torch reads no stand-in (DSR's metadata
+    # is then refused like any other class: safe, not tolerant)
+    allow = getattr(torch.serialization, "safe_globals", None) if _TORCH_VERSION >= (2, 6) else None
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # noqa: BLE001 - any refusal of the safe loader: retry with the tolerant one
-        pass
-    try:
-        return torch.load(path, map_location="cpu", weights_only=False, pickle_module=_tolerant_pickle)
-    except Exception as e:  # noqa: BLE001
-        raise ValueError(f"{path}: not a PyTorch weight file ({type(e).__name__}: {e})") from e
+        with allow([(OrderedDict, name) for name in PLAIN_STAND_INS]) if allow else nullcontext():
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        if str(e).startswith("Weights only load failed") or "allowed global" in str(e):
+            raise ValueError(_refusal(Path(path), e)) from None
+        raise ValueError(f"{path}: not a PyTorch weight file ({_first_line(e)})") from None
+    except Exception as e:  # noqa: BLE001 - any reader error means the same to the user
+        raise ValueError(f"{path}: not a PyTorch weight file ({_first_line(e)})") from None
+
+
+def _first_line(error: Exception) -> str:
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
 
 
 def read_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], str]:

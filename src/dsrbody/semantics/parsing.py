@@ -187,6 +187,7 @@ def read_parsing(
     expected_size: tuple[int, int] | None = None,
     image_path: str | PathLike | None = None,
     on_empty: str = "warn",
+    unknown_value: int = 0,
 ) -> np.ndarray:
     """Read a parsing map (colour PNG, index PNG or palette PNG; see the module docstring).
 
@@ -203,6 +204,8 @@ def read_parsing(
         image_path: the image the map belongs to; its size is read (header only) when ``expected_size``
             is not given, and it is named in the size-mismatch message.
         on_empty: what to do with an all-background map: ``"warn"`` (default), ``"error"``, ``"ignore"``.
+        unknown_value: the value given to pixels of unknown colours/indices (default 0: background;
+            the data loader marks them 255 to count them in the crop).
 
     Returns:
         ``(H, W)`` uint8 labels.
@@ -265,6 +268,8 @@ def read_parsing(
     if expected_size is not None:
         check_parsing_size(labels, expected_size, path=path, image_path=image_path)
 
+    if unknown_value != 0 and n_unknown:
+        labels[unknown] = unknown_value
     if on_empty != "ignore" and not labels.any():
         msg = f"{path}: parsing map is empty (all {labels.shape[0]}x{labels.shape[1]} pixels background)"
         if on_empty == "error":

@@ -9,6 +9,7 @@ from omegaconf import DictConfig
 from torch import nn
 
 from dsrbody.data.spin_npz import EXPECTED_LAYOUT
+from dsrbody.losses import LossWeights
 
 __all__ = [
     "body_options",
@@ -16,6 +17,7 @@ __all__ = [
     "build_model",
     "build_prior",
     "build_dataset",
+    "training_keys",
     "build_train_set",
     "build_eval_set",
 ]
@@ -89,14 +91,37 @@ def build_prior(cfg: DictConfig, body: nn.Module):
         return default_prior(body)
 
 
-def build_dataset(spec, cfg: DictConfig, augment: bool):
+def training_keys(cfg: DictConfig) -> tuple[str, ...]:
+    """Annotation keys a training file must have for the recipe's losses: ``part`` (the 24 GT 2D
+    keypoints) when the 2D keypoint term weighs them (the default), ``openpose`` when it weighs only
+    those; nothing when the term is off. (Without them a file would train with no 2D keypoint loss.)"""
+    w = cfg.loss.weights
+    defaults = LossWeights()
+
+    def weight(name: str) -> float:
+        return float(w.get(name, getattr(defaults, name)))
+
+    if weight("keypoints_2d") == 0:
+        return ()
+    if weight("gt") != 0:
+        return ("part",)
+    return ("openpose",) if weight("openpose") != 0 else ()
+
+
+def build_dataset(spec, cfg: DictConfig, augment: bool, required: tuple[str, ...] = ()):
     """One dataset from a :class:`~dsrbody.train.config.DatasetSpec`: a
     :class:`~dsrbody.data.SpinNpzDataset` for ``npz``, a
     :class:`~dsrbody.data.synth.stream.SynthStreamDataset` for ``synth``.
 
+    Args:
+        spec: the dataset spec; cfg: the recipe; augment: draw the training augmentation.
+        required: annotation keys the file must have for its use (training: :func:`training_keys`);
+            synthetic streams always have them.
+
     Raises:
         FileNotFoundError: the annotation file or image folder does not exist (names the path and the
             expected layout).
+        ValueError: the file lacks a required key (names the file, the key and what it is needed for).
         ConfigError: the spec names neither or both sources, or impossible ``synth`` settings.
     """
     from dsrbody.train.config import check_dataset_spec
@@ -122,6 +147,10 @@ def build_dataset(spec, cfg: DictConfig, augment: bool):
         seed=int(cfg.seed),
         ignore_3d=bool(spec.ignore_3d),
         res=int(cfg.model.img_res),
+        required=required,
+        required_for="training: the recipe's 2D keypoint loss (loss.weights.keypoints_2d)"
+        if required
+        else "",
     )
 
 
@@ -148,7 +177,8 @@ def build_train_set(cfg: DictConfig):
     specs = list(cfg.data.train)
     if not specs:
         raise ValueError("the config lists no training dataset (data.train is empty)")
-    sets = [build_dataset(s, cfg, augment=bool(cfg.data.augment)) for s in specs]
+    need = training_keys(cfg)
+    sets = [build_dataset(s, cfg, augment=bool(cfg.data.augment), required=need) for s in specs]
     return MixedDataset(
         sets, [float(s.ratio) for s in specs], length=cfg.data.epoch_length, seed=int(cfg.seed)
     )

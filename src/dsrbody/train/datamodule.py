@@ -5,7 +5,7 @@ validation set (:class:`~dsrbody.data.EvalConcatDataset`) with :func:`~dsrbody.d
 (unreadable samples are dropped from their batch and listed). :class:`DataHealth` sets the data's
 epoch (augmentation draws, dataset choice), feeds each batch's skipped samples into the datasets'
 :class:`~dsrbody.data.SkipLog`, and at every epoch end prints the summary, logs the counts
-(``data/skipped``, ``data/no_parsing``) and resets the log.
+(``data/skipped``, ``data/no_parsing``, ``data/no_params``) and resets the log.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ import lightning as L
 from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader
 
-from dsrbody.data import collate_samples
+from dsrbody.data import SkipLog, collate_samples
+from dsrbody.data.spin_npz import PARSING_REASONS
 from dsrbody.train.build import build_eval_set, build_train_set
 
 __all__ = ["DSRDataModule", "DataHealth"]
@@ -61,7 +62,15 @@ class DSRDataModule(L.LightningDataModule):
 
 
 class DataHealth(L.Callback):
-    """Epoch setting and skip accounting for the datasets of a :class:`DSRDataModule`."""
+    """Epoch setting and skip accounting for the datasets of a :class:`DSRDataModule`.
+
+    Attributes:
+        run_log: the training samples skipped (or without parsing map) over the whole run, every epoch's
+            log merged into it (a sample counts once per reason however many epochs skip it).
+    """
+
+    def __init__(self) -> None:
+        self.run_log = SkipLog()
 
     def _sets(self, trainer: L.Trainer) -> tuple[Any, Any]:
         dm = trainer.datamodule
@@ -90,15 +99,23 @@ class DataHealth(L.Callback):
 
     def _report(self, pl_module: L.LightningModule, log, prefix: str, epoch: int) -> None:
         dropped = float(log.dropped)
-        no_parsing = float(log.count() - log.dropped)
+        no_parsing = float(sum(log.count(r) for r in PARSING_REASONS))
+        no_params = float(log.count("params_target_nonfinite"))
         pl_module.log(f"data/{prefix}_skipped", dropped, reduce_fx="sum", sync_dist=True, batch_size=1)
         pl_module.log(f"data/{prefix}_no_parsing", no_parsing, reduce_fx="sum", sync_dist=True, batch_size=1)
+        pl_module.log(f"data/{prefix}_no_params", no_params, reduce_fx="sum", sync_dist=True, batch_size=1)
         rank_zero_info(f"epoch {epoch} {prefix} " + log.summary())
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         train, _ = self._sets(trainer)
         if train is not None:
+            self.run_log.merge(train.skipped)
             self._report(pl_module, train.skipped, "train", trainer.current_epoch)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        train, _ = self._sets(trainer)
+        if train is not None:  # a run stopped inside an epoch (max_steps)
+            self.run_log.merge(train.skipped)
 
     def on_validation_epoch_end(self, trainer, pl_module) -> None:
         _, val = self._sets(trainer)

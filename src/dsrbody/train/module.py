@@ -1,12 +1,16 @@
 """The LightningModule: a :class:`~dsrbody.models.Regressor` trained with SPIN's and DSR's losses.
 
-One training step: regress bodies from the crops; SPIN's terms with their validity masks
+One training step: samples whose image, 2D keypoints, 3D joints or pose/shape targets hold NaN or
+infinite values leave the batch before the forward pass (a masked NaN term still poisons the gradients:
+``0 * NaN`` is NaN), counted per reason (``train/skipped_<reason>``, the epoch summary of the data);
+regress bodies from the crops; SPIN's terms with their validity masks
 (:func:`~dsrbody.losses.spin_loss_terms`); from ``epoch > loss.start_dsr`` on, the DSR terms from one
 render call per batch (:class:`~dsrbody.losses.DSRLoss`); the weighted total
 (:func:`~dsrbody.losses.combine_losses`), NaN/infinite samples dropped per term and counted
-(``train/dropped_<term>``); a step whose total or gradients are not finite is skipped and counted
-(``train/skipped_steps``). Validation computes MPJPE, PA-MPJPE, PVE, PVE-T (``val/*``) and the
-selection score ``val/score`` = 1.5 PA-MPJPE + MPJPE.
+(``train/dropped_<term>``); a step is skipped only when no valid sample remains or its total or
+gradients are not finite (counted per reason in ``step_skips``, ``train/skipped_steps_<reason>``).
+Validation computes MPJPE, PA-MPJPE, PVE, PVE-T (``val/*``) and the selection score ``val/score`` =
+1.5 PA-MPJPE + MPJPE.
 
 Checkpoints are self-describing: ``checkpoint["dsrbody"]`` holds the dsrbody version, the body model
 (name, options, mesh id, joints, shape size), the backbone and the resolved recipe, and the weights
@@ -36,10 +40,18 @@ __all__ = [
     "checkpoint_meta",
     "read_checkpoint_meta",
     "check_checkpoint",
+    "plain_container",
     "DSR_TERMS",
+    "STEP_SKIP_REASONS",
 ]
 
 DSR_TERMS = ("dsr_mc", "dsr_c", "silhouette")
+#: why a training step is skipped -> text for summaries.
+STEP_SKIP_REASONS = {
+    "no_valid_sample": "no valid sample in the batch",
+    "nonfinite_loss": "non-finite loss",
+    "nonfinite_grad": "non-finite gradients",
+}
 
 
 class DSRModule(L.LightningModule):
@@ -88,7 +100,8 @@ class DSRModule(L.LightningModule):
         self._val_acc = MetricAccumulator()
         self._ref_acc: MetricAccumulator | None = None  # the mean body's, on the first validation only
         self._ref_logged = False
-        self.skipped_steps = 0
+        self.step_skips: dict[str, int] = {}  # reason -> optimiser steps skipped (STEP_SKIP_REASONS)
+        self.sample_skips: dict[str, int] = {}  # reason -> samples removed before the forward pass
         self.last_panel = None  # the last logged picture (H, W, 3) uint8, for tests and callers
 
     # ------------------------------------------------------------------------------------------
@@ -197,13 +210,51 @@ class DSRModule(L.LightningModule):
         return total, means, dropped, dsr_out
 
     # ------------------------------------------------------------------------------------------
+    @property
+    def skipped_steps(self) -> int:
+        """Optimiser steps skipped so far (every reason)."""
+        return sum(self.step_skips.values())
+
+    def _skip_step(self, reason: str):
+        """Count a skipped step; the value :meth:`training_step` returns for it."""
+        self.step_skips[reason] = self.step_skips.get(reason, 0) + 1
+        self.log("train/skipped_steps", 1.0, on_step=False, on_epoch=True, reduce_fx="sum", batch_size=1)
+        self.log(
+            f"train/skipped_steps_{reason}", 1.0, on_step=False, on_epoch=True, reduce_fx="sum", batch_size=1
+        )
+        return self._zero_loss() if self.trainer.world_size > 1 else None
+
+    def screen_batch(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """The batch without its samples holding NaN/infinite inputs or targets
+        (:func:`~dsrbody.data.drop_nonfinite_samples`), counted per reason (``sample_skips``,
+        ``train/skipped_<reason>``) and recorded in the training set's skip log (epoch summary)."""
+        from dsrbody.data import drop_nonfinite_samples
+
+        batch, counts = drop_nonfinite_samples(batch)
+        if not counts:
+            return batch
+        for reason, k in counts.items():
+            self.sample_skips[reason] = self.sample_skips.get(reason, 0) + k
+            self.log(
+                f"train/skipped_{reason}",
+                float(k),
+                on_step=False,
+                on_epoch=True,
+                reduce_fx="sum",
+                batch_size=1,
+            )
+        dm = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        log = getattr(getattr(dm, "train_set", None), "skipped", None)
+        if log is not None:
+            log.update({"skipped": batch["skipped"]})
+        return batch
+
     def training_step(self, batch: dict[str, Any], batch_idx: int):
+        batch = self.screen_batch(batch)  # no NaN target may reach a gradient, even through a masked term
         n = int(batch["num_valid"])
         bs = max(n, 1)
-        if n == 0:  # every sample of the batch was unreadable
-            self.skipped_steps += 1
-            self.log("train/skipped_steps", 1.0, on_step=False, on_epoch=True, reduce_fx="sum", batch_size=1)
-            return self._zero_loss() if self.trainer.world_size > 1 else None
+        if n == 0:  # every sample of the batch was unreadable or non-finite
+            return self._skip_step("no_valid_sample")
         pred = self(batch["img"])
         dsr = self.dsr_active()
         total, means, dropped, dsr_out = self.compute_losses(batch, pred, dsr)
@@ -221,9 +272,7 @@ class DSRModule(L.LightningModule):
         if every > 0 and self.global_step % every == 0 and self.global_rank == 0:
             self._log_images(batch, pred, dsr_out)
         if not torch.isfinite(total):
-            self.skipped_steps += 1
-            self.log("train/skipped_steps", 1.0, on_step=False, on_epoch=True, reduce_fx="sum", batch_size=1)
-            return self._zero_loss() if self.trainer.world_size > 1 else None
+            return self._skip_step("nonfinite_loss")
         return total
 
     def _zero_loss(self) -> torch.Tensor:
@@ -232,11 +281,12 @@ class DSRModule(L.LightningModule):
 
     def on_before_optimizer_step(self, optimizer) -> None:
         bad = any(p.grad is not None and not torch.isfinite(p.grad).all() for p in self.model.parameters())
-        if bad:  # a NaN upstream of a dropped sample: do not let it reach the weights
-            self.skipped_steps += 1
+        if bad:  # a NaN from the prediction itself: do not let it reach the weights
+            # gradients of None make the optimiser leave every parameter and its state alone (zeroed
+            # gradients would still move Adam's weights through its momentum)
             for p in self.model.parameters():
-                if p.grad is not None:
-                    p.grad.zero_()
+                p.grad = None
+            self._skip_step("nonfinite_grad")
             self.log(
                 "train/nonfinite_grad_steps", 1.0, on_step=False, on_epoch=True, reduce_fx="sum", batch_size=1
             )
@@ -443,33 +493,60 @@ def checkpoint_meta(module: DSRModule) -> dict[str, Any]:
     from dsrbody import __version__
 
     body = module.body
-    return {
-        "version": __version__,
-        "body": body_options(module.cfg)
-        | {
-            "topology_id": str(body.topology_id),
-            "num_joints": int(body.num_joints),
-            "shape_dim": int(body.shape_dim),
+    return plain_container(
+        {
+            "version": __version__,
+            "body": body_options(module.cfg)
+            | {
+                "topology_id": str(body.topology_id),
+                "num_joints": int(body.num_joints),
+                "shape_dim": int(body.shape_dim),
+            },
+            "backbone": str(module.cfg.model.backbone),
+            "config": to_container(module.cfg),
         },
-        "backbone": str(module.cfg.model.backbone),
-        "config": to_container(module.cfg),
-    }
+        "checkpoint metadata",
+    )
+
+
+def plain_container(value: Any, where: str = "value") -> Any:
+    """``value`` as plain containers only (dict with str keys, list, str, int, float, bool, None; tuples
+    become lists, paths strings), what the safe ``weights_only`` loader reads back without an allow-list.
+
+    Raises:
+        TypeError: another type (names where it is).
+    """
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, dict):
+        return {str(k): plain_container(v, f"{where}.{k}") for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain_container(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    raise TypeError(
+        f"{where}: {type(value).__name__} is not a plain container type (checkpoints hold only those)"
+    )
 
 
 def read_checkpoint_meta(path: str | Path) -> dict[str, Any] | None:
     """``checkpoint["dsrbody"]`` of a dsrbody checkpoint, or None for other weight files.
 
+    Read with :func:`~dsrbody.models.checkpoint.torch_load_file` (``weights_only``: no code from the
+    file runs).
+
     Raises:
-        FileNotFoundError: the file does not exist. ValueError: it is not a torch file.
+        FileNotFoundError: the file does not exist. ValueError: it is not a torch file, or it needs
+        objects the safe loader refuses (one line naming the file and the type).
     """
+    from dsrbody.models.checkpoint import torch_load_file
+
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"{p}: checkpoint file does not exist")
-    try:
-        ckpt = torch.load(p, map_location="cpu", weights_only=False)
-    except Exception as e:  # noqa: BLE001
-        raise ValueError(f"{p}: not a readable checkpoint ({type(e).__name__}: {e})") from None
-    return ckpt.get("dsrbody") if isinstance(ckpt, dict) else None
+    ckpt = torch_load_file(p)  # the safe loader: a file that would run code is refused
+    meta = ckpt.get("dsrbody") if isinstance(ckpt, dict) else None
+    return meta if isinstance(meta, dict) else None
 
 
 def check_checkpoint(meta: dict[str, Any] | None, cfg, path: str | Path) -> None:

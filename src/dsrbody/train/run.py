@@ -27,7 +27,12 @@ __all__ = ["run_training", "output_dir", "build_trainer", "TrainResult", "Throug
 
 class TrainResult(str):
     """The path of the checkpoint to use (best if validated, else last), as a ``str`` with extras:
-    ``.last``, ``.best`` (or None), ``.out_dir``, ``.global_step``, ``.epoch``, ``.metrics``."""
+    ``.last``, ``.best`` (or None), ``.out_dir``, ``.global_step``, ``.epoch``, ``.metrics``,
+    ``.skipped_steps`` (reason -> optimiser steps skipped in this run, :data:`STEP_SKIP_REASONS
+    <dsrbody.train.module.STEP_SKIP_REASONS>`), ``.skipped_samples`` (reason -> distinct training
+    samples left out, :data:`~dsrbody.data.spin_npz.DROP_REASONS`) and ``.partial_samples`` (reason ->
+    samples trained with a target left out: no parsing map, or non-finite pose/shape in the file);
+    :meth:`skip_summary` says it in words."""
 
     last: Path
     best: Path | None
@@ -35,6 +40,31 @@ class TrainResult(str):
     global_step: int
     epoch: int
     metrics: dict[str, float]
+    skipped_steps: dict[str, int]
+    skipped_samples: dict[str, int]
+    partial_samples: dict[str, int]
+
+    def skip_summary(self) -> str:
+        """The skipped steps and the left-out samples of the run, with their reasons (two lines; a third
+        for samples trained with a target left out)."""
+        from dsrbody.data import SkipLog
+        from dsrbody.train.module import STEP_SKIP_REASONS
+
+        def reasons(counts: dict[str, int], text) -> str:
+            return ", ".join(f"{k} x {text(r)}" for r, k in counts.items())
+
+        steps, samples = sum(self.skipped_steps.values()), sum(self.skipped_samples.values())
+        lines = [
+            f"skipped {steps} step(s)"
+            + (f": {reasons(self.skipped_steps, lambda r: STEP_SKIP_REASONS.get(r, r))}" if steps else ""),
+            f"skipped {samples} training sample(s)"
+            + (f": {reasons(self.skipped_samples, SkipLog.reason_text)}" if samples else ""),
+        ]
+        if self.partial_samples:
+            lines.append(
+                f"trained with a target left out: {reasons(self.partial_samples, SkipLog.reason_text)}"
+            )
+        return "\n".join(lines)
 
 
 def output_dir(cfg: DictConfig, out: str | os.PathLike | None = None) -> Path:
@@ -189,7 +219,12 @@ def run_training(
     trainer = build_trainer(cfg, out, callbacks, has_val=dm.val_set is not None)
     if trainer.global_rank == 0:
         OmegaConf.save(cfg, out / "config.yaml", resolve=True)
-    trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
+    # resuming reads the checkpoint with the safe weights_only loader (no code from the file runs); the
+    # metadata was read so above. Lightning < 2.5 has no such argument: torch >= 2.6 then defaults to it.
+    import inspect
+
+    safe = {"weights_only": True} if "weights_only" in inspect.signature(trainer.fit).parameters else {}
+    trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path, **safe)
     if trainer.interrupted:
         raise KeyboardInterrupt("training interrupted")
     trainer.save_checkpoint(str(last))  # the final state, whatever the step-wise saving schedule
@@ -200,4 +235,12 @@ def run_training(
     res.last, res.best, res.out_dir = last, (best if has_best else None), out
     res.global_step, res.epoch = int(trainer.global_step), int(trainer.current_epoch)
     res.metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+    from dsrbody.data.spin_npz import DROP_REASONS
+    from dsrbody.train.datamodule import DataHealth
+
+    res.skipped_steps = dict(module.step_skips)
+    health = next((c for c in trainer.callbacks if isinstance(c, DataHealth)), None)
+    counts = health.run_log.reasons() if health is not None else {}
+    res.skipped_samples = {r: k for r, k in counts.items() if r in DROP_REASONS}
+    res.partial_samples = {r: k for r, k in counts.items() if r not in DROP_REASONS}
     return res
