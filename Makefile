@@ -41,7 +41,8 @@ DATA ?= data/synth
 TRAIN_OUT ?= runs/synth_cpu
 
 train-cpu: $(STAMP)
-	$(DSRBODY) synth --out $(DATA)/train128 --num 40000 --split train --seed 0 --res 128 --workers 2 --resume
+	$(DSRBODY) synth --out $(DATA)/train128 --num 10000 --split train --seed 0 --res 128 --workers 2 --resume
+	$(DSRBODY) synth --out $(DATA)/train128b --num 30000 --split train --seed 1 --res 128 --workers 2 --resume
 	$(DSRBODY) synth --out $(DATA)/train128_hard --num 10000 --split train --seed 100 --res 128 --hard --workers 2 --resume
 	$(DSRBODY) synth --out $(DATA)/val128 --num 256 --split val --seed 9 --res 128 --workers 2 --resume
 	$(DSRBODY) synth --out $(DATA)/test128 --num 256 --split test --seed 7 --res 128 --workers 2 --resume
