@@ -134,3 +134,22 @@ def test_nobody_found_skips_the_image_with_one_message(regressor, tmp_path):
     files = run_images(regressor, "anny", [blank], asked, tmp_path / "b", opts)[str(blank)]
     assert asked.messages == ["empty.png: the detector found nobody; using the whole image"]
     assert str(np.load([f for f in files if f.name.endswith("_params.npz")][0])["box_source"]) == "image"
+
+
+def test_video_frames_with_nobody_get_one_line(regressor, clip, tmp_path):
+    from dsrbody.demo.inputs import Person
+
+    calls = []
+
+    def every_other(image):
+        calls.append(1)
+        return [Person(np.array([112.0, 112.0]), 1.12, "hog")] if len(calls) % 2 else []
+
+    source = BoxSource(detector=every_other)
+    opts = DemoOptions(side_size=32, mesh=False, progress=False, refine=False)
+    files = run_video(regressor, "anny", clip, source, tmp_path / "out", opts)
+    assert source.messages == [
+        "clip.mp4: the detector found nobody in 2 of 5 frames (1, 3); those frames are written unchanged"
+    ]
+    p = np.load(files["params_npz"])
+    assert p["frame"].tolist() == [0, 2, 4] and p["track"].tolist() == [0, 0, 0]

@@ -55,6 +55,7 @@ from dsrbody.demo.inputs import (
     read_box_json,
     whole_image,
 )
+from dsrbody.demo.refine import RefineOptions, RefineReport
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -109,7 +110,7 @@ class DemoOptions:
     mesh: bool = True
     progress: bool = True
     refine: bool = True
-    refine_options: object = None
+    refine_options: RefineOptions | None = None
     smooth_sigma: float = 1.5
 
 
@@ -129,7 +130,7 @@ class PersonResult:
     shape_raw: np.ndarray | None = None  # (S,) the regressor's raw shape vector (fitting starts from it)
     keypoint_confidence: np.ndarray | None = None  # (K,) 0 for keypoints the body model lacks
     refined: bool = False
-    refine_report: object = None  # dsrbody.demo.refine.RefineReport when refined
+    refine_report: RefineReport | None = None  # when refined
 
     def keypoints_2d(self) -> np.ndarray:
         """``(K, 2)`` joints projected into the original image (pixels)."""
@@ -686,17 +687,22 @@ def run_video(
     faces = regressor.faces.cpu().numpy()
     total = _frame_count(reader, max_frames)
     per_frame: list[list[PersonResult]] = []
+    nobody: list[int] = []
     try:
         bar = tqdm(total=total, desc="video: people", unit="frame", disable=not opts.progress)
         for i, frame in enumerate(reader):
             if max_frames is not None and i >= max_frames:
                 break
             frame = np.ascontiguousarray(frame[..., :3])
+            n_messages = len(boxes.messages)
             try:
                 people = boxes.people(frame, video.name, frame=i)
             except (FileNotFoundError, ValueError) as e:
                 boxes.messages.append(f"frame {i}: {e}")
                 people = []
+            if not people and boxes.detector is not None and len(boxes.messages) > n_messages:
+                del boxes.messages[n_messages:]  # one line for the whole video, not one per frame
+                nobody.append(i)
             results = predict_people(regressor, frame, people, opts.batch_size) if people else []
             if results and opts.refine:
                 results = refine_results(regressor, results, opts)
@@ -714,6 +720,12 @@ def run_video(
     n_frames = len(per_frame)
     if n_frames == 0:
         raise ValueError(f"{video}: no frame could be decoded")
+    if nobody:
+        first = ", ".join(str(i) for i in nobody[:8]) + (", ..." if len(nobody) > 8 else "")
+        boxes.messages.append(
+            f"{video.name}: the detector found nobody in {len(nobody)} of {n_frames} frames ({first}); "
+            "those frames are written unchanged"
+        )
     ids = track_boxes([np.array([r.person.box for r in rs]).reshape(-1, 4) for rs in per_frame])
     rows = [(f, k, r) for f, rs in enumerate(per_frame) for k, r in enumerate(rs)]
     for f, k, r in rows:
