@@ -1,4 +1,5 @@
-"""``dsrbody demo`` on synthetic images, a video made from them, box/OpenPose inputs and bad inputs."""
+"""``dsrbody demo`` on synthetic images, a video made from them, box/OpenPose/COCO inputs, the detector
+finding nobody, refinement on and off, and bad inputs."""
 
 from __future__ import annotations
 
@@ -32,12 +33,10 @@ def test_demo_folder_writes_every_output(ckpt, synth, tmp_path, capsys, anny_bod
     import trimesh
 
     out = tmp_path / "out"
-    assert (
-        main(["demo", "--ckpt", str(ckpt), "--folder", str(synth / "images"), "--out", str(out), *FAST]) == 0
-    )
+    args = ["demo", "--ckpt", str(ckpt), "--folder", str(synth / "images"), "--out", str(out)]
+    assert main([*args, "--detector", "none", *FAST]) == 0
     stdout = capsys.readouterr()
-    assert "3 people from 3 of 3 images" in stdout.out
-    assert "whole image" in stdout.err  # no detector installed here: says so
+    assert "3 people from 3 of 3 images" in stdout.out and "refined" not in stdout.out
     for stem in ("test_000000", "test_000001", "test_000002"):
         for suffix in ("_p0_overlay.png", "_p0_side.png", "_p0.obj", "_p0_params.npz", "_p0_params.json"):
             assert (out / f"{stem}{suffix}").is_file(), stem + suffix
@@ -55,9 +54,14 @@ def test_demo_folder_writes_every_output(ckpt, synth, tmp_path, capsys, anny_bod
     np.testing.assert_allclose(js["translation"], p["translation"], rtol=1e-6)
     mesh = trimesh.load(out / "test_000000_p0.obj", process=False)
     assert mesh.vertices.shape == (anny_body.num_vertices, 3)
-    # the mesh is in the camera frame: its projected centre lands near the keypoints' projections
-    uv = float(p["focal_length"]) * mesh.vertices[:, :2] / mesh.vertices[:, 2:] + p["principal_point"]
+    # the mesh is in the y-up frame; mesh_to_camera takes it to the camera, where it projects into the image
+    T = p["mesh_to_camera"]
+    np.testing.assert_allclose(T[:3, :3], np.diag([1.0, -1.0, -1.0]))
+    np.testing.assert_allclose(T[:3, 3], p["translation"], rtol=1e-6)
+    cam = mesh.vertices @ T[:3, :3].T + T[:3, 3]
+    uv = float(p["focal_length"]) * cam[:, :2] / cam[:, 2:] + p["principal_point"]
     assert ((uv > 0) & (uv < 224)).mean() > 0.5
+    assert np.abs(mesh.vertices.mean(0)).max() < 2.0  # centred on the body, not tens of metres away
 
 
 def test_demo_video(ckpt, synth, tmp_path):
@@ -148,7 +152,65 @@ def test_demo_boxes_and_openpose(ckpt, synth, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "person 1 skipped" in err
     assert (out / "test_000001_p0_params.npz").is_file() and not (out / "test_000001_p1_params.npz").exists()
-    assert str(np.load(out / "test_000001_p0_params.npz")["box_source"]) == "openpose"
+    p = np.load(out / "test_000001_p0_params.npz")
+    assert str(p["box_source"]) == "openpose"
+    # refined on the OpenPose keypoints by default
+    assert bool(p["refined"]) and float(p["keypoint_error_px_after"]) < float(p["keypoint_error_px_before"])
+    out = tmp_path / "op_plain"
+    assert (
+        main(
+            ["demo", "--ckpt", str(ckpt), "--image", str(image), "--openpose", str(op_dir), "--out", str(out)]
+            + ["--no-mesh", "--no-refine", *FAST]
+        )
+        == 0
+    )
+    assert not bool(np.load(out / "test_000001_p0_params.npz")["refined"])
+
+
+def test_demo_coco_keypoints(ckpt, synth, tmp_path, capsys):
+    """A COCO keypoint file: every annotated person with enough keypoints, refined on them."""
+    image = synth / "images" / "test_000002.jpg"
+    op = np.load(synth / "synth_test.npz")["openpose"][2]  # BODY_25 of the synthetic person
+    coco_of_op = {0: 0, 1: 16, 2: 15, 3: 18, 4: 17, 5: 5, 6: 2, 7: 6, 8: 3, 9: 7, 10: 4}
+    coco_of_op |= {11: 12, 12: 9, 13: 13, 14: 10, 15: 14, 16: 11}
+    kp = np.zeros((17, 3))
+    for c, o in coco_of_op.items():
+        kp[c] = (op[o, 0], op[o, 1], 2 if op[o, 2] > 0 else 0)
+    coco = {
+        "images": [{"id": 7, "file_name": image.name}, {"id": 8, "file_name": "other.jpg"}],
+        "annotations": [
+            {"id": 1, "image_id": 7, "keypoints": kp.ravel().tolist(), "bbox": [0, 0, 10, 10]},
+            {"id": 2, "image_id": 7, "keypoints": [0] * 51, "bbox": [0, 0, 10, 10]},
+            {"id": 3, "image_id": 8, "keypoints": kp.ravel().tolist(), "bbox": [0, 0, 10, 10]},
+        ],
+    }
+    (tmp_path / "coco.json").write_text(json.dumps(coco))
+    out = tmp_path / "coco"
+    args = ["demo", "--ckpt", str(ckpt), "--image", str(image), "--coco", str(tmp_path / "coco.json")]
+    assert main([*args, "--out", str(out), "--no-mesh", *FAST]) == 0
+    cap = capsys.readouterr()
+    assert "person 1 skipped: 0 labelled keypoints" in cap.err
+    assert "1 people from 1 of 1 images" in cap.out and "1 refined on their keypoints" in cap.out
+    p = np.load(out / "test_000002_p0_params.npz")
+    assert str(p["box_source"]) == "coco" and bool(p["refined"])
+    assert not (out / "test_000002_p1_params.npz").exists()
+
+
+def test_demo_detector_finds_nobody(ckpt, tmp_path, capsys):
+    import imageio.v3 as iio
+
+    image = tmp_path / "empty.png"
+    iio.imwrite(image, np.full((200, 260, 3), 128, np.uint8))
+    rc = main(["demo", "--ckpt", str(ckpt), "--image", str(image), "--out", str(tmp_path / "o"), *FAST])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1
+    assert sum("empty.png: the detector found nobody; skipped" in line for line in err) == 1
+    assert not (tmp_path / "o" / "empty_result.png").exists()
+    out = tmp_path / "whole"
+    args = ["demo", "--ckpt", str(ckpt), "--image", str(image), "--out", str(out), "--whole-image-if-none"]
+    assert main([*args, "--no-mesh", *FAST]) == 0
+    assert "using the whole image" in capsys.readouterr().err
+    assert str(np.load(out / "empty_p0_params.npz")["box_source"]) == "image"
 
 
 def test_demo_bad_inputs(ckpt, synth, tmp_path, capsys):

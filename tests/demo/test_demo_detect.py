@@ -31,7 +31,7 @@ def test_mediapipe_detects_the_astronaut():  # pragma: no cover - needs the opti
 
     img = data.astronaut()
     det = MediaPipeDetector()
-    person = det(img)
+    person = det.detect_one(img)
     det.close()
     assert person is not None and person.source == "detector"
     assert person.mask is not None and person.mask.shape == img.shape[:2] and person.mask.mean() > 0.1

@@ -21,13 +21,10 @@ MAX_STEPS, WARMUP, LR, MIN_RATIO = 5, 2, 1e-3, 0.1
 
 
 def cpu_root(synth16: Path) -> Path:
-    """A data root with the recipe's layout (``train128/``, ``train128_hard/``), both the 16-sample set."""
-    root = synth16.parent / "dsrbody_cpu_recipe_root"
-    root.mkdir(exist_ok=True)
-    for name in ("train128", "train128_hard"):
-        if not (root / name).exists():
-            (root / name).symlink_to(synth16, target_is_directory=True)
-    return root
+    """A data root with the recipe's layout (every training folder it names), each the 16-sample set."""
+    from train_testkit import cpu_recipe_root
+
+    return cpu_recipe_root(synth16)
 
 
 def cpu_config(synth16: Path, *extra: str):
@@ -81,7 +78,11 @@ def test_recipe_settings(synth16):
     cfg = cpu_config(synth16)
     assert cfg.model.img_res == 96 and cfg.model.channels_last and cfg.model.backbone == "resnet18"
     assert cfg.optim.schedule == "cosine" and cfg.loss.weights.rest_vertices > 0
-    assert cfg.data.batch_size == 4 and [d.ratio for d in cfg.data.train] == [0.8, 0.2]
+    import yaml
+
+    recipe = yaml.safe_load((CONFIGS / "synth_cpu.yaml").read_text())["data"]["train"]
+    assert cfg.data.batch_size == 4 and [d.ratio for d in cfg.data.train] == [t["ratio"] for t in recipe]
+    assert len(recipe) >= 2 and sum(t["ratio"] for t in recipe) == pytest.approx(1.0)
 
 
 def test_learning_rate_follows_the_cosine_schedule(cosine_run):

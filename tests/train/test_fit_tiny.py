@@ -42,7 +42,10 @@ def tiny_fit(synth16, tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("fit_tiny")
     npz = first_samples(synth16, tmp, N)
-    sets = ("train.0", "train.1", "val.0")  # the recipe's two training sets and its validation: the same 8
+    import yaml
+
+    n_train = len(yaml.safe_load((CONFIGS / "synth_cpu.yaml").read_text())["data"]["train"])
+    sets = (*(f"train.{i}" for i in range(n_train)), "val.0")  # every training set and validation: the same 8
     cfg = load_config(
         CONFIGS / "synth_cpu.yaml",
         tiny_overrides(

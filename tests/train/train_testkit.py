@@ -40,11 +40,16 @@ CPU_RUN_STEPS, CPU_RUN_VAL_EVERY, CPU_RUN_BATCH = 4, 2, 4
 
 
 def cpu_recipe_root(synth16: Path) -> Path:
-    """A data root with configs/synth_cpu.yaml's layout (``train128/``, ``train128_hard/``): both the
-    16-sample set."""
+    """A data root with configs/synth_cpu.yaml's layout (every training folder it names, e.g.
+    ``train128/``, ``train128b/``, ``train128_hard/``): each the 16-sample set."""
+    import yaml
+
+    config = Path(__file__).resolve().parents[2] / "configs" / "synth_cpu.yaml"
+    train = yaml.safe_load(config.read_text())["data"]["train"]
+    names = [str(t["img_dir"]).replace("${data.root}/", "") for t in train]
     root = synth16.parent / "dsrbody_cpu_recipe_root"
     root.mkdir(exist_ok=True)
-    for name in ("train128", "train128_hard"):
+    for name in names:
         if not (root / name).exists():
             (root / name).symlink_to(synth16, target_is_directory=True)
     return root

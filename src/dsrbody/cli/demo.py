@@ -1,14 +1,19 @@
 """``dsrbody demo``: bodies from photos, image folders and videos.
 
-    dsrbody demo [--ckpt K] (--image P | --folder D | --video V) [--bbox JSON | --openpose DIR]
-                 [--detector auto|mediapipe|none] [--model-path SMPL] --out DIR
+    dsrbody demo [--ckpt K] (--image P | --folder D | --video V) [--bbox JSON | --openpose DIR | --coco JSON]
+                 [--detector auto|hog|mediapipe|none] [--whole-image-if-none] [--no-refine]
+                 [--model-path SMPL] --out DIR
 
 The checkpoint may be a ``dsrbody train`` checkpoint (self-describing), SPIN's ``model_checkpoint.pt``
 or DSR's ``dsr_w3DPW_checkpoint.pt`` (SMPL: ``--model-path`` with the SMPL files), or a bare regressor
 state dict (``--body``). Boxes: OpenPose JSON (``--openpose``: a file, or a folder of
 ``<image stem>_keypoints.json``), ``[x, y, w, h]`` box JSON (``--bbox``: a file, possibly with several
-boxes or a ``{"image name": box}`` map, or a folder of ``<image stem>.json``), else the optional
-MediaPipe detector (``pip install 'dsrbody[detect]'``), else the whole image. Outputs: see
+boxes or a ``{"image name": box}`` map, or a folder of ``<image stem>.json``), COCO keypoint
+annotations (``--coco``), else a person detector: the built-in HOG people detector (every upright
+person, boxes only; :mod:`dsrbody.demo.hog`) or the optional MediaPipe one (``--detector mediapipe``,
+one person with keypoints and a mask). An image where the detector finds nobody is skipped with a
+message (``--whole-image-if-none``: the whole image is the box). Bodies whose person has 2D keypoints
+are refined on them (:mod:`dsrbody.demo.refine`; ``--no-refine`` turns it off). Outputs: see
 :mod:`dsrbody.demo.run`.
 """
 
@@ -17,6 +22,8 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+
+import numpy as np
 
 from dsrbody.cli import CLIError
 
@@ -36,12 +43,31 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     box = parser.add_mutually_exclusive_group()
     box.add_argument("--bbox", help="[x, y, w, h] box JSON (file) or folder of <image stem>.json")
     box.add_argument("--openpose", help="OpenPose JSON (file) or folder of <image stem>_keypoints.json")
+    box.add_argument("--coco", help="COCO keypoint JSON (annotated people and their 17 keypoints)")
     parser.add_argument(
         "--detector",
         default="auto",
-        choices=("auto", "mediapipe", "none"),
-        help="without --bbox/--openpose: auto (MediaPipe if installed, else the whole image), "
-        "mediapipe (required), none (whole image)",
+        choices=("auto", "hog", "mediapipe", "none"),
+        help="without --bbox/--openpose/--coco: auto or hog (the built-in HOG people detector: every "
+        "upright person, boxes only), mediapipe (optional extra: one person, keypoints and mask), "
+        "none (the whole image)",
+    )
+    parser.add_argument(
+        "--whole-image-if-none",
+        action="store_true",
+        help="use the whole image as the box where the detector finds nobody (default: skip the image)",
+    )
+    parser.add_argument(
+        "--no-refine", action="store_true", help="do not refine the bodies on the people's 2D keypoints"
+    )
+    parser.add_argument(
+        "--refine-iters", type=int, default=None, help="refinement steps per person (default 40)"
+    )
+    parser.add_argument(
+        "--smooth",
+        type=float,
+        default=1.5,
+        help="video: Gaussian smoothing of each tracked person's parameters, in frames (0: none)",
     )
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument(
@@ -61,17 +87,17 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def _detector(args: argparse.Namespace):
-    if args.bbox or args.openpose or args.detector == "none":
+    if args.bbox or args.openpose or args.coco or args.detector == "none":
         return None
-    from dsrbody.demo.detect import INSTALL_HINT, DetectorUnavailable, MediaPipeDetector, detector_available
+    if args.detector in ("auto", "hog"):
+        from dsrbody.demo.hog import HOGPeopleDetector
 
-    if args.detector == "auto" and not detector_available():
-        print(
-            f"dsrbody demo: no --bbox/--openpose and no person detector installed ({INSTALL_HINT}): "
-            "the whole image is used as the person's box",
-            file=sys.stderr,
-        )
-        return None
+        try:
+            return HOGPeopleDetector()
+        except (OSError, ValueError) as e:
+            raise CLIError(f"the HOG people detector cannot load its model: {e}") from None
+    from dsrbody.demo.detect import DetectorUnavailable, MediaPipeDetector
+
     try:
         return MediaPipeDetector()
     except DetectorUnavailable as e:
@@ -84,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
     from dsrbody.demo.model import load_model
     from dsrbody.demo.run import BoxSource, DemoOptions, list_images, run_images, run_video
 
-    for opt in ("image", "video", "bbox", "openpose"):
+    for opt in ("image", "video", "bbox", "openpose", "coco"):
         value = getattr(args, opt)
         if value and not Path(value).exists():
             raise FileNotFoundError(f"{value}: --{opt} does not exist")
@@ -106,13 +132,27 @@ def run(args: argparse.Namespace) -> int:
     boxes = BoxSource(
         openpose=Path(args.openpose) if args.openpose else None,
         bbox=Path(args.bbox) if args.bbox else None,
+        coco=Path(args.coco) if args.coco else None,
         detector=_detector(args),
+        whole_image_if_none=bool(args.whole_image_if_none),
+    )
+    from dsrbody.demo.refine import RefineOptions
+
+    if args.refine_iters is not None and args.refine_iters < 1:
+        raise CLIError(f"--refine-iters must be at least 1, got {args.refine_iters}")
+    if args.max_frames is not None and args.max_frames < 1:
+        raise CLIError(f"--max-frames must be at least 1, got {args.max_frames}")
+    refine_opts = (
+        RefineOptions() if args.refine_iters is None else RefineOptions(iters=int(args.refine_iters))
     )
     options = DemoOptions(
         side_size=int(args.side_size),
         batch_size=int(args.batch_size),
         mesh=not args.no_mesh,
         progress=not args.quiet,
+        refine=not args.no_refine,
+        refine_options=refine_opts,
+        smooth_sigma=max(0.0, float(args.smooth)),
     )
     out = Path(args.out)
     reg = loaded.regressor
@@ -124,6 +164,14 @@ def run(args: argparse.Namespace) -> int:
         written = run_images(reg, loaded.body_name, images, boxes, out, options, strict=bool(args.image))
         n_people = sum(1 for files in written.values() for f in files if f.name.endswith("_params.npz"))
         summary = f"{n_people} people from {len(written)} of {len(images)} images written to {out}"
+        n_refined = sum(
+            1
+            for files in written.values()
+            for f in files
+            if f.name.endswith("_params.npz") and bool(np.load(f)["refined"])
+        )
+        if n_refined:
+            summary += f" ({n_refined} refined on their keypoints)"
         if not written and boxes.messages:
             for m in boxes.messages:
                 print(f"dsrbody demo: {m}", file=sys.stderr)

@@ -5,9 +5,11 @@
 releases, download models at run time). It pins ``numpy<2``, so it is an optional extra installed in
 an environment of its own, and is imported only when a detector is asked for.
 
-One person per image (MediaPipe's legacy pose tracks a single person): 33 landmarks are mapped to
-OpenPose BODY_25 (:data:`MEDIAPIPE_TO_OPENPOSE`; neck and mid-hip are midpoints, the small toes are
-absent), the box comes from them as from an OpenPose file, and the segmentation gives the person mask.
+One person per image (MediaPipe's legacy pose tracks a single person; the built-in
+:class:`~dsrbody.demo.hog.HOGPeopleDetector` finds every upright person, without keypoints): 33
+landmarks are mapped to OpenPose BODY_25 (:data:`MEDIAPIPE_TO_OPENPOSE`; neck and mid-hip are
+midpoints, the small toes are absent), the box comes from them as from an OpenPose file, and the
+segmentation gives the person mask.
 """
 
 from __future__ import annotations
@@ -77,8 +79,13 @@ class MediaPipeDetector:
         )
         self.mask_threshold = float(mask_threshold)
 
-    def __call__(self, image: np.ndarray) -> Person | None:
-        """Detect in an ``(H, W, 3)`` uint8 RGB image; None when nobody is found."""
+    def __call__(self, image: np.ndarray) -> list[Person]:
+        """Detect in an ``(H, W, 3)`` uint8 RGB image: ``[person]``, or ``[]`` when nobody is found."""
+        p = self.detect_one(image)
+        return [] if p is None else [p]
+
+    def detect_one(self, image: np.ndarray) -> Person | None:
+        """The main person of an ``(H, W, 3)`` uint8 RGB image; None when nobody is found."""
         res = self._pose.process(np.ascontiguousarray(image))
         if res.pose_landmarks is None:
             return None

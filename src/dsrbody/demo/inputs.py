@@ -8,8 +8,12 @@
   ``scale = max(w, h) / 200`` (SPIN's ``bbox_from_json``). Accepted layouts: ``{"bbox": [x, y, w, h]}``,
   ``{"bbox": [[...], [...]]}``, ``[[...], [...]]`` or ``[x, y, w, h]`` (one person per box), and for
   folders ``{"<image file name>": <any of these>}``.
-- Nothing: the optional detector (:mod:`dsrbody.demo.detect`), else the whole image
-  (centre of the image, ``scale = max(H, W) / 200``).
+- COCO keypoint JSON (``--coco``, e.g. a COCO ``person_keypoints_*.json``): the annotated people of the
+  image, their 17 keypoints mapped to BODY_25 (:data:`COCO_TO_OPENPOSE`; neck and mid-hip are the
+  midpoints of shoulders and hips), the box from the keypoints as for OpenPose.
+- Nothing: the person detector (:mod:`dsrbody.demo.hog`, built in; or the optional MediaPipe one,
+  :mod:`dsrbody.demo.detect`); the whole image (centre of the image, ``scale = max(H, W) / 200``)
+  only when asked.
 
 A box is in SPIN's terms a ``center (2,)`` and a ``scale`` (side / 200) of a square crop.
 """
@@ -33,7 +37,16 @@ __all__ = [
     "whole_image",
     "check_box",
     "openpose_file_for",
+    "COCO_TO_OPENPOSE",
+    "coco_to_openpose",
+    "people_from_coco",
 ]
+
+#: OpenPose BODY_25 index -> COCO keypoint index (neck 1 and mid-hip 8 are midpoints).
+COCO_TO_OPENPOSE: dict[int, int] = {
+    0: 0, 2: 6, 3: 8, 4: 10, 5: 5, 6: 7, 7: 9, 9: 12, 10: 14, 11: 16, 12: 11, 13: 13, 14: 15,
+    15: 2, 16: 1, 17: 4, 18: 3,
+}  # fmt: skip
 
 #: keypoints above this confidence define the OpenPose box (official demo).
 OPENPOSE_THRESHOLD = 0.2
@@ -48,9 +61,12 @@ class Person:
     Attributes:
         center: ``(2,)`` box centre, image pixels (x, y).
         scale: box side / 200.
-        source: ``"openpose"``, ``"bbox"``, ``"detector"`` or ``"image"``.
+        source: ``"openpose"``, ``"bbox"``, ``"coco"``, ``"hog"``, ``"detector"`` (MediaPipe) or
+            ``"image"``.
         keypoints: optional ``(25, 3)`` OpenPose BODY_25 keypoints (pixels + confidence).
         mask: optional ``(H, W)`` bool person mask (the detector's segmentation).
+        score: the detector's confidence (None for other sources).
+        track: the person's track id in a video (None for images).
     """
 
     center: np.ndarray
@@ -58,6 +74,8 @@ class Person:
     source: str
     keypoints: np.ndarray | None = None
     mask: np.ndarray | None = None
+    score: float | None = None
+    track: int | None = None
 
     @property
     def box(self) -> tuple[float, float, float, float]:
@@ -207,3 +225,62 @@ def openpose_file_for(folder: str | Path, stem: str) -> Path:
         if (d / name).is_file():
             return d / name
     raise FileNotFoundError(f"{d}: no OpenPose JSON for {stem} ({stem}_keypoints.json or {stem}.json)")
+
+
+def coco_to_openpose(keypoints: np.ndarray) -> np.ndarray:
+    """COCO keypoints ``(17, 3)`` ``[x, y, v]`` (v: 0 absent, 1 occluded, 2 visible) to BODY_25 ``(25, 3)``
+    pixels + confidence (1 where labelled, 0 elsewhere)."""
+    kp = np.asarray(keypoints, dtype=np.float64).reshape(17, 3)
+    conf = (kp[:, 2] > 0).astype(np.float64)
+    out = np.zeros((25, 3))
+    for op, c in COCO_TO_OPENPOSE.items():
+        out[op] = (kp[c, 0], kp[c, 1], conf[c])
+    for op, (a, b) in ((1, (5, 6)), (8, (11, 12))):
+        if conf[a] and conf[b]:
+            out[op] = (*(0.5 * (kp[a, :2] + kp[b, :2])), 1.0)
+    return out
+
+
+def people_from_coco(
+    path: str | Path, image_name: str, min_keypoints: int = 6
+) -> tuple[list[Person], list[str]]:
+    """The annotated people of one image of a COCO keypoint JSON.
+
+    Args:
+        path: the JSON (``images`` with ``file_name``, ``annotations`` with ``keypoints`` 17 x 3).
+        image_name: the image's file name.
+        min_keypoints: people with fewer labelled keypoints are skipped (with a message).
+
+    Returns:
+        ``(people, messages)``; the box comes from the keypoints (:func:`person_from_keypoints`).
+
+    Raises:
+        FileNotFoundError: no file. ValueError: not a COCO keypoint JSON, or the image is not in it.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"{p}: COCO keypoint JSON not found")
+    try:
+        data = json.loads(p.read_text())
+        ids = [im["id"] for im in data["images"] if im["file_name"] == Path(image_name).name]
+        anns = data["annotations"]
+    except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{p}: not a COCO keypoint JSON (images/annotations; {type(e).__name__})") from None
+    if not ids:
+        raise ValueError(f"{p}: no image named {Path(image_name).name!r}")
+    people, messages = [], []
+    for i, a in enumerate(x for x in anns if x.get("image_id") == ids[0]):
+        try:
+            kp = coco_to_openpose(np.asarray(a["keypoints"], dtype=np.float64))
+        except (KeyError, TypeError, ValueError):
+            raise ValueError(f"{p}: annotation {a.get('id', i)} has no 17 x 3 'keypoints'") from None
+        n = int((np.asarray(a["keypoints"]).reshape(17, 3)[:, 2] > 0).sum())
+        person = person_from_keypoints(kp, threshold=0.5) if n >= min_keypoints else None
+        if person is None:
+            messages.append(
+                f"{p}: {image_name} person {i} skipped: {n} labelled keypoints (< {min_keypoints})"
+            )
+            continue
+        person.source = "coco"
+        people.append(person)
+    return people, messages

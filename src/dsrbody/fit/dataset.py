@@ -119,7 +119,9 @@ def fit_dataset(
     body = regressor.body_model
     body_name = str(getattr(body, "name", "smpl"))
     eval_body = eval_body or body
-    ds = SpinNpzDataset(npz_path, img_dir, augment=False, parsing=True, parsing_root=parsing_root)
+    ds = SpinNpzDataset(
+        npz_path, img_dir, augment=False, parsing=True, parsing_root=parsing_root, res=int(regressor.img_res)
+    )
     if "kp" in config.losses and not ds.keypoint_keys:
         raise ValueError(
             f"{npz_path}: no 2D keypoints (neither 'part' nor 'openpose'), which the kp term of the fit "

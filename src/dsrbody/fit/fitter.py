@@ -213,7 +213,7 @@ class BodyFitter:
                 continue
             total = total + weights[name] * torch.nan_to_num(v, nan=0.0)
         if w.init:
-            total = total + w.init * ((pose6d - pose6d_start) ** 2).mean(-1)
+            total = total + w.init * ((pose6d - pose6d_start) ** 2).flatten(1).mean(-1)
         return total
 
     def fit(

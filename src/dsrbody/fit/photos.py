@@ -54,7 +54,10 @@ def photos_to_npz(
                 file=sys.stderr,
             )
     boxes = BoxSource(
-        openpose=Path(openpose) if openpose else None, bbox=Path(bbox) if bbox else None, detector=det
+        openpose=Path(openpose) if openpose else None,
+        bbox=Path(bbox) if bbox else None,
+        detector=det,
+        whole_image_if_none=True,
     )
     rows: dict[str, list] = {k: [] for k in ("imgname", "center", "scale", "openpose")}
     parsing_root = folder

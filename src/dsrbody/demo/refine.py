@@ -1,0 +1,189 @@
+"""Refine regressed bodies on the person's 2D keypoints (SMPLify-style), with ``dsrbody fit``'s machinery.
+
+After regression, each person with 2D keypoints (a detector's, an OpenPose file's or annotated ones,
+BODY_25 in image pixels) is optimised by :class:`~dsrbody.fit.fitter.BodyFitter`, started from the
+regressor's estimate: rotations (6D), the raw shape vector and the crop's weak-perspective camera,
+with ``dsrbody fit``'s objective (``docs/fitting.md``): SPIN's keypoint term on the 25 OpenPose
+keypoints, normalised to the person's crop, plus the pose (angle Gaussian, joint limits), shape and
+camera priors and a pull towards the regressor's pose (``init``: keypoints fix only the joints'
+image positions, so depth and twist stay the regressor's). With a person mask (the MediaPipe
+detector's), the silhouette term asks the rendered body to stay inside it (1 - IoU with the mask).
+
+The result replaces the person's :class:`~dsrbody.demo.run.PersonResult` (same camera; the crop's box
+is unchanged), and :class:`RefineReport` records the keypoint error in pixels before and after and the
+time it took.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+
+__all__ = ["RefineOptions", "RefineReport", "crop_keypoints", "keypoint_error_px", "refine_people"]
+
+
+@dataclass
+class RefineOptions:
+    """How to refine.
+
+    Attributes:
+        iters: Adam steps. lr: learning rate.
+        threshold: keypoints at or below this confidence are ignored.
+        min_keypoints: a person needs this many keypoints above ``threshold`` to be refined.
+        init_weight: weight of ``||pose6d - regressor's||^2`` (``FitWeights.init``).
+        pose_prior, shape_prior: the priors' weights (``FitWeights``; ``dsrbody fit``'s defaults are 0.01).
+        silhouette: weight of the mask term where a person has a mask (0 turns it off).
+    """
+
+    iters: int = 40
+    lr: float = 0.02
+    threshold: float = 0.2
+    min_keypoints: int = 4
+    init_weight: float = 0.1
+    pose_prior: float = 0.01
+    shape_prior: float = 0.01
+    silhouette: float = 0.1
+
+
+@dataclass
+class RefineReport:
+    """What refinement did to one person: mean keypoint error (pixels of the original image, over the
+    keypoints used) before and after, the number of keypoints and the wall time (seconds)."""
+
+    error_before_px: float
+    error_after_px: float
+    keypoints: int
+    seconds: float
+
+
+def crop_keypoints(keypoints: np.ndarray, center: np.ndarray, scale: float, threshold: float) -> np.ndarray:
+    """BODY_25 keypoints ``(25, 3)`` (pixels, confidence) to the crop's normalised coordinates.
+
+    The crop of side ``200 scale`` centred on ``center`` maps to [-1, 1]: ``u = (x - center) / (100 scale)``.
+    Confidences at or below ``threshold`` become 0.
+
+    Returns:
+        ``(25, 3)`` float32.
+    """
+    kp = np.asarray(keypoints, np.float64).reshape(-1, 3)[:25].copy()
+    kp[:, :2] = (kp[:, :2] - np.asarray(center, np.float64)) / (100.0 * float(scale))
+    kp[:, 2] = np.where(kp[:, 2] > threshold, kp[:, 2], 0.0)
+    return kp.astype(np.float32)
+
+
+def keypoint_error_px(result, threshold: float = 0.2) -> tuple[float, int]:
+    """Mean distance (pixels) between a result's projected BODY_25 joints and its person's keypoints
+    above ``threshold``, over the keypoints the body model has; ``(nan, 0)`` without keypoints.
+
+    Args:
+        result: a :class:`~dsrbody.demo.run.PersonResult` whose joints are the SPIN-49 set (OpenPose first).
+    """
+    kp = result.person.keypoints
+    if kp is None:
+        return float("nan"), 0
+    kp = np.asarray(kp, np.float64)[:25]
+    proj = result.keypoints_2d()[:25]
+    ok = kp[:, 2] > threshold
+    if result.keypoint_confidence is not None:
+        ok &= np.asarray(result.keypoint_confidence)[:25] > 0
+    if not ok.any():
+        return float("nan"), 0
+    return float(np.linalg.norm(proj[ok] - kp[ok, :2], axis=1).mean()), int(ok.sum())
+
+
+def _mask_targets(people, res: int):
+    """DSR targets of the people's masks (labelled "upperclothes", so they feed the silhouette term only)."""
+    from dsrbody.data.crop_augment import AugmentParams, parsing_processing
+    from dsrbody.losses import DSRTargets
+    from dsrbody.semantics.labels import CIHP
+
+    upper = list(CIHP.names).index("upperclothes")
+    maps = [
+        parsing_processing(
+            np.where(p.mask, upper, 0).astype(np.uint8), p.center, p.scale, AugmentParams(), res
+        )
+        for p in people
+    ]
+    return DSRTargets.from_parsing(torch.from_numpy(np.stack(maps)).long())
+
+
+def refine_people(regressor, results: list, options: RefineOptions | None = None, prior=None):
+    """Refine every result whose person has enough keypoints (the others are returned unchanged).
+
+    Args:
+        regressor: the :class:`~dsrbody.models.Regressor` the results came from (its body model,
+            camera and shape mapping; its weights are not changed).
+        results: :class:`~dsrbody.demo.run.PersonResult` list (one image).
+        options: :class:`RefineOptions`.
+        prior: a clothing prior of the mesh, needed only for people with a mask (default: the shipped
+            Anny prior for Anny; SMPL people's masks are ignored without one).
+
+    Returns:
+        ``(results, reports)``: the refined results (same order) and a :class:`RefineReport` per
+        result (None where it was not refined).
+    """
+    from dsrbody.demo.run import result_from_prediction
+    from dsrbody.fit.fitter import BodyFitter, FitConfig, FitWeights
+
+    o = options or RefineOptions()
+    out, reports = list(results), [None] * len(results)
+    todo = [
+        i
+        for i, r in enumerate(results)
+        if r.person.keypoints is not None
+        and int((np.asarray(r.person.keypoints)[:25, 2] > o.threshold).sum()) >= o.min_keypoints
+    ]
+    if not todo:
+        return out, reports
+    with_mask = [i for i in todo if results[i].person.mask is not None and o.silhouette > 0]
+    if with_mask and prior is None and getattr(regressor.body_model, "name", "") == "anny":
+        from dsrbody.garments import default_prior
+
+        prior = default_prior(regressor.body_model)
+    if prior is None:
+        with_mask = []
+    weights = FitWeights(
+        openpose=1.0,
+        gt=0.0,
+        init=o.init_weight,
+        pose_prior=o.pose_prior,
+        shape_prior=o.shape_prior,
+        silhouette=o.silhouette,
+    )
+    dev = next(regressor.parameters()).device
+    n_kp = int(results[todo[0]].joints_cam.shape[0])  # the regressor's keypoint set (SPIN-49)
+    for group, losses in (([i for i in todo if i not in with_mask], ("kp",)), (with_mask, ("kp", "sil"))):
+        if not group:
+            continue
+        t0 = time.perf_counter()
+        fitter = BodyFitter(
+            regressor, FitConfig(losses=losses, iters=o.iters, lr=o.lr, weights=weights), prior
+        )
+        kp = np.zeros((len(group), max(n_kp, 25), 3), np.float32)
+        for k, i in enumerate(group):
+            p = results[i].person
+            kp[k, :25] = crop_keypoints(p.keypoints, p.center, p.scale, o.threshold)
+        start = {
+            "rotmat": torch.from_numpy(np.stack([results[i].rotmat for i in group])).float(),
+            "shape_raw": torch.from_numpy(np.stack([results[i].shape_raw for i in group])).float(),
+            "cam": torch.from_numpy(np.stack([results[i].cam for i in group])).float(),
+        }
+        targets = (
+            _mask_targets([results[i].person for i in group], int(regressor.img_res))
+            if "sil" in losses
+            else None
+        )
+        fit = fitter.fit(torch.from_numpy(kp).to(dev), targets, start)
+        with torch.no_grad():
+            pred = regressor.pose_body(fit.rotmat.to(dev), fit.shape.to(dev), fit.cam.to(dev))
+        seconds = (time.perf_counter() - t0) / len(group)
+        for k, i in enumerate(group):
+            before, n = keypoint_error_px(results[i], o.threshold)
+            new = result_from_prediction(regressor, results[i].person, pred, k, shape_raw=fit.shape_raw[k])
+            after, _ = keypoint_error_px(new, o.threshold)
+            out[i] = replace(new, refined=True)
+            reports[i] = RefineReport(before, after, n, seconds)
+    return out, reports
