@@ -105,3 +105,38 @@ def test_validation_log_errors(tmp_path):
     _write_run(tmp_path / "noval", versions={"version_0": [{"step": 3, "train/loss_step": 1.0}]})
     with pytest.raises(ValueError, match="no validation metrics"):
         read_validation_log(tmp_path / "noval")
+
+
+def test_continued_runs_on_one_axis(tmp_path):
+    """A second run started from the first one's checkpoint of step 19 (batch 16, so 320 samples): its
+    samples count on from there, and the first run's validations after that checkpoint are dropped."""
+    from dsrbody.train.curves import read_continued_log
+
+    first, second = tmp_path / "first", tmp_path / "second"
+    _write_run(
+        first,
+        versions={"version_0": [
+            {"step": 9, "val/mpjpe": 200.0, "val_mean_body/mpjpe": 400.0},
+            {"step": 19, "val/mpjpe": 150.0},
+            {"step": 29, "val/mpjpe": 900.0},  # after the checkpoint the second run started from
+        ]},
+    )  # fmt: skip
+    ckpt = tmp_path / "step19.ckpt"
+    torch.save({"global_step": 19, "state_dict": {}}, ckpt)
+    second.mkdir()
+    (second / "config.yaml").write_text(
+        f"data:\n  batch_size: 4\ntrainer:\n  devices: '1'\nmodel:\n  init_checkpoint: {ckpt}\n"
+    )
+    d = second / "csv" / "version_0"
+    d.mkdir(parents=True)
+    d.joinpath("metrics.csv").write_text("step,val/mpjpe,val/pa_mpjpe\n4,120.0,70.0\n9,110.0,60.0\n")
+    log = read_continued_log([first, second])
+    assert log["step"] == [9, 19, 24, 29]
+    assert log["samples"] == [160, 320, 320 + 20, 320 + 40]
+    assert log["mpjpe"] == [200.0, 150.0, 120.0, 110.0]
+    assert math.isnan(log["pa_mpjpe"][0]) and log["pa_mpjpe"][2:] == [70.0, 60.0]
+    assert log.reference == {"mpjpe": 400.0}
+    plot_learning_curve([first, second], tmp_path / "chain.png")
+    # a later run that does not say where it started is refused
+    with pytest.raises(ValueError, match="does not continue"):
+        read_continued_log([first, first])

@@ -11,7 +11,12 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
         "Plot MPJPE, PA-MPJPE and PVE-T of a dsrbody train run's validations against the number of training "
         "samples seen, with the mean body's values (logged at the first validation) as dashed lines."
     )
-    parser.add_argument("run", help="output folder of dsrbody train (with config.yaml and csv/)")
+    parser.add_argument(
+        "run",
+        nargs="+",
+        help="output folder of dsrbody train (with config.yaml and csv/); several: each later run continues "
+        "the one before from a checkpoint (model.init_checkpoint), drawn on one axis",
+    )
     parser.add_argument("--out", required=True, help="picture to write (.png)")
     parser.add_argument("--title", default=None, help="figure title (default: the folder's name)")
     parser.add_argument(
@@ -26,7 +31,12 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Plot and print the last validation beside the mean body."""
     from dsrbody.cli import CLIError
-    from dsrbody.train.curves import CURVE_METRICS, plot_learning_curve, read_validation_log
+    from dsrbody.train.curves import (
+        CURVE_METRICS,
+        plot_learning_curve,
+        read_continued_log,
+        read_validation_log,
+    )
 
     targets = {}
     for item in args.target:
@@ -35,8 +45,9 @@ def run(args: argparse.Namespace) -> int:
             targets[key.strip()] = float(value)
         except ValueError:
             raise CLIError(f"--target {item!r}: expected METRIC=MM, e.g. pa_mpjpe=65") from None
-    out = plot_learning_curve(args.run, args.out, title=args.title, targets=targets)
-    log = read_validation_log(args.run)
+    runs = list(args.run)
+    out = plot_learning_curve(runs, args.out, title=args.title, targets=targets)
+    log = read_continued_log(runs) if len(runs) > 1 else read_validation_log(runs[0])
     parts = []
     for key, label in CURVE_METRICS:
         if key in log:

@@ -4,7 +4,9 @@
 ``OUT/csv/version_*/metrics.csv`` of a run (a resumed run writes a new version), and
 :func:`plot_learning_curve` draws MPJPE, PA-MPJPE and PVE-T against the number of training samples seen
 (``step * data.batch_size * processes``), with the mean body's values as dashed lines
-(``dsrbody curve RUN --out curve.png``).
+(``dsrbody curve RUN --out curve.png``). A run that continues another one from its checkpoint
+(``model.init_checkpoint``) is drawn after it: ``dsrbody curve FIRST SECOND --out curve.png`` counts the
+second run's samples from the step stored in the checkpoint it started from (:func:`read_continued_log`).
 """
 
 from __future__ import annotations
@@ -15,7 +17,13 @@ from pathlib import Path
 
 import yaml
 
-__all__ = ["ValidationLog", "read_validation_log", "plot_learning_curve", "CURVE_METRICS"]
+__all__ = [
+    "ValidationLog",
+    "read_validation_log",
+    "read_continued_log",
+    "plot_learning_curve",
+    "CURVE_METRICS",
+]
 
 #: (metric key, label) drawn by :func:`plot_learning_curve`.
 CURVE_METRICS = (("mpjpe", "MPJPE"), ("pa_mpjpe", "PA-MPJPE"), ("pve_t", "PVE-T"), ("pve_t_sc", "PVE-T-SC"))
@@ -81,14 +89,78 @@ def read_validation_log(run: str | Path) -> ValidationLog:
     return log
 
 
+def _init_checkpoint_step(run: Path) -> tuple[Path, int]:
+    """``(checkpoint, global step)`` of the ``model.init_checkpoint`` a run started from.
+
+    Raises:
+        ValueError: the run names no init checkpoint, or the file stores no step.
+        FileNotFoundError: the checkpoint no longer exists.
+    """
+    from dsrbody.models.checkpoint import torch_load_file
+
+    cfg = yaml.safe_load((run / "config.yaml").read_text()) or {}
+    ckpt = (cfg.get("model") or {}).get("init_checkpoint")
+    if not ckpt:
+        raise ValueError(f"{run}: does not continue another run (its model.init_checkpoint is empty)")
+    path = Path(ckpt)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: the checkpoint {run} started from is gone (its step is needed)")
+    obj = torch_load_file(path)
+    step = obj.get("global_step") if isinstance(obj, dict) else None
+    if step is None and isinstance(obj, dict):
+        step = (obj.get("dsrbody", {}).get("export") or {}).get("global_step")
+    if step is None or int(step) < 0:
+        raise ValueError(f"{path}: stores no training step, so {run}'s samples cannot be counted on")
+    return path, int(step)
+
+
+def read_continued_log(runs: list[str | Path]) -> ValidationLog:
+    """Validation rows of a chain of runs, each later one started from a checkpoint of the one before
+    (``model.init_checkpoint``), on one axis of samples seen.
+
+    The second run's samples are counted from the first run's samples at the step stored in that
+    checkpoint (and so on); the mean body's values are the first run's.
+
+    Raises:
+        ValueError, FileNotFoundError: as :func:`read_validation_log`, and a later run that does not
+        name the checkpoint it started from.
+    """
+    logs = [read_validation_log(r) for r in runs]
+    merged = ValidationLog(step=[], samples=[])
+    offset_samples, offset_steps = 0, 0
+    keys = sorted({k for lg in logs for k in lg if k not in ("step", "samples")})
+    for i, lg in enumerate(logs):
+        if i > 0:
+            _, step = _init_checkpoint_step(lg.run)
+            offset_samples += (step + 1) * logs[i - 1].batch
+            offset_steps += step + 1
+            # the earlier run's validations after the checkpoint are not part of the chain
+            keep = [j for j, s in enumerate(merged["step"]) if s < offset_steps]
+            for k in list(merged):
+                merged[k] = [merged[k][j] for j in keep]
+        for j, s in enumerate(lg["step"]):
+            merged["step"].append(offset_steps + s)
+            merged["samples"].append(offset_samples + lg["samples"][j])
+            for k in keys:
+                merged.setdefault(k, [math.nan] * (len(merged["step"]) - 1)).append(
+                    lg[k][j] if k in lg else math.nan
+                )
+    merged.reference, merged.batch, merged.run = logs[0].reference, logs[0].batch, logs[0].run
+    return merged
+
+
 def plot_learning_curve(
-    run: str | Path, out: str | Path, title: str | None = None, targets: dict[str, float] | None = None
+    run: str | Path | list[str | Path],
+    out: str | Path,
+    title: str | None = None,
+    targets: dict[str, float] | None = None,
 ) -> Path:
     """Draw MPJPE, PA-MPJPE, PVE-T and PVE-T-SC (mm) against samples seen, the mean body dashed (a metric
     the run did not log gets no panel).
 
     Args:
-        run: the ``dsrbody train`` output folder.
+        run: the ``dsrbody train`` output folder, or a list of them where each later run continues the
+            one before from a checkpoint (:func:`read_continued_log`).
         out: the picture to write (``.png``).
         title: the figure title (default: the run folder's name).
         targets: optional ``{metric: mm}`` drawn as dotted lines (e.g. the model card's targets).
@@ -101,7 +173,8 @@ def plot_learning_curve(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    log = read_validation_log(run)
+    runs = run if isinstance(run, (list, tuple)) else [run]
+    log = read_continued_log(list(runs)) if len(runs) > 1 else read_validation_log(runs[0])
     panels = [(k, label) for k, label in CURVE_METRICS if k in log or k in log.reference]
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), squeeze=False)
     axes = axes[0]
@@ -118,7 +191,7 @@ def plot_learning_curve(
         ax.grid(alpha=0.3)
         ax.set_ylim(bottom=0)
     axes[0].legend(loc="upper right", fontsize=8)
-    fig.suptitle(title or Path(run).name)
+    fig.suptitle(title or " + ".join(Path(r).name for r in runs))
     fig.tight_layout()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
