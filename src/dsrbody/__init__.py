@@ -16,3 +16,8 @@ Subpackages, by concept (see ``DESIGN.md`` section 1):
 """
 
 __version__ = "0.1.0"
+
+# the two everyday entry points; dsrbody.api imports nothing heavy until they are called
+from dsrbody.api import load_model, predict  # noqa: E402
+
+__all__ = ["__version__", "load_model", "predict"]

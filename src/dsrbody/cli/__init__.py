@@ -71,6 +71,10 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_intermixed_args(argv[1:])
     except TypeError:  # parsers with sub-actions (e.g. `prior build|show`) cannot be intermixed
         args = parser.parse_args(argv[1:])
+    if isinstance(getattr(args, "device", None), str):  # --device auto: CUDA when present, else CPU
+        from dsrbody.devices import resolve_device
+
+        args.device = resolve_device(args.device)
     try:
         return int(module.run(args) or 0)
     except (CLIError, FileNotFoundError, ValueError) as exc:  # one-line errors for bad input
