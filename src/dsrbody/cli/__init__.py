@@ -21,6 +21,11 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("prior", "prior", "build a semantic clothing prior (scans or procedural outfits) or paint one"),
     ("synth", "synth", "generate a synthetic clothed-human dataset in the SPIN/DSR format"),
     ("train", "train", "train the regressor with SPIN and DSR losses from a YAML recipe"),
+    (
+        "recipes",
+        "recipes",
+        "list the packaged training recipes or copy one out (dsrbody recipes copy NAME DEST)",
+    ),
     ("curve", "curve", "plot a training run's validation metrics against samples seen, beside the mean body"),
     ("export", "export", "write the inference weights (fp16, no optimiser state) of a training checkpoint"),
     ("eval", "eval", "evaluate a checkpoint: MPJPE, PA-MPJPE, PVE, PVE-T (mm), JSON and a table"),
