@@ -1,0 +1,72 @@
+"""Library code logs instead of printing; the console shows warnings unless ``dsrbody -v``; Lightning's
+advertising tips and torch's ``_pytree`` deprecation warnings stay off the console during training."""
+
+from __future__ import annotations
+
+import ast
+import logging
+import warnings
+from pathlib import Path
+
+import dsrbody
+from dsrbody.cli import main, setup_logging
+
+SRC = Path(dsrbody.__file__).resolve().parent
+
+
+def test_no_print_in_library_code():
+    """Only the CLI prints (its output); everything else uses logging."""
+    offenders = []
+    for path in SRC.rglob("*.py"):
+        if "cli" in path.relative_to(SRC).parts:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "print":
+                offenders.append(f"{path.relative_to(SRC)}:{node.lineno}")
+    assert offenders == []
+
+
+def test_console_level_and_verbose(capsys):
+    log = logging.getLogger("dsrbody.some.module")
+    try:
+        setup_logging(0)
+        log.info("an informational message")
+        log.warning("a warning")
+        err = capsys.readouterr().err
+        assert "a warning" in err and "informational" not in err
+        assert main(["-v", "recipes"]) == 0
+        assert logging.getLogger("dsrbody").level == logging.INFO
+        log.info("an informational message")
+        assert "an informational message" in capsys.readouterr().err
+        assert main(["-vv", "recipes"]) == 0
+        assert logging.getLogger("dsrbody").level == logging.DEBUG
+        assert main(["recipes"]) == 0
+        assert logging.getLogger("dsrbody").level == logging.WARNING
+        handlers = logging.getLogger("dsrbody").handlers
+        assert len(handlers) == 1  # one console handler however many commands ran
+    finally:
+        setup_logging(0)
+
+
+def test_lightning_tips_and_pytree_warnings_are_quiet(capfd):
+    from lightning.pytorch.utilities.rank_zero import rank_zero_info
+
+    from dsrbody.train.run import quiet_lightning
+
+    setup_logging(1)  # even with -v
+    try:
+        quiet_lightning()
+        rank_zero_info("💡 Tip: For seamless cloud logging, try installing litlogger")
+        with warnings.catch_warnings(record=True) as caught:
+            quiet_lightning()
+            warnings.warn("`isinstance(treespec, LeafSpec)` is deprecated", FutureWarning, stacklevel=1)
+        assert caught == []
+        rank_zero_info("GPU available: False, used: False")
+        err = capfd.readouterr().err
+        assert "Tip" not in err and "GPU available" in err  # informational lines with -v
+        setup_logging(0)
+        quiet_lightning()
+        rank_zero_info("GPU available: False, used: False")
+        assert "GPU available" not in capfd.readouterr().err  # quiet by default
+    finally:
+        setup_logging(0)
