@@ -211,7 +211,8 @@ class DataConfig:
         batch_size, val_batch_size: images per batch (per process under DDP).
         num_workers: DataLoader worker processes (0: load in the training process).
         augment: training augmentation (flip, rotation, scale, pixel noise).
-        clean_parsing: set parsing pixels far from the keypoints to background (DESIGN 5).
+        clean_parsing: set parsing pixels far from the keypoints to background (docs/design.md, Clothing
+            labels).
     """
 
     root: str = "data"
