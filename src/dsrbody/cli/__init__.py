@@ -88,9 +88,11 @@ def setup_logging(verbose: int = 0) -> int:
     (:func:`dsrbody.train.run.quiet_lightning`). Returns the level."""
     level = logging.WARNING if verbose <= 0 else logging.INFO if verbose == 1 else logging.DEBUG
     logger = logging.getLogger("dsrbody")
-    for h in [h for h in logger.handlers if isinstance(h, _ConsoleHandler)]:
+    # by marker, not class: a re-imported dsrbody.cli has another _ConsoleHandler class
+    for h in [h for h in logger.handlers if getattr(h, "dsrbody_console", False)]:
         logger.removeHandler(h)
     handler = _ConsoleHandler()
+    handler.dsrbody_console = True  # type: ignore[attr-defined]
     handler.setFormatter(logging.Formatter("%(name)s: %(message)s" if verbose >= 2 else "%(message)s"))
     logger.addHandler(handler)
     logger.setLevel(level)
