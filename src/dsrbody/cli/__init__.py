@@ -96,7 +96,6 @@ def setup_logging(verbose: int = 0) -> int:
     handler.setFormatter(logging.Formatter("%(name)s: %(message)s" if verbose >= 2 else "%(message)s"))
     logger.addHandler(handler)
     logger.setLevel(level)
-    logger.propagate = False
     return level
 
 
