@@ -4,7 +4,7 @@
 
 Both runs make the same samples (the data do not depend on the number of workers; checked here
 by comparing the annotation files), side by side in one process; the ratio is the parallel
-speed-up. Target (DESIGN section 10): at least 20 samples/s on 2 cores at 224x224.
+speed-up. Target (docs/design.md, Performance targets): at least 20 samples/s on 2 cores at 224x224.
 """
 
 from __future__ import annotations

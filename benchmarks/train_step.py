@@ -9,7 +9,7 @@ synthetic data and times, in the same process and on the same batches:
   (forward+backward), head + body model (forward+backward), render (DSR's soft render
   forward+backward), losses (SPIN + DSR terms and targets, forward+backward on fixed inputs).
 
-Target (DESIGN 10): the DSR step at most 25 % slower than the step without.
+Target (docs/design.md, Performance targets): the DSR step at most 25 % slower than the step without.
 
 Then training throughput, in images per second of a full optimiser step (forward, the recipe's losses,
 backward, Adam), side by side in the same process on the same samples (each cropped at its recipe's

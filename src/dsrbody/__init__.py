@@ -1,6 +1,6 @@
 """dsrbody: 3D human body regression from images of clothed people with DSR losses.
 
-Subpackages, by concept (see ``DESIGN.md`` section 1):
+Subpackages, by concept (docs/design.md, Layers, says which may import which):
 
 - :mod:`dsrbody.geometry`  cameras, projections, Procrustes alignment, rotations
 - :mod:`dsrbody.body`      the ``BodyModel`` interface, SMPL family, Anny adapter, keypoint sets
@@ -16,3 +16,8 @@ Subpackages, by concept (see ``DESIGN.md`` section 1):
 """
 
 __version__ = "0.1.0"
+
+# the two everyday entry points; dsrbody.api imports nothing heavy until they are called
+from dsrbody.api import load_model, predict  # noqa: E402
+
+__all__ = ["__version__", "load_model", "predict"]

@@ -1,4 +1,4 @@
-"""Metrics against hand-computed values (DESIGN 9)."""
+"""Metrics against hand-computed values (docs/design.md, Metrics)."""
 
 from __future__ import annotations
 

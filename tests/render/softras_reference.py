@@ -21,7 +21,8 @@ def reference_render(
     vertices, faces, *, face_features=None, vertex_features=None, focal, principal_point, image_size,
     sigma=1e-5, gamma=1e-1, near=1.0, far=100.0, eps=1e-3,
 ):  # fmt: skip
-    """Returns (features (B, C, H, W), silhouette (B, 1, H, W)) following DESIGN section 6 literally."""
+    """Returns (features (B, C, H, W), silhouette (B, 1, H, W)) following docs/design.md, Soft rasteriser
+    literally."""
     H, W = image_size
     B = vertices.shape[0]
     f = torch.as_tensor(focal, dtype=vertices.dtype).reshape(-1)

@@ -94,7 +94,28 @@ def test_atr_cihp_conversion_table():
 def test_dsr_groups():
     assert L.MC_INDICES.tolist() == [13, 14, 15, 18, 19]
     assert L.MC_MASK.sum() == 5
-    expected = [0, 1, 1, 2, 1, 2, 2, 2, 3, 3, 2, 1, 3, 1, 4, 5, 6, 7, 6, 7]  # DESIGN section 5, by hand
+    expected = [
+        0,
+        1,
+        1,
+        2,
+        1,
+        2,
+        2,
+        2,
+        3,
+        3,
+        2,
+        1,
+        3,
+        1,
+        4,
+        5,
+        6,
+        7,
+        6,
+        7,
+    ]  # docs/design.md, Clothing labels, by hand
     assert L.CIHP_TO_MERGED.tolist() == expected
     assert L.MERGE_MATRIX.shape == (20, 8)
     np.testing.assert_array_equal(L.MERGE_MATRIX.sum(1), np.ones(20))

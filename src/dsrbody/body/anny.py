@@ -49,6 +49,7 @@ average-weight teenager-to-young-adult body, about 1.6 m tall); trailing phenoty
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -59,6 +60,8 @@ import torch
 
 from dsrbody.body.base import BodyModel, BodyOutput
 from dsrbody.body.keypoints import SPIN49, KeypointSet
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "ANNY24_BONES",
@@ -234,13 +237,11 @@ def _init_warp_quietly() -> None:
             return
     except AttributeError:  # another warp layout: just initialise (init is idempotent)
         pass
-    import sys
-
     with _quiet_stderr_fd() as captured:
         warp.init()
     for line in captured:
         if "CUDA driver" not in line:
-            print(line, file=sys.stderr)
+            log.warning(line)
 
 
 @dataclass(frozen=True)

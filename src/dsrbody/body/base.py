@@ -1,4 +1,4 @@
-"""The ``BodyModel`` interface shared by every body family (DESIGN section 2).
+"""The ``BodyModel`` interface shared by every body family (docs/design.md, Body models).
 
 A body model maps a global orientation, per-joint relative rotations and a shape vector to a mesh
 and a keypoint set, in the SMPL canonical frame: metres, y up, the body facing +z, +x the

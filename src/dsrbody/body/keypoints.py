@@ -1,4 +1,4 @@
-"""Keypoint sets as data: names, flip permutations and subsets (DESIGN section 4).
+"""Keypoint sets as data: names, flip permutations and subsets (docs/design.md, Keypoints).
 
 A :class:`KeypointSet` is an ordered list of names. Flip permutations are derived from the names
 (left <-> right), so a set's flip is right by construction and flipping twice is the identity.

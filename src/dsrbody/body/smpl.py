@@ -1,4 +1,4 @@
-"""SMPL from the official model files (DESIGN section 2).
+"""SMPL from the official model files (docs/design.md, Body models).
 
 ``SMPL(model_path, gender)`` reads ``SMPL_{NEUTRAL,MALE,FEMALE}.pkl`` / ``.npz`` (or the
 ``basicModel_*`` names) without chumpy (see :mod:`dsrbody.body.smpl_io`) and poses it with linear

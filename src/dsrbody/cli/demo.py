@@ -82,7 +82,9 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--side-size", type=int, default=448, help="side-view picture size in pixels")
     parser.add_argument("--batch-size", type=int, default=16, help="crops per forward pass")
     parser.add_argument("--max-frames", type=int, default=None, help="video: stop after this many frames")
-    parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    parser.add_argument(
+        "--device", default="auto", help="torch device: auto (CUDA when present, else CPU), cpu, cuda, ..."
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 

@@ -43,7 +43,9 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--batch-size", type=int, default=None, help="default: data.val_batch_size")
     parser.add_argument("--pictures", type=int, default=4, help="samples in the overlay picture (0: none)")
-    parser.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
+    parser.add_argument(
+        "--device", default="auto", help="torch device: auto (CUDA when present, else CPU), cpu, cuda, ..."
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     proto = parser.add_argument_group("paper protocols (dsrbody.eval.protocols)")
     proto.add_argument(

@@ -74,7 +74,9 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--detector", default="auto", choices=("auto", "mediapipe", "none"), help="photos without boxes"
     )
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--device", default="auto", help="torch device: auto (CUDA when present, else CPU), cpu, cuda, ..."
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 

@@ -51,11 +51,16 @@ def run(args: argparse.Namespace) -> int:
     command = (
         "dsrbody " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["synth"] else None
     )
+    import time
+
+    t0 = time.perf_counter()
     try:
-        generate(cfg, args.out, workers=args.workers, resume=args.resume, overwrite=args.overwrite,
-                 progress=not args.quiet, command=command)  # fmt: skip
+        npz = generate(cfg, args.out, workers=args.workers, resume=args.resume, overwrite=args.overwrite,
+                       progress=not args.quiet, command=command)  # fmt: skip
     except SynthError as exc:  # a dead worker, a full disk, a sample that failed: one line
         raise CLIError(str(exc)) from exc
+    if not args.quiet:  # the generator's own account (samples made now, rate) is logged: dsrbody -v synth
+        print(f"{npz}: {cfg.num} samples ready ({time.perf_counter() - t0:.1f} s)")
     if args.contact_sheet:
         from PIL import Image
 

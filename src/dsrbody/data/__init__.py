@@ -1,4 +1,5 @@
-"""dsrbody.data: SPIN/DSR annotation files, crop and augmentation, mixed datasets (DESIGN section 8)."""
+"""dsrbody.data: SPIN/DSR annotation files, crop and augmentation, mixed datasets (docs/design.md, Data
+formats)."""
 
 from dsrbody.data.crop_augment import (
     CIHP_LABEL_FLIP_PERM,

@@ -1,4 +1,4 @@
-"""Crop and augmentation of one sample, as the official SPIN/DSR code does (DESIGN section 8).
+"""Crop and augmentation of one sample, as the official SPIN/DSR code does (docs/design.md, Data formats).
 
 The official code (SPIN's ``crop``/``transform``/``rgb_processing``/``j2d_processing``/
 ``j3d_processing``/``pose_processing``) crops with a chain of scipy/skimage calls and quantises
@@ -11,7 +11,7 @@ within 0.3 grey levels on average (``benchmarks/data_loading.py``) and is 50x fa
 Differences from the official code, all deliberate: no rounding of the box to whole pixels and of
 keypoints to integers (SPIN's ``transform`` truncates), and the parsing-map handling below.
 
-Conventions (DESIGN section 3):
+Conventions (docs/design.md, Cameras):
 
 - Continuous pixel coordinates: pixel (row r, column c) covers ``[c, c+1) x [r, r+1)``; its centre is
   ``(c + 0.5, r + 0.5)``. Original-image keypoints and ``center`` use the same convention.
@@ -67,7 +67,7 @@ __all__ = [
     "flip_perm_from_names",
 ]
 
-#: ImageNet normalisation (DESIGN section 3).
+#: ImageNet normalisation (docs/design.md, Cameras).
 IMG_NORM_MEAN = (0.485, 0.456, 0.406)
 IMG_NORM_STD = (0.229, 0.224, 0.225)
 
@@ -143,7 +143,7 @@ def _inplane_rotation(rot: float) -> np.ndarray:
 def crop_matrix(
     center: Sequence[float] | np.ndarray, scale: float, res: int = 224, rot: float = 0.0, flip: bool = False
 ) -> np.ndarray:
-    """The affine map from original-image to crop pixel coordinates (continuous, DESIGN section 3).
+    """The affine map from original-image to crop pixel coordinates (continuous, docs/design.md, Cameras).
 
     ``u = (x - center) * res / (200 scale) + res / 2``, then a rotation by ``rot`` about the crop
     centre, then ``u -> res - u`` if ``flip``.

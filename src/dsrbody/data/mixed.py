@@ -21,7 +21,7 @@ from dsrbody.data.spin_npz import SharedEpoch, SkipLog
 
 __all__ = ["DSR_MIX", "DSR_MIX_WITH_3DPW", "MixedDataset", "EvalConcatDataset"]
 
-#: The official DSR recipe: H36M / COCO (EFT) / MPI-INF-3DHP per-sample ratios (DESIGN section 7b).
+#: The official DSR recipe: H36M / COCO (EFT) / MPI-INF-3DHP per-sample ratios (docs/design.md, Paper recipe).
 DSR_MIX: dict[str, float] = {"h36m": 0.5, "coco": 0.3, "mpi-inf-3dhp": 0.2}
 #: The official recipe with 3DPW training data.
 DSR_MIX_WITH_3DPW: dict[str, float] = {"h36m": 0.3, "coco": 0.4, "mpi-inf-3dhp": 0.1, "3dpw": 0.2}

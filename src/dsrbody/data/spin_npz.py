@@ -1,4 +1,4 @@
-"""SPIN/DSR annotation files (``.npz``) as a torch ``Dataset`` (DESIGN section 8).
+"""SPIN/DSR annotation files (``.npz``) as a torch ``Dataset`` (docs/design.md, Data formats).
 
 File layout (as the field ships it; ``N`` samples):
 
@@ -172,7 +172,8 @@ _FILES = [
                     "MPI-INF-3DHP test: 3D joints S (17 used)"),
 ]  # fmt: skip
 
-#: Registry of the annotation file names of DESIGN section 8: file name -> :class:`DatasetFileInfo`.
+#: Registry of the annotation file names of docs/design.md, Data formats: file name ->
+#: :class:`DatasetFileInfo`.
 DATASET_FILES: dict[str, DatasetFileInfo] = {f.filename: f for f in _FILES}
 
 
@@ -887,7 +888,7 @@ def build_item(
 
 
 class SpinNpzDataset(SpinAnnotations, Dataset):
-    """Samples of one SPIN/DSR annotation file, cropped and augmented (DESIGN section 8).
+    """Samples of one SPIN/DSR annotation file, cropped and augmented (docs/design.md, Data formats).
 
     Args:
         npz_path: the annotation ``.npz``.

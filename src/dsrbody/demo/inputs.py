@@ -1,4 +1,4 @@
-"""Where the people are: the official demo's inputs (DESIGN 8) and the optional detector.
+"""Where the people are: the official demo's inputs (docs/design.md, Data formats) and the optional detector.
 
 - OpenPose JSON (``{"people": [{"pose_keypoints_2d": [x, y, c] * 25}, ...]}``): per person, the
   keypoints with confidence > 0.2; the box centre is their mean, its side their largest extent

@@ -7,7 +7,8 @@ Three kinds of files:
   is rebuilt from the description; only SMPL needs its model files (``model_path``), taken from the
   description unless given;
 - the released SPIN ``model_checkpoint.pt`` and DSR ``dsr_w3DPW_checkpoint.pt`` /
-  ``dsr_wo3DPW_checkpoint.pt`` (DESIGN 7b): SMPL + ResNet-50, so ``model_path`` (the SMPL folder) is
+  ``dsr_wo3DPW_checkpoint.pt`` (docs/design.md, Paper recipe): SMPL + ResNet-50, so ``model_path`` (the
+  SMPL folder) is
   required;
 - a bare regressor state dict (``backbone.*`` + ``head.*``, e.g. ``torch.save(reg.state_dict())``):
   the body model comes from ``body`` (default Anny).

@@ -1,4 +1,4 @@
-"""Body-reconstruction metrics in millimetres (DESIGN section 9).
+"""Body-reconstruction metrics in millimetres (docs/design.md, Metrics).
 
 - :func:`mpjpe`: mean per-joint position error after aligning both skeletons at their pelvis.
 - :func:`pa_mpjpe`: the same after a similarity Procrustes alignment (scale, rotation, translation)

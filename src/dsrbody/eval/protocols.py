@@ -1,4 +1,5 @@
-"""The paper's evaluation protocols, computed as the field's official code computes them (DESIGN 8, 9).
+"""The paper's evaluation protocols, computed as the field's official code computes them (docs/design.md,
+Data formats, Metrics).
 
 Protocols (``PROTOCOLS``; the annotation files of :data:`dsrbody.data.spin_npz.DATASET_FILES`):
 

@@ -96,7 +96,8 @@ def fit_dataset(
         start: ``"regressor"`` (its estimate from the crop) or ``"mean"``.
         batch_size: samples fitted together.
         limit: fit only the first ``limit`` samples.
-        clean_parsing: clear parsing pixels far from the keypoints (DESIGN 5), as training does.
+        clean_parsing: clear parsing pixels far from the keypoints (docs/design.md, Clothing labels), as
+            training does.
         parsing_root: root of ``grph_sequences`` (default ``img_dir``).
 
     Returns:

@@ -7,7 +7,7 @@ camera ``(s, tx, ty)`` of the 224 crop. They start from a regressor's estimate o
 (the regressor head's start point). The objective of sample ``b`` is the weighted sum
 
     w_kp   * keypoint_2d_loss          (SPIN's 2D term on the 49 keypoints, normalised coordinates)
-  + w_mc   * DSR-MC                    (minimally clothed parts inside their mask, DESIGN 7)
+  + w_mc   * DSR-MC                    (minimally clothed parts inside their mask, docs/design.md, Losses)
   + w_c    * DSR-C                     (rendered clothing classes vs the parsing map)
   + w_sil  * silhouette                (1 - IoU with the person mask; off by default)
   + w_pose * pose_angle_prior + w_lim * joint_limit_penalty + w_shape * shape_prior
@@ -78,7 +78,7 @@ class FitConfig:
         losses: data terms among :data:`LOSS_NAMES` (priors are always on).
         iters: optimiser steps. lr: Adam learning rate.
         weights: :class:`FitWeights`.
-        mc_form, c_form, sigma, gamma: DSR settings (DESIGN 7; official sigma 1e-5, gamma 0.1).
+        mc_form, c_form, sigma, gamma: DSR settings (docs/design.md, Losses; official sigma 1e-5, gamma 0.1).
         shape: optimise the shape (False keeps the starting shape).
     """
 

@@ -10,10 +10,12 @@ minimally-clothed label, so it feeds the silhouette term ``sil`` and not DSR-MC/
 
 from __future__ import annotations
 
-import sys
+import logging
 from pathlib import Path
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 __all__ = ["photos_to_npz"]
 
@@ -49,10 +51,7 @@ def photos_to_npz(
         if detector == "mediapipe" or detector_available():
             det = MediaPipeDetector()
         elif not quiet:
-            print(
-                f"dsrbody fit: no boxes and no detector ({INSTALL_HINT}): the whole image is used",
-                file=sys.stderr,
-            )
+            log.warning(f"dsrbody fit: no boxes and no detector ({INSTALL_HINT}): the whole image is used")
     boxes = BoxSource(
         openpose=Path(openpose) if openpose else None,
         bbox=Path(bbox) if bbox else None,
@@ -82,7 +81,7 @@ def photos_to_npz(
                     out / "grph_sequences" / f"{path.stem}.png", np.where(p.mask, upper, 0).astype(np.uint8)
                 )
     for m in boxes.messages:
-        print(f"dsrbody fit: {m}", file=sys.stderr)
+        log.warning(f"dsrbody fit: {m}")
     if not rows["imgname"]:
         raise ValueError(f"{folder}: nobody found in any photo")
     n = len(rows["imgname"])

@@ -5,7 +5,8 @@ construction) and a ``sample(rng, hard=False)`` class method. A garment answers 
 :class:`~dsrbody.garments.geometry.BodyGeometry`:
 
 - :meth:`Garment.cover` ``-> (V,) bool``: the vertices it covers;
-- :meth:`Garment.vertex_labels` ``-> (V,) int64``: the CIHP label (DESIGN section 5) it gives them;
+- :meth:`Garment.vertex_labels` ``-> (V,) int64``: the CIHP label (docs/design.md, Clothing labels) it
+gives them;
 - :meth:`Garment.displacement` ``-> (V,) float64`` metres: how far its outer surface stands off the skin
   along the vertex normal (``thickness`` for tight garments; see :func:`envelope_offset` for loose ones).
 

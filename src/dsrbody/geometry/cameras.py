@@ -1,4 +1,4 @@
-"""Cameras in the SPIN/DSR convention (DESIGN section 3).
+"""Cameras in the SPIN/DSR convention (docs/design.md, Cameras).
 
 - Camera frame: x right, y down, z forward (OpenCV), metres.
 - Crop: ``IMG_RES`` x ``IMG_RES`` pixels (224), focal length ``FOCAL_LENGTH`` (5000 px), principal

@@ -1,4 +1,5 @@
-"""Losses: SPIN's keypoint, parameter and camera terms; the DSR semantic-rendering terms (DESIGN 7).
+"""Losses: SPIN's keypoint, parameter and camera terms; the DSR semantic-rendering terms (docs/design.md,
+Losses).
 
 Every term is a ``(B,)`` per-sample tensor with a ``(B,)`` validity mask; :func:`combine_losses`
 reduces them (NaN/infinite samples dropped and counted) and applies the weights and the overall factor.

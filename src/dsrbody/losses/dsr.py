@@ -1,4 +1,4 @@
-"""Differentiable Semantic Rendering losses (DSR, ICCV 2021; DESIGN section 7).
+"""Differentiable Semantic Rendering losses (DSR, ICCV 2021; docs/design.md, Losses).
 
 Loss functions take rendered maps and targets and return one value per sample:
 
@@ -261,7 +261,7 @@ class DSRLoss(nn.Module):
         mc_form: DSR-MC form (:data:`MC_FORMS`).
         c_form: DSR-C form (:data:`C_FORMS`).
         sigma, gamma: soft-rasteriser sharpness and depth temperature (official training: 1e-5, 1e-1).
-        focal, img_res: camera of DESIGN section 3.
+        focal, img_res: camera of docs/design.md, Cameras.
         render_fn: ``soft_render``-compatible callable (default :func:`dsrbody.render.soft.soft_render`,
             called with ``nonfinite="mask"`` so that a sample with NaN vertices yields NaN losses that
             :func:`~dsrbody.losses.reduce.drop_nonfinite` drops, instead of an exception).

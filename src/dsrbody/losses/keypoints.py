@@ -1,4 +1,4 @@
-"""SPIN's keypoint losses, per sample (DESIGN section 7).
+"""SPIN's keypoint losses, per sample (docs/design.md, Losses).
 
 Both are confidence-weighted squared errors averaged over joints and coordinates, as SPIN's
 ``nn.MSELoss(reduction='none')`` followed by ``.mean()``; the batch mean is taken by

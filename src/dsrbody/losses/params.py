@@ -1,4 +1,4 @@
-"""SPIN's body-parameter and camera losses, per sample (DESIGN section 7).
+"""SPIN's body-parameter and camera losses, per sample (docs/design.md, Losses).
 
 SPIN regresses rotation matrices and compares them with the ground truth's (``nn.MSELoss()`` over the
 valid samples), compares betas the same way, penalises small camera scales with

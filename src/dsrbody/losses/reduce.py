@@ -1,4 +1,4 @@
-"""Per-sample loss reduction that drops (and counts) NaN or infinite samples (DESIGN section 7)."""
+"""Per-sample loss reduction that drops (and counts) NaN or infinite samples (docs/design.md, Losses)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The weighted total of SPIN's and DSR's losses (DESIGN section 7; official weights as defaults).
+"""The weighted total of SPIN's and DSR's losses (docs/design.md, Losses; official weights as defaults).
 
 ``total = overall * sum_t w_t * mean_t``, where ``mean_t`` is the mean of term ``t`` over the samples it
 applies to, NaN/infinite samples dropped and counted (:func:`~dsrbody.losses.reduce.drop_nonfinite`).

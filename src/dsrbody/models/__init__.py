@@ -1,4 +1,5 @@
-"""Regressors: ResNet backbones (torchvision names), the HMR head, checkpoint loading (DESIGN 7b)."""
+"""Regressors: ResNet backbones (torchvision names), the HMR head, checkpoint loading (docs/design.md,
+Paper recipe)."""
 
 from dsrbody.models.backbones import BACKBONES, ResNet, build_backbone, load_pretrained
 from dsrbody.models.checkpoint import LoadReport, load_regressor_checkpoint, read_state_dict

@@ -1,6 +1,6 @@
 """Reading weight files and placing their tensors by name, with a full account of every key.
 
-Layouts understood (DESIGN section 7b):
+Layouts understood (docs/design.md, Paper recipe):
 
 - a bare state dict ``{name: tensor}`` (torchvision ``resnet50-*.pth``, dsrbody's own ``.pt``);
 - SPIN's ``model_checkpoint.pt``: ``{'model': state_dict, 'optimizer': ..., ...}`` with flat names

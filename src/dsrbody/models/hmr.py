@@ -1,4 +1,5 @@
-"""The HMR regressor: image backbone + iterative-error-feedback head + a body model (DESIGN 3, 7b).
+"""The HMR regressor: image backbone + iterative-error-feedback head + a body model (docs/design.md,
+Cameras, Paper recipe).
 
 :class:`HMRHead` is SPIN's ``hmr.py`` head with the same parameter names (``fc1``, ``drop1``,
 ``fc2``, ``drop2``, ``decpose``, ``decshape``, ``deccam``; buffers ``init_pose``, ``init_shape``,

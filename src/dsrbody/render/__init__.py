@@ -1,7 +1,7 @@
 """dsrbody.render: the differentiable soft semantic rasteriser and the picture renderer.
 
 - :func:`dsrbody.render.soft.soft_render` / :class:`~dsrbody.render.soft.SoftRasterizer`: SoftRas
-  soft rasterisation of C feature channels in one pass (DESIGN section 6), for the DSR losses.
+  soft rasterisation of C feature channels in one pass (docs/design.md, Soft rasteriser), for the DSR losses.
 - :func:`dsrbody.render.hard.rasterize` / :func:`~dsrbody.render.hard.render_mesh`: z-buffer with
   flat / Lambert shading; :func:`dsrbody.render.overlay.overlay` and
   :func:`~dsrbody.render.overlay.side_view` for pictures. See docs/renderer.md.

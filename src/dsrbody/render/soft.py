@@ -1,4 +1,4 @@
-"""Differentiable soft semantic rasteriser (SoftRas formulation, DESIGN section 6).
+"""Differentiable soft semantic rasteriser (SoftRas formulation, docs/design.md, Soft rasteriser).
 
 For pixel ``p`` and projected face ``j``:
 

@@ -1,4 +1,4 @@
-"""Clothing semantics (DESIGN sections 5 and 7).
+"""Clothing semantics (docs/design.md, Clothing labels, Losses).
 
 - :mod:`dsrbody.semantics.labels`: CIHP (20) and ATR (18) label sets and palettes, conversions, the DSR-MC
   labels, the 8 DSR-C merged classes and the left/right swaps for flips.

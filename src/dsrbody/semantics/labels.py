@@ -1,4 +1,5 @@
-"""Human-parsing label sets, palettes, the DSR label groups and the left/right swaps (DESIGN section 5).
+"""Human-parsing label sets, palettes, the DSR label groups and the left/right swaps (docs/design.md,
+Clothing labels).
 
 Label sets
 ----------

@@ -1,4 +1,5 @@
-"""Human-parsing maps: reading, writing, cleaning, and the targets of the DSR losses (DESIGN sections 5, 7).
+"""Human-parsing maps: reading, writing, cleaning, and the targets of the DSR losses (docs/design.md,
+Clothing labels, Losses).
 
 A parsing map is an ``(H, W)`` uint8 array of CIHP labels (:mod:`dsrbody.semantics.labels`), row 0 at the
 top. Files come in three forms, all read by :func:`read_parsing`:
@@ -91,7 +92,9 @@ __all__ = [
     "CLEAN_MARGIN",
 ]
 
-#: A DSR-MC label counts for an image only if it covers more than this many pixels (DESIGN section 5).
+
+#: A DSR-MC label counts for an image only if it covers more than this many pixels
+#: (docs/design.md, Clothing labels).
 MC_MIN_PIXELS: int = 60
 #: Keypoints used by the cleaning box need a confidence above this.
 CLEAN_CONF_THRESHOLD: float = 0.3
@@ -436,7 +439,7 @@ def merge_labels(labels: np.ndarray) -> np.ndarray:
 
 
 def class_weights(merged: np.ndarray, min_pixels: int = MC_MIN_PIXELS) -> np.ndarray:
-    """DSR-C class weights of a merged-class map (DESIGN section 7).
+    """DSR-C class weights of a merged-class map (docs/design.md, Losses).
 
     ``w_c = min_{k: n_k >= min_pixels} n_k / n_c`` for classes with ``n_c >= min_pixels`` pixels, else 0
     (background included). All zeros when no class reaches ``min_pixels``.

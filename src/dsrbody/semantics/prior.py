@@ -1,6 +1,6 @@
 """The semantic clothing prior: for each face of a body topology, a probability over the 20 CIHP labels.
 
-API (DESIGN section 5)
+API (docs/design.md, Clothing labels)
 ----------------------
 ``ClothingPrior(probs, topology_id, source=...)`` is a small ``nn.Module`` (so a loss module can hold it
 and ``.to(device)`` moves it; ``probs`` is a non-persistent buffer, it never enters checkpoints):

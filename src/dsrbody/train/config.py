@@ -1,7 +1,9 @@
 """Training and evaluation configuration: OmegaConf structured schemas, YAML recipes, dotted overrides.
 
-A recipe is a YAML file whose keys follow :class:`TrainConfig` (see ``configs/*.yaml`` and
-``docs/training.md``). :func:`load_config` merges it over the schema's defaults, then applies
+A recipe is a YAML file whose keys follow :class:`TrainConfig` (see ``configs/*.yaml``, shipped in the
+package as ``dsrbody/recipes/``, and ``docs/training.md``); ``base: other.yaml`` starts it from another
+recipe (:func:`read_recipe`), and a bare name (``--config synth_dsr``) finds a packaged one.
+:func:`load_config` merges it over the schema's defaults, then applies
 ``key=value`` overrides (``optim.lr=1e-4``, ``data.train.0.ratio=0.5``, ``trainer.max_epochs=3``).
 Unknown keys are errors naming the full key (``loss.weights.dsr_mcc``), wrong types too.
 ``${...}`` interpolations resolve (e.g. ``npz: ${data.root}/synth_train.npz``); relative paths are
@@ -38,6 +40,10 @@ __all__ = [
     "TrainConfig",
     "ConfigError",
     "load_config",
+    "read_recipe",
+    "find_recipe",
+    "packaged_recipes",
+    "recipes_dir",
     "config_from_dict",
     "apply_overrides",
     "to_container",
@@ -205,7 +211,8 @@ class DataConfig:
         batch_size, val_batch_size: images per batch (per process under DDP).
         num_workers: DataLoader worker processes (0: load in the training process).
         augment: training augmentation (flip, rotation, scale, pixel noise).
-        clean_parsing: set parsing pixels far from the keypoints to background (DESIGN 5).
+        clean_parsing: set parsing pixels far from the keypoints to background (docs/design.md, Clothing
+            labels).
     """
 
     root: str = "data"
@@ -481,28 +488,112 @@ def _as_declared(node: Any, key: Any, value: Any) -> Any:
     return value
 
 
+def recipes_dir() -> Path:
+    """The folder of the recipes shipped in the package (``dsrbody/recipes``; ``configs/`` in a checkout
+    points there)."""
+    from importlib import resources
+
+    return Path(str(resources.files("dsrbody"))) / "recipes"
+
+
+def packaged_recipes() -> dict[str, Path]:
+    """``{name: path}`` of the packaged recipes (``dsr_paper``, ``synth_cpu``, ...), sorted by name."""
+    d = recipes_dir()
+    return {p.stem: p for p in sorted(d.glob("*.yaml"))} if d.is_dir() else {}
+
+
+def find_recipe(path: str | os.PathLike) -> Path:
+    """The recipe file ``path`` names: an existing file, else, for a bare name without a folder
+    (``synth_dsr`` or ``synth_dsr.yaml``), the packaged recipe of that name.
+
+    Raises:
+        FileNotFoundError: neither (the message lists the packaged recipes).
+    """
+    p = Path(path)
+    if p.is_file():
+        return p
+    if p.parent == Path(".") and not str(path).startswith("."):
+        packaged = packaged_recipes().get(p.stem if p.suffix in (".yaml", ".yml") else p.name)
+        if packaged is not None:
+            return packaged
+    names = ", ".join(packaged_recipes()) or "none"
+    raise FileNotFoundError(
+        f"{p}: config file does not exist (recipes live in configs/*.yaml; packaged recipes: {names})"
+    )
+
+
+def _read_yaml(p: Path) -> dict:
+    import yaml
+
+    try:
+        data = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{p}: not valid YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: a recipe must be a mapping of keys, got {type(data).__name__}")
+    return data
+
+
+def read_recipe(path: str | os.PathLike, _chain: tuple[Path, ...] = ()) -> dict:
+    """A recipe's keys as a plain dict (interpolations unresolved), its ``base:`` chain merged in.
+
+    ``base: other.yaml`` names another recipe, relative to the recipe's folder or, as a bare name, a
+    packaged one; the base is read first and the recipe's keys are merged over it (OmegaConf merge:
+    mappings merge key by key, lists and scalars replace). Keys are checked file by file, so an
+    unknown key is reported with the file that has it.
+
+    Raises:
+        FileNotFoundError: no such recipe or base. ConfigError: bad YAML, unknown key, a cycle of bases.
+    """
+    p = find_recipe(path) if not _chain else Path(path)
+    chain = (*_chain, p.resolve())
+    data = _read_yaml(p)
+    base = data.pop("base", None)
+    _check_keys(data, TrainConfig, "", str(p))
+    if base is None:
+        return data
+    if not isinstance(base, str) or not base:
+        raise ConfigError(f"{p}: 'base' must name a recipe file (e.g. base: dsr_paper.yaml), got {base!r}")
+    bp = p.parent / base
+    if not bp.is_file():
+        try:
+            bp = find_recipe(base) if Path(base).parent == Path(".") else bp
+        except FileNotFoundError:
+            pass
+    if not bp.is_file():
+        names = ", ".join(packaged_recipes()) or "none"
+        raise FileNotFoundError(
+            f"{p}: base recipe '{base}' not found (in {p.parent} or among the packaged recipes: {names})"
+        )
+    if bp.resolve() in chain:
+        cycle = " -> ".join(c.name for c in (*chain, bp.resolve()))
+        raise ConfigError(f"{p}: recipe bases form a cycle: {cycle}")
+    parent = read_recipe(bp, chain)
+    try:
+        merged = OmegaConf.merge(OmegaConf.create(parent), OmegaConf.create(data))
+    except OmegaConfBaseException as e:
+        raise _wrap(e, str(p)) from None
+    return OmegaConf.to_container(merged, resolve=False)  # type: ignore[return-value]
+
+
 def load_config(path: str | os.PathLike | None, overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
     """Read a YAML recipe (or the defaults when ``path`` is None) and apply overrides.
+
+    ``path`` is a file, or the bare name of a packaged recipe (``synth_dsr``, see :func:`find_recipe`);
+    a recipe may start from another with ``base:`` (:func:`read_recipe`).
 
     Returns:
         The structured config (``DictConfig`` typed by :class:`TrainConfig`), interpolations resolvable.
 
     Raises:
-        FileNotFoundError: the file does not exist.
-        ConfigError: unreadable YAML, unknown key (full name), wrong type.
+        FileNotFoundError: the file (or a base) does not exist.
+        ConfigError: unreadable YAML, unknown key (full name, with its file), wrong type, a cycle of bases.
     """
-    import yaml
-
     data: dict = {}
     source = "overrides"
     if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise FileNotFoundError(f"{p}: config file does not exist (recipes live in configs/*.yaml)")
-        try:
-            data = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{p}: not valid YAML ({str(e).splitlines()[0]})") from None
+        p = find_recipe(path)
+        data = read_recipe(p)
         source = str(p)
     cfg = config_from_dict(data, source)
     cfg = apply_overrides(cfg, list(overrides))

@@ -10,10 +10,10 @@ epoch (augmentation draws, dataset choice), feeds each batch's skipped samples i
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader
 
 from dsrbody.data import SkipLog, collate_samples
@@ -21,6 +21,8 @@ from dsrbody.data.spin_npz import PARSING_REASONS
 from dsrbody.train.build import build_eval_set, build_train_set
 
 __all__ = ["DSRDataModule", "DataHealth"]
+
+_log = logging.getLogger(__name__)
 
 
 class DSRDataModule(L.LightningDataModule):
@@ -104,7 +106,8 @@ class DataHealth(L.Callback):
         pl_module.log(f"data/{prefix}_skipped", dropped, reduce_fx="sum", sync_dist=True, batch_size=1)
         pl_module.log(f"data/{prefix}_no_parsing", no_parsing, reduce_fx="sum", sync_dist=True, batch_size=1)
         pl_module.log(f"data/{prefix}_no_params", no_params, reduce_fx="sum", sync_dist=True, batch_size=1)
-        rank_zero_info(f"epoch {epoch} {prefix} " + log.summary())
+        if pl_module.global_rank == 0:  # samples dropped are worth a warning; the rest is for -v
+            _log.log(logging.WARNING if dropped else logging.INFO, f"epoch {epoch} {prefix} " + log.summary())
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         train, _ = self._sets(trainer)

@@ -21,6 +21,7 @@ checkpoint of another body model or backbone.
 
 from __future__ import annotations
 
+import logging
 import math
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,8 @@ from dsrbody.eval.synth_eval import METRIC_NAMES, batch_metrics, gt_body, params
 from dsrbody.losses import DSRLoss, DSRTargets, LossWeights, combine_losses, spin_loss_terms
 from dsrbody.train.build import body_options, build_body, build_model, build_prior
 from dsrbody.train.config import config_from_dict, to_container
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "DSRModule",
@@ -445,7 +448,7 @@ class DSRModule(L.LightningModule):
             k = min(int(self.cfg.logging.images_count), int(batch["num_valid"]))
             rows = [self.make_panel(batch, pred, dsr_out, i) for i in range(k)]
         except Exception as e:  # noqa: BLE001 - a picture must never stop training
-            print(f"dsrbody: could not draw the training picture ({type(e).__name__}: {e})")
+            log.warning(f"dsrbody: could not draw the training picture ({type(e).__name__}: {e})")
             return
         if not rows:
             return

@@ -12,6 +12,7 @@ Output folder layout::
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Sequence
@@ -171,6 +172,39 @@ def build_trainer(cfg: DictConfig, out: Path, callbacks: Sequence[Any] = (), has
     )
 
 
+class _NoAdverts(logging.Filter):
+    """Drops Lightning's "Tip: try installing litlogger/litmodels" records."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = str(record.getMessage())
+        return not ("Tip:" in msg or "litlogger" in msg or "litmodels" in msg)
+
+
+def quiet_lightning() -> None:
+    """Keep Lightning's console to what matters: its loggers at the level of dsrbody's (warnings unless
+    ``dsrbody -v``; "GPU available", the model summary and such are informational), its advertising
+    tips never, and torch's ``_pytree`` deprecation warnings that Lightning's own code triggers (not
+    ours to fix) silenced."""
+    import warnings
+
+    level = max(logging.getLogger("dsrbody").getEffectiveLevel(), logging.DEBUG)
+    for name in (
+        "lightning",
+        "lightning.pytorch",
+        "lightning.fabric",
+        "pytorch_lightning",
+        "lightning_fabric",
+    ):
+        logger = logging.getLogger(name)
+        logger.setLevel(level)
+        if not any(isinstance(f, _NoAdverts) for f in logger.filters):
+            logger.addFilter(_NoAdverts())
+        for handler in logger.handlers:
+            if not any(isinstance(f, _NoAdverts) for f in handler.filters):
+                handler.addFilter(_NoAdverts())
+    warnings.filterwarnings("ignore", category=FutureWarning, message=r".*(_pytree|LeafSpec|treespec)")
+
+
 def run_training(
     cfg: DictConfig,
     out_dir: str | os.PathLike | None = None,
@@ -211,6 +245,7 @@ def run_training(
     # Under DDP the epoch values of train/* are rank 0's: which terms a batch has depends on its samples,
     # and synchronising a key that only some ranks log would dead-lock. Validation metrics are gathered.
     warnings.filterwarnings("ignore", message=r".*when logging on epoch level in distributed setting.*")
+    quiet_lightning()
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
     dm = DSRDataModule(cfg)
     dm.setup("fit")  # fail early, with the dataset's message, before any process is started

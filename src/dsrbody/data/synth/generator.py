@@ -34,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import logging
 import multiprocessing as mp
 import os
 import shutil
@@ -48,6 +49,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "SPLIT_CODES",
@@ -641,7 +644,7 @@ def generate(
                 with _writing(parts_dir, "remove the chunk folder"):
                     shutil.rmtree(parts_dir)
             _write_card(out, cfg, command)
-        print(f"{npz} is complete ({cfg.num} samples); nothing to do")
+        log.info(f"{npz} is complete ({cfg.num} samples); nothing to do")
         return npz
     from tqdm import tqdm
 
@@ -673,10 +676,7 @@ def generate(
     with _writing(parts_dir, "remove the chunk folder"):
         shutil.rmtree(parts_dir)
     _write_card(out, cfg, command)
-    if progress:
-        print(
-            f"wrote {path} ({cfg.num} samples; {made} made now in {dt:.1f} s, {made / max(dt, 1e-9):.1f}/s)"
-        )
+    log.info(f"wrote {path} ({cfg.num} samples; {made} made now in {dt:.1f} s, {made / max(dt, 1e-9):.1f}/s)")
     return path
 
 

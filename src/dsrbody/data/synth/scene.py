@@ -1,6 +1,6 @@
 """Placing a posed body in front of a pinhole camera like a detector crop.
 
-The camera follows DESIGN section 3 (x right, y down, z forward, metres; pixel centres at
+The camera follows docs/design.md, Cameras (x right, y down, z forward, metres; pixel centres at
 ``c + 0.5``). A body model's frame is y up and facing +z, so a person facing the camera has the
 global orientation ``R_flip R_yaw R_tilt`` with ``R_flip`` the 180-degree rotation about x (the
 rotation SPIN/DSR datasets already include in their global orientation).

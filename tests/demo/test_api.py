@@ -1,0 +1,116 @@
+"""The everyday surface: ``from dsrbody import load_model, predict``, ``python -m dsrbody`` and the
+automatic device of every ``--device`` option."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import dsrbody
+from dsrbody.devices import resolve_device
+
+SRC = str(Path(dsrbody.__file__).resolve().parents[1])
+
+
+def _python(*args: str) -> subprocess.CompletedProcess:
+    env = {"PYTHONPATH": SRC, "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_import_is_cheap_and_python_m_works():
+    r = _python("-c", "import sys, dsrbody; dsrbody.load_model; print('torch' in sys.modules)")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "False"  # load_model/predict import torch only when called
+    r = _python("-m", "dsrbody", "--version")
+    assert r.returncode == 0 and r.stdout.strip() == f"dsrbody {dsrbody.__version__}", r.stderr
+
+
+def test_resolve_device(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto") == resolve_device(None) == "cpu"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_device("auto") == "cuda"
+    assert resolve_device("cpu") == "cpu" and resolve_device("cuda:1") == "cuda:1"
+
+
+@pytest.mark.parametrize("command", ["demo", "eval", "fit"])
+def test_cli_device_defaults_to_auto(command, monkeypatch):
+    import importlib
+
+    from dsrbody.cli import _command_parser, main
+
+    parser, _ = _command_parser(command, command)
+    assert parser.get_default("device") == "auto"
+    module = importlib.import_module(f"dsrbody.cli.{command}")
+    seen = {}
+    monkeypatch.setattr(module, "run", lambda args: seen.setdefault("device", args.device) and 0)
+    argv = {
+        "demo": ["demo", "--image", "x.png", "--out", "o"],
+        "eval": ["eval", "--data", "d"],
+        "fit": ["fit", "--data", "d", "--out", "o"],
+    }[command]
+    for cuda, want in ((True, "cuda"), (False, "cpu")):
+        seen.clear()
+        monkeypatch.setattr(torch.cuda, "is_available", lambda c=cuda: c)
+        main(argv)
+        assert seen["device"] == want
+    seen.clear()
+    main([*argv, "--device", "cpu"])
+    assert seen["device"] == "cpu"
+
+
+def test_load_model_and_predict(tiny_ckpt, synth_dir):
+    from dsrbody.demo.inputs import Person
+    from dsrbody.demo.run import PersonResult, predict_people
+
+    model = dsrbody.load_model(tiny_ckpt, device="auto")
+    assert model.body_name == "anny" and next(model.regressor.parameters()).device.type == resolve_device()
+    image = sorted(Path(synth_dir).glob("images/*.jpg"))[0]
+    from dsrbody.data.spin_npz import read_image
+
+    rgb = read_image(image)
+    H, W = rgb.shape[:2]
+    people = dsrbody.predict(model, rgb, box=[W * 0.25, H * 0.1, W * 0.5, H * 0.8])
+    assert len(people) == 1 and isinstance(people[0], PersonResult)
+    p = people[0]
+    V = model.regressor.faces.max().item() + 1
+    assert p.vertices_cam.shape == (V, 3) and np.isfinite(p.vertices_cam).all()
+    assert p.keypoints_2d().shape == (p.joints_cam.shape[0], 2) and p.cam.shape == (3,)
+    assert p.rotmat.shape[1:] == (3, 3) and p.shape.ndim == 1
+    # the same numbers as the demo's own code path, from a path or an array, from the loaded model or
+    # its regressor
+    box = Person(center=p.person.center, scale=p.person.scale, source="bbox")
+    ref = predict_people(model.regressor, rgb, [box])[0]
+    again = dsrbody.predict(model.regressor, image, box=[[W * 0.25, H * 0.1, W * 0.5, H * 0.8]])[0]
+    for r in (ref, again):
+        np.testing.assert_allclose(r.vertices_cam, p.vertices_cam, atol=1e-6)
+    whole = dsrbody.predict(model, rgb, box="image")
+    assert len(whole) == 1 and whole[0].person.source == "image"
+    found = dsrbody.predict(model, rgb)  # the HOG detector, the whole image when it finds nobody
+    assert len(found) >= 1
+    with pytest.raises(ValueError, match="uint8 RGB"):
+        dsrbody.predict(model, rgb[..., 0])
+    with pytest.raises(FileNotFoundError):
+        dsrbody.predict(model, "no/such/image.png")
+    with pytest.raises(ValueError, match="x, y, w, h"):
+        dsrbody.predict(model, rgb, box=[1, 2, 3])
+
+
+def test_load_model_default_is_the_shipped_model():
+    from dsrbody.models.shipped import shipped_model_path
+
+    try:
+        path = shipped_model_path()
+    except FileNotFoundError:
+        pytest.skip("this installation has no shipped model")
+    model = dsrbody.load_model(device="cpu")
+    assert model.kind == "dsrbody" and model.body_name == "anny"
+    rgb = np.zeros((120, 80, 3), np.uint8)
+    people = dsrbody.predict(model, rgb, box="image")
+    assert len(people) == 1 and np.isfinite(people[0].vertices_cam).all()
+    assert path.is_file()
