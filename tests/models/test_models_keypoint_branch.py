@@ -115,3 +115,18 @@ def test_keypoint_branch_regressor_round_trips_through_load_model(tmp_path, monk
         a, b = reg(x), loaded(x)
     assert torch.allclose(a["keypoints_2d_direct"], b["keypoints_2d_direct"], atol=1e-6)
     assert torch.allclose(a["pose6d"], b["pose6d"], atol=1e-6)
+
+
+def test_bare_state_dict_with_a_broken_spatial_head_is_a_one_line_error(tmp_path, monkeypatch):
+    import dsrbody.body.factory as factory
+    from dsrbody.demo.model import load_model
+    from dsrbody.models import build_regressor
+
+    reg = build_regressor(TinyBody(), backbone="resnet18", img_res=96, spatial_channels=8)
+    sd = reg.state_dict()
+    sd["head.fc1.weight"] = sd["head.fc1.weight"][:, :-5]  # no longer a square grid of cells
+    path = tmp_path / "broken.pt"
+    torch.save(sd, path)
+    monkeypatch.setattr(factory, "build_body_model", lambda *a, **k: TinyBody())
+    with pytest.raises(ValueError, match=r"broken\.pt: the head's fc1 does not fit a square feature grid"):
+        load_model(path, body="anny")

@@ -147,20 +147,24 @@ def _branch_keypoints(sd: dict[str, torch.Tensor]) -> int:
     return 0
 
 
-def _bare_spatial_res(sd: dict[str, torch.Tensor], spatial: int, body_model: torch.nn.Module) -> int:
+def _bare_spatial_res(
+    sd: dict[str, torch.Tensor], spatial: int, body_model: torch.nn.Module, path: str | Path
+) -> int:
     """Crop size of a bare state dict whose head has a spatial summary: the feature grid ``g x g`` is
     what ``fc1`` takes beyond the pooled features and the parameters; a ResNet's grid is
     ``img_res / 32``, so the crop is ``32 g`` (a self-describing checkpoint states it instead)."""
     from dsrbody.models.checkpoint import strip_wrappers
 
-    fc1 = next(v for k, v in sd.items() if strip_wrappers(k) in ("head.fc1.weight", "fc1.weight"))
+    fc1 = next((v for k, v in sd.items() if strip_wrappers(k) in ("head.fc1.weight", "fc1.weight")), None)
     names = ("head.spatial.0.weight", "spatial.0.weight")
-    conv = next(v for k, v in sd.items() if strip_wrappers(k) in names)
+    conv = next((v for k, v in sd.items() if strip_wrappers(k) in names), None)
+    if fc1 is None or conv is None or fc1.dim() != 2 or conv.dim() != 4:
+        raise ValueError(f"{path}: the head's spatial summary has no usable head.fc1/head.spatial weights")
     extra = int(body_model.num_joints) * 6 + int(body_model.shape_dim) + 3 + 2 * _branch_keypoints(sd)
     cells = (int(fc1.shape[1]) - int(conv.shape[1]) - extra) // spatial
     g = int(round(cells**0.5))
     if g * g != cells or g < 1:
-        raise ValueError("bare state dict: the head's fc1 does not fit a square feature grid")
+        raise ValueError(f"{path}: the head's fc1 does not fit a square feature grid (a bare state dict)")
     return 32 * g
 
 
@@ -252,7 +256,7 @@ def load_model(
         raise ValueError(f"{path}: unknown body model {body_name!r}")
     spatial = _spatial_channels(sd)
     if spatial and not meta:
-        img_res = _bare_spatial_res(sd, spatial, bm)
+        img_res = _bare_spatial_res(sd, spatial, bm, path)
     reg = build_regressor(
         bm,
         backbone=backbone,

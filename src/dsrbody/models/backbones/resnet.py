@@ -173,11 +173,7 @@ class ResNet(nn.Module):
         Returns:
             ``(B, feature_dim, ceil(H/32), ceil(W/32))`` (``(B, C, 7, 7)`` for 224 crops).
         """
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        x = self.layer1(x)
-        x = self.layer2(x)
-        x = self.layer3(x)
-        return self.layer4(x)
+        return self.forward_pyramid(x)[-1]
 
     def forward_pyramid(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The feature maps of stages 2, 3 and 4 (strides 8, 16, 32), finest first.
