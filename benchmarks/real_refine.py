@@ -23,9 +23,9 @@ import torch
 def main() -> None:
     from dsrbody.data.spin_npz import read_image
     from dsrbody.demo.inputs import people_from_coco
-    from dsrbody.demo.model import load_model
     from dsrbody.demo.refine import RefineOptions, keypoint_error_px, refine_people
     from dsrbody.demo.run import predict_people
+    from dsrbody.models.loader import load_model
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--real", default=str(Path(__file__).resolve().parents[1] / ".." / "shared" / "real"))

@@ -5,7 +5,7 @@
     people = dsrbody.predict(model, "photo.jpg")  # or an (H, W, 3) uint8 RGB array
     people[0].vertices_cam, people[0].keypoints_2d(), people[0].params(model.body_name)
 
-Both are thin: :func:`load_model` is :func:`dsrbody.demo.model.load_model` with the shipped model as
+Both are thin: :func:`load_model` is :func:`dsrbody.models.loader.load_model` with the shipped model as
 the default file and the device chosen automatically; :func:`predict` finds the people the way
 ``dsrbody demo`` does (:class:`dsrbody.demo.run.BoxSource`), crops and regresses them
 (:func:`dsrbody.demo.run.predict_people`) and refines the ones with 2D keypoints
@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
 
-    from dsrbody.demo.model import LoadedModel
     from dsrbody.demo.run import PersonResult
+    from dsrbody.models.loader import LoadedModel
 
 __all__ = ["load_model", "predict"]
 
@@ -34,18 +34,18 @@ def load_model(path: str | Path | None = None, *, device: str = "auto", **kwargs
         path: a checkpoint (``dsrbody train``/``export``, SPIN, DSR, a bare state dict); None: the
             model shipped in the package (docs/model_card.md).
         device: ``auto`` (CUDA when present, else CPU), ``cpu``, ``cuda``, ...
-        **kwargs: passed to :func:`dsrbody.demo.model.load_model` (``body``, ``model_path``,
+        **kwargs: passed to :func:`dsrbody.models.loader.load_model` (``body``, ``model_path``,
             ``gender``, ``topology``, ``mesh``).
 
     Returns:
-        A :class:`~dsrbody.demo.model.LoadedModel` (``.regressor``, ``.body_name``, ``.describe()``).
+        A :class:`~dsrbody.models.loader.LoadedModel` (``.regressor``, ``.body_name``, ``.describe()``).
 
     Raises:
         FileNotFoundError: no such file, or no shipped model in this installation.
         ValueError: a file dsrbody cannot read or that does not match the options.
     """
-    from dsrbody.demo.model import load_model as _load
     from dsrbody.devices import resolve_device
+    from dsrbody.models.loader import load_model as _load
 
     if path is None:
         from dsrbody.models.shipped import shipped_model_path

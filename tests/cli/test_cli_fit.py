@@ -53,8 +53,8 @@ def test_fit_from_checkpoint_with_dsr(ckpt, synth, tmp_path, capsys):
     item = ds[0]
     assert bool(item["has_params"]) and np.allclose(item["pose"].numpy(), fits["pose"][0], atol=1e-5)
     # the comparison picture: image | ground truth | checkpoint | fit, one row per sample
-    from dsrbody.demo.model import load_model
     from dsrbody.fit.pictures import comparison_rows
+    from dsrbody.models.loader import load_model
 
     pic = comparison_rows(
         load_model(ckpt).regressor, synth / "synth_test.npz", synth, [0, 1], {"fit": out / "fits.npz"}

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dsrbody.demo.model import infer_backbone, load_model
 from dsrbody.models.backbones import build_backbone
+from dsrbody.models.loader import infer_backbone, load_model
 
 
 @pytest.mark.parametrize("name", ["resnet18", "resnet34", "resnet50"])

@@ -15,7 +15,7 @@ from dsrbody.demo.run import predict_people, result_from_prediction
 
 @pytest.fixture(scope="module")
 def regressor(tiny_ckpt):
-    from dsrbody.demo.model import load_model
+    from dsrbody.models.loader import load_model
 
     return load_model(tiny_ckpt).regressor
 
@@ -101,8 +101,8 @@ def test_refinement_with_a_mask_keeps_the_body_inside(regressor, regressed):
 def test_refinement_with_a_spin_checkpoint(smpl_dir, synth_dir, tmp_path):
     """SMPL bodies from a checkpoint in SPIN's release layout refine like the shipped Anny ones."""
     from dsrbody.body.factory import build_body_model
-    from dsrbody.demo.model import load_model
     from dsrbody.models import build_regressor
+    from dsrbody.models.loader import load_model
 
     torch.manual_seed(1)
     reg = build_regressor(build_body_model("smpl", model_path=smpl_dir), "resnet18", head_hidden=16)

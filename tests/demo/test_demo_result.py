@@ -26,7 +26,7 @@ H, W = 224, 300  # wider than high: the panels' widths tell which is which
 
 @pytest.fixture(scope="module")
 def regressor(tiny_ckpt):
-    from dsrbody.demo.model import load_model
+    from dsrbody.models.loader import load_model
 
     return load_model(tiny_ckpt).regressor
 

@@ -63,7 +63,7 @@ def test_smoothing_reduces_jitter_and_keeps_rotations():
 
 @pytest.fixture(scope="module")
 def regressor(tiny_ckpt):
-    from dsrbody.demo.model import load_model
+    from dsrbody.models.loader import load_model
 
     return load_model(tiny_ckpt).regressor
 

@@ -92,9 +92,9 @@ def _one_line(e: pytest.ExceptionInfo) -> str:
 
 
 def test_every_reader_refuses_a_file_that_would_run_code(hostile):
-    from dsrbody.demo.model import read_checkpoint
     from dsrbody.models import load_regressor_checkpoint
     from dsrbody.models.hmr import Regressor
+    from dsrbody.models.loader import read_checkpoint
     from dsrbody.train.module import read_checkpoint_meta
 
     files, marker = hostile

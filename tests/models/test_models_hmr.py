@@ -244,9 +244,9 @@ def test_spatial_summary_needs_its_grid():
 
 def test_spatial_regressor_round_trips_through_load_model(tmp_path):
     """A bare state dict of a spatial-head regressor is rebuilt at its crop size by ``load_model``."""
-    from dsrbody.demo.model import load_model
     from dsrbody.models import build_regressor
     from dsrbody.models.hmr import feature_grid
+    from dsrbody.models.loader import load_model
 
     reg = build_regressor(TinyBody(), backbone="resnet18", img_res=96, spatial_channels=16).eval()
     assert reg.head.grid == feature_grid(reg.backbone, 96) == (3, 3)

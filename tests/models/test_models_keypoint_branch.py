@@ -99,8 +99,8 @@ def test_head_with_keypoints_needs_the_pyramid():
 
 def test_keypoint_branch_regressor_round_trips_through_load_model(tmp_path, monkeypatch):
     import dsrbody.body.factory as factory
-    from dsrbody.demo.model import load_model
     from dsrbody.models import build_regressor
+    from dsrbody.models.loader import load_model
 
     torch.manual_seed(0)
     reg = build_regressor(TinyBody(), backbone="resnet18", img_res=96, keypoints=4, spatial_channels=8)
@@ -119,8 +119,8 @@ def test_keypoint_branch_regressor_round_trips_through_load_model(tmp_path, monk
 
 def test_bare_state_dict_with_a_broken_spatial_head_is_a_one_line_error(tmp_path, monkeypatch):
     import dsrbody.body.factory as factory
-    from dsrbody.demo.model import load_model
     from dsrbody.models import build_regressor
+    from dsrbody.models.loader import load_model
 
     reg = build_regressor(TinyBody(), backbone="resnet18", img_res=96, spatial_channels=8)
     sd = reg.state_dict()

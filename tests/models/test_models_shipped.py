@@ -63,7 +63,7 @@ def test_export_holds_the_regressor_only(exported):
 @pytest.fixture(scope="module")
 def loaded(exported):
     """The three files through the demo's loader (the low-poly training mesh: cheaper to pose)."""
-    from dsrbody.demo.model import load_model
+    from dsrbody.models.loader import load_model
 
     return {k: load_model(p, mesh="train") for k, p in exported.items()}
 

@@ -109,8 +109,8 @@ def _detector(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     """Run ``dsrbody demo``."""
     from dsrbody.cli.eval import default_checkpoint
-    from dsrbody.demo.model import load_model
     from dsrbody.demo.run import BoxSource, DemoOptions, list_images, run_images, run_video
+    from dsrbody.models.loader import load_model
 
     for opt in ("image", "video", "bbox", "openpose", "coco"):
         value = getattr(args, opt)

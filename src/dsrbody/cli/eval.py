@@ -67,7 +67,11 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="SMPL_{NEUTRAL,MALE,FEMALE}.pkl + J_regressor_h36m.npy (default: the checkpoint's SMPL folder)",
     )
-    proto.add_argument("--backbone", default="resnet50", help="backbone of SPIN/DSR released weights")
+    proto.add_argument(
+        "--backbone",
+        default=None,
+        help="backbone of SPIN/DSR released weights (default: read from the weights)",
+    )
     proto.add_argument("--workers", type=int, default=2, help="DataLoader workers")
     proto.add_argument("--flip", action="store_true", help="flip test-time augmentation")
     proto.add_argument("--max-samples", type=int, default=None, help="evaluate only the first N samples")
@@ -75,23 +79,16 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def load_trained(cfg, ckpt: str | Path, device: str = "cpu"):
-    """``(regressor, eval body model)`` of a checkpoint, checked against the recipe.
+    """``(regressor, eval body model)`` of a checkpoint built from a recipe
+    (:func:`dsrbody.models.loader.load_model` with ``config``: checked against the checkpoint, the
+    recipe's evaluation mesh).
 
     Raises:
         FileNotFoundError: missing checkpoint. ValueError: another body model/backbone, unreadable file.
     """
-    from dsrbody.models import build_regressor, load_regressor_checkpoint
-    from dsrbody.train.build import build_body
-    from dsrbody.train.module import check_checkpoint, read_checkpoint_meta
+    from dsrbody.models.loader import load_model
 
-    check_checkpoint(read_checkpoint_meta(ckpt), cfg, ckpt)
-    body = build_body(cfg, for_eval=True)
-    reg = build_regressor(body, backbone=str(cfg.model.backbone), n_iter=int(cfg.model.n_iter),
-                          dropout=float(cfg.model.dropout), img_res=int(cfg.model.img_res),
-                          spatial_channels=int(cfg.model.spatial_channels),
-                          keypoints=int(cfg.model.keypoints))  # fmt: skip
-    load_regressor_checkpoint(reg, ckpt)
-    reg.to(device).eval()
+    reg = load_model(ckpt, config=cfg, mesh="eval", device=device).regressor
     return reg, reg.body_model
 
 
@@ -166,9 +163,9 @@ def eval_config(args: argparse.Namespace):
     from omegaconf import OmegaConf
 
     from dsrbody.cli import CLIError
+    from dsrbody.models.loader import read_checkpoint_meta
     from dsrbody.train import load_config
     from dsrbody.train.config import apply_overrides, config_from_dict
-    from dsrbody.train.module import read_checkpoint_meta
 
     if args.config is not None:
         cfg = load_config(args.config, args.overrides)
@@ -293,8 +290,8 @@ def _load_for_protocol(args: argparse.Namespace):
     """``(regressor, SMPL folder or None, description)`` for ``--dataset``: a dsrbody checkpoint with its
     stored recipe (or ``--config``), else SPIN/DSR released weights on the neutral SMPL of ``--smpl-dir``."""
     from dsrbody.cli import CLIError
+    from dsrbody.models.loader import load_model, read_checkpoint_meta
     from dsrbody.train import config_from_dict, load_config
-    from dsrbody.train.module import read_checkpoint_meta
 
     meta = read_checkpoint_meta(args.ckpt)
     if args.config is not None or meta is not None:
@@ -314,13 +311,13 @@ def _load_for_protocol(args: argparse.Namespace):
             f"{args.ckpt} is not a dsrbody checkpoint (SPIN/DSR weights?): pass --smpl-dir, the folder with "
             "SMPL_NEUTRAL.pkl, SMPL_MALE.pkl, SMPL_FEMALE.pkl and J_regressor_h36m.npy"
         )
-    from dsrbody.body.smpl import SMPL
-    from dsrbody.models import build_regressor, load_regressor_checkpoint
-
-    reg = build_regressor(SMPL(args.smpl_dir, gender="neutral"), backbone=args.backbone)
-    report = load_regressor_checkpoint(reg, args.ckpt)
-    print(report.summary())
-    return reg.to(args.device).eval(), args.smpl_dir, f"{args.ckpt} (SPIN/DSR weights, {args.backbone})"
+    loaded = load_model(
+        args.ckpt, body="smpl", model_path=args.smpl_dir, gender="neutral", device=args.device
+    )
+    if args.backbone is not None and args.backbone != loaded.backbone:
+        raise CLIError(f"{args.ckpt}: holds {loaded.backbone} weights, not --backbone {args.backbone}")
+    print(loaded.summary)
+    return loaded.regressor, args.smpl_dir, f"{args.ckpt} (SPIN/DSR weights, {loaded.backbone})"
 
 
 def _run_protocol(args: argparse.Namespace) -> int:

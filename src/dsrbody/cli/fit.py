@@ -110,7 +110,7 @@ def _models(args: argparse.Namespace):
 
         default_checkpoint(args, "fit")  # the shipped model: the regressor's estimate is the start point
     if args.ckpt:
-        from dsrbody.demo.model import load_model
+        from dsrbody.models.loader import load_model
 
         loaded = load_model(
             args.ckpt,

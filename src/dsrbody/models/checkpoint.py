@@ -39,13 +39,10 @@ __all__ = [
     "PLAIN_STAND_INS",
     "place_state_dict",
     "HEAD_KEYS",
-    "BACKBONE_ROOTS",
     "BODY_MODEL_PREFIXES",
     "load_regressor_checkpoint",
 ]
 
-#: first name components of a torchvision/SPIN ResNet's parameters.
-BACKBONE_ROOTS = ("conv1", "bn1", "layer1", "layer2", "layer3", "layer4", "fc")
 #: first name components of SPIN's HMR head (``hmr.py``) parameters and buffers.
 HEAD_KEYS = ("fc1", "fc2", "decpose", "decshape", "deccam", "init_pose", "init_shape", "init_cam")
 #: prefixes (after ``module.`` is removed) of body-model buffers stored in DSR's Lightning checkpoints.
@@ -305,8 +302,11 @@ def place_state_dict(
     return report
 
 
-def _regressor_mapper(target_keys: set[str]) -> Callable[[str], tuple[str | None, str | None]]:
-    """Map SPIN / DSR / dsrbody key names onto a :class:`~dsrbody.models.hmr.Regressor`'s."""
+def _regressor_mapper(
+    target_keys: set[str], backbone_roots: tuple[str, ...]
+) -> Callable[[str], tuple[str | None, str | None]]:
+    """Map SPIN / DSR / dsrbody key names onto a :class:`~dsrbody.models.hmr.Regressor`'s
+    (``backbone_roots``: the backbone's flat parameter roots, its ``state_dict_roots``)."""
 
     def mapper(key: str) -> tuple[str | None, str | None]:
         raw = key[len("module.") :] if key.startswith("module.") else key
@@ -317,7 +317,7 @@ def _regressor_mapper(target_keys: set[str]) -> Callable[[str], tuple[str | None
             part, rest = k.split(".", 1)
         else:
             root = k.split(".", 1)[0]
-            if root in BACKBONE_ROOTS:
+            if root in backbone_roots:
                 part, rest = "backbone", k
             elif root in HEAD_KEYS:
                 part, rest = "head", k
@@ -357,10 +357,11 @@ def load_regressor_checkpoint(
     """
     sd, layout = read_state_dict(path)
     target_keys = set(regressor.state_dict().keys())
+    roots = tuple(getattr(regressor.backbone, "state_dict_roots", ()))
     return place_state_dict(
         regressor,
         sd,
-        _regressor_mapper(target_keys),
+        _regressor_mapper(target_keys, roots),
         f"{path} ({layout} layout)",
         allow_missing=allow_missing,
         allow_unexpected=allow_unexpected,

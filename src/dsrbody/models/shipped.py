@@ -5,7 +5,7 @@ is given (docs/model_card.md says how it was trained and how well it does). :fun
 turns a ``dsrbody train`` checkpoint (weights, optimiser, loop state) into the file format the shipped
 model uses: ``{"dsrbody": <the checkpoint's self-description>, "state_dict": {"model.backbone.*",
 "model.head.*"}}``, floating tensors optionally in fp16, nothing else. It is what
-:func:`dsrbody.demo.model.load_model`, ``dsrbody eval`` and ``model.init_checkpoint`` read, with the
+:func:`dsrbody.models.loader.load_model`, ``dsrbody eval`` and ``model.init_checkpoint`` read, with the
 safe ``weights_only`` loader (plain containers and tensors only).
 """
 

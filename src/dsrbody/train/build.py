@@ -53,7 +53,7 @@ def build_model(cfg: DictConfig, body: nn.Module):
 
     m = cfg.model
     if m.init_checkpoint:
-        from dsrbody.train.module import check_checkpoint, read_checkpoint_meta
+        from dsrbody.models.loader import check_checkpoint, read_checkpoint_meta
 
         check_checkpoint(read_checkpoint_meta(m.init_checkpoint), cfg, m.init_checkpoint)
     return build_regressor(

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import logging
 import math
-from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -32,6 +31,8 @@ import torch
 from dsrbody.eval.metrics import MetricAccumulator, eval_joints
 from dsrbody.eval.synth_eval import METRIC_NAMES, batch_metrics, gt_body, params_valid, summarize
 from dsrbody.losses import DSRLoss, DSRTargets, LossWeights, combine_losses, spin_loss_terms
+from dsrbody.models.loader import check_checkpoint, plain_container, read_checkpoint_meta
+from dsrbody.models.loader import checkpoint_meta as _checkpoint_meta
 from dsrbody.train.build import body_options, build_body, build_model, build_prior
 from dsrbody.train.config import config_from_dict, to_container
 
@@ -492,90 +493,7 @@ def _rest_inputs(body) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
 
 
 def checkpoint_meta(module: DSRModule) -> dict[str, Any]:
-    """What a checkpoint says about itself (stored under ``checkpoint["dsrbody"]``)."""
-    from dsrbody import __version__
-
-    body = module.body
-    return plain_container(
-        {
-            "version": __version__,
-            "body": body_options(module.cfg)
-            | {
-                "topology_id": str(body.topology_id),
-                "num_joints": int(body.num_joints),
-                "shape_dim": int(body.shape_dim),
-            },
-            "backbone": str(module.cfg.model.backbone),
-            "config": to_container(module.cfg),
-        },
-        "checkpoint metadata",
+    """What a checkpoint of ``module`` says about itself (:func:`dsrbody.models.loader.checkpoint_meta`)."""
+    return _checkpoint_meta(
+        module.body, body_options(module.cfg), str(module.cfg.model.backbone), to_container(module.cfg)
     )
-
-
-def plain_container(value: Any, where: str = "value") -> Any:
-    """``value`` as plain containers only (dict with str keys, list, str, int, float, bool, None; tuples
-    become lists, paths strings), what the safe ``weights_only`` loader reads back without an allow-list.
-
-    Raises:
-        TypeError: another type (names where it is).
-    """
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, dict):
-        return {str(k): plain_container(v, f"{where}.{k}") for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [plain_container(v, f"{where}[{i}]") for i, v in enumerate(value)]
-    raise TypeError(
-        f"{where}: {type(value).__name__} is not a plain container type (checkpoints hold only those)"
-    )
-
-
-def read_checkpoint_meta(path: str | Path) -> dict[str, Any] | None:
-    """``checkpoint["dsrbody"]`` of a dsrbody checkpoint, or None for other weight files.
-
-    Read with :func:`~dsrbody.models.checkpoint.torch_load_file` (``weights_only``: no code from the
-    file runs).
-
-    Raises:
-        FileNotFoundError: the file does not exist. ValueError: it is not a torch file, or it needs
-        objects the safe loader refuses (one line naming the file and the type).
-    """
-    from dsrbody.models.checkpoint import torch_load_file
-
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"{p}: checkpoint file does not exist")
-    ckpt = torch_load_file(p)  # the safe loader: a file that would run code is refused
-    meta = ckpt.get("dsrbody") if isinstance(ckpt, dict) else None
-    return meta if isinstance(meta, dict) else None
-
-
-def check_checkpoint(meta: dict[str, Any] | None, cfg, path: str | Path) -> None:
-    """Refuse a checkpoint made for another body model or backbone than the config's.
-
-    Anny checkpoints load into any Anny mesh (the regressor predicts rig rotations and phenotypes; the
-    mesh only changes rendering and vertex metrics).
-
-    Raises:
-        ValueError: one line naming the checkpoint, what it was trained with and what the config asks.
-    """
-    if meta is None:
-        return
-    want_body = str(cfg.body.name).lower()
-    want_bb = str(cfg.model.backbone)
-    have_body = str(meta.get("body", {}).get("name", "?"))
-    have_bb = str(meta.get("backbone", "?"))
-    if have_body != want_body or have_bb != want_bb:
-        raise ValueError(
-            f"{path}: checkpoint was trained with body model '{have_body}' and backbone '{have_bb}', but the "
-            f"config uses body model '{want_body}' and backbone '{want_bb}'; use the recipe it was trained "
-            "with (its config.yaml) or override body.name/model.backbone"
-        )
-    if want_body == "smpl":
-        g = meta["body"].get("gender")
-        if g is not None and str(g) != str(cfg.body.gender):
-            raise ValueError(
-                f"{path}: checkpoint was trained on the SMPL '{g}' model, the config uses '{cfg.body.gender}'"
-            )

@@ -230,8 +230,9 @@ def run_training(
 
     import lightning as L
 
+    from dsrbody.models.loader import check_checkpoint, read_checkpoint_meta
     from dsrbody.train.datamodule import DSRDataModule
-    from dsrbody.train.module import DSRModule, check_checkpoint, read_checkpoint_meta
+    from dsrbody.train.module import DSRModule
 
     out = output_dir(cfg, out_dir)
     started = time.time()

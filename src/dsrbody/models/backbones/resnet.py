@@ -16,7 +16,6 @@ import torch
 from torch import nn
 
 from dsrbody.models.checkpoint import (
-    BACKBONE_ROOTS,
     BODY_MODEL_PREFIXES,
     HEAD_KEYS,
     LoadReport,
@@ -26,6 +25,8 @@ from dsrbody.models.checkpoint import (
 )
 
 __all__ = [
+    "RESNET_KEY_ROOTS",
+    "recognise_resnet",
     "BasicBlock",
     "Bottleneck",
     "ResNet",
@@ -96,6 +97,11 @@ class Bottleneck(nn.Module):
         return self.relu(out + identity)
 
 
+#: first name components of a torchvision/SPIN ResNet's parameters (a SPIN checkpoint stores them
+#: without a ``backbone.`` prefix; :func:`~dsrbody.models.checkpoint.load_regressor_checkpoint` reads
+#: them from :attr:`ResNet.state_dict_roots`).
+RESNET_KEY_ROOTS = ("conv1", "bn1", "layer1", "layer2", "layer3", "layer4", "fc")
+
 #: name -> (block class, blocks per stage)
 RESNET_SPECS: dict[str, tuple[type[nn.Module], tuple[int, int, int, int]]] = {
     "resnet18": (BasicBlock, (2, 2, 2, 2)),
@@ -116,7 +122,11 @@ class ResNet(nn.Module):
 
     Attributes:
         feature_dim: channels of the returned feature map (512 for 18/34, 2048 for 50).
+        state_dict_roots: first name components of its parameters (how a checkpoint without a
+            ``backbone.`` prefix is recognised as backbone weights).
     """
+
+    state_dict_roots = RESNET_KEY_ROOTS
 
     def __init__(
         self,
@@ -217,7 +227,7 @@ def resnet50(with_fc: bool = False, num_classes: int = 1000) -> ResNet:
     return _build("resnet50", with_fc, num_classes)
 
 
-def _backbone_mapper(target_keys: set[str]):
+def _backbone_mapper(target_keys: set[str], roots: tuple[str, ...]):
     def mapper(key: str) -> tuple[str | None, str | None]:
         raw = key[len("module.") :] if key.startswith("module.") else key
         if raw.startswith(BODY_MODEL_PREFIXES):
@@ -230,7 +240,7 @@ def _backbone_mapper(target_keys: set[str]):
             return None, "regressor-head weights (not part of a backbone)"
         if root == "fc" and k not in target_keys:
             return None, "ImageNet classifier (the backbone was built without fc)"
-        if root in BACKBONE_ROOTS:
+        if root in roots:
             return k, None
         return None, None
 
@@ -269,8 +279,28 @@ def load_pretrained(
     return place_state_dict(
         model,
         sd,
-        _backbone_mapper(set(model.state_dict())),
+        _backbone_mapper(
+            set(model.state_dict()), tuple(getattr(model, "state_dict_roots", RESNET_KEY_ROOTS))
+        ),
         f"{path} ({layout} layout)",
         allow_missing=allow_missing,
         allow_unexpected=allow_unexpected,
     )
+
+
+def recognise_resnet(keys: list[str]) -> str | None:
+    """Which ResNet a state dict holds, from its backbone keys (without the ``backbone.`` prefix).
+
+    Bottleneck blocks (``conv3``) mean ResNet-50; otherwise ``layer3`` has 2 basic blocks in ResNet-18
+    and 6 in ResNet-34. None when the keys are not a ResNet's.
+
+    Args:
+        keys: parameter names relative to the backbone (``conv1.weight``, ``layer3.1.bn2.bias``...).
+    """
+    layers = [k for k in keys if k.startswith("layer")]
+    if not layers:
+        return None
+    if any(".conv3." in f".{k}" for k in layers):
+        return "resnet50"
+    blocks = {int(k.split(".")[1]) for k in layers if k.startswith("layer3.") and k.split(".")[1].isdigit()}
+    return "resnet34" if len(blocks) > 2 else "resnet18"

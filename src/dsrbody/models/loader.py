@@ -1,33 +1,47 @@
-"""Load a regressor for inference from any checkpoint dsrbody understands.
+"""One loader from any checkpoint to a regressor, and what a dsrbody checkpoint says about itself.
 
-Three kinds of files:
+Every command and the API build their regressor here (:func:`load_model`): ``dsrbody demo``, ``fit``,
+``eval`` (with the recipe it is given or the one stored in the checkpoint), the benchmarks and
+``dsrbody.load_model``; training checks ``model.init_checkpoint`` and ``--resume`` files with
+:func:`check_checkpoint`. Three kinds of files:
 
 - a checkpoint written by ``dsrbody train`` (Lightning, ``checkpoint["dsrbody"]`` describes the body
-  model, the backbone and the recipe; weights under ``model.backbone.*`` / ``model.head.*``): everything
-  is rebuilt from the description; only SMPL needs its model files (``model_path``), taken from the
-  description unless given;
+  model, the backbone and the recipe (:func:`checkpoint_meta`); weights under ``model.backbone.*`` /
+  ``model.head.*``): everything is rebuilt from the description; only SMPL needs its model files
+  (``model_path``), taken from the description unless given;
 - the released SPIN ``model_checkpoint.pt`` and DSR ``dsr_w3DPW_checkpoint.pt`` /
   ``dsr_wo3DPW_checkpoint.pt`` (docs/design.md, Paper recipe): SMPL + ResNet-50, so ``model_path`` (the
-  SMPL folder) is
-  required;
+  SMPL folder) is required;
 - a bare regressor state dict (``backbone.*`` + ``head.*``, e.g. ``torch.save(reg.state_dict())``):
   the body model comes from ``body`` (default Anny).
 
-The backbone is read from the weights themselves (ResNet-18/34/50 differ in block type and count),
-and the head's width from ``head.fc1.weight``, so a bare state dict needs no further options. Every
-key is accounted for (:func:`dsrbody.models.checkpoint.load_regressor_checkpoint`): a checkpoint of
-another body model or backbone is a one-line error, never a silent partial load.
+The backbone is recognised from the weights themselves by the backbone registry
+(:func:`dsrbody.models.backbones.infer_backbone`: each family's ``recognise`` hook), the head's width,
+spatial summary and keypoint branch from the head's weights, so a bare state dict needs no further
+options. Every key is accounted for (:func:`dsrbody.models.checkpoint.load_regressor_checkpoint`): a
+checkpoint of another body model or backbone is a one-line error, never a silent partial load.
+Reading never runs code from the file (:func:`~dsrbody.models.checkpoint.torch_load_file`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-__all__ = ["LoadedModel", "load_model", "infer_backbone", "read_checkpoint"]
+__all__ = [
+    "LoadedModel",
+    "load_model",
+    "infer_backbone",
+    "read_checkpoint",
+    "read_checkpoint_meta",
+    "check_checkpoint",
+    "checkpoint_meta",
+    "plain_container",
+]
 
 
 @dataclass
@@ -92,29 +106,14 @@ def _state_dict_of(obj: dict, path: Path) -> tuple[dict[str, torch.Tensor], str]
     return sd, "bare"
 
 
-def _backbone_keys(sd: dict[str, torch.Tensor]) -> list[str]:
-    from dsrbody.models.checkpoint import BACKBONE_ROOTS, strip_wrappers
+def infer_backbone(sd: Mapping[str, Any] | Iterable[str]) -> str | None:
+    """The backbone a state dict (or its keys) holds, recognised by the backbone registry
+    (:func:`dsrbody.models.backbones.infer_backbone`; wrapper prefixes such as ``module.``/``model.``
+    are stripped first); None when no registered backbone's weights are found."""
+    from dsrbody.models.backbones import infer_backbone as _infer
+    from dsrbody.models.checkpoint import strip_wrappers
 
-    out = []
-    for k in sd:
-        s = strip_wrappers(k)
-        if s.startswith("backbone."):
-            out.append(s[len("backbone.") :])
-        elif s.split(".", 1)[0] in BACKBONE_ROOTS:
-            out.append(s)
-    return out
-
-
-def infer_backbone(sd: dict[str, torch.Tensor]) -> str | None:
-    """The ResNet depth of a state dict: bottleneck blocks (``conv3``) mean ResNet-50; otherwise
-    ``layer3`` has 2 basic blocks in ResNet-18 and 6 in ResNet-34. None when no backbone key is found."""
-    keys = _backbone_keys(sd)
-    if not keys:
-        return None
-    if any(".conv3." in f".{k}" for k in keys if k.startswith("layer")):
-        return "resnet50"
-    blocks = {int(k.split(".")[1]) for k in keys if k.startswith("layer3.") and k.split(".")[1].isdigit()}
-    return "resnet34" if len(blocks) > 2 else "resnet18"
+    return _infer([strip_wrappers(str(k)) for k in sd])
 
 
 def _head_hidden(sd: dict[str, torch.Tensor]) -> int:
@@ -184,6 +183,7 @@ def load_model(
     topology: str | None = None,
     mesh: str = "eval",
     device: str | torch.device = "cpu",
+    config: Any = None,
 ) -> LoadedModel:
     """Build the regressor a checkpoint was trained as, and load its weights (strictly).
 
@@ -194,10 +194,15 @@ def load_model(
         model_path: SMPL model file/folder (required for SMPL unless the checkpoint names an existing one).
         gender: SMPL gender (default: the checkpoint's, else neutral).
         topology: Anny mesh to use (default: see ``mesh``).
-        mesh: for dsrbody checkpoints of Anny: ``"eval"`` (the recipe's evaluation mesh, the full one for
-            pictures and metrics) or ``"train"`` (the training mesh, e.g. the low-poly one, cheaper to
-            render in fitting).
+        mesh: for Anny recipes: ``"eval"`` (the recipe's evaluation mesh, the full one for pictures
+            and metrics) or ``"train"`` (the training mesh, e.g. the low-poly one, cheaper to render in
+            fitting).
         device: where to put the model.
+        config: a recipe (``DictConfig`` or anything with ``.body`` and ``.model`` of a recipe's keys)
+            to build the regressor from instead of the checkpoint's own description: body model,
+            backbone and head settings come from it, checked against the checkpoint
+            (:func:`check_checkpoint`) and loaded strictly. ``body``/``gender``/``topology`` must not
+            be given with it.
 
     Raises:
         FileNotFoundError: no checkpoint; SMPL files missing.
@@ -211,9 +216,26 @@ def load_model(
     sd, layout, meta = read_checkpoint(path)
     backbone = infer_backbone(sd)
     if backbone is None:
-        raise ValueError(f"{path}: no backbone weights found (expected backbone.*/layer*. keys of a ResNet)")
-    n_iter, kind, body_opts, img_res = 3, "state_dict", {}, IMG_RES
-    if meta:
+        raise ValueError(f"{path}: no backbone weights found (no registered backbone recognises its keys)")
+    n_iter, dropout, kind, body_opts, img_res = 3, 0.5, "state_dict", {}, IMG_RES
+    if config is not None:
+        if body is not None or gender is not None or topology is not None:
+            raise ValueError("load_model: pass body/gender/topology in the recipe, not beside `config`")
+        check_checkpoint(meta or None, config, path)
+        kind = (
+            "dsrbody"
+            if meta
+            else ("spin" if layout == "model" else "dsr" if _is_smpl_file(sd, layout) else kind)
+        )
+        b, m = config.body, config.model
+        body_name = str(b.name).lower()
+        body_opts = {"model_path": b.model_path, "gender": str(b.gender)}
+        if body_name == "anny":
+            topology = str(b.eval_topology if mesh == "eval" else b.topology)
+        n_iter, dropout, img_res = int(m.n_iter), float(m.dropout), int(m.img_res)
+        if str(m.backbone) != backbone:
+            raise ValueError(f"{path}: holds {backbone} weights, the recipe asks for backbone '{m.backbone}'")
+    elif meta:
         kind = "dsrbody"
         body_opts = dict(meta.get("body", {}))
         have = str(body_opts.get("name", "anny")).lower()
@@ -222,6 +244,7 @@ def load_model(
         body_name = have
         cfg = meta.get("config") or {}
         n_iter = int((cfg.get("model") or {}).get("n_iter", 3))
+        dropout = float((cfg.get("model") or {}).get("dropout", dropout))
         img_res = int((cfg.get("model") or {}).get("img_res", IMG_RES))
         declared = str(meta.get("backbone", backbone))
         if declared != backbone:
@@ -255,12 +278,22 @@ def load_model(
     else:
         raise ValueError(f"{path}: unknown body model {body_name!r}")
     spatial = _spatial_channels(sd)
-    if spatial and not meta:
+    if config is not None:
+        for key, have in (("spatial_channels", spatial), ("keypoints", _branch_keypoints(sd))):
+            want = (
+                int(config.model.get(key, 0) or 0)
+                if hasattr(config.model, "get")
+                else int(getattr(config.model, key, 0) or 0)
+            )
+            if want != have:
+                raise ValueError(f"{path}: the weights have model.{key}={have}, the recipe says {want}")
+    if spatial and not meta and config is None:
         img_res = _bare_spatial_res(sd, spatial, bm, path)
     reg = build_regressor(
         bm,
         backbone=backbone,
         n_iter=n_iter,
+        dropout=dropout,
         head_hidden=_head_hidden(sd),
         img_res=img_res,
         spatial_channels=spatial,
@@ -269,3 +302,115 @@ def load_model(
     report = load_regressor_checkpoint(reg, path)
     reg.eval().to(device)
     return LoadedModel(reg, body_name, backbone, kind, meta, report.summary())
+
+
+# ----------------------------------------------------------------------------------------------
+# what a dsrbody checkpoint says about itself
+# ----------------------------------------------------------------------------------------------
+
+
+def checkpoint_meta(
+    body: torch.nn.Module, body_opts: dict[str, Any], backbone: str, config: dict
+) -> dict[str, Any]:
+    """What a dsrbody checkpoint says about itself (stored under ``checkpoint["dsrbody"]``).
+
+    Args:
+        body: the trained body model (its mesh id, joint count and shape size are recorded).
+        body_opts: its identity as a recipe gives it (``{"name", "model_path", "gender"[, "topology"]}``).
+        backbone: the backbone name.
+        config: the resolved recipe as plain containers.
+
+    Returns:
+        ``{"version", "body", "backbone", "config"}``, plain containers only (:func:`plain_container`),
+        what :func:`read_checkpoint_meta` reads back with the safe loader.
+    """
+    from dsrbody import __version__
+
+    return plain_container(
+        {
+            "version": __version__,
+            "body": dict(body_opts)
+            | {
+                "topology_id": str(body.topology_id),
+                "num_joints": int(body.num_joints),
+                "shape_dim": int(body.shape_dim),
+            },
+            "backbone": str(backbone),
+            "config": config,
+        },
+        "checkpoint metadata",
+    )
+
+
+def plain_container(value: Any, where: str = "value") -> Any:
+    """``value`` as plain containers only (dict with str keys, list, str, int, float, bool, None; tuples
+    become lists, paths strings), what the safe ``weights_only`` loader reads back without an allow-list.
+
+    Raises:
+        TypeError: another type (names where it is).
+    """
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, dict):
+        return {str(k): plain_container(v, f"{where}.{k}") for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain_container(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    raise TypeError(
+        f"{where}: {type(value).__name__} is not a plain container type (checkpoints hold only those)"
+    )
+
+
+def read_checkpoint_meta(path: str | Path) -> dict[str, Any] | None:
+    """``checkpoint["dsrbody"]`` of a dsrbody checkpoint, or None for other weight files.
+
+    Read with :func:`~dsrbody.models.checkpoint.torch_load_file` (``weights_only``: no code from the
+    file runs).
+
+    Raises:
+        FileNotFoundError: the file does not exist. ValueError: it is not a torch file, or it needs
+        objects the safe loader refuses (one line naming the file and the type).
+    """
+    from dsrbody.models.checkpoint import torch_load_file
+
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"{p}: checkpoint file does not exist")
+    ckpt = torch_load_file(p)  # the safe loader: a file that would run code is refused
+    meta = ckpt.get("dsrbody") if isinstance(ckpt, dict) else None
+    return meta if isinstance(meta, dict) else None
+
+
+def check_checkpoint(meta: dict[str, Any] | None, cfg: Any, path: str | Path) -> None:
+    """Refuse a checkpoint made for another body model or backbone than the recipe's.
+
+    Anny checkpoints load into any Anny mesh (the regressor predicts rig rotations and phenotypes; the
+    mesh only changes rendering and vertex metrics).
+
+    Args:
+        meta: :func:`read_checkpoint_meta` of the file (None: not a dsrbody checkpoint, nothing to check).
+        cfg: the recipe (``cfg.body.name``, ``cfg.body.gender``, ``cfg.model.backbone``).
+        path: the file, for the message.
+
+    Raises:
+        ValueError: one line naming the checkpoint, what it was trained with and what the recipe asks.
+    """
+    if meta is None:
+        return
+    want_body = str(cfg.body.name).lower()
+    want_bb = str(cfg.model.backbone)
+    have_body = str(meta.get("body", {}).get("name", "?"))
+    have_bb = str(meta.get("backbone", "?"))
+    if have_body != want_body or have_bb != want_bb:
+        raise ValueError(
+            f"{path}: checkpoint was trained with body model '{have_body}' and backbone '{have_bb}', but the "
+            f"config uses body model '{want_body}' and backbone '{want_bb}'; use the recipe it was trained "
+            "with (its config.yaml) or override body.name/model.backbone"
+        )
+    if want_body == "smpl":
+        g = meta["body"].get("gender")
+        if g is not None and str(g) != str(cfg.body.gender):
+            raise ValueError(
+                f"{path}: checkpoint was trained on the SMPL '{g}' model, the config uses '{cfg.body.gender}'"
+            )
