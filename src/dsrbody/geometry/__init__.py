@@ -9,6 +9,7 @@ from dsrbody.geometry.cameras import (
     intrinsics_matrix,
     normalize_keypoints,
     perspective_projection,
+    project_vertices,
     translation_to_weak_perspective,
     weak_perspective_to_translation,
 )
@@ -32,6 +33,7 @@ __all__ = [
     "matrix_to_rot6d",
     "normalize_keypoints",
     "perspective_projection",
+    "project_vertices",
     "rot6d_to_matrix",
     "similarity_procrustes",
     "translation_to_weak_perspective",

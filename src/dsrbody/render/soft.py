@@ -40,6 +40,9 @@ import math
 import torch
 from torch import nn
 
+from dsrbody.geometry.cameras import project_vertices
+
+# project_vertices lives in dsrbody.geometry.cameras; it stays importable from here.
 __all__ = ["soft_render", "SoftRasterizer", "project_vertices", "coverage_threshold"]
 
 #: Coverage below which a pair outside its triangle is dropped (SoftRas's ``eps`` of the distance test).
@@ -61,39 +64,6 @@ _IZ = 16
 def coverage_threshold(sigma: float) -> float:
     """Squared NDC distance beyond which an outside pair has ``D < 1e-4``: ``ln(1/1e-4 - 1) * sigma``."""
     return math.log(1.0 / COVERAGE_EPS - 1.0) * sigma
-
-
-def _as_b2(value: float | torch.Tensor, B: int, like: torch.Tensor, what: str) -> torch.Tensor:
-    """Broadcast a scalar / ``(2,)`` / ``(B,)`` / ``(B, 2)`` camera value to ``(B, 2)``."""
-    v = torch.as_tensor(value, dtype=like.dtype, device=like.device)
-    if v.dim() == 0:
-        return v.expand(B, 2)
-    if v.dim() == 1 and v.shape[0] == 2:
-        return v[None].expand(B, 2)
-    if v.dim() == 1 and v.shape[0] == B:
-        return v[:, None].expand(B, 2)
-    if v.dim() == 2 and v.shape == (B, 2):
-        return v
-    raise ValueError(f"{what} must be a scalar, (2,), (B,) or (B, 2) with B={B}, got {tuple(v.shape)}")
-
-
-def project_vertices(
-    vertices: torch.Tensor, focal: float | torch.Tensor, principal_point: float | torch.Tensor
-) -> torch.Tensor:
-    """Pinhole projection of camera-frame points to pixels.
-
-    Args:
-        vertices: ``(B, V, 3)`` camera frame (x right, y down, z forward), metres; ``z > 0``.
-        focal: pixels, scalar, ``(B,)`` or ``(B, 2)`` (fx, fy).
-        principal_point: pixels, ``(2,)`` or ``(B, 2)`` (cx, cy).
-
-    Returns:
-        ``(B, V, 2)`` pixel coordinates ``(u, v)`` (column, row; pixel centres at ``c + 0.5``).
-    """
-    B = vertices.shape[0]
-    f = _as_b2(focal, B, vertices, "focal")
-    c = _as_b2(principal_point, B, vertices, "principal_point")
-    return vertices[..., :2] / vertices[..., 2:3] * f[:, None] + c[:, None]
 
 
 # ----------------------------------------------------------------------------------------------------
