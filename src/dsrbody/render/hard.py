@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from dsrbody.geometry.mesh import face_normals, vertex_normals
 from dsrbody.render.pairs import (
     ROW_IZ,
     barycentric,
@@ -27,6 +28,7 @@ from dsrbody.render.pairs import (
     prepare_faces,
 )
 
+# face_normals and vertex_normals live in dsrbody.geometry.mesh; they stay importable from here.
 __all__ = [
     "Fragments",
     "HardRender",
@@ -186,23 +188,6 @@ def rasterize(
         depth=zbuf.reshape(B, H, W),
         bary=bary.reshape(B, H, W, 3),
     )
-
-
-def face_normals(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
-    """Unit face normals ``(B, F, 3)`` of ``(B, V, 3)`` vertices (right-handed winding)."""
-    tri = vertices[:, faces]
-    n = torch.linalg.cross(tri[:, :, 1] - tri[:, :, 0], tri[:, :, 2] - tri[:, :, 0], dim=-1)
-    return torch.nn.functional.normalize(n, dim=-1, eps=1e-12)
-
-
-def vertex_normals(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
-    """Unit vertex normals ``(B, V, 3)``: area-weighted mean of the adjacent face normals."""
-    tri = vertices[:, faces]
-    n = torch.linalg.cross(tri[:, :, 1] - tri[:, :, 0], tri[:, :, 2] - tri[:, :, 0], dim=-1)
-    vn = torch.zeros_like(vertices)
-    for k in range(3):
-        vn.index_add_(1, faces[:, k], n)
-    return torch.nn.functional.normalize(vn, dim=-1, eps=1e-12)
 
 
 @torch.no_grad()
