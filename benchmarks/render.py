@@ -168,7 +168,7 @@ def _rss_mib() -> float:
 
 def worker(args) -> None:
     """One configuration in this process; prints one JSON line."""
-    from dsrbody.render.soft import soft_render
+    from dsrbody.render.soft import SoftRasterSettings, soft_render
 
     torch.set_num_threads(args.threads)
     dev = torch.device(args.device)
@@ -177,7 +177,8 @@ def worker(args) -> None:
     verts = torch.tensor(data["v"], device=dev)
     faces = torch.tensor(data["f"], device=dev)
     feats = torch.tensor(data["feat"], device=dev)
-    kw = dict(focal=FOCAL, principal_point=(RES / 2, RES / 2), image_size=(RES, RES), sigma=1e-5, gamma=0.1)
+    dsr = SoftRasterSettings(sigma=1e-5, gamma=0.1)
+    kw = dict(focal=FOCAL, principal_point=(RES / 2, RES / 2), image_size=(RES, RES), settings=dsr)
     B = verts.shape[0]
     base = _rss_mib()
 

@@ -37,6 +37,7 @@ gradients; all C channels are aggregated in the same pass. The same code runs on
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, fields, replace
 
 import torch
 from torch import nn
@@ -55,7 +56,7 @@ from dsrbody.render.pairs import (
 )
 
 # project_vertices lives in dsrbody.geometry.cameras; it stays importable from here.
-__all__ = ["soft_render", "SoftRasterizer", "project_vertices", "coverage_threshold"]
+__all__ = ["soft_render", "SoftRasterizer", "SoftRasterSettings", "project_vertices", "coverage_threshold"]
 
 #: Coverage below which a pair outside its triangle is dropped (SoftRas's ``eps`` of the distance test).
 COVERAGE_EPS = 1e-4
@@ -64,6 +65,86 @@ DEFAULT_MAX_PAIRS = 1 << 16
 #: Below this gamma the depth softmax is stabilised per pixel (running max); above it a fixed shift
 #: suffices because z lies in [0, 1] (exp(1 / gamma) cannot overflow float32).
 _PER_PIXEL_MAX_GAMMA = 1.0 / 80.0
+
+
+#: The values of ``nonfinite``.
+NONFINITE_MODES = ("raise", "mask")
+
+
+@dataclass(frozen=True)
+class SoftRasterSettings:
+    """The soft rasteriser's settings, one object for :func:`soft_render`, :class:`SoftRasterizer` and
+    :class:`~dsrbody.losses.dsr.DSRLoss` (the defaults are DSR's: sigma 1e-5, gamma 0.1).
+
+    Attributes:
+        sigma: coverage sharpness, squared NDC distance (one pixel is ``2 / max(H, W)``); finite, > 0.
+        gamma: depth softmax temperature (normalised depth in [0, 1]); finite, > 0.
+        near, far: depth range, metres (camera z); finite, ``far > near``.
+        eps: background depth of the softmax (normalised depth); finite.
+        max_pairs_per_chunk: peak-memory knob: candidate face-pixel pairs processed at once (transient
+            memory about ``max_pairs_per_chunk * (150 + 12 C)`` bytes in float32); >= 1.
+        nonfinite: ``"raise"`` (ValueError naming the batch indices with non-finite vertices) or
+            ``"mask"`` (those samples come out as NaN images with zero gradient; others unaffected).
+
+    Raises:
+        ValueError: a one-line message naming the bad setting.
+    """
+
+    sigma: float = 1e-5
+    gamma: float = 1e-1
+    near: float = 1.0
+    far: float = 100.0
+    eps: float = 1e-3
+    max_pairs_per_chunk: int = DEFAULT_MAX_PAIRS
+    nonfinite: str = "raise"
+
+    def __post_init__(self) -> None:
+        for name in ("sigma", "gamma", "near", "far", "eps"):
+            value = getattr(self, name)
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                raise ValueError(f"SoftRasterSettings: {name} must be a number, got {value!r}") from None
+            if not math.isfinite(number):
+                raise ValueError(f"SoftRasterSettings: {name} must be finite, got {value!r}")
+            object.__setattr__(self, name, number)
+        for name in ("sigma", "gamma"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"SoftRasterSettings: {name} must be > 0, got {getattr(self, name)!r}")
+        if not self.far > self.near:
+            raise ValueError(f"SoftRasterSettings: need far > near, got near={self.near!r}, far={self.far!r}")
+        try:
+            chunk = int(self.max_pairs_per_chunk)
+        except (TypeError, ValueError):
+            chunk = 0
+        if chunk < 1:
+            raise ValueError(
+                f"SoftRasterSettings: max_pairs_per_chunk must be an integer >= 1, "
+                f"got {self.max_pairs_per_chunk!r}"
+            )
+        object.__setattr__(self, "max_pairs_per_chunk", chunk)
+        if self.nonfinite not in NONFINITE_MODES:
+            raise ValueError(
+                f"SoftRasterSettings: nonfinite must be 'raise' or 'mask', got {self.nonfinite!r}"
+            )
+
+
+_DEFAULT_SETTINGS = SoftRasterSettings()
+#: The names of the settings (keyword arguments of :func:`soft_render` and :class:`SoftRasterizer`).
+SETTING_NAMES = tuple(f.name for f in fields(SoftRasterSettings))
+
+
+def _resolve_settings(settings: SoftRasterSettings | None, keywords: dict, where: str) -> SoftRasterSettings:
+    """``settings``, or the settings made of the individual keywords; both at once is an error unless the
+    keywords are all at their defaults."""
+    if settings is None:
+        return SoftRasterSettings(**keywords)
+    if not isinstance(settings, SoftRasterSettings):
+        raise TypeError(f"{where}: settings must be a SoftRasterSettings, got {type(settings).__name__}")
+    changed = [k for k, v in keywords.items() if v != getattr(_DEFAULT_SETTINGS, k)]
+    if changed:
+        raise ValueError(f"{where}: give settings= or the keywords {', '.join(changed)}, not both")
+    return settings
 
 
 def coverage_threshold(sigma: float) -> float:
@@ -98,15 +179,21 @@ def _depth(
     return zn, in_range, wc, sw, s
 
 
-class _Settings:
-    """Non-tensor settings of one render call."""
+class _Call:
+    """Non-tensor state of one render call: ``raster`` (the :class:`SoftRasterSettings`), the sizes, and
+    the pair enumeration (footprints and chunks)."""
 
     def __init__(self, **kw):
         self.__dict__.update(kw)
 
 
 def _pair_features(
-    cfg: _Settings, feat: torch.Tensor, fid: torch.Tensor, wc: torch.Tensor, iz: torch.Tensor, s: torch.Tensor
+    cfg: _Call,
+    feat: torch.Tensor,
+    fid: torch.Tensor,
+    wc: torch.Tensor,
+    iz: torch.Tensor,
+    s: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     """Feature vector ``(P, C)`` of each pair; for vertex features also the perspective-correct
     barycentrics ``wp (3, P)`` and the gathered vertex features ``(P, 3, C)``."""
@@ -121,19 +208,19 @@ class _SoftRasterize(torch.autograd.Function):
     """Aggregation of all face-pixel pairs; inputs are the per-face table and feature table."""
 
     @staticmethod
-    def forward(ctx, table: torch.Tensor, feat: torch.Tensor, cfg: _Settings):  # noqa: D102
+    def forward(ctx, table: torch.Tensor, feat: torch.Tensor, cfg: _Call):  # noqa: D102
         dtype, dev = table.dtype, table.device
         H, W, C = cfg.H, cfg.W, cfg.C
         N = cfg.B * H * W
         tableT = localize_(table.t().contiguous(), cfg.c0, cfg.r0)
-        k_sig = cfg.dist_scale / cfg.sigma  # pixel^2 -> x = d^2 / sigma in NDC units
+        k_sig = cfg.dist_scale / cfg.raster.sigma  # pixel^2 -> x = d^2 / sigma in NDC units
         L = torch.zeros(N, dtype=dtype, device=dev)  # sum_j log(1 - D_j)
         if cfg.per_pixel_max:
-            m = torch.full((N,), cfg.eps, dtype=dtype, device=dev)
+            m = torch.full((N,), cfg.raster.eps, dtype=dtype, device=dev)
             Z = torch.ones(N, dtype=dtype, device=dev)
         else:
             m = None
-            Z = torch.full((N,), math.exp((cfg.eps - 1.0) / cfg.gamma), dtype=dtype, device=dev)
+            Z = torch.full((N,), math.exp((cfg.raster.eps - 1.0) / cfg.raster.gamma), dtype=dtype, device=dev)
         num = torch.zeros(N, C, dtype=dtype, device=dev)
         saved: list[tuple[torch.Tensor, ...]] = []
         for f0, f1, n in cfg.chunks:
@@ -153,20 +240,20 @@ class _SoftRasterize(torch.autograd.Function):
             x = torch.where(inside, d2, d2.neg()).mul_(k_sig)
             L.index_add_(0, pix, torch.nn.functional.softplus(x), alpha=-1.0)
             D = x.sigmoid_()
-            zn, in_range, wc, _, s = _depth(w, iz, cfg.near, cfg.far)
+            zn, in_range, wc, _, s = _depth(w, iz, cfg.raster.near, cfg.raster.far)
             if cfg.per_pixel_max:
                 # running per-pixel max of z (online softmax), updated on the pixels this chunk touches
                 zm = zn.masked_fill_(~in_range, -math.inf)
                 upix, inv = torch.unique(pix, return_inverse=True)
                 m_old = m.index_select(0, upix)
                 m_new = m_old.scatter_reduce(0, inv, zm, "amax")
-                scale = torch.exp((m_old - m_new) / cfg.gamma)
+                scale = torch.exp((m_old - m_new) / cfg.raster.gamma)
                 Z.index_copy_(0, upix, Z.index_select(0, upix) * scale)
                 num.index_copy_(0, upix, num.index_select(0, upix) * scale[:, None])
                 m.index_copy_(0, upix, m_new)
-                e = zm.sub_(m_new.index_select(0, inv)).div_(cfg.gamma).exp_().mul_(D)
+                e = zm.sub_(m_new.index_select(0, inv)).div_(cfg.raster.gamma).exp_().mul_(D)
             else:
-                e = zn.sub_(1.0).div_(cfg.gamma).exp_().mul_(D).masked_fill_(~in_range, 0.0)
+                e = zn.sub_(1.0).div_(cfg.raster.gamma).exp_().mul_(D).masked_fill_(~in_range, 0.0)
             Fj, _, _ = _pair_features(cfg, feat, fid, wc, iz, s)
             Z.index_add_(0, pix, e)
             num.index_add_(0, pix, Fj.mul_(e[:, None]))
@@ -184,7 +271,7 @@ class _SoftRasterize(torch.autograd.Function):
         table, feat, I, L, Z, m = ctx.saved_tensors
         dtype = table.dtype
         tableT = localize_(table.t().contiguous(), cfg.c0, cfg.r0)
-        k_sig = cfg.dist_scale / cfg.sigma
+        k_sig = cfg.dist_scale / cfg.raster.sigma
         g_feat = torch.zeros_like(feat) if ctx.needs_input_grad[1] else None
         gI = gI.contiguous() if gI is not None else torch.zeros_like(I)
         a = (gS * torch.exp(L)) if gS is not None else torch.zeros_like(L)  # dS/dx_j = (1 - S) D_j
@@ -195,7 +282,7 @@ class _SoftRasterize(torch.autograd.Function):
         else:
             stats = torch.stack([a, q, invZ])
         g_tabT = torch.zeros(TABLE_ROWS, table.shape[0], dtype=dtype, device=table.device)
-        inv_range = 1.0 / (cfg.far - cfg.near)
+        inv_range = 1.0 / (cfg.raster.far - cfg.raster.near)
         for fid, pix, coff, roff in ctx.saved:
             px, py = coff.to(dtype), roff.to(dtype)
             tab = gather_rows(tableT, fid)
@@ -205,19 +292,19 @@ class _SoftRasterize(torch.autograd.Function):
             sgn_k = inside.to(dtype).mul_(2.0 * k_sig).sub_(k_sig)  # dx_j / d(d2) = +-k_sig
             D = torch.sigmoid(d2 * sgn_k)
             iz = tab[ROW_IZ:]
-            zn, in_range, wc, sw, s = _depth(w, iz, cfg.near, cfg.far)
+            zn, in_range, wc, sw, s = _depth(w, iz, cfg.raster.near, cfg.raster.far)
             st = gather_rows(stats, pix)
             if cfg.per_pixel_max:
                 zn.sub_(st[3])
             else:
                 zn.sub_(1.0)
-            e = zn.div_(cfg.gamma).exp_().mul_(D).masked_fill_(~in_range, 0.0)
+            e = zn.div_(cfg.raster.gamma).exp_().mul_(D).masked_fill_(~in_range, 0.0)
             Fj, wp, vf = _pair_features(cfg, feat, fid, wc, iz, s)
             gIp = gI.index_select(0, pix)
             ge = torch.linalg.vecdot(gIp, Fj).sub_(st[1]).mul_(st[2])  # dL/de_j
             del Fj
             gx = (1.0 - D).mul_(e).mul_(ge).addcmul_(st[0], D)  # dL/dx_j
-            gzn = ge.mul_(e).div_(cfg.gamma)  # dL/dzn_j
+            gzn = ge.mul_(e).div_(cfg.raster.gamma)  # dL/dzn_j
             G = gIp.mul_((e * st[2])[:, None])  # dL/dF_j = w_j gI_p
             del gIp, e, D, st
             # depth chain: zn = (far - 1/s) / (far - near), s = sum_k wc_k iz_k
@@ -291,6 +378,7 @@ def soft_render(
     eps: float = 1e-3,
     max_pairs_per_chunk: int = DEFAULT_MAX_PAIRS,
     nonfinite: str = "raise",
+    settings: SoftRasterSettings | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Render soft feature images and soft silhouettes (SoftRas formulation, module docstring).
 
@@ -303,12 +391,10 @@ def soft_render(
         focal: pixels, scalar, ``(B,)`` or ``(B, 2)``.
         principal_point: pixels, ``(2,)`` or ``(B, 2)``.
         image_size: ``(H, W)`` pixels.
-        sigma: coverage sharpness (squared NDC distance; one pixel is ``2 / max(H, W)``).
-        gamma: depth softmax temperature. near, far: depth range (metres). eps: background depth.
-        max_pairs_per_chunk: peak-memory knob: candidate face-pixel pairs processed at once (transient
-            memory about ``max_pairs_per_chunk * (120 + 12 C)`` bytes in float32).
-        nonfinite: ``"raise"`` (ValueError naming the batch indices with non-finite vertices) or
-            ``"mask"`` (those samples come out as NaN images with zero gradient; others unaffected).
+        sigma, gamma, near, far, eps, max_pairs_per_chunk, nonfinite: the settings one by one (see
+            :class:`SoftRasterSettings`), or
+        settings: all of them in one :class:`SoftRasterSettings` (then leave the seven keywords at their
+            defaults).
 
     Returns:
         ``features (B, C, H, W)`` and ``silhouette (B, 1, H, W)`` in the dtype of ``vertices``.
@@ -319,10 +405,9 @@ def soft_render(
     if faces.dim() != 2 or faces.shape[-1] != 3:
         raise ValueError(f"faces must be (F, 3), got {tuple(faces.shape)}")
     faces = faces.long()
-    if sigma <= 0 or gamma <= 0 or not far > near:
-        raise ValueError(f"need sigma > 0, gamma > 0 and far > near, got {sigma}, {gamma}, {near}, {far}")
-    if nonfinite not in ("raise", "mask"):
-        raise ValueError(f"nonfinite must be 'raise' or 'mask', got {nonfinite!r}")
+    keywords = dict(sigma=sigma, gamma=gamma, near=near, far=far, eps=eps)
+    keywords.update(max_pairs_per_chunk=max_pairs_per_chunk, nonfinite=nonfinite)
+    settings = _resolve_settings(settings, keywords, "soft_render")
     B, V, _ = vertices.shape
     F = faces.shape[0]
     H, W = (int(v) for v in image_size)
@@ -356,23 +441,22 @@ def soft_render(
 
     finite = torch.isfinite(vertices).all(-1).all(-1)
     bad = (~finite).nonzero().flatten().tolist()
-    if bad and nonfinite == "raise":
+    if bad and settings.nonfinite == "raise":
         raise ValueError(f"soft_render: non-finite vertices in batch sample(s) {bad}")
     safe_vertices = torch.where(finite[:, None, None], vertices, torch.ones((), dtype=dtype, device=dev))
     dist_scale = (2.0 / max(H, W)) ** 2  # pixel^2 -> NDC^2
-    thr_px = coverage_threshold(sigma) / dist_scale
+    thr_px = coverage_threshold(settings.sigma) / dist_scale
     fc = prepare_faces(safe_vertices, faces, focal, principal_point, H, W, math.sqrt(thr_px), sort=True)
     if bad:
         with torch.no_grad():
             ok = finite.repeat_interleave(F).index_select(0, fc.order)
             fc.counts = fc.counts * ok
-    chunks = chunk_ranges(fc.counts, int(max_pairs_per_chunk))
+    chunks = chunk_ranges(fc.counts, settings.max_pairs_per_chunk)
     feat = feat.index_select(0, fc.order)
-    cfg = _Settings(
-        B=B, F=F, H=H, W=W, C=C, sigma=float(sigma), gamma=float(gamma), near=float(near), far=float(far),
-        eps=float(eps), dist_scale=dist_scale, thr_px=thr_px, vertex_mode=vertex_mode,
-        per_pixel_max=gamma < _PER_PIXEL_MAX_GAMMA, counts=fc.counts, base=fc.base, bw=fc.bw, c0=fc.c0,
-        r0=fc.r0, chunks=chunks,
+    cfg = _Call(
+        raster=settings, B=B, F=F, H=H, W=W, C=C, dist_scale=dist_scale, thr_px=thr_px,
+        vertex_mode=vertex_mode, per_pixel_max=settings.gamma < _PER_PIXEL_MAX_GAMMA, counts=fc.counts,
+        base=fc.base, bw=fc.bw, c0=fc.c0, r0=fc.r0, chunks=chunks,
     )  # fmt: skip
     I, S = _SoftRasterize.apply(fc.table, feat, cfg)
     features = I.reshape(B, H, W, C).permute(0, 3, 1, 2)
@@ -390,7 +474,10 @@ class SoftRasterizer(nn.Module):
     Args:
         image_size: ``(H, W)`` or an int for square images.
         focal, principal_point: default intrinsics (pixels); may be overridden per call.
-        sigma, gamma, near, far, eps, max_pairs_per_chunk, nonfinite: see :func:`soft_render`.
+        sigma, gamma, near, far, eps, max_pairs_per_chunk, nonfinite: the settings one by one, or
+        settings: all of them (:class:`SoftRasterSettings`; then leave the seven keywords at their
+            defaults). The module keeps one :class:`SoftRasterSettings`, ``.settings``; its fields read
+            and write as attributes too (``module.sigma = 1e-4`` replaces the settings).
     """
 
     def __init__(
@@ -406,15 +493,16 @@ class SoftRasterizer(nn.Module):
         eps: float = 1e-3,
         max_pairs_per_chunk: int = DEFAULT_MAX_PAIRS,
         nonfinite: str = "raise",
+        settings: SoftRasterSettings | None = None,
     ) -> None:
         super().__init__()
         self.image_size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
         self.focal = focal
         H, W = self.image_size
         self.principal_point = principal_point if principal_point is not None else (W / 2.0, H / 2.0)
-        self.sigma, self.gamma, self.near, self.far, self.eps = sigma, gamma, near, far, eps
-        self.max_pairs_per_chunk = max_pairs_per_chunk
-        self.nonfinite = nonfinite
+        keywords = dict(sigma=sigma, gamma=gamma, near=near, far=far, eps=eps)
+        keywords.update(max_pairs_per_chunk=max_pairs_per_chunk, nonfinite=nonfinite)
+        self.settings = _resolve_settings(settings, keywords, "SoftRasterizer")
 
     def forward(
         self,
@@ -434,13 +522,7 @@ class SoftRasterizer(nn.Module):
             focal=self.focal if focal is None else focal,
             principal_point=self.principal_point if principal_point is None else principal_point,
             image_size=self.image_size,
-            sigma=self.sigma,
-            gamma=self.gamma,
-            near=self.near,
-            far=self.far,
-            eps=self.eps,
-            max_pairs_per_chunk=self.max_pairs_per_chunk,
-            nonfinite=self.nonfinite,
+            settings=self.settings,
         )
 
     def extra_repr(self) -> str:  # noqa: D102
@@ -448,3 +530,20 @@ class SoftRasterizer(nn.Module):
             f"image_size={self.image_size}, sigma={self.sigma}, gamma={self.gamma}, "
             f"near={self.near}, far={self.far}"
         )
+
+
+def _setting_property(name: str) -> property:
+    """An attribute of :class:`SoftRasterizer` that reads and replaces one field of its settings."""
+
+    def get(self: SoftRasterizer):
+        return getattr(self.settings, name)
+
+    def set_(self: SoftRasterizer, value) -> None:
+        self.settings = replace(self.settings, **{name: value})
+
+    return property(get, set_, doc=f"``settings.{name}`` (see :class:`SoftRasterSettings`).")
+
+
+for _name in SETTING_NAMES:
+    setattr(SoftRasterizer, _name, _setting_property(_name))
+del _name
