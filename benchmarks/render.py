@@ -168,7 +168,7 @@ def _rss_mib() -> float:
 
 def worker(args) -> None:
     """One configuration in this process; prints one JSON line."""
-    from dsrbody.render.soft import soft_render
+    from dsrbody.render.soft import SoftRasterSettings, soft_render
 
     torch.set_num_threads(args.threads)
     dev = torch.device(args.device)
@@ -177,7 +177,8 @@ def worker(args) -> None:
     verts = torch.tensor(data["v"], device=dev)
     faces = torch.tensor(data["f"], device=dev)
     feats = torch.tensor(data["feat"], device=dev)
-    kw = dict(focal=FOCAL, principal_point=(RES / 2, RES / 2), image_size=(RES, RES), sigma=1e-5, gamma=0.1)
+    dsr = SoftRasterSettings(sigma=1e-5, gamma=0.1)
+    kw = dict(focal=FOCAL, principal_point=(RES / 2, RES / 2), image_size=(RES, RES), settings=dsr)
     B = verts.shape[0]
     base = _rss_mib()
 
@@ -240,16 +241,17 @@ def worker(args) -> None:
 
 def count_pairs(verts, faces, sigma=1e-5) -> int:
     """Kept face-pixel pairs (inside, or outside with D >= 1e-4)."""
-    from dsrbody.render import soft
+    from dsrbody.render import pairs
+    from dsrbody.render.soft import coverage_threshold
 
-    thr = soft.coverage_threshold(sigma) / (2.0 / RES) ** 2
-    fc = soft._prepare(verts, faces, FOCAL, (RES / 2, RES / 2), RES, RES, math.sqrt(thr), sort=True)
+    thr = coverage_threshold(sigma) / (2.0 / RES) ** 2
+    fc = pairs.prepare_faces(verts, faces, FOCAL, (RES / 2, RES / 2), RES, RES, math.sqrt(thr), sort=True)
     counts, base, bw = fc.counts, fc.base, fc.bw
-    tT = soft._localize_(fc.table.detach().t().contiguous(), fc.c0, fc.r0)
+    tT = pairs.localize_(fc.table.detach().t().contiguous(), fc.c0, fc.r0)
     total = 0
-    for f0, f1, n in soft._chunks(counts, 1 << 20):
-        fid, _, coff, roff = soft._enumerate(f0, f1, n, counts, base, bw, RES)
-        w, d2, _ = soft._barycentric_distance(soft._gather_rows(tT, fid), coff.float(), roff.float())
+    for f0, f1, n in pairs.chunk_ranges(counts, 1 << 20):
+        fid, _, coff, roff = pairs.enumerate_pairs(f0, f1, n, counts, base, bw, RES)
+        w, d2, _ = pairs.barycentric_distance(pairs.gather_rows(tT, fid), coff.float(), roff.float())
         total += int(((w.amin(0) > 0) | (d2 < thr)).sum())
     return total
 

@@ -10,6 +10,7 @@ from dsrbody.geometry import (
     focal_for_res,
     normalize_keypoints,
     perspective_projection,
+    project_vertices,
     translation_to_weak_perspective,
     weak_perspective_to_translation,
 )
@@ -54,6 +55,28 @@ def test_perspective_projection_hand_computed():
         rotation=R,
     )
     assert torch.allclose(uv[0, 0], torch.tensor([100 * 0.2 / 2, 50 * 0.1 / 2], dtype=torch.float64))
+
+
+def test_project_vertices_is_perspective_projection_in_the_camera_frame():
+    """The renderers' projection: the same numbers as perspective_projection without a transform, for
+    every accepted camera layout (scalar, (2,) = (fx, fy), (B,), (B, 2))."""
+    g = torch.Generator().manual_seed(2)
+    X = torch.rand(3, 7, 3, generator=g, dtype=torch.float64) + torch.tensor([-0.5, -0.5, 2.0])
+    cams = [
+        (100.0, (10.0, 20.0)),
+        (torch.tensor([100.0, 80.0]), torch.tensor([10.0, 20.0])),
+        (torch.tensor([100.0, 80.0, 60.0]), torch.tensor([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]])),
+        (torch.rand(3, 2, generator=g) * 100, (0.0, 0.0)),
+    ]
+    for focal, pp in cams:
+        assert torch.equal(project_vertices(X, focal, pp), perspective_projection(X, None, focal, pp))
+    # B = 2: a (2,) focal is (fx, fy), not one focal per sample
+    uv = project_vertices(X[:2], torch.tensor([100.0, 50.0]), (0.0, 0.0))
+    assert torch.equal(uv[1], X[1, :, :2] / X[1, :, 2:] * torch.tensor([100.0, 50.0], dtype=torch.float64))
+    with pytest.raises(ValueError, match=r"focal must be a scalar, \(2,\), \(B,\) or \(B, 2\) with B=3"):
+        project_vertices(X, torch.ones(3, 3), (0.0, 0.0))
+    with pytest.raises(ValueError, match="principal_point"):
+        project_vertices(X, 1.0, torch.ones(4))
 
 
 def test_normalize_round_trip_and_centre():

@@ -3,6 +3,7 @@ and DSRLoss's single render call."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -249,3 +250,42 @@ def test_dsrloss_checks_forms_and_prior_size():
         DSRLoss(faces, _Prior(face_labels), c_form="bce")
     with pytest.raises(ValueError, match="another topology"):
         DSRLoss(faces, _Prior(torch.tensor([13, 14, 9])))
+
+
+def test_dsrloss_renders_with_one_settings_object(monkeypatch):
+    """sigma/gamma or a SoftRasterSettings; the real renderer gets the settings with nonfinite="mask",
+    a custom render_fn its documented sigma= and gamma=."""
+    import dsrbody.render.soft
+    from dsrbody.render.soft import SoftRasterSettings
+
+    face_labels, verts, faces, labels = _scene()
+    targets = DSRTargets.from_parsing(labels)
+    prior = _Prior(face_labels)
+    assert DSRLoss(faces, prior).settings == SoftRasterSettings()
+    loss = DSRLoss(faces, prior, sigma=1e-3, gamma=0.2)
+    assert loss.settings == SoftRasterSettings(sigma=1e-3, gamma=0.2)
+    assert (loss.sigma, loss.gamma) == (1e-3, 0.2)
+    loss.sigma = 2e-3
+    assert loss.settings.sigma == 2e-3
+
+    seen = []
+
+    def fake_soft_render(vertices, faces, *, face_features, image_size, **kw):
+        seen.append(kw)
+        B, C = vertices.shape[0], face_features.shape[-1]
+        return vertices.new_zeros(B, C, *image_size), vertices.new_zeros(B, 1, *image_size)
+
+    monkeypatch.setattr(dsrbody.render.soft, "soft_render", fake_soft_render)
+    settings = SoftRasterSettings(sigma=1e-4, near=10.0, max_pairs_per_chunk=1000)
+    DSRLoss(faces, prior, settings=settings, img_res=16)(verts, targets)
+    assert seen[-1]["settings"] == dataclasses.replace(settings, nonfinite="mask")
+    assert not {"sigma", "gamma", "nonfinite"} & set(seen[-1])
+
+    custom = DSRLoss(faces, prior, settings=settings, img_res=16, render_fn=fake_soft_render)
+    custom(verts, targets)
+    assert seen[-1]["sigma"] == 1e-4 and seen[-1]["gamma"] == 0.1 and "settings" not in seen[-1]
+
+    with pytest.raises(ValueError, match="give settings= or sigma/gamma, not both"):
+        DSRLoss(faces, prior, sigma=1e-3, settings=settings)
+    with pytest.raises(ValueError, match="^SoftRasterSettings: gamma must be > 0"):
+        DSRLoss(faces, prior, gamma=0.0)

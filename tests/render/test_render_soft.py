@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
+import numpy as np
 import pytest
 import torch
 from softras_reference import reference_render
 
 from dsrbody.render.hard import rasterize
-from dsrbody.render.soft import SoftRasterizer, coverage_threshold, soft_render
+from dsrbody.render.soft import SoftRasterizer, SoftRasterSettings, coverage_threshold, soft_render
 
 H, W = 12, 14
 CAM = dict(focal=20.0, principal_point=(7.0, 6.0), image_size=(H, W))
@@ -298,3 +300,89 @@ def test_cuda_matches_cpu():
         got = _run(soft_render, v.cuda(), faces.cuda(), cuda_feats, gI.cuda(), gS.cuda(), **kw)
         for a, b in zip(got, cpu):
             assert a.is_cuda and _max_err(a.cpu(), b) < 1e-10
+
+
+# ---------------------------------------------------------------------------------------------------
+# settings
+
+
+def test_settings_defaults_are_dsr_and_frozen():
+    s = SoftRasterSettings()
+    assert (s.sigma, s.gamma, s.near, s.far, s.eps) == (1e-5, 0.1, 1.0, 100.0, 1e-3)
+    assert s.max_pairs_per_chunk == 65536 and s.nonfinite == "raise"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        s.sigma = 1.0
+    # numbers are stored as Python floats / ints, so equal settings compare and hash equal
+    t = SoftRasterSettings(
+        sigma=np.float64(1e-5),
+        gamma=torch.tensor(0.1, dtype=torch.float64),
+        near=1,
+        max_pairs_per_chunk=65536.0,
+    )
+    assert t == s and hash(t) == hash(s)
+    assert isinstance(t.gamma, float) and isinstance(t.near, float) and isinstance(t.max_pairs_per_chunk, int)
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (dict(sigma=0.0), "sigma must be > 0, got 0.0"),
+        (dict(sigma=-1e-5), "sigma must be > 0"),
+        (dict(sigma=math.nan), "sigma must be finite"),
+        (dict(sigma="small"), "sigma must be a number, got 'small'"),
+        (dict(gamma=0.0), "gamma must be > 0"),
+        (dict(gamma=math.inf), "gamma must be finite"),
+        (dict(near=2.0, far=2.0), r"need far > near, got near=2.0, far=2.0"),
+        (dict(near=5.0, far=1.0), "need far > near"),
+        (dict(eps=math.nan), "eps must be finite"),
+        (dict(max_pairs_per_chunk=0), "max_pairs_per_chunk must be an integer >= 1, got 0"),
+        (dict(max_pairs_per_chunk=None), "max_pairs_per_chunk must be an integer >= 1, got None"),
+        (dict(nonfinite="drop"), "nonfinite must be 'raise' or 'mask', got 'drop'"),
+    ],
+)
+def test_settings_reject_bad_values_in_one_line(bad, message):
+    for make in (
+        lambda: SoftRasterSettings(**bad),
+        lambda: soft_render(*random_scene(29)[:2], **CAM, **bad),
+        lambda: SoftRasterizer((H, W), **bad),
+    ):
+        with pytest.raises(ValueError, match="^SoftRasterSettings: " + message) as err:
+            make()
+        assert "\n" not in str(err.value)
+
+
+def test_settings_object_gives_the_same_render_as_the_keywords():
+    v, faces, ff, vf = random_scene(31)
+    keywords = dict(sigma=1e-2, gamma=1e-3, near=2.0, far=3.0, eps=1e-2, max_pairs_per_chunk=50)
+    settings = SoftRasterSettings(**keywords)
+    for feats in ({"face_features": ff}, {"vertex_features": vf}):
+        a = soft_render(v, faces, **feats, **CAM, **keywords)
+        b = soft_render(v, faces, **feats, **CAM, settings=settings)
+        assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    m = SoftRasterizer((H, W), focal=20.0, principal_point=(7.0, 6.0), settings=settings)
+    c = m(v, faces, face_features=ff)
+    a = soft_render(v, faces, face_features=ff, **CAM, **keywords)
+    assert torch.equal(a[0], c[0]) and torch.equal(a[1], c[1])
+    assert m.settings is settings and m.gamma == 1e-3 and m.max_pairs_per_chunk == 50
+    # both at once is ambiguous; keywords left at their defaults are not "given"
+    with pytest.raises(
+        ValueError, match="^soft_render: give settings= or the keywords sigma, nonfinite, not both$"
+    ):
+        soft_render(v, faces, **CAM, settings=settings, sigma=1e-3, nonfinite="mask")
+    with pytest.raises(ValueError, match="SoftRasterizer: give settings="):
+        SoftRasterizer((H, W), settings=settings, far=50.0)
+    with pytest.raises(TypeError, match="SoftRasterSettings"):
+        soft_render(v, faces, **CAM, settings={"sigma": 1e-2})
+    assert soft_render(v, faces, **CAM, settings=settings, sigma=1e-5)[1].shape == (2, 1, H, W)
+
+
+def test_module_settings_read_and_write_as_attributes():
+    m = SoftRasterizer((H, W), sigma=1e-2)
+    assert m.sigma == 1e-2 and m.nonfinite == "raise"
+    m.sigma = 1e-3
+    m.nonfinite = "mask"
+    assert m.settings == SoftRasterSettings(sigma=1e-3, nonfinite="mask")
+    assert "sigma=0.001" in repr(m)
+    with pytest.raises(ValueError, match="sigma must be > 0"):
+        m.sigma = 0.0
+    assert m.sigma == 1e-3

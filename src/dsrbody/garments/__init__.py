@@ -27,9 +27,10 @@ from dsrbody.garments.garments import (
     Trousers,
     TShirt,
 )
-from dsrbody.garments.geometry import PART_NAMES, BodyGeometry, vertex_normals
+from dsrbody.garments.geometry import PART_NAMES, BodyGeometry
 from dsrbody.garments.outfit import ClothedBody, Outfit, dress_body, sample_outfit, skin_labels
 from dsrbody.garments.prior import build_procedural_prior, default_prior, default_prior_path
+from dsrbody.geometry.mesh import vertex_normals  # its home; kept importable from here
 
 __all__ = [
     "GARMENT_TYPES",

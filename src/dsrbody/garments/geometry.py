@@ -34,6 +34,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from dsrbody.geometry.mesh import vertex_normals
+
 # The 16 body parts of dsrbody.body.parts, in its order (left/right = the subject's).
 PART_NAMES: tuple[str, ...] = (
     "head",
@@ -279,25 +281,3 @@ def _azimuth_cos(verts: np.ndarray, cx: float, cz: float) -> np.ndarray:
     dx = verts[:, 0] - cx
     dz = verts[:, 2] - cz
     return dz / np.maximum(np.hypot(dx, dz), 1e-9)
-
-
-def vertex_normals(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
-    """Area-weighted unit vertex normals.
-
-    Args:
-        vertices: ``(B, V, 3)`` or ``(V, 3)`` vertices (counter-clockwise faces seen from outside).
-        faces: ``(F, 3)`` long.
-
-    Returns:
-        Normals with the shape of ``vertices`` (unit length; zero for vertices on no face).
-    """
-    squeeze = vertices.dim() == 2
-    v = vertices[None] if squeeze else vertices
-    f = faces.to(v.device).long()
-    a, b, c = v[:, f[:, 0]], v[:, f[:, 1]], v[:, f[:, 2]]
-    fn = torch.cross(b - a, c - a, dim=-1)  # (B, F, 3), length = 2 * area
-    n = torch.zeros_like(v)
-    for k in range(3):
-        n.index_add_(1, f[:, k], fn)
-    n = n / n.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-    return n[0] if squeeze else n

@@ -39,7 +39,8 @@ from dsrbody.garments.garments import (
     TShirt,
     sided_label,
 )
-from dsrbody.garments.geometry import BodyGeometry, vertex_normals
+from dsrbody.garments.geometry import BodyGeometry
+from dsrbody.geometry.mesh import vertex_normals
 from dsrbody.semantics.labels import CIHP
 
 FACE = CIHP.index("face")

@@ -1,4 +1,4 @@
-"""Geometry: cameras and projections (SPIN/DSR convention), rotations, Procrustes alignment."""
+"""Geometry: cameras and projections (SPIN/DSR convention), rotations, Procrustes alignment, mesh normals."""
 
 from dsrbody.geometry.cameras import (
     FOCAL_LENGTH,
@@ -9,9 +9,11 @@ from dsrbody.geometry.cameras import (
     intrinsics_matrix,
     normalize_keypoints,
     perspective_projection,
+    project_vertices,
     translation_to_weak_perspective,
     weak_perspective_to_translation,
 )
+from dsrbody.geometry.mesh import face_normals, vertex_normals
 from dsrbody.geometry.procrustes import similarity_procrustes
 from dsrbody.geometry.rotations import (
     axis_angle_to_matrix,
@@ -27,13 +29,16 @@ __all__ = [
     "axis_angle_to_matrix",
     "denormalize_keypoints",
     "estimate_translation",
+    "face_normals",
     "intrinsics_matrix",
     "matrix_to_axis_angle",
     "matrix_to_rot6d",
     "normalize_keypoints",
     "perspective_projection",
+    "project_vertices",
     "rot6d_to_matrix",
     "similarity_procrustes",
     "translation_to_weak_perspective",
+    "vertex_normals",
     "weak_perspective_to_translation",
 ]

@@ -19,6 +19,7 @@ __all__ = [
     "weak_perspective_to_translation",
     "translation_to_weak_perspective",
     "perspective_projection",
+    "project_vertices",
     "normalize_keypoints",
     "denormalize_keypoints",
     "estimate_translation",
@@ -76,21 +77,21 @@ def translation_to_weak_perspective(
     return torch.stack([s, tx, ty], dim=-1)
 
 
-def _as_xy(value: float | torch.Tensor, B: int, like: torch.Tensor) -> torch.Tensor:
-    """Broadcast a focal length / principal point to ``(B, 2)``."""
+def _as_xy(value: float | torch.Tensor, B: int, like: torch.Tensor, what: str) -> torch.Tensor:
+    """Broadcast a focal length / principal point (``what``, named in errors) to ``(B, 2)``.
+
+    A scalar, ``(2,)`` = ``(x, y)``, ``(B,)`` (one value per sample; for ``B = 2`` a ``(2,)`` tensor
+    means ``(x, y)``) or ``(B, 2)``; dtype and device of ``like``.
+    """
     v = torch.as_tensor(value, dtype=like.dtype, device=like.device)
     if v.dim() == 0:
         v = v.expand(2)
     if v.dim() == 1 and v.shape[0] == B and B != 2:
         v = v[:, None].expand(B, 2)
-    elif v.dim() == 1:
-        if v.shape[0] != 2:
-            raise ValueError(
-                f"expected a scalar, (2,), (B,) or (B, 2) camera parameter, got {tuple(v.shape)}"
-            )
+    elif v.dim() == 1 and v.shape[0] == 2:
         v = v[None].expand(B, 2)
     if v.shape != (B, 2):
-        raise ValueError(f"expected a scalar, (2,), (B,) or (B, 2) camera parameter, got {tuple(v.shape)}")
+        raise ValueError(f"{what} must be a scalar, (2,), (B,) or (B, 2) with B={B}, got {tuple(v.shape)}")
     return v
 
 
@@ -111,8 +112,8 @@ def intrinsics_matrix(
     Returns:
         ``(B, 3, 3)``.
     """
-    f = _as_xy(focal, B, like)
-    c = _as_xy(torch.as_tensor(principal_point, dtype=like.dtype, device=like.device), B, like)
+    f = _as_xy(focal, B, like, "focal")
+    c = _as_xy(principal_point, B, like, "principal_point")
     K = torch.zeros(B, 3, 3, dtype=like.dtype, device=like.device)
     K[:, 0, 0] = f[:, 0]
     K[:, 1, 1] = f[:, 1]
@@ -147,10 +148,35 @@ def perspective_projection(
     X = points if rotation is None else points @ rotation.transpose(1, 2)
     if translation is not None:
         X = X + translation[:, None, :]
-    f = _as_xy(focal, B, points)
-    c = _as_xy(torch.as_tensor(principal_point, dtype=points.dtype, device=points.device), B, points)
-    uv = X[..., :2] / X[..., 2:3]
-    return uv * f[:, None, :] + c[:, None, :]
+    f = _as_xy(focal, B, points, "focal")
+    c = _as_xy(principal_point, B, points, "principal_point")
+    return _pinhole(X, f, c)
+
+
+def project_vertices(
+    vertices: torch.Tensor, focal: float | torch.Tensor, principal_point: float | torch.Tensor
+) -> torch.Tensor:
+    """Pinhole projection of camera-frame points to pixels (the renderers' projection).
+
+    Args:
+        vertices: ``(B, V, 3)`` camera frame (x right, y down, z forward), metres; ``z > 0``.
+        focal: pixels, scalar, ``(B,)`` or ``(B, 2)`` (fx, fy).
+        principal_point: pixels, ``(2,)`` or ``(B, 2)`` (cx, cy).
+
+    Returns:
+        ``(B, V, 2)`` pixel coordinates ``(u, v)`` (column, row; pixel centres at ``c + 0.5``), in the
+        dtype of ``vertices``. :func:`perspective_projection` is the same with an optional rotation and
+        translation first.
+    """
+    B = vertices.shape[0]
+    f = _as_xy(focal, B, vertices, "focal")
+    c = _as_xy(principal_point, B, vertices, "principal_point")
+    return _pinhole(vertices, f, c)
+
+
+def _pinhole(X: torch.Tensor, f: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """``(B, N, 2)`` pixels ``X_xy / X_z * f + c`` of camera-frame points ``X (B, N, 3)``; ``f, c (B, 2)``."""
+    return X[..., :2] / X[..., 2:3] * f[:, None] + c[:, None]
 
 
 def normalize_keypoints(keypoints_px: torch.Tensor, img_res: int = IMG_RES) -> torch.Tensor:
@@ -215,8 +241,8 @@ def estimate_translation(
     S = joints3d.to(dtype)
     kp = keypoints2d.to(dtype)
     B, N, _ = S.shape
-    f = _as_xy(focal, B, S)  # (B, 2)
-    c = _as_xy(torch.as_tensor(principal_point, dtype=dtype, device=S.device), B, S)
+    f = _as_xy(focal, B, S, "focal")  # (B, 2)
+    c = _as_xy(principal_point, B, S, "principal_point")
     uv = kp[..., :2]  # (B, N, 2)
     w = kp[..., 2].clamp_min(0).sqrt()  # (B, N)
     # Rows per joint and axis a in {x, y}: [f_a * e_a, c_a - uv_a] . t = (uv_a - c_a) Z - f_a X_a

@@ -31,12 +31,13 @@ from ``dsr_wo3DPW_checkpoint.pt``).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
 
 from dsrbody.geometry.cameras import FOCAL_LENGTH, IMG_RES
+from dsrbody.render.soft import SoftRasterSettings
 
 __all__ = [
     "MC_FORMS",
@@ -260,11 +261,15 @@ class DSRLoss(nn.Module):
             ``merged_channels``).
         mc_form: DSR-MC form (:data:`MC_FORMS`).
         c_form: DSR-C form (:data:`C_FORMS`).
-        sigma, gamma: soft-rasteriser sharpness and depth temperature (official training: 1e-5, 1e-1).
+        sigma, gamma: soft-rasteriser sharpness and depth temperature (official training: 1e-5, 1e-1),
+            or
+        settings: all the soft rasteriser's settings (:class:`~dsrbody.render.soft.SoftRasterSettings`;
+            then leave ``sigma`` and ``gamma`` at their defaults). Kept as ``.settings``.
         focal, img_res: camera of docs/design.md, Cameras.
         render_fn: ``soft_render``-compatible callable (default :func:`dsrbody.render.soft.soft_render`,
-            called with ``nonfinite="mask"`` so that a sample with NaN vertices yields NaN losses that
-            :func:`~dsrbody.losses.reduce.drop_nonfinite` drops, instead of an exception).
+            called with the settings and ``nonfinite="mask"`` so that a sample with NaN vertices yields
+            NaN losses that :func:`~dsrbody.losses.reduce.drop_nonfinite` drops, instead of an
+            exception). A custom ``render_fn`` is called with ``sigma=`` and ``gamma=`` only.
 
     Raises:
         ValueError (``PriorTopologyError``): the prior was made for another mesh.
@@ -281,6 +286,7 @@ class DSRLoss(nn.Module):
         focal: float = FOCAL_LENGTH,
         img_res: int = IMG_RES,
         render_fn: RenderFn | None = None,
+        settings: SoftRasterSettings | None = None,
     ):
         super().__init__()
         if mc_form not in MC_FORMS:
@@ -299,8 +305,31 @@ class DSRLoss(nn.Module):
         self.register_buffer("merged_prior", merged, persistent=False)
         self.prior = prior
         self.mc_form, self.c_form = mc_form, c_form
-        self.sigma, self.gamma, self.focal, self.img_res = sigma, gamma, float(focal), int(img_res)
+        if settings is None:
+            settings = SoftRasterSettings(sigma=sigma, gamma=gamma)
+        elif (sigma, gamma) != (SoftRasterSettings.sigma, SoftRasterSettings.gamma):
+            raise ValueError("DSRLoss: give settings= or sigma/gamma, not both")
+        self.settings = settings
+        self.focal, self.img_res = float(focal), int(img_res)
         self._render_fn = render_fn
+
+    @property
+    def sigma(self) -> float:
+        """``settings.sigma`` (setting it replaces the settings)."""
+        return self.settings.sigma
+
+    @sigma.setter
+    def sigma(self, value: float) -> None:
+        self.settings = replace(self.settings, sigma=value)
+
+    @property
+    def gamma(self) -> float:
+        """``settings.gamma`` (setting it replaces the settings)."""
+        return self.settings.gamma
+
+    @gamma.setter
+    def gamma(self, value: float) -> None:
+        self.settings = replace(self.settings, gamma=value)
 
     def render(
         self, vertices_cam: torch.Tensor, mc_present: torch.Tensor, with_classes: bool = True
@@ -315,9 +344,13 @@ class DSRLoss(nn.Module):
         Returns:
             ``mc (B, H, W)``, ``classes (B, 8, H, W)`` or None, ``silhouette (B, H, W)``.
         """
-        render = self._render_fn or _default_render()
-        # the real renderer turns samples with non-finite vertices into NaN maps (dropped later)
-        extra = {"nonfinite": "mask"} if self._render_fn is None else {}
+        if self._render_fn is None:
+            render = _default_render()
+            # the real renderer turns samples with non-finite vertices into NaN maps (dropped later)
+            raster = {"settings": replace(self.settings, nonfinite="mask")}
+        else:
+            render = self._render_fn
+            raster = {"sigma": self.settings.sigma, "gamma": self.settings.gamma}
         B = vertices_cam.shape[0]
         mc_tex = torch.as_tensor(self.prior.mc_texture_batch(mc_present.bool()))
         mc_tex = mc_tex.to(device=vertices_cam.device, dtype=vertices_cam.dtype).reshape(B, -1, 1)
@@ -333,9 +366,7 @@ class DSRLoss(nn.Module):
             focal=self.focal,
             principal_point=(c, c),
             image_size=(self.img_res, self.img_res),
-            sigma=self.sigma,
-            gamma=self.gamma,
-            **extra,
+            **raster,
         )
         return out[:, 0], (out[:, 1:] if with_classes else None), sil[:, 0]
 

@@ -1,7 +1,8 @@
 """Z-buffer rasteriser with flat / Lambert shading (pure PyTorch, no OpenGL).
 
-It makes every picture in the project (demos, training logs, docs). Conventions are those of
-:mod:`dsrbody.render.soft`: camera frame x right, y down, z forward (metres); pixel ``(r, c)`` has its
+It makes every picture in the project (demos, training logs, docs). The face-pixel pairs come from
+:mod:`dsrbody.render.pairs` (footprints without growth), as for :mod:`dsrbody.render.soft`, whose
+conventions it keeps: camera frame x right, y down, z forward (metres); pixel ``(r, c)`` has its
 centre at ``(c + 0.5, r + 0.5)``; a pixel belongs to a face when its centre lies inside the projected
 triangle (edges included); the nearest face (perspective-correct depth) wins, ties going to the lower face
 index. Faces with a vertex on or behind the camera plane (``z <= 0``) and zero-area faces are skipped.
@@ -16,8 +17,18 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from dsrbody.render.soft import _IDET, _IZ, _chunks, _enumerate, _gather_rows, _localize_, _prepare
+from dsrbody.geometry.mesh import face_normals, vertex_normals
+from dsrbody.render.pairs import (
+    ROW_IZ,
+    barycentric,
+    chunk_ranges,
+    enumerate_pairs,
+    gather_rows,
+    localize_,
+    prepare_faces,
+)
 
+# face_normals and vertex_normals live in dsrbody.geometry.mesh; they stay importable from here.
 __all__ = [
     "Fragments",
     "HardRender",
@@ -135,20 +146,20 @@ def rasterize(
     dev, dtype = v.device, v.dtype
     finite = torch.isfinite(v).all(-1).all(-1)
     v = torch.where(finite[:, None, None], v, torch.ones((), dtype=dtype, device=dev))
-    fc = _prepare(v, faces_t, focal, principal_point, H, W, 0.0, sort=False)
+    fc = prepare_faces(v, faces_t, focal, principal_point, H, W, 0.0, sort=False)
     counts = fc.counts * finite.repeat_interleave(F)
     tableT = fc.table.t().contiguous()
-    localT = _localize_(tableT.clone(), fc.c0, fc.r0)
+    localT = localize_(tableT.clone(), fc.c0, fc.r0)
     N = B * H * W
     zbuf = torch.full((N,), math.inf, dtype=dtype, device=dev)
     hits = []
-    for f0, f1, n in _chunks(counts, max_pairs_per_chunk):
-        fid, pix, coff, roff = _enumerate(f0, f1, n, counts, fc.base, fc.bw, W)
-        tab = _gather_rows(localT, fid)
-        w = _barycentric(tab, coff.to(dtype), roff.to(dtype))
+    for f0, f1, n in chunk_ranges(counts, max_pairs_per_chunk):
+        fid, pix, coff, roff = enumerate_pairs(f0, f1, n, counts, fc.base, fc.bw, W)
+        tab = gather_rows(localT, fid)
+        w = barycentric(tab, coff.to(dtype), roff.to(dtype))
         inside = w.amin(0) >= 0
         fid, pix, w, tab = fid[inside], pix[inside], w[:, inside], tab[:, inside]
-        depth = 1.0 / (w * tab[_IZ:]).sum(0)
+        depth = 1.0 / (w * tab[ROW_IZ:]).sum(0)
         zbuf.scatter_reduce_(0, pix, depth, "amin")
         hits.append((fid, pix, depth))
     face_index = torch.full((N,), -1, dtype=torch.long, device=dev)
@@ -167,9 +178,9 @@ def rasterize(
         W_ = torch.as_tensor(W, device=dev)
         col = covered % W_
         row = torch.div(covered, W_, rounding_mode="floor") % H
-        tab = _gather_rows(tableT, fid)
-        w = _barycentric(tab, col.to(dtype) + 0.5, row.to(dtype) + 0.5)
-        wp = w * tab[_IZ:]
+        tab = gather_rows(tableT, fid)
+        w = barycentric(tab, col.to(dtype) + 0.5, row.to(dtype) + 0.5)
+        wp = w * tab[ROW_IZ:]
         bary[covered] = (wp / wp.sum(0)).t()
         face_index[covered] = fid % max(F, 1)
     return Fragments(
@@ -177,32 +188,6 @@ def rasterize(
         depth=zbuf.reshape(B, H, W),
         bary=bary.reshape(B, H, W, 3),
     )
-
-
-def _barycentric(tab: torch.Tensor, px: torch.Tensor, py: torch.Tensor) -> torch.Tensor:
-    """``(3, P)`` screen-space barycentric coordinates of pixel centres in their faces (table rows)."""
-    ws = [px, px, px]
-    for k in range(3):
-        x, y, ex, ey = tab[5 * k : 5 * k + 4]
-        ws[(k + 2) % 3] = (ex * (py - y) - ey * (px - x)) * tab[_IDET]
-    return torch.stack(ws)
-
-
-def face_normals(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
-    """Unit face normals ``(B, F, 3)`` of ``(B, V, 3)`` vertices (right-handed winding)."""
-    tri = vertices[:, faces]
-    n = torch.linalg.cross(tri[:, :, 1] - tri[:, :, 0], tri[:, :, 2] - tri[:, :, 0], dim=-1)
-    return torch.nn.functional.normalize(n, dim=-1, eps=1e-12)
-
-
-def vertex_normals(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
-    """Unit vertex normals ``(B, V, 3)``: area-weighted mean of the adjacent face normals."""
-    tri = vertices[:, faces]
-    n = torch.linalg.cross(tri[:, :, 1] - tri[:, :, 0], tri[:, :, 2] - tri[:, :, 0], dim=-1)
-    vn = torch.zeros_like(vertices)
-    for k in range(3):
-        vn.index_add_(1, faces[:, k], n)
-    return torch.nn.functional.normalize(vn, dim=-1, eps=1e-12)
 
 
 @torch.no_grad()

@@ -1,0 +1,45 @@
+"""Triangle-mesh normals (the renderer's shading and the procedural garments use the same ones)."""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["face_normals", "vertex_normals"]
+
+
+def face_normals(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
+    """Unit face normals.
+
+    Args:
+        vertices: ``(B, V, 3)``, any frame and unit.
+        faces: ``(F, 3)`` long vertex indices; the normal is ``(v1 - v0) x (v2 - v0)`` (right-handed).
+
+    Returns:
+        ``(B, F, 3)`` unit normals (zero for degenerate faces).
+    """
+    tri = vertices[:, faces]
+    n = torch.linalg.cross(tri[:, :, 1] - tri[:, :, 0], tri[:, :, 2] - tri[:, :, 0], dim=-1)
+    return torch.nn.functional.normalize(n, dim=-1, eps=1e-12)
+
+
+def vertex_normals(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
+    """Area-weighted unit vertex normals: the normalised sum of the adjacent faces' ``(v1 - v0) x (v2 - v0)``.
+
+    Args:
+        vertices: ``(B, V, 3)`` or ``(V, 3)`` (counter-clockwise faces seen from outside give outward
+            normals).
+        faces: ``(F, 3)`` vertex indices (moved to the vertices' device).
+
+    Returns:
+        Normals with the shape of ``vertices`` (unit length; zero for vertices on no face).
+    """
+    squeeze = vertices.dim() == 2
+    v = vertices[None] if squeeze else vertices
+    f = faces.to(v.device).long()
+    a, b, c = v[:, f[:, 0]], v[:, f[:, 1]], v[:, f[:, 2]]
+    fn = torch.cross(b - a, c - a, dim=-1)  # (B, F, 3), length = 2 * area
+    n = torch.zeros_like(v)
+    for k in range(3):
+        n.index_add_(1, f[:, k], fn)
+    n = n / n.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    return n[0] if squeeze else n
