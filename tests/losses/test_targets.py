@@ -98,6 +98,14 @@ def test_params_valid():
     assert params_valid(no_smpl, "smpl").dtype == torch.bool and not params_valid(no_smpl, "smpl").any()
 
 
+def test_old_names_stay_importable_from_eval():
+    import dsrbody.eval.synth_eval as synth_eval
+    import dsrbody.losses as losses
+
+    assert synth_eval.gt_body is gt_body and synth_eval.params_valid is params_valid
+    assert losses.gt_body is gt_body and losses.spin_targets is spin_targets
+
+
 def test_gt_body_runs_the_valid_samples():
     body = ToyBody()
     b = toy_batch()
