@@ -187,7 +187,8 @@ def evaluate_run(cfg, ckpt: Path | None, device: str, model: tuple | None = None
     from dsrbody.cli.eval import load_trained
     from dsrbody.data import collate_samples
     from dsrbody.eval.metrics import eval_joints
-    from dsrbody.eval.synth_eval import evaluate, gt_body, params_valid
+    from dsrbody.eval.synth_eval import evaluate
+    from dsrbody.losses.targets import gt_body, params_valid
     from dsrbody.train.build import build_eval_set
 
     reg, body = load_trained(cfg, ckpt, device) if model is None else model

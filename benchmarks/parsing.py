@@ -3,8 +3,11 @@
 Run: ``.venv/bin/python benchmarks/parsing.py`` (prints per-map times and ratios; see docs/benchmarks.md).
 
 Baseline = the obvious implementation: decode colours with one ``np.all(rgb == colour)`` pass per palette
-entry, build the MC mask / merged map / class counts with one comparison pass per label or class.
-Both sides use the same scipy distance transform and produce identical results (checked below).
+entry, build the MC mask / merged map / class counts with one comparison pass per label or class, one
+map at a time. dsrbody: maps are decoded one at a time in data loading (:func:`read_parsing`); the
+targets are built for the whole batch in the training step (``dsrbody.losses.targets.dsr_targets``, the
+batched torch functions of :mod:`dsrbody.semantics.parsing`), so they are timed on a batch, per map.
+Both sides use the same scipy distance transform and produce the same results (checked below).
 """
 
 from __future__ import annotations
@@ -69,7 +72,7 @@ def decode_loop(rgb: np.ndarray, palette: np.ndarray) -> tuple[np.ndarray, np.nd
     return labels, ~known
 
 
-def targets_loop(labels: np.ndarray, kp: np.ndarray) -> tuple[np.ndarray, ...]:
+def targets_loop(labels: np.ndarray, kp: np.ndarray, distance: bool = True) -> tuple[np.ndarray, ...]:
     H, W = labels.shape
     sel = kp[kp[:, 2] > 0.3]
     x0, x1 = sel[:, 0].min() - 30, sel[:, 0].max() + 30
@@ -94,7 +97,7 @@ def targets_loop(labels: np.ndarray, kp: np.ndarray) -> tuple[np.ndarray, ...]:
         w[valid] = counts[valid].min() / counts[valid]
     dist = (
         scipy.ndimage.distance_transform_edt(~mask).astype(np.float32)
-        if mask.any()
+        if mask.any() and distance
         else np.zeros((H, W), np.float32)
     )
     return labels, merged, mask, present, dist, w
@@ -122,25 +125,35 @@ def main() -> None:
     labels, kp = synthetic_person(args.size)
     rgb = L.CIHP_PALETTE[labels]
 
-    # identical results
+    B = args.batch
+    maps = [synthetic_person(args.size, seed=i)[0] for i in range(B)]
+    lab_b = torch.from_numpy(np.stack(maps)).long()  # as the training step takes them
+    kp_b = torch.from_numpy(np.stack([kp] * B))
+
+    def torch_batch(distance: bool = True):
+        cl = P.clean_parsing_batch(lab_b, kp_b)
+        mask, present = P.mc_mask_batch(cl)
+        merged = P.merge_labels_batch(cl)
+        dist = P.distance_map_batch(mask) if distance else None
+        return cl, merged, mask, present, dist, P.class_weights_batch(merged)
+
+    def numpy_loop(distance: bool = True):
+        return [targets_loop(m, kp, distance) for m in maps]
+
+    # the same results
     a, ua = P.decode_colors(rgb)
     b, ub = decode_loop(rgb, L.CIHP_PALETTE)
     assert (a == b).all() and (ua == ub).all()
-    t = P.parsing_targets(labels, kp)
-    ref = targets_loop(labels, kp)
-    for x, y in zip((t.labels, t.merged, t.mc_mask, t.mc_present, t.distance, t.class_weights), ref):
-        assert np.array_equal(x, y)
+    ours = torch_batch()
+    for i, ref in enumerate(numpy_loop()):
+        for x, y in zip(ours[:-1], ref[:-1]):
+            assert np.array_equal(x[i].numpy(), y)
+        assert np.allclose(ours[-1][i].numpy(), ref[-1], rtol=1e-6, atol=0)  # weights: float32 division
 
     rows = []
     ms_new = bench(lambda: P.decode_colors(rgb), args.repeat)
     ms_old = bench(lambda: decode_loop(rgb, L.CIHP_PALETTE), args.repeat)
     rows.append(("decode colours -> labels", ms_old, ms_new))
-    ms_new = bench(lambda: P.parsing_targets(labels, kp), args.repeat)
-    ms_old = bench(lambda: targets_loop(labels, kp), args.repeat)
-    rows.append(("targets (clean, MC mask, distance, merged, weights)", ms_old, ms_new))
-    ms_new = bench(lambda: P.parsing_targets(P.decode_colors(rgb)[0], kp), args.repeat)
-    ms_old = bench(lambda: targets_loop(decode_loop(rgb, L.CIHP_PALETTE)[0], kp), args.repeat)
-    rows.append(("decode + targets", ms_old, ms_new))
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "map.png"
@@ -148,28 +161,19 @@ def main() -> None:
 
         def old_file():
             with Image.open(path) as im:
-                targets_loop(decode_loop(np.asarray(im.convert("RGB")), L.CIHP_PALETTE)[0], kp)
+                decode_loop(np.asarray(im.convert("RGB")), L.CIHP_PALETTE)
 
-        ms_new = bench(lambda: P.parsing_targets(P.read_parsing(path), kp), args.repeat)
+        ms_new = bench(lambda: P.read_parsing(path), args.repeat)
         ms_old = bench(old_file, args.repeat)
-        rows.append(("colour PNG file -> targets (read_parsing)", ms_old, ms_new))
+        rows.append(("colour PNG file -> labels (read_parsing)", ms_old, ms_new))
 
-    B = args.batch
-    lab_b = torch.from_numpy(np.stack([synthetic_person(args.size, seed=i)[0] for i in range(B)])).long()
-    kp_b = torch.from_numpy(np.stack([kp] * B))
-
-    def torch_batch():
-        cl = P.clean_parsing_batch(lab_b, kp_b)
-        P.mc_mask_batch(cl)
-        P.class_weights_batch(P.merge_labels_batch(cl))
-
-    def numpy_loop():
-        for i in range(B):
-            targets_loop(lab_b[i].numpy(), kp)
-
-    ms_new = bench(torch_batch, max(5, args.repeat // 10)) / B
-    ms_old = bench(numpy_loop, max(5, args.repeat // 10)) / B
-    rows.append((f"batched torch, no distance map (B={B}, per map)", ms_old, ms_new))
+    n = max(5, args.repeat // 10)
+    ms_new = bench(torch_batch, n) / B
+    ms_old = bench(numpy_loop, n) / B
+    rows.append((f"targets with distance maps (B={B}, per map)", ms_old, ms_new))
+    ms_new = bench(lambda: torch_batch(False), n) / B
+    ms_old = bench(lambda: numpy_loop(False), n) / B
+    rows.append((f"targets, no distance map (B={B}, per map)", ms_old, ms_new))
 
     print(f"parsing maps {args.size}x{args.size}, median of {args.repeat} runs, torch threads {args.threads}")
     print(f"{'step':<55} {'loops ms':>9} {'dsrbody ms':>11} {'speed-up':>9}")

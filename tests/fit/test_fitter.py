@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -92,3 +93,48 @@ def test_dsr_terms_active_with_a_parsing_map(mean_reg, anny_body, synth_dir):
     assert float((res.rotmat[0] - start["rotmat"][0]).abs().max()) > 1e-4
     with pytest.raises(ValueError, match="clothing prior"):
         BodyFitter(mean_reg, FitConfig(losses=("kp", "mc")))
+
+
+@pytest.mark.parametrize("clean", [True, False])
+def test_fit_dataset_fits_to_the_training_targets(
+    mean_reg, anny_body, synth_dir, tmp_path, monkeypatch, clean
+):
+    """fit_dataset gives the fitter the DSR targets training builds (dsrbody.losses.targets.dsr_targets):
+    the crops' parsing maps at the regressor's crop size, cleaned around the keypoints unless told not
+    to, with the distance maps of the "distance" form."""
+    from dsrbody.data import SpinNpzDataset, collate_samples
+    from dsrbody.fit.dataset import fit_dataset
+    from dsrbody.garments import default_prior
+    from dsrbody.losses.targets import dsr_targets
+
+    seen = []
+    real_fit = BodyFitter.fit
+
+    def fit(self, keypoints, targets=None, start=None):
+        seen.append((keypoints, targets))
+        return real_fit(self, keypoints, targets, start)
+
+    monkeypatch.setattr(BodyFitter, "fit", fit)
+    # only the neck and head top are confident: cleaning clears the body below the box around them
+    data = dict(np.load(synth_dir / "synth_test.npz"))
+    data["part"][..., 2] = 0.0
+    data["part"][:, 12:14, 2] = 1.0
+    if "openpose" in data:
+        data["openpose"][..., 2] = 0.0
+    npz, res = tmp_path / "head_only.npz", int(mean_reg.img_res)
+    np.savez(npz, **data)
+    cfg = FitConfig(losses=("kp", "mc"), iters=0, mc_form="distance")
+    prior = default_prior(anny_body)
+    fit_dataset(
+        mean_reg, npz, synth_dir, tmp_path / "fit", cfg, prior=prior, start="mean", batch_size=8,
+        clean_parsing=clean, progress=False,
+    )  # fmt: skip
+    ds = SpinNpzDataset(npz, synth_dir, augment=False, parsing=True, res=res)
+    batch = collate_samples([ds[i] for i in range(len(ds))])
+    ref = dsr_targets(batch, res, clean=clean, with_distance=True)
+    other = dsr_targets(batch, res, clean=not clean, with_distance=True)
+    assert not torch.equal(ref.merged, other.merged)  # the test tells cleaning from not cleaning
+    ((kp, targets),) = seen
+    torch.testing.assert_close(kp, batch["keypoints"].float())
+    for key in ("mc_present", "mc_mask", "merged", "class_weights", "distance", "has_parsing"):
+        assert torch.equal(getattr(targets, key), getattr(ref, key)), key

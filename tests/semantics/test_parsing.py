@@ -133,23 +133,43 @@ def _two_people() -> tuple[np.ndarray, np.ndarray]:
     return m, kp
 
 
+def _clean_reference(labels: np.ndarray, keypoints: np.ndarray) -> np.ndarray:
+    """The cleaning rule in plain numpy, one map: background outside the box of the keypoints with
+    confidence > 0.3 grown by 30 px (pixel centres inside), the map unchanged without such a keypoint."""
+    sel = keypoints[keypoints[:, 2] > 0.3]
+    if len(sel) == 0:
+        return labels.copy()
+    x0, x1 = sel[:, 0].min() - 30, sel[:, 0].max() + 30
+    y0, y1 = sel[:, 1].min() - 30, sel[:, 1].max() + 30
+    cx, cy = np.arange(labels.shape[1]) + 0.5, np.arange(labels.shape[0]) + 0.5
+    keep = ((cy >= y0) & (cy <= y1))[:, None] & ((cx >= x0) & (cx <= x1))[None, :]
+    return np.where(keep, labels, 0).astype(labels.dtype)
+
+
+def _clean(labels: np.ndarray, keypoints: np.ndarray) -> np.ndarray:
+    """:func:`clean_parsing_batch` of one map."""
+    out = P.clean_parsing_batch(torch.from_numpy(labels)[None], torch.from_numpy(keypoints)[None])[0]
+    assert out.dtype == torch.uint8
+    return out.numpy()
+
+
 def test_cleaning_removes_a_second_person():
     m, kp = _two_people()
-    out = P.clean_parsing(m, kp)
+    out = _clean(m, kp)
     # box: x in [40-30, 60+30] = [10, 90], y in [15-30, 95+30] = [-15, 125]; person B's keypoints have
     # confidence <= 0.3 and do not count
     assert (out[:, 150:] == 0).all()
     np.testing.assert_array_equal(out[:, :90], m[:, :90])
     # pixel centres c + 0.5 in [10, 90]: columns 10..89 kept
     m2 = np.full((5, 100), HAIR, np.uint8)
-    out2 = P.clean_parsing(m2, np.array([[40.0, 2.0, 1.0], [60.0, 2.0, 1.0]]))
+    out2 = _clean(m2, np.array([[40.0, 2.0, 1.0], [60.0, 2.0, 1.0]]))
     kept = np.flatnonzero(out2[0])
     assert kept.min() == 10 and kept.max() == 89
     # no confident keypoint: unchanged
-    np.testing.assert_array_equal(P.clean_parsing(m, kp * [1, 1, 0]), m)
+    np.testing.assert_array_equal(_clean(m, kp * [1, 1, 0]), m)
 
 
-def test_clean_parsing_batch_matches_numpy():
+def test_clean_parsing_batch_matches_the_rule():
     m, kp = _two_people()
     kp2 = np.array([[170.0, 60.0, 1.0], [180.0, 70.0, 0.5], [0, 0, 0]])
     kp3 = np.zeros((3, 3))
@@ -157,7 +177,7 @@ def test_clean_parsing_batch_matches_numpy():
     kps = torch.from_numpy(np.stack([kp[:3], kp2, kp3]))
     out = P.clean_parsing_batch(labels, kps)
     for i, k in enumerate([kp[:3], kp2, kp3]):
-        np.testing.assert_array_equal(out[i].numpy(), P.clean_parsing(m, k))
+        np.testing.assert_array_equal(out[i].numpy(), _clean_reference(m, k))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -171,17 +191,18 @@ def test_sixty_pixel_rule():
     m.ravel()[100:161] = LARM  # 61: counted
     m.ravel()[200:300] = UPPER  # not an MC label
     m.ravel()[300:310] = RSHOE  # 10: not counted
-    mask, present = P.mc_mask(m)
-    assert present == [LARM]
-    np.testing.assert_array_equal(mask, m == LARM)
-    pv = P.mc_present(m)
-    assert pv.dtype == bool and np.flatnonzero(pv).tolist() == [LARM]
+    first = m.copy()
     m.ravel()[60] = FACE
-    assert P.mc_mask(m)[1] == [FACE, LARM]
-    mask_b, present_b = P.mc_mask_batch(torch.from_numpy(np.stack([m, np.zeros_like(m)])))
-    np.testing.assert_array_equal(mask_b[0].numpy(), (m == FACE) | (m == LARM))
-    assert not mask_b[1].any()
-    assert torch.nonzero(present_b[0]).ravel().tolist() == [FACE, LARM] and not present_b[1].any()
+    mask_b, present_b = P.mc_mask_batch(torch.from_numpy(np.stack([first, m, np.zeros_like(m)])))
+    assert present_b.dtype == torch.bool and mask_b.dtype == torch.bool
+    assert torch.nonzero(present_b[0]).ravel().tolist() == [LARM]
+    np.testing.assert_array_equal(mask_b[0].numpy(), first == LARM)
+    assert torch.nonzero(present_b[1]).ravel().tolist() == [FACE, LARM]
+    np.testing.assert_array_equal(mask_b[1].numpy(), (m == FACE) | (m == LARM))
+    assert not mask_b[2].any() and not present_b[2].any()
+    counts = P.label_counts_batch(torch.from_numpy(np.stack([first, m])))
+    assert counts[0, FACE] == 60 and counts[1, FACE] == 61 and counts[0, RSHOE] == 10
+    assert counts.dtype == torch.int64 and counts.sum(1).tolist() == [400, 400]
 
 
 def _brute_force_distance(mask: np.ndarray) -> np.ndarray:
@@ -213,10 +234,9 @@ def test_distance_map_of_empty_mask_is_zero():
 
 def test_merge_labels():
     m = np.arange(20, dtype=np.uint8)[None].repeat(3, 0)
-    merged = P.merge_labels(m)
-    assert merged.dtype == np.uint8
-    assert merged[0].tolist() == [0, 1, 1, 2, 1, 2, 2, 2, 3, 3, 2, 1, 3, 1, 4, 5, 6, 7, 6, 7]
-    np.testing.assert_array_equal(P.merge_labels_batch(torch.from_numpy(m)[None])[0].numpy(), merged)
+    merged = P.merge_labels_batch(torch.from_numpy(m)[None])
+    assert merged.dtype == torch.int64 and merged.shape == (1, 3, 20)
+    assert merged[0, 0].tolist() == [0, 1, 1, 2, 1, 2, 2, 2, 3, 3, 2, 1, 3, 1, 4, 5, 6, 7, 6, 7]
 
 
 def test_class_weights_on_a_constructed_map():
@@ -229,30 +249,11 @@ def test_class_weights_on_a_constructed_map():
     flat[190:250] = LSHOE  # leftLeg: 60 (shoe) + 20 (leg) = 80
     flat[250:270] = 16
     # background: 400 - 270 = 130
-    merged = P.merge_labels(m)
-    w = P.class_weights(merged)
+    merged = P.merge_labels_batch(torch.from_numpy(m)[None])[0]
     expected = np.array([60 / 130, 60 / 100, 60 / 60, 0, 0, 0, 60 / 80, 0], np.float32)
-    np.testing.assert_allclose(w, expected, rtol=1e-6)
-    wb = P.class_weights_batch(torch.from_numpy(np.stack([merged, np.zeros_like(merged)])))
+    wb = P.class_weights_batch(torch.stack([merged, torch.zeros_like(merged)]))
+    assert wb.dtype == torch.float32
     np.testing.assert_allclose(wb[0].numpy(), expected, rtol=1e-6)
     np.testing.assert_allclose(wb[1].numpy(), [1, 0, 0, 0, 0, 0, 0, 0])  # background only
-    assert not P.class_weights(np.zeros((5, 5), np.uint8)).any()  # 25 px < 60: nothing counts
-
-
-def test_parsing_targets_agree_with_the_parts():
-    m, kp = _two_people()
-    m[100:110, 30:40] = LARM  # 100 px
-    t = P.parsing_targets(m, kp)
-    cleaned = P.clean_parsing(m, kp)
-    np.testing.assert_array_equal(t.labels, cleaned)
-    mask, present = P.mc_mask(cleaned)
-    np.testing.assert_array_equal(t.mc_mask, mask)
-    assert np.flatnonzero(t.mc_present).tolist() == present == [FACE, LARM]
-    np.testing.assert_array_equal(t.distance, P.distance_map(mask))
-    np.testing.assert_array_equal(t.merged, P.merge_labels(cleaned))
-    np.testing.assert_allclose(t.class_weights, P.class_weights(P.merge_labels(cleaned)))
-    assert t.has_mc and not t.empty
-    e = P.parsing_targets(np.zeros((8, 8), np.uint8))
-    assert e.empty and not e.has_mc and not e.distance.any()
-    with pytest.raises(ValueError, match="outside"):
-        P.parsing_targets(np.full((4, 4), 25, np.uint8))
+    small = P.class_weights_batch(torch.zeros(1, 5, 5, dtype=torch.int64))
+    assert not small.any()  # 25 px < 60: nothing counts

@@ -147,6 +147,35 @@ def test_module_crops_renders_and_weights_at_the_recipe_resolution(synth16):
     assert "rest_vertices" not in means0
 
 
+def test_module_targets_are_the_shared_targets(synth16):
+    """The training step takes its targets from dsrbody.losses.targets (as fitting does), with the
+    recipe's body model, weights, crop size (96 px), parsing cleaning and DSR-MC form."""
+    from dsrbody.data import collate_samples
+    from dsrbody.losses.targets import dsr_targets, spin_targets
+    from dsrbody.train.build import build_dataset
+    from dsrbody.train.module import DSRModule
+
+    weights = ("loss.weights.dsr_mc=0.1", "loss.weights.vertices=1.0")
+    cfg = cpu_config(synth16, *weights, "data.train.0.parsing=true")
+    module = DSRModule(cfg)
+    batch = collate_samples([build_dataset(cfg.data.train[0], cfg, augment=False)[i] for i in range(4)])
+    gt, ref = module.loss_targets(batch), spin_targets(batch, module.body, module.weights)
+    assert {"keypoints", "pose_3d", "pose", "betas", "has_smpl", "vertices", "rest_vertices"} <= set(gt)
+    assert set(gt) == set(ref) and all(torch.equal(gt[k], ref[k]) for k in gt)
+    fields = ("mc_present", "mc_mask", "merged", "class_weights", "distance", "has_parsing")
+
+    def same(a, b) -> bool:
+        return all(
+            (getattr(a, k) is None and getattr(b, k) is None) or torch.equal(getattr(a, k), getattr(b, k))
+            for k in fields
+        )
+
+    assert same(module.dsr_targets(batch), dsr_targets(batch, 96, clean=True))
+    assert not same(module.dsr_targets(batch), dsr_targets(batch, 224, clean=True))  # the crop's size counts
+    module.cfg.data.clean_parsing, module.cfg.loss.mc_form = False, "distance"
+    assert same(module.dsr_targets(batch), dsr_targets(batch, 96, clean=False, with_distance=True))
+
+
 def test_cosine_needs_max_steps(synth16):
     from dsrbody.train.module import DSRModule
 

@@ -95,7 +95,7 @@ def load_trained(cfg, ckpt: str | Path, device: str = "cpu"):
 def _picture(batch, pred, faces, focal: float, body, rows: list, limit: int) -> None:
     import torch
 
-    from dsrbody.eval.synth_eval import gt_body, params_valid
+    from dsrbody.losses.targets import gt_body, params_valid
     from dsrbody.render.overlay import side_view
     from dsrbody.train.visual import denormalize_image, hstack, mesh_overlay
 

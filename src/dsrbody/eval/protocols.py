@@ -854,7 +854,7 @@ def evaluate(
                     S_all[idx_t].to(device=device, dtype=torch.float32), p.num_joints
                 )
         else:  # params: the checkpoint's own body model on the file's parameters (as dsrbody.eval.synth_eval)
-            from dsrbody.eval.synth_eval import gt_body
+            from dsrbody.losses.targets import gt_body
 
             assert gt_model is not None and synth_joints is not None
             sel = torch.as_tensor(ds.has_params[idx_t.numpy()])

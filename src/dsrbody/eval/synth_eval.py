@@ -7,6 +7,10 @@ the prediction is the evaluation body model run on the regressed rotations and s
 :func:`dsrbody.eval.metrics.eval_joints` (LSP-14 of the SPIN-49 set where the model has them, pelvis
 = mid-hips); samples without parameters but with 3D joints (``S``) get joint metrics against those.
 A metric that does not apply to a sample is NaN for it and left out of the means.
+
+Which samples hold parameters of a body model (:func:`params_valid`) and their ground-truth body
+(:func:`gt_body`) live in :mod:`dsrbody.losses.targets`, shared with the training losses; they are
+importable from here too.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from dsrbody.eval.metrics import (
     pve_t_sc,
     selection_score,
 )
+from dsrbody.losses.targets import gt_body, params_valid  # their home; re-exported here for callers
 
 __all__ = [
     "METRIC_NAMES",
@@ -41,36 +46,6 @@ __all__ = [
 
 #: per-sample metrics, millimetres.
 METRIC_NAMES = ("mpjpe", "pa_mpjpe", "pve", "pve_t", "pve_t_sc")
-
-
-def params_valid(batch: Mapping[str, Any], body_name: str) -> torch.Tensor:
-    """``(B,)`` bool: samples whose ``pose``/``betas`` are parameters of the body model ``body_name``.
-
-    SMPL: ``has_smpl``. Another model: ``has_params`` where the file's per-sample ``body_model`` field
-    names it (files without that field hold SMPL parameters).
-    """
-    n = int(batch["keypoints"].shape[0])
-    if body_name == "smpl":
-        return batch["has_smpl"].bool() if "has_smpl" in batch else torch.zeros(n, dtype=torch.bool)
-    names = batch.get("body_model")
-    if names is None or "has_params" not in batch:
-        return torch.zeros(n, dtype=torch.bool)
-    same = torch.tensor([str(x).lower() == body_name for x in names], dtype=torch.bool)
-    return batch["has_params"].bool().cpu() & same
-
-
-def gt_body(body_model, batch: Mapping[str, Any], valid: torch.Tensor):
-    """The ground-truth :class:`~dsrbody.body.base.BodyOutput` of the samples ``valid`` (``(N,)`` bool)."""
-    from dsrbody.losses.params import as_rotmat
-
-    dev = body_model.faces.device
-    J, S = int(body_model.num_joints), int(body_model.shape_dim)
-    pose = batch["pose"][valid.to(batch["pose"].device)].to(dev, torch.float32)
-    rot = as_rotmat(pose, J)
-    betas = batch["betas"][valid.to(batch["betas"].device)].to(dev, torch.float32)
-    if betas.shape[1] < S and getattr(body_model, "name", "") != "anny":
-        betas = torch.nn.functional.pad(betas, (0, S - betas.shape[1]))
-    return body_model(rot[:, 0], rot[:, 1:], betas[:, :S])
 
 
 def gender_models(body_model, model_path) -> dict[int, Any] | None:

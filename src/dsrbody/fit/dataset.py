@@ -110,10 +110,8 @@ def fit_dataset(
     from dsrbody.data import SpinNpzDataset, collate_samples, drop_nonfinite_samples
     from dsrbody.eval.metrics import MetricAccumulator, eval_joints
     from dsrbody.eval.synth_eval import batch_metrics, summarize
-    from dsrbody.geometry.cameras import denormalize_keypoints
     from dsrbody.geometry.rotations import matrix_to_axis_angle
-    from dsrbody.losses import DSRTargets
-    from dsrbody.semantics.parsing import clean_parsing_batch
+    from dsrbody.losses.targets import dsr_targets
 
     if start not in ("regressor", "mean"):
         raise ValueError(f"start must be 'regressor' or 'mean', got {start!r}")
@@ -152,13 +150,8 @@ def fit_dataset(
             continue
         kp = batch["keypoints"].to(dev).float()
         targets = None
-        if fitter.dsr is not None:
-            labels = batch["parsing"].long()
-            if clean_parsing:
-                labels = clean_parsing_batch(labels, denormalize_keypoints(batch["keypoints"].float(), res))
-            targets = DSRTargets.from_parsing(
-                labels, has_parsing=batch["has_parsing"], with_distance=config.mc_form == "distance"
-            )
+        if fitter.dsr is not None:  # the same targets as training's (losses/targets.py)
+            targets = dsr_targets(batch, res, clean=clean_parsing, with_distance=config.mc_form == "distance")
         if start == "regressor":
             with torch.no_grad():
                 p = regressor(batch["img"].to(dev))

@@ -29,6 +29,7 @@ from torch import nn
 from dsrbody.fit.priors import joint_limit_penalty, joint_limit_table, pose_angle_prior, shape_prior
 from dsrbody.geometry.rotations import matrix_to_rot6d, rot6d_to_matrix
 from dsrbody.losses import DSRLoss, DSRTargets, camera_loss, keypoint_2d_loss
+from dsrbody.losses.targets import apply_keypoint_confidence
 
 __all__ = [
     "LOSS_NAMES",
@@ -178,9 +179,8 @@ class BodyFitter:
     ) -> dict[str, torch.Tensor]:
         """Unweighted per-sample terms ``{name: (B,)}`` (DSR terms NaN where not applicable)."""
         w, losses = self.cfg.weights, self.cfg.losses
-        kp = keypoints.clone()
-        if self.kp_conf is not None:
-            kp[..., 2] = kp[..., 2] * self.kp_conf.to(kp)[: kp.shape[1]]
+        conf = None if self.kp_conf is None else self.kp_conf[: keypoints.shape[1]]
+        kp = apply_keypoint_confidence(keypoints, conf)  # as training's targets (losses/targets.py)
         out = {
             "keypoints": keypoint_2d_loss(pred["keypoints_2d"], kp, w.openpose, w.gt),
             "pose_prior": pose_angle_prior(pred["body_pose"]),
@@ -227,7 +227,7 @@ class BodyFitter:
         Args:
             keypoints: ``(B, K, 3)`` the 2D keypoints of the crops, normalised to [-1, 1], + confidence;
                 a keypoint with a NaN/infinite value counts as absent (confidence 0).
-            targets: DSR targets of the crops (:meth:`DSRTargets.from_parsing`), or None.
+            targets: DSR targets of the crops (:func:`~dsrbody.losses.targets.dsr_targets`), or None.
             start: ``rotmat (B, J, 3, 3)``, ``shape_raw (B, S)``, ``cam (B, 3)`` (default: the mean body).
 
         Returns:

@@ -14,36 +14,32 @@ with a :class:`ParsingWarning` naming the file and the count, or raise :class:`P
 mode. A map that is all background is reported (warning, or error with ``on_empty="error"``). A map
 whose size differs from its image's raises :class:`ParsingError` naming both sizes and both files.
 
-Per-map targets (numpy, for data loading), bundled by :func:`parsing_targets`:
+The targets of the DSR losses, batched (``(B, H, W)`` torch tensors on any device; built from a batch by
+:func:`dsrbody.losses.targets.dsr_targets`, for training and fitting alike):
 
-- :func:`clean_parsing`: pixels outside the box of the keypoints with confidence > 0.3, grown by a
+- :func:`clean_parsing_batch`: pixels outside the box of the keypoints with confidence > 0.3, grown by a
   30 px margin, become background (other people in the crop do not count).
-- :func:`mc_present` / :func:`mc_mask`: the DSR-MC labels covering more than 60 pixels and the binary
-  union ``M`` of their pixels.
-- :func:`distance_map`: Euclidean distance (pixels) from each pixel to the nearest pixel of ``M``
-  (``scipy.ndimage.distance_transform_edt`` of the complement of ``M``); 0 inside ``M``.
-- :func:`merge_labels`: the 8 DSR-C merged classes.
-- :func:`class_weights`: per merged class, (smallest count among classes with >= 60 pixels) / (class
-  count) for classes with >= 60 pixels, else 0; background included.
-
-Batched torch versions (``(B, H, W)`` tensors on any device) for losses and GPU-side code:
-:func:`clean_parsing_batch`, :func:`label_counts_batch`, :func:`mc_mask_batch`, :func:`merge_labels_batch`,
-:func:`class_weights_batch`, :func:`flip_parsing` (numpy or torch) and :func:`distance_map_batch` (scipy on
-the CPU, one map at a time).
+- :func:`mc_mask_batch`: the DSR-MC labels covering more than 60 pixels and the binary union ``M`` of
+  their pixels (:func:`label_counts_batch` counts the pixels of each label).
+- :func:`distance_map_batch`: Euclidean distance (pixels) from each pixel to the nearest pixel of ``M``
+  (:func:`distance_map`: ``scipy.ndimage.distance_transform_edt`` of the complement of ``M``, on the
+  CPU, one map at a time); 0 inside ``M``.
+- :func:`merge_labels_batch`: the 8 DSR-C merged classes.
+- :func:`class_weights_batch`: per merged class, (smallest count among classes with >= 60 pixels) /
+  (class count) for classes with >= 60 pixels, else 0; background included.
+- :func:`flip_parsing` (numpy or torch): mirror a map and swap its left/right labels.
 
 Speed: everything is vectorised (look-up tables, ``bincount``, gather/scatter; no loop over labels or
-pixels). Measured on the shared 2-core CPU (``python benchmarks/parsing.py``, see docs/benchmarks.md):
-decoding a 224x224 colour map ~0.13 ms (a cached 24-bit colour table); :func:`parsing_targets` (cleaning,
-MC mask, distance map, merged classes, weights) ~1.8 ms, of which ~0.8 ms is the scipy distance
-transform; decode + targets ~2 ms. Against per-label loops: decoding ~240-330x faster, targets 2-4x,
-decode + targets 8-20x (the loop baseline is the noisier side). Batched torch ops without the distance
-map: ~1.3 ms per map at B=32 on one thread.
+pixels). Measured on the shared 2-core CPU under a training run's load (``python benchmarks/parsing.py``,
+see docs/benchmarks.md): decoding a 224x224 colour map ~0.2 ms (a cached 24-bit colour table, ~110x
+faster than one pass per palette colour), reading a colour PNG ~0.7 ms; the batched targets ~0.5 ms per
+map at B=32 on one thread, ~2 ms with the distance maps (mostly scipy's transform), about as fast as
+per-label loops on the CPU.
 """
 
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
 
@@ -66,21 +62,13 @@ from dsrbody.semantics.labels import (
 __all__ = [
     "ParsingError",
     "ParsingWarning",
-    "ParsingTargets",
     "decode_colors",
     "encode_colors",
     "read_parsing",
     "write_parsing",
     "check_parsing_size",
-    "clean_parsing",
     "flip_parsing",
-    "label_counts",
-    "mc_present",
-    "mc_mask",
     "distance_map",
-    "merge_labels",
-    "class_weights",
-    "parsing_targets",
     "clean_parsing_batch",
     "label_counts_batch",
     "mc_mask_batch",
@@ -325,53 +313,8 @@ def _check_labels(labels: np.ndarray, num_labels: int, what: str) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------------------------
-# Per-map targets (numpy)
+# Flips and DSR targets (batched torch; the distance transform is scipy's, one map at a time)
 # ----------------------------------------------------------------------------------------------
-
-
-def _keypoint_box(keypoints: np.ndarray, conf_threshold: float, margin: float) -> tuple[float, ...] | None:
-    kp = np.asarray(keypoints, dtype=np.float64).reshape(-1, 3)
-    sel = kp[kp[:, 2] > conf_threshold]
-    if len(sel) == 0:
-        return None
-    return (
-        sel[:, 0].min() - margin,
-        sel[:, 0].max() + margin,
-        sel[:, 1].min() - margin,
-        sel[:, 1].max() + margin,
-    )
-
-
-def clean_parsing(
-    labels: np.ndarray,
-    keypoints: np.ndarray,
-    *,
-    conf_threshold: float = CLEAN_CONF_THRESHOLD,
-    margin: float = CLEAN_MARGIN,
-) -> np.ndarray:
-    """Set to background the pixels outside the person's keypoint box.
-
-    The box spans the keypoints with confidence ``> conf_threshold``, grown by ``margin`` pixels on each
-    side; a pixel (row r, column c) is kept when its centre ``(c + 0.5, r + 0.5)`` lies in the box.
-    With no confident keypoint the map is returned unchanged (a copy): there is nothing to judge by.
-
-    Args:
-        labels: ``(H, W)`` integer labels.
-        keypoints: ``(K, 3)`` keypoints in the map's pixel coordinates (x, y) plus confidence.
-
-    Returns:
-        ``(H, W)`` labels, same dtype.
-    """
-    labels = np.asarray(labels)
-    box = _keypoint_box(keypoints, conf_threshold, margin)
-    if box is None:
-        return labels.copy()
-    x0, x1, y0, y1 = box
-    H, W = labels.shape
-    cx = np.arange(W) + 0.5
-    cy = np.arange(H) + 0.5
-    keep = ((cy >= y0) & (cy <= y1))[:, None] & ((cx >= x0) & (cx <= x1))[None, :]
-    return np.where(keep, labels, 0).astype(labels.dtype)
 
 
 def flip_parsing(
@@ -391,28 +334,6 @@ def flip_parsing(
     return perm[arr[..., ::-1]].astype(arr.dtype)
 
 
-def label_counts(labels: np.ndarray, num_labels: int = NUM_LABELS) -> np.ndarray:
-    """``(num_labels,)`` int64 pixel count of each label in an integer map of any shape."""
-    labels = _check_labels(labels, num_labels, "label_counts")
-    return np.bincount(labels.ravel(), minlength=num_labels)
-
-
-def mc_present(labels: np.ndarray, min_pixels: int = MC_MIN_PIXELS) -> np.ndarray:
-    """``(20,)`` bool: the DSR-MC labels covering more than ``min_pixels`` pixels of a CIHP map."""
-    return MC_MASK & (label_counts(labels) > min_pixels)
-
-
-def mc_mask(labels: np.ndarray, min_pixels: int = MC_MIN_PIXELS) -> tuple[np.ndarray, list[int]]:
-    """The DSR-MC mask ``M`` of a CIHP map and the MC labels present.
-
-    Returns:
-        ``mask (H, W) bool`` (union of the pixels of the present MC labels) and the sorted list of the
-        present MC label indices (each covering more than ``min_pixels`` pixels).
-    """
-    present = mc_present(labels, min_pixels)
-    return present[labels], np.flatnonzero(present).tolist()
-
-
 def distance_map(mask: np.ndarray) -> np.ndarray:
     """Euclidean distance (pixels) from every pixel to the nearest pixel of ``mask``.
 
@@ -429,105 +350,6 @@ def distance_map(mask: np.ndarray) -> np.ndarray:
     if not mask.any():
         return np.zeros(mask.shape, dtype=np.float32)
     return scipy.ndimage.distance_transform_edt(~mask).astype(np.float32)
-
-
-def merge_labels(labels: np.ndarray) -> np.ndarray:
-    """The DSR-C merged class (0..7, :data:`~dsrbody.semantics.labels.MERGED_NAMES`) of each pixel of a
-    CIHP map: ``(H, W)`` -> ``(H, W)`` uint8."""
-    labels = _check_labels(labels, NUM_LABELS, "merge_labels")
-    return CIHP_TO_MERGED.astype(np.uint8)[labels]
-
-
-def class_weights(merged: np.ndarray, min_pixels: int = MC_MIN_PIXELS) -> np.ndarray:
-    """DSR-C class weights of a merged-class map (docs/design.md, Losses).
-
-    ``w_c = min_{k: n_k >= min_pixels} n_k / n_c`` for classes with ``n_c >= min_pixels`` pixels, else 0
-    (background included). All zeros when no class reaches ``min_pixels``.
-
-    Args:
-        merged: ``(H, W)`` merged classes in [0, 8).
-
-    Returns:
-        ``(8,)`` float32.
-    """
-    counts = label_counts(merged, NUM_MERGED)
-    valid = counts >= min_pixels
-    w = np.zeros(NUM_MERGED, dtype=np.float32)
-    if valid.any():
-        w[valid] = counts[valid].min() / counts[valid]
-    return w
-
-
-@dataclass
-class ParsingTargets:
-    """Everything the DSR losses need from one parsing map (all numpy).
-
-    Attributes:
-        labels: ``(H, W)`` uint8 CIHP labels after cleaning.
-        merged: ``(H, W)`` uint8 DSR-C merged classes.
-        mc_mask: ``(H, W)`` bool union of the present MC labels.
-        mc_present: ``(20,)`` bool MC labels with more than 60 pixels.
-        distance: ``(H, W)`` float32 distance (pixels) to ``mc_mask`` (zeros when it is empty).
-        class_weights: ``(8,)`` float32 DSR-C weights.
-        empty: True when no pixel is non-background after cleaning.
-    """
-
-    labels: np.ndarray
-    merged: np.ndarray
-    mc_mask: np.ndarray
-    mc_present: np.ndarray
-    distance: np.ndarray
-    class_weights: np.ndarray
-    empty: bool
-
-    @property
-    def has_mc(self) -> bool:
-        """True when at least one MC label is present (otherwise the sample gets no DSR loss)."""
-        return bool(self.mc_present.any())
-
-
-def parsing_targets(
-    labels: np.ndarray,
-    keypoints: np.ndarray | None = None,
-    *,
-    min_pixels: int = MC_MIN_PIXELS,
-    conf_threshold: float = CLEAN_CONF_THRESHOLD,
-    margin: float = CLEAN_MARGIN,
-) -> ParsingTargets:
-    """Clean a CIHP map (when keypoints are given) and compute every DSR target from it.
-
-    Args:
-        labels: ``(H, W)`` integer CIHP labels.
-        keypoints: optional ``(K, 3)`` keypoints (pixels + confidence) for :func:`clean_parsing`.
-    """
-    labels = _check_labels(labels, NUM_LABELS, "parsing_targets").astype(np.uint8, copy=False)
-    if labels.ndim != 2:
-        raise ValueError(f"parsing_targets: labels must be (H, W), got {labels.shape}")
-    if keypoints is not None:
-        labels = clean_parsing(labels, keypoints, conf_threshold=conf_threshold, margin=margin)
-    counts = np.bincount(labels.ravel(), minlength=NUM_LABELS)
-    present = MC_MASK & (counts > min_pixels)
-    mask = present[labels]
-    merged = CIHP_TO_MERGED.astype(np.uint8)[labels]
-    mcounts = np.bincount(CIHP_TO_MERGED, weights=counts, minlength=NUM_MERGED).astype(np.int64)
-    valid = mcounts >= min_pixels
-    w = np.zeros(NUM_MERGED, dtype=np.float32)
-    if valid.any():
-        w[valid] = mcounts[valid].min() / mcounts[valid]
-    return ParsingTargets(
-        labels=labels,
-        merged=merged,
-        mc_mask=mask,
-        mc_present=present,
-        distance=distance_map(mask),
-        class_weights=w,
-        empty=bool(counts[0] == labels.size),
-    )
-
-
-# ----------------------------------------------------------------------------------------------
-# Batched torch versions
-# ----------------------------------------------------------------------------------------------
 
 
 def _validate_batch(labels: torch.Tensor, what: str) -> None:
@@ -552,8 +374,19 @@ def clean_parsing_batch(
     conf_threshold: float = CLEAN_CONF_THRESHOLD,
     margin: float = CLEAN_MARGIN,
 ) -> torch.Tensor:
-    """Batched :func:`clean_parsing`: ``labels (B, H, W)`` integer, ``keypoints (B, K, 3)`` pixels +
-    confidence -> ``(B, H, W)`` (maps without a confident keypoint are left unchanged)."""
+    """Set to background the pixels outside each person's keypoint box.
+
+    The box spans the keypoints with confidence ``> conf_threshold``, grown by ``margin`` pixels on each
+    side; a pixel (row r, column c) is kept when its centre ``(c + 0.5, r + 0.5)`` lies in the box. A map
+    without a confident keypoint is left unchanged: there is nothing to judge by.
+
+    Args:
+        labels: ``(B, H, W)`` integer labels.
+        keypoints: ``(B, K, 3)`` keypoints in the maps' pixel coordinates (x, y) plus confidence.
+
+    Returns:
+        ``(B, H, W)`` labels, same dtype.
+    """
     _validate_batch(labels, "clean_parsing_batch")
     B, H, W = labels.shape
     kp = keypoints.to(device=labels.device, dtype=torch.float64)
@@ -581,8 +414,9 @@ def label_counts_batch(labels: torch.Tensor, num_labels: int = NUM_LABELS) -> to
 
 
 def mc_mask_batch(labels: torch.Tensor, min_pixels: int = MC_MIN_PIXELS) -> tuple[torch.Tensor, torch.Tensor]:
-    """Batched :func:`mc_mask`: ``(B, H, W)`` CIHP labels -> ``mask (B, H, W) bool`` and
-    ``present (B, 20) bool`` (MC labels with more than ``min_pixels`` pixels)."""
+    """The DSR-MC masks ``M`` of CIHP maps: ``(B, H, W)`` labels -> ``mask (B, H, W) bool`` (union of
+    the pixels of the present MC labels) and ``present (B, 20) bool`` (the DSR-MC labels covering more
+    than ``min_pixels`` pixels)."""
     lab = _check_batch(labels, NUM_LABELS, "mc_mask_batch")
     present = as_torch(MC_MASK, lab.device)[None] & (label_counts_batch(lab) > min_pixels)
     mask = torch.gather(present, 1, lab.flatten(1)).view_as(lab)
@@ -590,14 +424,25 @@ def mc_mask_batch(labels: torch.Tensor, min_pixels: int = MC_MIN_PIXELS) -> tupl
 
 
 def merge_labels_batch(labels: torch.Tensor) -> torch.Tensor:
-    """Batched :func:`merge_labels`: ``(B, H, W)`` CIHP labels -> ``(B, H, W)`` int64 merged classes."""
+    """The DSR-C merged class (0..7, :data:`~dsrbody.semantics.labels.MERGED_NAMES`) of each pixel of
+    CIHP maps: ``(B, H, W)`` labels -> ``(B, H, W)`` int64."""
     lab = _check_batch(labels, NUM_LABELS, "merge_labels_batch")
     table = as_torch(CIHP_TO_MERGED, lab.device)[None].expand(lab.shape[0], -1)
     return torch.gather(table, 1, lab.flatten(1)).view_as(lab)  # gather: much faster than indexing on CPU
 
 
 def class_weights_batch(merged: torch.Tensor, min_pixels: int = MC_MIN_PIXELS) -> torch.Tensor:
-    """Batched :func:`class_weights`: ``(B, H, W)`` merged classes -> ``(B, 8)`` float32."""
+    """DSR-C class weights of merged-class maps (docs/design.md, Losses).
+
+    ``w_c = min_{k: n_k >= min_pixels} n_k / n_c`` for classes with ``n_c >= min_pixels`` pixels, else 0
+    (background included); all zeros for a map where no class reaches ``min_pixels``.
+
+    Args:
+        merged: ``(B, H, W)`` merged classes in [0, 8).
+
+    Returns:
+        ``(B, 8)`` float32.
+    """
     counts = label_counts_batch(merged, NUM_MERGED).to(torch.float32)
     valid = counts >= min_pixels
     smallest = torch.where(valid, counts, torch.full_like(counts, float("inf"))).amin(1, keepdim=True)
@@ -605,8 +450,8 @@ def class_weights_batch(merged: torch.Tensor, min_pixels: int = MC_MIN_PIXELS) -
 
 
 def distance_map_batch(mask: torch.Tensor) -> torch.Tensor:
-    """Batched :func:`distance_map`: ``(B, H, W)`` bool -> ``(B, H, W)`` float32 on the mask's device
-    (computed with scipy on the CPU; meant for data loading, not for a training loop's hot path)."""
+    """:func:`distance_map` of each mask: ``(B, H, W)`` bool -> ``(B, H, W)`` float32 on the mask's
+    device (computed with scipy on the CPU; meant for data loading, not for a training loop's hot path)."""
     if mask.dim() != 3:
         raise ValueError(f"distance_map_batch: mask must be (B, H, W), got {tuple(mask.shape)}")
     m = mask.detach().to("cpu", torch.bool).numpy()

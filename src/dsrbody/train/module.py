@@ -29,8 +29,9 @@ import lightning as L
 import torch
 
 from dsrbody.eval.metrics import MetricAccumulator, eval_joints
-from dsrbody.eval.synth_eval import METRIC_NAMES, batch_metrics, gt_body, params_valid, summarize
+from dsrbody.eval.synth_eval import METRIC_NAMES, batch_metrics, summarize
 from dsrbody.losses import DSRLoss, DSRTargets, LossWeights, combine_losses, spin_loss_terms
+from dsrbody.losses.targets import dsr_targets, gt_body, params_valid, spin_targets
 from dsrbody.models.loader import check_checkpoint, plain_container, read_checkpoint_meta
 from dsrbody.models.loader import checkpoint_meta as _checkpoint_meta
 from dsrbody.train.build import body_options, build_body, build_model, build_prior
@@ -143,50 +144,19 @@ class DSRModule(L.LightningModule):
 
     # ------------------------------------------------------------------------------------------
     def loss_targets(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
-        """The ground-truth dict of :func:`~dsrbody.losses.spin_loss_terms` for a batch.
-
-        Keypoint confidences are multiplied by the body model's ``keypoint_confidence`` (Anny has no
-        LSP neck/head top, ...); pose/shape targets apply to the samples whose parameters belong to the
-        trained body model (:func:`~dsrbody.eval.synth_eval.params_valid`).
-        """
-        kp = batch["keypoints"].clone()
-        kp[..., 2] = kp[..., 2] * self.kp_conf.to(kp.dtype)
-        gt: dict[str, torch.Tensor] = {"keypoints": kp}
-        if "pose_3d" in batch and bool(batch["has_pose_3d"].any()):
-            p3 = batch["pose_3d"].clone()
-            p3[..., 3] = p3[..., 3] * self.kp_conf[-p3.shape[1] :].to(p3.dtype)
-            gt["pose_3d"], gt["has_pose_3d"] = p3, batch["has_pose_3d"]
-        body = self.body
-        valid = params_valid(batch, str(body.name)).to(kp.device)
-        J, S = int(body.num_joints), int(body.shape_dim)
-        if (
-            "pose" in batch
-            and bool(valid.any())
-            and batch["pose"].shape[1] == 3 * J
-            and batch["betas"].shape[1] <= S
-        ):
-            gt["pose"], gt["betas"], gt["has_smpl"] = batch["pose"], batch["betas"], valid
-            if self.weights.vertices != 0 or self.weights.rest_vertices != 0:
-                with torch.no_grad():
-                    g = gt_body(body, batch, valid.cpu())
-                for key, value in (("vertices", g.vertices), ("rest_vertices", g.rest_vertices)):
-                    if getattr(self.weights, key) != 0:
-                        verts = kp.new_zeros(kp.shape[0], value.shape[1], 3)
-                        verts[valid] = value.to(verts.dtype)
-                        gt[key] = verts
-        return gt
+        """The ground-truth dict of :func:`~dsrbody.losses.spin_loss_terms` for a batch
+        (:func:`~dsrbody.losses.targets.spin_targets` with the training body model and the recipe's
+        weights)."""
+        return spin_targets(batch, self.body, self.weights, keypoint_confidence=self.kp_conf)
 
     def dsr_targets(self, batch: dict[str, Any]) -> DSRTargets:
-        """DSR targets from the batch's parsing maps (cleaned around the keypoints when configured)."""
-        labels = batch["parsing"].long()
-        if bool(self.cfg.data.clean_parsing):
-            from dsrbody.geometry.cameras import denormalize_keypoints
-            from dsrbody.semantics.parsing import clean_parsing_batch
-
-            kp = denormalize_keypoints(batch["keypoints"].float(), int(self.model.img_res))
-            labels = clean_parsing_batch(labels, kp)
-        return DSRTargets.from_parsing(
-            labels, has_parsing=batch["has_parsing"], with_distance=str(self.cfg.loss.mc_form) == "distance"
+        """DSR targets from the batch's parsing maps, cleaned around the keypoints when the recipe says
+        (:func:`~dsrbody.losses.targets.dsr_targets`)."""
+        return dsr_targets(
+            batch,
+            int(self.model.img_res),
+            clean=bool(self.cfg.data.clean_parsing),
+            with_distance=str(self.cfg.loss.mc_form) == "distance",
         )
 
     def compute_losses(
