@@ -518,3 +518,42 @@ def test_synth_eval_counts_the_samples_behind_the_means(kit):
     finite = torch.stack([v.isfinite() for v in values.values()]).any(0)
     assert finite.tolist() == [True, True, False, False]
     assert exclusion_reasons(values, pred, batch) == ["nonfinite_prediction", "no_ground_truth"]
+
+
+def test_a_new_protocol_is_one_registry_entry(kit, tmp_path, monkeypatch):
+    """A protocol is a :class:`Protocol` in ``PROTOCOLS`` naming its files and a ground-truth kind: a
+    12-joint "legs and arms only" variant of Human3.6M on a file name of its own evaluates through the
+    same loop (and a new kind of ground truth is a :class:`GroundTruth` subclass in ``GROUND_TRUTHS``)."""
+    from dsrbody.eval import ground_truth as gtm
+    from dsrbody.eval import protocols as pm
+
+    class FirstTwelveJoints(gtm.FileJoints3D):
+        kind = "S12"
+
+        def batch(self, protocol, ds, index, pred, pred_vertices, smpl_kit, device):
+            g = super().batch(protocol, ds, index, pred, pred_vertices, smpl_kit, device)
+            g.pred_joints, g.gt_joints = g.pred_joints[:, :12], g.gt_joints[:, :12]
+            return g
+
+        def joint_names(self, protocol):
+            return list(protocol.joint_names)[:12]
+
+    monkeypatch.setitem(gtm.GROUND_TRUTHS, "S12", FirstTwelveJoints)
+    tiny = pm.Protocol("tiny-limbs", ("tiny_limbs.npz",), "S12", 14, ("mpjpe", "pa_mpjpe"), ("S",), "test")
+    monkeypatch.setitem(pm.PROTOCOLS, tiny.name, tiny)
+    assert get_protocol("TINY-limbs") is tiny and tiny.smpl_only
+
+    rng = np.random.default_rng(5)
+    pose, shape = random_smpl_params(3, rng)
+    v = smpl_vertices(kit.models["neutral"], pose, shape)
+    write_s_file(tmp_path, "tiny_limbs.npz", _np_h36m(kit, v), rng)
+    R = _rotation([0.0, 1.0, 0.0], 0.3)
+    v2 = torch.as_tensor(v.double().numpy() @ R.T, dtype=torch.float32)
+    res = evaluate("tiny-limbs", find_protocol_file("tiny-limbs", tmp_path), tmp_path,
+                   TablePredictor(v2, kit.models["neutral"]), smpl_kit=kit, progress=False)  # fmt: skip
+    j = _np_h36m(kit, v)
+    x = (j[:, H36M_TO_LSP14] - j[:, :1])[:, :12]
+    want = 1000 * np.linalg.norm(x @ R.T - x, axis=-1).mean(-1)
+    assert np.allclose(res.per_sample["mpjpe"], want, rtol=1e-4)
+    assert res.per_joint["mpjpe"].shape == (3, 12) and len(res.joint_names) == 12
+    assert res.metrics["pa_mpjpe"] < 1e-2

@@ -51,8 +51,9 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     proto.add_argument(
         "--dataset",
         default=None,
-        choices=["3dpw", "h36m-p1", "h36m-p2", "mpi-inf-3dhp", "synth"],
-        help="run this benchmark's protocol",
+        metavar="PROTOCOL",
+        help="run this benchmark's protocol (a name of dsrbody.eval.protocols.PROTOCOLS: 3DPW, Human3.6M, "
+        "MPI-INF-3DHP, the synthetic split; docs/evaluation.md)",
     )
     proto.add_argument(
         "--data-root",
@@ -326,8 +327,19 @@ def _run_protocol(args: argparse.Namespace) -> int:
     import numpy as np
 
     from dsrbody.cli import CLIError
-    from dsrbody.eval.protocols import RegressorPredictor, evaluate, find_protocol_file, resolve_image_dir
+    from dsrbody.eval.protocols import (
+        RegressorPredictor,
+        evaluate,
+        find_protocol_file,
+        get_protocol,
+        resolve_image_dir,
+    )
     from dsrbody.eval.report import write_report
+
+    try:
+        args.dataset = get_protocol(args.dataset).name
+    except ValueError as e:
+        raise CLIError(f"--dataset: {e}") from None
 
     if args.data_root is None:
         raise CLIError(

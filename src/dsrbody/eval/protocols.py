@@ -63,6 +63,7 @@ import numpy as np
 import torch
 
 from dsrbody.body.keypoints import H36M_TO_J17, H36M_TO_LSP14, LSP14, swap_left_right
+from dsrbody.eval.ground_truth import GROUND_TRUTHS, GroundTruth, IncompatibleBodyModelError
 from dsrbody.eval.metrics import pve_t_sc
 from dsrbody.geometry.procrustes import similarity_procrustes
 
@@ -129,23 +130,20 @@ METRIC_LABELS = {
 }
 
 
-class IncompatibleBodyModelError(ValueError):
-    """The checkpoint's body model cannot be compared with the protocol's ground truth."""
-
-
 @dataclass(frozen=True)
 class Protocol:
     """One evaluation protocol.
 
     Attributes:
         name: ``"3dpw"``, ``"h36m-p1"``, ``"h36m-p2"``, ``"mpi-inf-3dhp"`` or ``"synth"``.
-        files: annotation file names, in order of preference.
-        ground_truth: ``"smpl"`` (gendered SMPL bodies from pose/shape/gender), ``"S"`` (3D joints of the
-            file) or ``"params"`` (the file's parameters through the checkpoint's own body model).
+        files: annotation file names, in order of preference (the data layer's
+            :data:`~dsrbody.data.spin_npz.DATASET_FILES` entries of this protocol, or the protocol's own).
+        ground_truth: a kind of :data:`~dsrbody.eval.ground_truth.GROUND_TRUTHS`: ``"smpl"`` (gendered
+            SMPL bodies from pose/shape/gender), ``"S"`` (3D joints of the file) or ``"params"`` (the
+            file's parameters through the checkpoint's own body model).
         num_joints: 14 or 17 evaluation joints.
         metrics: the metrics reported, in order (keys of :data:`METRIC_LABELS`).
         required: annotation keys the protocol needs.
-        smpl_only: needs SMPL predictions (6890 vertices and the H36M regressor).
         description: one line.
     """
 
@@ -155,8 +153,16 @@ class Protocol:
     num_joints: int
     metrics: tuple[str, ...]
     required: tuple[str, ...]
-    smpl_only: bool
     description: str
+
+    def make_ground_truth(self) -> GroundTruth:
+        """A fresh ground-truth strategy of this protocol (:mod:`dsrbody.eval.ground_truth`)."""
+        return GROUND_TRUTHS[self.ground_truth]()
+
+    @property
+    def smpl_only(self) -> bool:
+        """Needs SMPL predictions (6890 vertices and the H36M regressor)."""
+        return GROUND_TRUTHS[self.ground_truth].needs_smpl
 
     @property
     def joint_names(self) -> tuple[str, ...]:
@@ -174,21 +180,29 @@ class Protocol:
         return "pa_mpjpe"
 
 
+def _files(protocol: str, own: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """The annotation files the data layer registers for ``protocol`` (``DATASET_FILES``), in order."""
+    from dsrbody.data.spin_npz import DATASET_FILES
+
+    return tuple(f.filename for f in DATASET_FILES.values() if f.protocol == protocol) + own
+
+
+#: every evaluation protocol by name; ``dsrbody eval --dataset`` offers these names.
 PROTOCOLS: dict[str, Protocol] = {
     p.name: p
     for p in [
-        Protocol("3dpw", ("3dpw_test.npz", "3dpw_test_with_mmpose.npz"), "smpl", 14,
-                 ("mpjpe", "pa_mpjpe", "pve"), ("pose", "shape", "gender"), True,
+        Protocol("3dpw", _files("3dpw"), "smpl", 14, ("mpjpe", "pa_mpjpe", "pve"),
+                 ("pose", "shape", "gender"),
                  "3DPW test: gender-specific SMPL ground truth, 14 LSP joints from the H36M regressor"),
-        Protocol("h36m-p1", ("h36m_valid_protocol1.npz",), "S", 14, ("mpjpe", "pa_mpjpe"), ("S",), True,
+        Protocol("h36m-p1", _files("h36m-p1"), "S", 14, ("mpjpe", "pa_mpjpe"), ("S",),
                  "Human3.6M protocol 1 (all cameras, S9 and S11): 3D joints S, 14 joints"),
-        Protocol("h36m-p2", ("h36m_valid_protocol2.npz",), "S", 14, ("mpjpe", "pa_mpjpe"), ("S",), True,
+        Protocol("h36m-p2", _files("h36m-p2"), "S", 14, ("mpjpe", "pa_mpjpe"), ("S",),
                  "Human3.6M protocol 2 (frontal camera, S9 and S11): 3D joints S, 14 joints"),
-        Protocol("mpi-inf-3dhp", ("mpi_inf_3dhp_valid.npz",), "S", 17,
-                 ("mpjpe", "pa_mpjpe", "pck150", "auc"), ("S",), True,
+        Protocol("mpi-inf-3dhp", _files("mpi-inf-3dhp"), "S", 17,
+                 ("mpjpe", "pa_mpjpe", "pck150", "auc"), ("S",),
                  "MPI-INF-3DHP test: 3D joints S, 17 joints; PCK/AUC on their 14 LSP joints"),
-        Protocol("synth", ("synth_test.npz",), "params", 14,
-                 ("mpjpe", "pa_mpjpe", "pve", "pve_t", "pve_t_sc"), ("pose", "shape"), False,
+        Protocol("synth", _files("synth", ("synth_test.npz",)), "params", 14,
+                 ("mpjpe", "pa_mpjpe", "pve", "pve_t", "pve_t_sc"), ("pose", "shape"),
                  "dsrbody synthetic test split: the file's body parameters through the checkpoint's body "
                  "model; the LSP joints it has (dsrbody.eval.metrics.eval_joints), mid-hip pelvis"),
     ]
@@ -651,27 +665,6 @@ class EvalResult:
 # ------------------------------------------------------------------------------------------------
 
 
-def _check_body_model(protocol: Protocol, predictor: Predictor, kit: SMPLKit | None) -> None:
-    bm = getattr(predictor, "body_model", None)
-    if protocol.smpl_only:
-        if bm is not None and getattr(bm, "name", "smpl") != "smpl":
-            raise IncompatibleBodyModelError(
-                f"protocol {protocol.name!r} compares SMPL meshes (J_regressor_h36m on SMPL's 6890 vertices"
-                + (", gender-specific SMPL ground truth" if protocol.ground_truth == "smpl" else "")
-                + f"); the checkpoint's body model is {bm.name!r} ({bm.num_vertices} vertices), which cannot "
-                "be evaluated against SMPL ground truth. Use --dataset synth, or a checkpoint trained "
-                "with SMPL"
-            )
-        if kit is None:
-            raise ValueError(
-                f"protocol {protocol.name!r} needs the SMPL files and J_regressor_h36m.npy (pass smpl_dir)"
-            )
-    elif protocol.ground_truth == "params" and bm is None:
-        raise ValueError(
-            f"protocol {protocol.name!r} needs the predictor's body model (a predictor with .body_model)"
-        )
-
-
 #: reasons of samples read but left out of the means -> text.
 EXCLUSION_TEXT = {
     "nonfinite_prediction": "non-finite prediction",
@@ -747,60 +740,26 @@ def evaluate(
     from dsrbody.data.spin_npz import SpinNpzDataset, collate_samples
 
     p = get_protocol(protocol)
-    if p.smpl_only and smpl_kit is None and smpl_dir is not None:
-        genders = ("neutral", "male", "female") if p.ground_truth == "smpl" else ("neutral",)
-        smpl_kit = SMPLKit(smpl_dir, genders=genders, device=device)
-    _check_body_model(p, predictor, smpl_kit)
+    gt = p.make_ground_truth()
+    if gt.needs_smpl and smpl_kit is None and smpl_dir is not None:
+        smpl_kit = SMPLKit(smpl_dir, genders=gt.genders, device=device)
 
     annotation_file = Path(annotation_file)
     ds = SpinNpzDataset(annotation_file, image_dir, augment=False, parsing=False, required=p.required)
     n_total = len(ds) if max_samples is None else min(len(ds), int(max_samples))
-    notes: list[str] = []
-    S_all = torch.as_tensor(ds.pose_3d) if ds.pose_3d is not None else None
-    if p.ground_truth == "S" and S_all is not None:
-        pelvis = S_all[:n_total, 14, :3].norm(dim=-1)
-        if n_total and float(pelvis.median()) > 0.01:
-            notes.append(
-                f"S is not centred on the pelvis in {annotation_file.name} (median |S[:,14]| "
-                f"{1000 * float(pelvis.median()):.0f} mm); it is used as stored, as the official code does"
-            )
-    gender_all = torch.as_tensor(ds.gender)
-    if p.ground_truth == "smpl":
-        unknown = int(((gender_all[:n_total] != 0) & (gender_all[:n_total] != 1)).sum())
-        if unknown:
-            notes.append(f"{unknown} samples have no gender; the neutral SMPL model is their ground truth")
-    gt_model = synth_joints = None
-    if p.ground_truth == "params":
-        from dsrbody.eval.metrics import eval_joints
+    notes = gt.prepare(p, ds, n_total, predictor, smpl_kit, annotation_file)
 
-        gt_model = predictor.body_model  # type: ignore[attr-defined]
-        synth_joints = eval_joints(gt_model)
-        file_models = (
-            set(np.unique(ds.extras["body_model"].astype(str))) if "body_model" in ds.extras else None
-        )
-        if file_models is not None and file_models != {gt_model.name}:
-            raise IncompatibleBodyModelError(
-                f"{annotation_file}: its bodies are {', '.join(sorted(file_models))} parameters but the "
-                f"checkpoint's body model is {gt_model.name!r}; evaluate with a checkpoint of that body model"
-            )
-        if ds.pose_dim != 3 * gt_model.num_joints:
-            raise IncompatibleBodyModelError(
-                f"{annotation_file}: 'pose' has {ds.pose_dim // 3} joints but the checkpoint's body model "
-                f"{gt_model.name!r} has {gt_model.num_joints}"
-            )
-
-    # distance / occlusion / box size columns
+    # box size / distance / occlusion columns
     extra_cols: dict[str, np.ndarray] = {"box_px": (ds.scale * 200.0).astype(np.float32)}
-    if "cam_t" in ds.extras:
-        extra_cols["distance_m"] = np.linalg.norm(ds.extras["cam_t"].astype(np.float64), axis=1)
-    elif S_all is not None and p.ground_truth != "S":
-        extra_cols["distance_m"] = S_all[:, 2:4, :3].mean(dim=1).norm(dim=-1).numpy()
+    gt_cols = gt.extra_columns(ds)
+    gender_col = gt_cols.pop("gender", None)
+    extra_cols |= gt_cols
     part_conf = ds.keypoints[:, 25:, 2]
     annotated = _column_mask(part_conf)
     if annotated.any():
         extra_cols["occlusion"] = (part_conf[:, annotated] < 0.3).mean(axis=1)
-    if p.ground_truth == "smpl":
-        extra_cols["gender"] = ds.gender
+    if gender_col is not None:
+        extra_cols["gender"] = gender_col
 
     subset = Subset(ds, range(n_total)) if n_total < len(ds) else ds
     loader = DataLoader(
@@ -833,52 +792,12 @@ def evaluate(
         if "vertices" not in pred:
             raise ValueError("the predictor must return 'vertices' (B, V, 3)")
         pv = pred["vertices"].detach().to(device=device, dtype=torch.float32)
-        mask = gv = None
-        if p.ground_truth in ("smpl", "S"):
-            assert smpl_kit is not None
-            if pv.shape[1] != smpl_kit.num_vertices:
-                raise IncompatibleBodyModelError(
-                    f"protocol {p.name!r} needs SMPL meshes ({smpl_kit.num_vertices} vertices); the "
-                    f"predictions have {pv.shape[1]} vertices: the checkpoint's body model cannot be "
-                    "evaluated against SMPL ground truth"
-                )
-            pred_j = h36m_eval_joints(smpl_kit.h36m_joints(pv), p.num_joints)
-            if p.ground_truth == "smpl":
-                pose = torch.as_tensor(ds.pose[idx_t.numpy()], dtype=torch.float32, device=device)
-                shape = torch.as_tensor(ds.betas[idx_t.numpy()], dtype=torch.float32, device=device)
-                with torch.no_grad():
-                    gv = smpl_kit.gendered_vertices(pose, shape, gender_all[idx_t].to(device))
-                gt_j = h36m_eval_joints(smpl_kit.h36m_joints(gv), p.num_joints)
-            else:
-                gt_j = gt_eval_joints_from_S(
-                    S_all[idx_t].to(device=device, dtype=torch.float32), p.num_joints
-                )
-        else:  # params: the checkpoint's own body model on the file's parameters (as dsrbody.eval.synth_eval)
-            from dsrbody.losses.targets import gt_body
-
-            assert gt_model is not None and synth_joints is not None
-            sel = torch.as_tensor(ds.has_params[idx_t.numpy()])
-            params = {
-                "pose": torch.as_tensor(ds.pose[idx_t.numpy()], dtype=torch.float32),
-                "betas": torch.as_tensor(ds.betas[idx_t.numpy()], dtype=torch.float32),
-            }
-            with torch.no_grad():
-                gt_out = gt_body(gt_model, params, torch.ones_like(sel))
-            gv = gt_out.vertices.float().to(device)
-            jidx, pel = list(synth_joints.indices), list(synth_joints.pelvis)
-            pj = pred["joints"].detach().to(device=device, dtype=torch.float32)[:, jidx]
-            gj = gt_out.joints.float().to(device)[:, jidx]
-            pred_j = pj - pj[:, pel].mean(dim=1, keepdim=True)
-            gt_j = gj - gj[:, pel].mean(dim=1, keepdim=True)
-            mask = sel[:, None].expand(-1, len(jidx)).to(device)
+        g = gt.batch(p, ds, idx_t, pred, pv, smpl_kit, device)
+        pred_j, gt_j, mask, gv = g.pred_joints, g.gt_joints, g.mask, g.gt_vertices
         # a NaN/infinite prediction or ground truth would break the SVD: such rows get no metric and
         # are excluded below with their reason
         pred_bad = ~_finite_rows(pred_j) | ~_finite_rows(pv)
-        gt_bad = ~_finite_rows(gt_j)
-        if p.ground_truth == "params":
-            gt_bad = (gt_bad & sel.to(gt_bad.device)) | torch.as_tensor(
-                ds.params_nonfinite[idx_t.numpy()], device=gt_bad.device
-            )
+        gt_bad = ~_finite_rows(gt_j) if g.gt_bad is None else g.gt_bad.to(pred_bad.device)
         bad = (pred_bad | gt_bad)[:, None, None]
         pred_j = torch.where(bad, torch.zeros_like(pred_j), pred_j)
         gt_j = torch.where(bad, torch.zeros_like(gt_j), gt_j)
@@ -902,10 +821,10 @@ def evaluate(
             if "rest_vertices" not in pred:
                 raise ValueError("PVE-T needs the predictor's 'rest_vertices' (B, V, 3)")
             prv = pred["rest_vertices"].detach().to(pv)
-            e = 1000.0 * vertex_errors(prv, gt_out.rest_vertices.to(prv))
+            e = 1000.0 * vertex_errors(prv, g.gt_rest_vertices.to(prv))
             cols["pve_t"] += (e if row_ok is None else e.masked_fill(~row_ok, float("nan"))).cpu().tolist()
             if "pve_t_sc" in cols:
-                e = pve_t_sc(prv, gt_out.rest_vertices.to(prv))
+                e = pve_t_sc(prv, g.gt_rest_vertices.to(prv))
                 e = e if row_ok is None else e.masked_fill(~row_ok, float("nan"))
                 cols["pve_t_sc"] += e.cpu().tolist()
         pj_mpjpe.append(1000.0 * e_joint.cpu().numpy())
@@ -987,7 +906,7 @@ def evaluate(
         metrics=metrics,
         per_sample=per_sample,
         per_joint=per_joint,
-        joint_names=list(synth_joints.names) if synth_joints is not None else list(p.joint_names),
+        joint_names=gt.joint_names(p),
         worst=worst,
         faces=None if faces is None else torch.as_tensor(faces).cpu().numpy(),
         flip=bool(getattr(predictor, "flip", False)),
