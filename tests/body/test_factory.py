@@ -99,6 +99,28 @@ def test_registration_rules(tetra):
     assert body_spec("nothing", missing_ok=True) is None
 
 
+def test_every_command_accepts_a_registered_family(tetra, tmp_path, capsys):
+    from dsrbody.cli import COMMANDS, _command_parser, main
+
+    for command, flag in (("body", "--model"), ("render", "--model"), ("synth", "--model"),
+                          ("fit", "--body"), ("demo", "--body")):  # fmt: skip
+        module = next(m for c, m, _ in COMMANDS if c == command)
+        parser, _ = _command_parser(command, module)
+        (action,) = [a for a in parser._actions if flag in a.option_strings]
+        assert tuple(action.choices) == ("anny", "smpl", "tetra"), command
+    parser, _ = _command_parser("prior", "prior")
+    args = parser.parse_args(["build", "--procedural", "1", "--model", "tetra", "--out", "p.npz"])
+    assert args.model == "tetra" and args.model_path is None
+
+    out = tmp_path / "tetra.obj"
+    assert main(["body", "--model", "tetra", "--shape", "1.0", "--out", str(out)]) == 0
+    assert "tetra: height 2.000 m (rest pose), 4 vertices, 4 faces" in capsys.readouterr().out
+    assert out.is_file()
+    # a family with one mesh takes no --topology (the default family's default mesh is its own)
+    assert main(["body", "--model", "tetra", "--topology", "notoes_collapse10pc", "--out", str(out)]) == 1
+    assert "--topology is an Anny option" in capsys.readouterr().err
+
+
 # ------------------------------------------------------------------------------------------------
 # Anny's and SMPL's entries
 # ------------------------------------------------------------------------------------------------
@@ -132,7 +154,11 @@ def test_factory_errors_as_before(tmp_path):
 
 
 def test_reading_the_registry_imports_no_torch():
-    code = "import sys; import dsrbody.body.factory as f; print('torch' in sys.modules, f.BODY_MODEL_NAMES)"
+    code = (
+        "import sys, argparse; import dsrbody.body.factory as f; from dsrbody.cli.options import "
+        "add_body_options; add_body_options(argparse.ArgumentParser(), topology=True); "
+        "print('torch' in sys.modules, f.BODY_MODEL_NAMES)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "('anny',", "'smpl')"]
 
