@@ -121,6 +121,23 @@ def test_every_command_accepts_a_registered_family(tetra, tmp_path, capsys):
     assert "--topology is an Anny option" in capsys.readouterr().err
 
 
+def test_a_registered_family_in_the_training_targets(tetra):
+    from dsrbody.losses.targets import gt_body, params_valid
+
+    batch = {
+        "keypoints": torch.zeros(3, 2, 3),
+        "has_smpl": torch.ones(3),  # SPIN's flag: SMPL's parameters, not tetra's
+        "has_params": torch.tensor([1.0, 1.0, 0.0]),
+        "body_model": ["tetra", "smpl", "tetra"],
+        "pose": torch.zeros(3, 6),
+        "betas": torch.tensor([[1.0], [0.0], [0.0]]),
+    }
+    valid = params_valid(batch, "tetra")
+    assert valid.tolist() == [True, False, False]
+    assert params_valid(batch, "smpl").tolist() == [True, True, True]
+    assert float(gt_body(Tetra(), batch, valid).rest_vertices[0, 1, 0]) == 2.0
+
+
 # ------------------------------------------------------------------------------------------------
 # Anny's and SMPL's entries
 # ------------------------------------------------------------------------------------------------
