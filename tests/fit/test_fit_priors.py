@@ -7,12 +7,15 @@ import math
 import pytest
 import torch
 
+from dsrbody.body.base import BodyModel
 from dsrbody.body.keypoints import SMPL24
 from dsrbody.fit.priors import joint_limit_penalty, joint_limit_table, pose_angle_prior, shape_prior
 from dsrbody.geometry.rotations import axis_angle_to_matrix
 
 
-class _SmplNames:
+class _SmplNames(BodyModel):
+    """A skeleton named as SMPL's (the limits need nothing else)."""
+
     name = "smpl"
     joint_names = list(SMPL24.names)
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from dsrbody.body.base import BodyOutput
+from dsrbody.body.base import BodyModel, BodyOutput
 from dsrbody.losses import LossWeights
 from dsrbody.losses.targets import (
     apply_keypoint_confidence,
@@ -34,7 +34,7 @@ TEMPLATE = torch.tensor([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 2.0, 0.0], [0.0
 RZ90 = torch.tensor([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
 
 
-class ToyBody(torch.nn.Module):
+class ToyBody(BodyModel):
     """J = 2 joints, S = 3 shape values, 4 vertices, 5 keypoints. Rest pose: the template moved by the
     sum of the shape values along every axis; posed: the rest pose turned by the root rotation."""
 
@@ -55,6 +55,13 @@ class ToyBody(torch.nn.Module):
         verts = rest @ global_orient.transpose(1, 2)
         return BodyOutput(vertices=verts, joints=verts[:, [0, 1, 2, 3, 0]], skeleton_joints=verts[:, :2],
                           rest_vertices=rest)  # fmt: skip
+
+
+class MidPaddedToyBody(ToyBody):
+    """A toy whose missing shape values are 0.5 (as Anny's mid phenotypes)."""
+
+    def pad_shape(self, shape):
+        return torch.cat([shape, shape.new_full((shape.shape[0], self.shape_dim - shape.shape[1]), 0.5)], 1)
 
 
 def toy_batch() -> dict:
@@ -120,10 +127,20 @@ def test_gt_body_runs_the_valid_samples():
     # rotated 90 degrees about z: (x, y, z) -> (-y, x, z)
     torch.testing.assert_close(g.vertices[0], torch.stack([-rest0[:, 1], rest0[:, 0], rest0[:, 2]], 1))
     torch.testing.assert_close(g.vertices[1], TEMPLATE - 0.3)
-    # Anny's phenotypes are not padded
-    anny = ToyBody("anny")
-    gt_body(anny, b, torch.tensor([True, False, False]))
-    assert anny.calls[-1][2].tolist() == [pytest.approx([0.1, 0.2])]
+    # a model that completes its shape otherwise (Anny: the mid phenotypes) gets its own padding
+    mid = MidPaddedToyBody()
+    gt_body(mid, b, torch.tensor([True, False, False]))
+    assert mid.calls[-1][2].tolist() == [pytest.approx([0.1, 0.2, 0.5])]
+
+
+def test_gt_body_of_anny_equals_its_unpadded_forward(anny_body):
+    """Anny's shape is completed with its mid phenotypes, which is what its forward does with fewer."""
+    b = {"pose": torch.zeros(1, 72), "betas": torch.tensor([[0.2, 0.7]])}
+    g = gt_body(anny_body, b, torch.tensor([True]))
+    eye = torch.eye(3)[None]
+    with torch.no_grad():
+        ref = anny_body(eye, eye.expand(1, 23, 3, 3), b["betas"])
+    assert torch.equal(g.vertices, ref.vertices) and torch.equal(g.rest_vertices, ref.rest_vertices)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -1,15 +1,14 @@
 """dsrbody.body: the ``BodyModel`` interface and its families (SMPL from official files, Anny by
-default), keypoint sets, body-part labels and a factory.
+default), keypoint sets, body-part labels and the registry of families (``factory``).
 
-Heavy modules load lazily: ``import dsrbody.body`` does not import anny or read any model file.
+Modules load lazily: ``import dsrbody.body`` (and ``dsrbody.body.factory``, which command-line parsers
+read) imports neither torch nor anny, and reads no model file.
 """
 
 from __future__ import annotations
 
 import importlib
 from typing import Any
-
-from dsrbody.body.base import BodyModel, BodyOutput, topology_id
 
 __all__ = [
     "BodyModel",
@@ -18,6 +17,9 @@ __all__ = [
     "AnnyBody",
     "SMPL",
     "build_body_model",
+    "BodySpec",
+    "BODY_MODELS",
+    "register_body_model",
     "BODY_PARTS",
     "vertex_body_parts",
     "face_body_parts",
@@ -25,9 +27,15 @@ __all__ = [
 ]
 
 _LAZY = {
+    "BodyModel": "dsrbody.body.base",
+    "BodyOutput": "dsrbody.body.base",
+    "topology_id": "dsrbody.body.base",
     "AnnyBody": "dsrbody.body.anny",
     "SMPL": "dsrbody.body.smpl",
     "build_body_model": "dsrbody.body.factory",
+    "BodySpec": "dsrbody.body.factory",
+    "BODY_MODELS": "dsrbody.body.factory",
+    "register_body_model": "dsrbody.body.factory",
     "BODY_PARTS": "dsrbody.body.parts",
     "vertex_body_parts": "dsrbody.body.parts",
     "face_body_parts": "dsrbody.body.parts",

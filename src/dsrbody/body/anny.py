@@ -66,6 +66,7 @@ log = logging.getLogger(__name__)
 __all__ = [
     "ANNY24_BONES",
     "ANNY_SMPL_EQUIVALENTS",
+    "ANNY_LIMITED_JOINTS",
     "ANNY_TO_SMPL_FRAME",
     "ANNY_PHENOTYPES",
     "PHENOTYPE_RANGES",
@@ -97,6 +98,14 @@ ANNY_SMPL_EQUIVALENTS: dict[str, str] = {
     "lowerarm01.L": "left_elbow", "lowerarm01.R": "right_elbow", "wrist.L": "left_wrist",
     "wrist.R": "right_wrist",
 }  # fmt: skip
+
+#: SMPL24 names of the joints whose anatomical limits (written for SMPL's T-pose) hold for this rig as
+#: they are: legs, spine, neck, head. The arm chain rests 47 degrees lower (an A-pose), so its limits do
+#: not transfer (``AnnyBody.limited_joints``; fitting gives it the angle prior only).
+ANNY_LIMITED_JOINTS: tuple[str, ...] = (
+    "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle",
+    "spine1", "spine2", "spine3", "neck", "head",
+)  # fmt: skip
 
 #: ``v_smpl = ANNY_TO_SMPL_FRAME @ v_anny``: Anny (z up, facing -y) to SMPL (y up, facing +z),
 #: a rotation of -90 degrees about x; x (the subject's left) is unchanged.
@@ -556,6 +565,10 @@ class AnnyBody(BodyModel):
     ``keypoint_confidence (49,)`` (1 where Anny provides the keypoint, 0 where not: mask losses
     with it), ``keypoint_regressor (49, V)``, ``topology``.
 
+    Capabilities (:class:`BodyModel`): bounded shape (:data:`PHENOTYPE_RANGES`), missing phenotypes
+    filled with :data:`MID_PHENOTYPES`, SMPL equivalents :data:`ANNY_SMPL_EQUIVALENTS`, joint limits on
+    :data:`ANNY_LIMITED_JOINTS`, Anny's shape distribution for synthetic data.
+
     Construction is cached per process (the first build on a fresh machine takes ~40 s and fills
     ``~/.cache/anny``; later ones take milliseconds).
     """
@@ -631,6 +644,71 @@ class AnnyBody(BodyModel):
             return shape
         fill = shape.new_tensor(MID_PHENOTYPES[S:]).expand(B, -1)
         return torch.cat([shape, fill], dim=1)
+
+    # capabilities (BodyModel) -------------------------------------------------------------------
+    @property
+    def mesh_name(self) -> str:
+        """The ``topology`` option: ``"anny"`` or ``"notoes_collapse10pc"``."""
+        return self.topology
+
+    @property
+    def shape_bounds(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The phenotypes' ranges :data:`PHENOTYPE_RANGES`: ``[0, 1]``, age ``[-1/3, 1]``."""
+        lo, hi = zip(*(PHENOTYPE_RANGES[n] for n in ANNY_PHENOTYPES[: self.shape_dim]))
+        return torch.tensor(lo), torch.tensor(hi)
+
+    def pad_shape(self, shape: torch.Tensor) -> torch.Tensor:
+        """Missing trailing phenotypes take the mid values (:meth:`full_shape`)."""
+        return self.full_shape(shape)
+
+    def default_shape(self, gender: str = "neutral") -> list[float]:
+        """The mid phenotypes with the gender phenotype of ``gender`` (neutral 0.5, male 0, female 1)."""
+        base = list(MID_PHENOTYPES)
+        base[0] = {"neutral": 0.5, "male": 0.0, "female": 1.0}[gender]
+        return base
+
+    def check_shape(self, values, source: str = "shape") -> list[float]:
+        """:func:`check_phenotypes` (Anny would clamp values outside their range silently)."""
+        return check_phenotypes(values, source)
+
+    @property
+    def shape_help(self) -> str:
+        return ", ".join(ANNY_PHENOTYPES)
+
+    @property
+    def smpl_equivalents(self) -> dict[str, str]:
+        """:data:`ANNY_SMPL_EQUIVALENTS` of this rig's bones."""
+        return {k: v for k, v in ANNY_SMPL_EQUIVALENTS.items() if k in self.joint_names}
+
+    @property
+    def limited_joints(self) -> tuple[str, ...]:
+        """:data:`ANNY_LIMITED_JOINTS` (not the arms: they rest in an A-pose)."""
+        return ANNY_LIMITED_JOINTS
+
+    def sample_shape(self, rng: np.random.Generator) -> tuple[np.ndarray, str]:
+        """The synthetic data's phenotypes: Anny's ``SimpleShapeDistribution`` with ages uniform in 16-80
+        years (seeded from ``rng``), one body in five pushed toward slim or heavy (weight in [0, 0.15] or
+        [0.85, 1]); gender ``"m"`` below 0.5, else ``"f"``."""
+        cache = self.__dict__.setdefault("_shape_distribution", {})
+        dist = cache.get("dist")
+        if dist is None:
+            import anny.shape_distribution as sd
+
+            raw = self.anny_model
+            dist = cache["dist"] = sd.SimpleShapeDistribution(
+                raw,
+                morphological_age_distribution=torch.distributions.Uniform(
+                    torch.tensor(16.0, dtype=raw.dtype), torch.tensor(80.0, dtype=raw.dtype)
+                ),
+            )
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(rng.integers(0, 2**62)))
+            _, ph = dist.sample(1)
+        vec = np.array([float(ph[n][0]) for n in ANNY_PHENOTYPES])
+        if rng.random() < 0.2:  # push toward slim or heavy bodies
+            vec[3] = rng.uniform(0.0, 0.15) if rng.random() < 0.5 else rng.uniform(0.85, 1.0)
+        vec[[0, 2, 3, 4, 5]] = np.clip(vec[[0, 2, 3, 4, 5]], 0.0, 1.0)
+        return vec, ("m" if vec[0] < 0.5 else "f")
 
     def forward(
         self, global_orient: torch.Tensor, body_pose: torch.Tensor, shape: torch.Tensor

@@ -15,6 +15,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from dsrbody.body.keypoints import SMPL24
+
 
 @dataclass
 class BodyOutput:
@@ -50,9 +52,28 @@ class BodyModel(nn.Module):
     - ``parents``: ``(J,)`` long, ``-1`` for the root
     - ``lbs_weights``: ``(V, J)`` float skinning weights
     - ``joint_names``: list of ``J`` names of the kinematic joints
-    - ``num_joints`` (J), ``shape_dim`` (S), ``name`` (``"smpl"``, ``"anny"``, ...)
+    - ``num_joints`` (J), ``shape_dim`` (S), ``name`` (``"smpl"``, ``"anny"``, ...: the name it is
+      registered under in :mod:`dsrbody.body.factory`)
 
-    and implement :meth:`forward`.
+    and implement :meth:`forward` and :meth:`mean_params`.
+
+    Capabilities. What code outside ``body/`` needs to know about a body model is asked here, never
+    by comparing its ``name``; each has a default a subclass overrides where it differs:
+
+    - ``keypoint_confidence``: ``(K,)`` buffer, 1 for the keypoints of ``forward().joints`` the model
+      produces and 0 for those it cannot (Anny has no LSP neck or head top), or ``None`` (default:
+      every keypoint is real). Losses, evaluation joints and synthetic keypoints mask with it.
+    - :attr:`mesh_name`: which mesh this is: the mesh option it was built with, for families with
+      several meshes (Anny: ``"anny"`` or ``"notoes_collapse10pc"``), else its :attr:`topology_id`.
+    - ``shape_bounds``: the box of a bounded shape space, or ``None`` (unbounded, the default).
+    - :meth:`pad_shape`: a shape vector completed to ``S`` values as ``forward`` completes it.
+    - :meth:`default_shape`, :meth:`check_shape`, :attr:`shape_help`: a shape given by a user.
+    - :attr:`smpl_equivalents`, :attr:`limited_joints`: which joints are SMPL's (pose retargeting,
+      joint limits).
+    - :meth:`sample_shape`: the synthetic data's shape distribution.
+
+    Facts needed before a model is built (its options, files, genders, what data files hold) are the
+    fields of its :class:`~dsrbody.body.factory.BodySpec` in the registry.
     """
 
     name: str = "body"
@@ -62,6 +83,17 @@ class BodyModel(nn.Module):
     faces: torch.Tensor
     parents: torch.Tensor
     lbs_weights: torch.Tensor
+    keypoint_confidence: torch.Tensor | None
+    #: ``(lo, hi)``, each ``(S,)``, of a bounded shape space, or None (unbounded; the default). With
+    #: bounds the regressor predicts an unbounded vector and maps it into the box with a sigmoid
+    #: (:mod:`dsrbody.models.hmr`), and fitting optimises that logit. A class or instance attribute,
+    #: or a property (Anny).
+    shape_bounds: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def __init__(self) -> None:
+        super().__init__()
+        # every keypoint is real unless a subclass registers a (K,) 0/1 confidence under this name
+        self.register_buffer("keypoint_confidence", None, persistent=False)
 
     @property
     def num_vertices(self) -> int:
@@ -72,6 +104,12 @@ class BodyModel(nn.Module):
     def topology_id(self) -> str:
         """Hash of ``faces``; used to check that a clothing prior fits this mesh."""
         return topology_id(self.faces)
+
+    @property
+    def mesh_name(self) -> str:
+        """The mesh: its option name for families with several meshes (Anny's ``topology``), else
+        :attr:`topology_id`."""
+        return self.topology_id
 
     def forward(  # pragma: no cover - interface
         self, global_orient: torch.Tensor, body_pose: torch.Tensor, shape: torch.Tensor
@@ -95,6 +133,54 @@ class BodyModel(nn.Module):
             ``{"global_orient": (3, 3), "body_pose": (J-1, 3, 3), "shape": (S,)}``.
         """
         raise NotImplementedError
+
+    # ------------------------------------------------------------------------------------------
+    # Capabilities (see the class docstring)
+    # ------------------------------------------------------------------------------------------
+    def pad_shape(self, shape: torch.Tensor) -> torch.Tensor:
+        """``(B, S')`` shape coefficients, ``S' <= S``, completed to ``(B, S)`` with the values
+        :meth:`forward` takes for the missing trailing ones: zeros here (SMPL's betas)."""
+        missing = self.shape_dim - shape.shape[1]
+        return torch.nn.functional.pad(shape, (0, missing)) if missing > 0 else shape
+
+    def default_shape(self, gender: str = "neutral") -> list[float]:
+        """The ``S`` shape values of the body to show when a user gives none: zeros (the average body
+        of the model; a gendered family picks its file by gender instead)."""
+        return [0.0] * self.shape_dim
+
+    def check_shape(self, values, source: str = "shape") -> list[float]:
+        """Check shape values given by a user (``--shape``, a pose file); raise ``ValueError`` (one
+        line naming ``source``) for values the model would not honour. Any finite value is fine here."""
+        return [float(v) for v in values]
+
+    @property
+    def shape_help(self) -> str:
+        """What the shape values are, for messages (``"10 betas"``, Anny's phenotype names)."""
+        return f"{self.shape_dim} shape coefficients"
+
+    @property
+    def smpl_equivalents(self) -> dict[str, str]:
+        """Joint name -> the SMPL-24 joint (:data:`~dsrbody.body.keypoints.SMPL24` name) that is the
+        same anatomical joint, for the joints that have one, in joint order. A skeleton named as
+        SMPL-24 maps onto itself (the default); other skeletons have none unless they say."""
+        names = tuple(self.joint_names)
+        return {n: n for n in names} if names == SMPL24.names else {}
+
+    @property
+    def limited_joints(self) -> tuple[str, ...]:
+        """SMPL-24 names of the joints to which the anatomical limits written for SMPL's T-pose
+        (:data:`dsrbody.data.synth.poses.JOINT_LIMITS`) apply as they are: default, every joint of
+        :attr:`smpl_equivalents` but the root (a T-pose rest pose, as SMPL's)."""
+        return tuple(v for v in self.smpl_equivalents.values() if v != SMPL24.names[0])
+
+    def sample_shape(self, rng: np.random.Generator) -> tuple[np.ndarray, str]:
+        """A random shape of the synthetic data (``dsrbody synth``) and its gender, ``"m"`` or ``"f"``
+        (or ``"n"``), drawn from ``rng`` only.
+
+        Raises:
+            NotImplementedError: the model has no shape distribution for synthetic data.
+        """
+        raise NotImplementedError(f"{self.name}: no shape distribution for synthetic data")
 
     def check_inputs(self, global_orient: torch.Tensor, body_pose: torch.Tensor, shape: torch.Tensor) -> None:
         """Raise ``ValueError`` with a clear message when the input shapes do not fit this model."""

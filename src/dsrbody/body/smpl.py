@@ -140,6 +140,17 @@ class SMPL(BodyModel):
             self.register_buffer("J_regressor_h36m", None)
         self.mean_params_file = find_aux_file(MEAN_PARAMS_FILE, self.search_dirs)
 
+    # capabilities (BodyModel; the others keep the defaults: no keypoint confidence, unbounded betas
+    # padded with zeros, SMPL-24 joints, limits on every joint but the root) -----------------------
+    @property
+    def shape_help(self) -> str:
+        return f"{self.shape_dim} betas"
+
+    def sample_shape(self, rng: np.random.Generator) -> tuple[np.ndarray, str]:
+        """The synthetic data's betas: standard normal (they are unit-variance PCA coefficients); the
+        gender is the model file's (``"m"``, ``"f"``, ``"n"``)."""
+        return rng.normal(0.0, 1.0, self.shape_dim), self.gender[0]
+
     # ------------------------------------------------------------------------------------------
     def forward(
         self, global_orient: torch.Tensor, body_pose: torch.Tensor, shape: torch.Tensor

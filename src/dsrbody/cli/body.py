@@ -1,6 +1,6 @@
 """``dsrbody body``: pose a body model and write its mesh.
 
-    dsrbody body --model anny|smpl [--model-path P] [--gender neutral|male|female]
+    dsrbody body --model anny|smpl|... [--model-path P] [--gender neutral|male|female]
                  [--pose-file F.json|F.npz] [--shape v1 v2 ...] [--global-orient ax ay az]
                  [--topology anny|notoes_collapse10pc] --out mesh.obj|mesh.ply
 
@@ -69,18 +69,9 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
         'body_pose may also be a list of the J-1 non-root joints in joint order, or "pose" all J\n'
         "joints root first (SMPL's 72-vector). Example: examples/pose_wave.json"
     )
-    parser.add_argument("--model", default="anny", choices=("anny", "smpl"), help="body model (default anny)")
-    parser.add_argument(
-        "--model-path",
-        default=None,
-        help="SMPL: SMPL_{NEUTRAL,MALE,FEMALE}.pkl/.npz or their folder (from https://smpl.is.tue.mpg.de)",
-    )
-    parser.add_argument(
-        "--gender",
-        default="neutral",
-        choices=("neutral", "male", "female"),
-        help="SMPL: which model file; Anny: the gender phenotype (0.5, 0 or 1) unless --shape sets it",
-    )
+    from dsrbody.cli.options import add_body_options
+
+    add_body_options(parser, flag="--model", topology=True)
     parser.add_argument("--pose-file", default=None, help="pose as JSON or NPZ (format below)")
     parser.add_argument(
         "--shape",
@@ -96,12 +87,6 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
         default=None,
         metavar=("AX", "AY", "AZ"),
         help="root rotation, axis-angle in radians (overrides the pose file's)",
-    )
-    parser.add_argument(
-        "--topology",
-        default="anny",
-        choices=("anny", "notoes_collapse10pc"),
-        help="Anny mesh: full (13,718 vertices) or low-poly (1,229)",
     )
     parser.add_argument("--out", required=True, help="output mesh: .obj or .ply")
 
@@ -234,28 +219,18 @@ def read_pose_file(path: str | Path, model) -> dict[str, np.ndarray]:
 
 def _shape_vector(model, args, file_shape: np.ndarray | None) -> torch.Tensor:
     values = args.shape if args.shape is not None else file_shape
-    if model.name == "anny":
-        from dsrbody.body.anny import ANNY_PHENOTYPES, MID_PHENOTYPES
-
-        base = list(MID_PHENOTYPES)
-        base[0] = {"neutral": 0.5, "male": 0.0, "female": 1.0}[args.gender]
-        names = ", ".join(ANNY_PHENOTYPES)
-    else:
-        base = [0.0] * model.shape_dim
-        names = f"{model.shape_dim} betas"
+    base = model.default_shape(args.gender)
     if values is not None:
         values = [float(v) for v in values]
         src = "--shape" if args.shape is not None else f"{args.pose_file} 'shape'"
         if len(values) > model.shape_dim:
             raise CLIError(
-                f"{src}: {len(values)} values but {model.name} takes at most {model.shape_dim} ({names})"
+                f"{src}: {len(values)} values but {model.name} takes at most {model.shape_dim} "
+                f"({model.shape_help})"
             )
         if not all(np.isfinite(values)):
             raise CLIError(f"{src}: values must be finite numbers, got {values}")
-        if model.name == "anny":
-            from dsrbody.body.anny import check_phenotypes
-
-            check_phenotypes(values, src)  # Anny would clamp silently
+        model.check_shape(values, src)  # e.g. Anny would clamp out-of-range phenotypes silently
         base[: len(values)] = values
     return torch.tensor([base], dtype=torch.float32)
 
@@ -264,17 +239,23 @@ def run(args: argparse.Namespace) -> int:
     """Pose the body and write the mesh."""
     import trimesh
 
-    from dsrbody.body.factory import build_body_model
+    from dsrbody.body.factory import BODY_MODELS, DEFAULT_BODY_MODEL, body_spec, build_body_model
     from dsrbody.body.parts import vertex_body_parts
     from dsrbody.geometry.rotations import axis_angle_to_matrix
 
     out_path = Path(args.out)
     if out_path.suffix.lower() not in (".obj", ".ply"):
         raise CLIError(f"--out {out_path}: the mesh file must end in .obj or .ply")
-    kwargs = {"topology": args.topology} if args.model == "anny" else {}
-    if args.model != "anny" and args.topology != "anny":
-        raise CLIError("--topology is an Anny option")
-    model = build_body_model(args.model, model_path=args.model_path, gender=args.gender, **kwargs)
+    spec = body_spec(args.model)
+    # a family with one mesh takes no --topology (the default family's default mesh is its own)
+    if not spec.topologies and args.topology not in (None, body_spec(DEFAULT_BODY_MODEL).default_topology):
+        meshed = [s.label for s in BODY_MODELS.values() if s.topologies]
+        raise CLIError(f"--topology is an {'/'.join(meshed)} option")
+    if spec.topologies and args.topology is not None and args.topology not in spec.topologies:
+        raise CLIError(f"--topology {args.topology}: {spec.label} meshes are {', '.join(spec.topologies)}")
+    model = build_body_model(
+        args.model, model_path=args.model_path, gender=args.gender, **spec.mesh_options(args.topology)
+    )
 
     pose = read_pose_file(args.pose_file, model) if args.pose_file else None
     J = model.num_joints

@@ -70,14 +70,9 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
         help="video: Gaussian smoothing of each tracked person's parameters, in frames (0: none)",
     )
     parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument(
-        "--body", default=None, choices=("anny", "smpl"), help="body model of a bare state dict"
-    )
-    parser.add_argument("--model-path", default=None, help="SMPL model file or folder (SMPL checkpoints)")
-    parser.add_argument("--gender", default=None, choices=("neutral", "male", "female"), help="SMPL gender")
-    parser.add_argument(
-        "--topology", default=None, help="Anny mesh (default: the checkpoint's evaluation mesh)"
-    )
+    from dsrbody.cli.options import add_body_options
+
+    add_body_options(parser, from_checkpoint=True, topology=True, checkpoint_mesh="evaluation")
     parser.add_argument("--no-mesh", action="store_true", help="do not write .obj meshes")
     parser.add_argument("--side-size", type=int, default=448, help="side-view picture size in pixels")
     parser.add_argument("--batch-size", type=int, default=16, help="crops per forward pass")
@@ -118,8 +113,13 @@ def run(args: argparse.Namespace) -> int:
             raise FileNotFoundError(f"{value}: --{opt} does not exist")
     if args.folder and not Path(args.folder).is_dir():
         raise FileNotFoundError(f"{args.folder}: --folder is not a folder")
-    if args.ckpt is None and args.body not in (None, "anny"):
-        raise CLIError(f"the shipped model regresses Anny bodies; --body {args.body} needs --ckpt")
+    from dsrbody.body.factory import DEFAULT_BODY_MODEL, body_spec
+
+    if args.ckpt is None and args.body not in (None, DEFAULT_BODY_MODEL):  # the shipped model's body
+        raise CLIError(
+            f"the shipped model regresses {body_spec(DEFAULT_BODY_MODEL).label} bodies; "
+            f"--body {args.body} needs --ckpt"
+        )
     default_checkpoint(args, "demo")
     loaded = load_model(
         args.ckpt,

@@ -52,14 +52,9 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
         metavar="NAME=VALUE",
         help="objective weight override, e.g. dsr_c=0.2 (names: see dsrbody.fit.FitWeights); repeatable",
     )
-    parser.add_argument(
-        "--body", default=None, choices=("anny", "smpl"), help="body model without --ckpt (anny)"
-    )
-    parser.add_argument("--model-path", default=None, help="SMPL model file or folder")
-    parser.add_argument("--gender", default=None, choices=("neutral", "male", "female"), help="SMPL gender")
-    parser.add_argument(
-        "--topology", default=None, help="Anny mesh to fit (default: the checkpoint's training mesh)"
-    )
+    from dsrbody.cli.options import add_body_options
+
+    add_body_options(parser, from_checkpoint=True, topology=True, checkpoint_mesh="training")
     parser.add_argument(
         "--prior", default=None, help="clothing prior .npz/.npy for the mesh (default: shipped Anny prior)"
     )
@@ -102,10 +97,12 @@ def _weights(overrides: list[str]):
 
 def _models(args: argparse.Namespace):
     """``(regressor, eval_body, start)``."""
-    from dsrbody.body.factory import build_body_model
+    from dsrbody.body.factory import DEFAULT_BODY_MODEL, body_spec, build_body_model
     from dsrbody.fit import mean_regressor
 
-    if not args.ckpt and args.start != "mean" and (args.body or "anny") == "anny":
+    name = args.body or DEFAULT_BODY_MODEL
+    # the shipped model regresses the default body model
+    if not args.ckpt and args.start != "mean" and name == DEFAULT_BODY_MODEL:
         from dsrbody.cli.eval import default_checkpoint
 
         default_checkpoint(args, "fit")  # the shipped model: the regressor's estimate is the start point
@@ -126,18 +123,17 @@ def _models(args: argparse.Namespace):
         cfg_body = (loaded.meta.get("config") or {}).get("body") or {}
         eval_topo = cfg_body.get("eval_topology")
         if (
-            loaded.body_name == "anny"
+            body_spec(loaded.body_name).topologies
             and eval_topo
-            and str(eval_topo) != str(getattr(reg.body_model, "topology", ""))
+            and str(eval_topo) != reg.body_model.mesh_name
         ):
-            eval_body = build_body_model("anny", topology=str(eval_topo)).to(args.device)
+            eval_body = build_body_model(loaded.body_name, topology=str(eval_topo)).to(args.device)
         if not args.quiet:
             print(f"dsrbody fit: {loaded.describe()}", file=sys.stderr)
         return reg, eval_body, args.start or "regressor"
     if args.start == "regressor":
         raise CLIError("--start regressor needs --ckpt")
-    name = args.body or "anny"
-    kwargs = {"topology": args.topology} if (name == "anny" and args.topology) else {}
+    kwargs = body_spec(name).mesh_options(args.topology)
     body = build_body_model(name, model_path=args.model_path, gender=args.gender or "neutral", **kwargs)
     return mean_regressor(body).to(args.device), body, "mean"
 

@@ -49,8 +49,9 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def _model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default="anny", choices=("anny", "smpl"), help="body model (default anny)")
-    p.add_argument("--model-path", default=None, help="model files (SMPL folder or file)")
+    from dsrbody.cli.options import add_body_options
+
+    add_body_options(p, flag="--model", gender=False)
 
 
 def _build_model(args: argparse.Namespace) -> torch.nn.Module:

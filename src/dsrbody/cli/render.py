@@ -1,6 +1,6 @@
 """``dsrbody render``: pictures of a posed body (shaded, body parts, soft silhouette, overlay).
 
-    dsrbody render --model anny|smpl [--model-path P] [--gender G] [--pose-file F.json|F.npz]
+    dsrbody render --model anny|smpl|... [--model-path P] [--gender G] [--pose-file F.json|F.npz]
                    [--shape v1 v2 ...] [--image IMG] [--camera S TX TY] [--size 224] [--focal 5000]
                    [--sigma 1e-5] [--view front|raw] --out DIR
 
@@ -38,9 +38,9 @@ from dsrbody.cli import CLIError
 def add_parser(parser: argparse.ArgumentParser) -> None:
     """Options of ``dsrbody render``."""
     parser.description = "Render a posed body: shaded, body parts, soft silhouette, side view, overlay."
-    parser.add_argument("--model", default="anny", choices=("anny", "smpl"), help="body model (default anny)")
-    parser.add_argument("--model-path", default=None, help="SMPL: model file or folder")
-    parser.add_argument("--gender", default="neutral", choices=("neutral", "male", "female"))
+    from dsrbody.cli.options import add_body_options
+
+    add_body_options(parser, flag="--model")
     parser.add_argument("--pose-file", default=None, help="pose as JSON or NPZ (see dsrbody body --help)")
     parser.add_argument("--shape", type=float, nargs="+", default=None, help="Anny phenotypes or SMPL betas")
     parser.add_argument("--image", default=None, help="image to draw the body over (the camera's crop)")

@@ -18,8 +18,9 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--num", type=int, required=True, help="number of samples")
     parser.add_argument("--seed", type=int, default=0, help="random seed (train and test streams differ)")
     parser.add_argument("--split", default="train", choices=["train", "test", "val"])
-    parser.add_argument("--model", default="anny", choices=["anny", "smpl"], help="body model")
-    parser.add_argument("--model-path", default=None, help="SMPL folder (with --model smpl)")
+    from dsrbody.cli.options import add_body_options
+
+    add_body_options(parser, flag="--model", gender=False)
     parser.add_argument("--res", type=int, default=224, help="image side in pixels")
     parser.add_argument("--hard", action="store_true", help="heavier clothing (coats, dresses, long skirts)")
     parser.add_argument(

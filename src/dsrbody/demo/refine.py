@@ -22,6 +22,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
+from dsrbody.body.factory import body_spec
+
 __all__ = ["RefineOptions", "RefineReport", "crop_keypoints", "keypoint_error_px", "refine_people"]
 
 
@@ -119,7 +121,7 @@ def refine_people(regressor, results: list, options: RefineOptions | None = None
         results: :class:`~dsrbody.demo.run.PersonResult` list (one image).
         options: :class:`RefineOptions`.
         prior: a clothing prior of the mesh, needed only for people with a mask (default: the shipped
-            Anny prior for Anny; SMPL people's masks are ignored without one).
+            prior for the families it fits, Anny; other people's masks, SMPL's, are ignored without one).
 
     Returns:
         ``(results, reports)``: the refined results (same order) and a :class:`RefineReport` per
@@ -139,7 +141,8 @@ def refine_people(regressor, results: list, options: RefineOptions | None = None
     if not todo:
         return out, reports
     with_mask = [i for i in todo if results[i].person.mask is not None and o.silhouette > 0]
-    if with_mask and prior is None and getattr(regressor.body_model, "name", "") == "anny":
+    spec = body_spec(regressor.body_model.name, missing_ok=True)
+    if with_mask and prior is None and spec is not None and spec.shipped_prior:
         from dsrbody.garments import default_prior
 
         prior = default_prior(regressor.body_model)

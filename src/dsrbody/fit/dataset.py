@@ -116,7 +116,7 @@ def fit_dataset(
     if start not in ("regressor", "mean"):
         raise ValueError(f"start must be 'regressor' or 'mean', got {start!r}")
     body = regressor.body_model
-    body_name = str(getattr(body, "name", "smpl"))
+    body_name = str(body.name)
     eval_body = eval_body or body
     ds = SpinNpzDataset(
         npz_path, img_dir, augment=False, parsing=True, parsing_root=parsing_root, res=int(regressor.img_res)
@@ -235,6 +235,8 @@ def _write_fits(
     terms: dict[str, np.ndarray],
 ) -> None:
     """The input file with the fitted parameters in place of ``pose``/``shape`` (module docstring)."""
+    from dsrbody.body.factory import body_spec, spin_body_model
+
     with np.load(src, allow_pickle=False) as z:
         data = {k: z[k] for k in z.files}
     n = len(ok)
@@ -250,13 +252,15 @@ def _write_fits(
     data["shape"] = shape
     prev = data.get("has_params", np.zeros(n, np.float32)).astype(np.float32)
     data["has_params"] = np.where(ok, 1.0, prev).astype(np.float32)
-    if body_name == "smpl":
+    spec = body_spec(body_name, missing_ok=True)
+    if spec is not None and spec.spin_params:  # SPIN's flag of its parameters (SMPL)
         prev = data.get("has_smpl", np.zeros(n, np.float32)).astype(np.float32)
         data["has_smpl"] = np.where(ok, 1.0, prev).astype(np.float32)
     elif "has_smpl" in data:
         data["has_smpl"] = np.where(ok, 0.0, data["has_smpl"]).astype(np.float32)
     names = data.get("body_model")
-    names = names.astype("<U16") if names is not None else np.full(n, "smpl", "<U16")
+    # a file without names holds the parameters of SPIN's body model
+    names = names.astype("<U16") if names is not None else np.full(n, spin_body_model(), "<U16")
     names[ok] = body_name
     data["body_model"] = names
     data["fit_cam"] = cam

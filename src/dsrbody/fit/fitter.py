@@ -139,7 +139,7 @@ class BodyFitter:
         self.cfg = config or FitConfig()
         body = regressor.body_model
         self.body = body
-        conf = getattr(body, "keypoint_confidence", None)
+        conf = body.keypoint_confidence
         self.kp_conf = None if conf is None else conf.detach().float()
         self.limit_index, self.limits = joint_limit_table(body)
         self.bounded = getattr(regressor, "shape_lo", None) is not None

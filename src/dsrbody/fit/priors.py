@@ -7,9 +7,10 @@ Fitting a body to 2D evidence is ill-posed; these terms keep it a plausible body
   radians^2, over the body joints): pulls towards the model's rest pose (SMPL: T-pose; Anny: A-pose).
 - :func:`joint_limit_penalty`: squared excess of the XYZ Euler angles over the anatomical limits of
   :data:`dsrbody.data.synth.poses.JOINT_LIMITS` (radians). The limits are written for SMPL's joints
-  in T-pose semantics, so they apply to every SMPL joint; for Anny (same axes, A-pose rest) they apply
-  to the joints whose rest direction is the T-pose's: legs, spine, neck, head (the arm chain rests
-  47 degrees lower, so its limits do not transfer as they are and it gets the angle prior only).
+  in T-pose semantics, so they apply to the joints a body model lists in ``limited_joints``: every SMPL
+  joint; for Anny (same axes, A-pose rest) the joints whose rest direction is the T-pose's: legs, spine,
+  neck, head (:data:`dsrbody.body.anny.ANNY_LIMITED_JOINTS`; the arm chain rests 47 degrees lower, so
+  its limits do not transfer as they are and it gets the angle prior only).
   Like SMPLify's angle prior, this stops knees and elbows bending backwards.
 - :func:`shape_prior`: SMPL: mean squared beta (betas are unit-variance PCA coefficients); bounded
   shape spaces (Anny's phenotypes): mean squared logit of the position in the box (the fitter
@@ -19,23 +20,21 @@ Fitting a body to 2D evidence is ill-posed; these terms keep it a plausible body
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import roma
 import torch
 
+if TYPE_CHECKING:
+    from dsrbody.body.base import BodyModel
+
 __all__ = [
-    "ANNY_LIMITED_JOINTS",
     "pose_angle_prior",
     "joint_limit_table",
     "joint_limit_penalty",
     "shape_prior",
 ]
-
-#: SMPL24 names of the joints whose limits also hold for Anny's rig (see the module docstring).
-ANNY_LIMITED_JOINTS: tuple[str, ...] = (
-    "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle",
-    "spine1", "spine2", "spine3", "neck", "head",
-)  # fmt: skip
 
 
 def pose_angle_prior(body_pose: torch.Tensor) -> torch.Tensor:
@@ -51,11 +50,12 @@ def pose_angle_prior(body_pose: torch.Tensor) -> torch.Tensor:
     return (aa**2).sum(-1).mean(-1)
 
 
-def joint_limit_table(body_model) -> tuple[torch.Tensor, torch.Tensor]:
+def joint_limit_table(body_model: BodyModel) -> tuple[torch.Tensor, torch.Tensor]:
     """Which joints of a body model have limits, and the limits.
 
     Args:
-        body_model: SMPL (joints named as ``SMPL24``) or Anny.
+        body_model: a body model; its ``smpl_equivalents`` restricted to its ``limited_joints`` get the
+            limits of their SMPL24 joint (SMPL: every joint but the root; Anny: legs, spine, neck, head).
 
     Returns:
         ``(index (L,) long`` into the model's joints (root = 0), ``limits (L, 3, 2)`` radians: XYZ Euler
@@ -65,15 +65,8 @@ def joint_limit_table(body_model) -> tuple[torch.Tensor, torch.Tensor]:
     from dsrbody.data.synth.poses import JOINT_LIMITS
 
     names = list(body_model.joint_names)
-    smpl_of: dict[str, str]
-    if tuple(names) == SMPL24.names:
-        smpl_of = {n: n for n in names if n != "pelvis"}
-    elif getattr(body_model, "name", "") == "anny":
-        from dsrbody.body.anny import ANNY_SMPL_EQUIVALENTS
-
-        smpl_of = {k: v for k, v in ANNY_SMPL_EQUIVALENTS.items() if v in ANNY_LIMITED_JOINTS and k in names}
-    else:
-        smpl_of = {}
+    limited = set(body_model.limited_joints)
+    smpl_of = {k: v for k, v in body_model.smpl_equivalents.items() if v in limited and k in names}
     idx = [names.index(k) for k in smpl_of]
     lim = np.stack([JOINT_LIMITS[SMPL24.index(v)] for v in smpl_of.values()]) if idx else np.zeros((0, 3, 2))
     return torch.tensor(idx, dtype=torch.long), torch.as_tensor(lim, dtype=torch.float32)

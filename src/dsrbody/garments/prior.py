@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from dsrbody.body.base import topology_id as compute_topology_id
+from dsrbody.body.factory import body_spec
 from dsrbody.garments.geometry import BodyGeometry
 from dsrbody.garments.outfit import dress_body, sample_outfit
 from dsrbody.semantics.prior import ClothingPrior, PriorTopologyError, smooth_face_probs
@@ -169,11 +170,12 @@ def default_prior(model: torch.nn.Module) -> ClothingPrior:
     """The shipped procedural prior for a body model.
 
     Args:
-        model: a body model. The default Anny mesh gets the shipped file as it is; another Anny topology
-            gets it transferred by nearest face (a warning says so).
+        model: a body model. The default Anny mesh gets the shipped file as it is; another mesh of a
+            family whose registry entry says ``shipped_prior`` (Anny's other topologies) gets it
+            transferred by nearest face (a warning says so).
 
     Raises:
-        PriorTopologyError: the model is not an Anny body (no shipped prior fits it).
+        PriorTopologyError: the model is not of such a family (no shipped prior fits it).
         FileNotFoundError: the package was installed without its assets.
     """
     path = default_prior_path()
@@ -187,8 +189,9 @@ def default_prior(model: torch.nn.Module) -> ClothingPrior:
         src_centroids = z["face_centroids"] if "face_centroids" in z.files else None
     if tid == shipped_tid:
         return ClothingPrior.load(path, expected_topology=tid)
-    name = str(getattr(model, "name", "smpl"))
-    if name != "anny" or src_centroids is None:
+    name = str(model.name)
+    spec = body_spec(name, missing_ok=True)
+    if spec is None or not spec.shipped_prior or src_centroids is None:
         raise PriorTopologyError(
             f"{path}: the shipped clothing prior is for the default Anny mesh (topology {shipped_tid}); "
             f"the {name} model has topology {tid}: build one with "

@@ -23,14 +23,18 @@ optional ``pose (B, J*3)`` axis-angle and ``betas (B, S')`` with ``has_smpl (B,)
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
+from dsrbody.body.factory import body_spec
 from dsrbody.geometry.cameras import denormalize_keypoints
 from dsrbody.losses.dsr import DSRTargets
 from dsrbody.losses.params import as_rotmat
 from dsrbody.losses.total import LossWeights
+
+if TYPE_CHECKING:
+    from dsrbody.body.base import BodyModel
 
 __all__ = ["params_valid", "gt_body", "apply_keypoint_confidence", "spin_targets", "dsr_targets"]
 
@@ -38,11 +42,13 @@ __all__ = ["params_valid", "gt_body", "apply_keypoint_confidence", "spin_targets
 def params_valid(batch: Mapping[str, Any], body_name: str) -> torch.Tensor:
     """``(B,)`` bool: samples whose ``pose``/``betas`` are parameters of the body model ``body_name``.
 
-    SMPL: ``has_smpl``. Another model: ``has_params`` where the file's per-sample ``body_model`` field
-    names it (files without that field hold SMPL parameters).
+    The model whose parameters SPIN/DSR files hold (its registry entry's ``spin_params``: SMPL):
+    ``has_smpl``. Another model: ``has_params`` where the file's per-sample ``body_model`` field names
+    it (files without that field hold SMPL parameters).
     """
     n = int(batch["keypoints"].shape[0])
-    if body_name == "smpl":
+    spec = body_spec(body_name, missing_ok=True)
+    if spec is not None and spec.spin_params:
         return batch["has_smpl"].bool() if "has_smpl" in batch else torch.zeros(n, dtype=torch.bool)
     names = batch.get("body_model")
     if names is None or "has_params" not in batch:
@@ -51,13 +57,14 @@ def params_valid(batch: Mapping[str, Any], body_name: str) -> torch.Tensor:
     return batch["has_params"].bool().cpu() & same
 
 
-def gt_body(body_model: torch.nn.Module, batch: Mapping[str, Any], valid: torch.Tensor) -> Any:
+def gt_body(body_model: BodyModel, batch: Mapping[str, Any], valid: torch.Tensor) -> Any:
     """The ground-truth body of the samples ``valid``.
 
     Args:
         body_model: the body model the parameters belong to (:class:`~dsrbody.body.base.BodyModel`).
-        batch: ``pose (B, J*3)`` axis-angle (or ``(B, J, 3, 3)``), ``betas (B, S')``; SMPL betas shorter
-            than the model's ``S`` are padded with zeros.
+        batch: ``pose (B, J*3)`` axis-angle (or ``(B, J, 3, 3)``), ``betas (B, S')``; shape vectors
+            shorter than the model's ``S`` are completed by its ``pad_shape`` (SMPL: zeros; Anny: the
+            mid phenotypes, as its ``forward`` would).
         valid: ``(B,)`` bool, the samples to run (:func:`params_valid`).
 
     Returns:
@@ -69,9 +76,7 @@ def gt_body(body_model: torch.nn.Module, batch: Mapping[str, Any], valid: torch.
     pose = batch["pose"][valid.to(batch["pose"].device)].to(dev, torch.float32)
     rot = as_rotmat(pose, J)
     betas = batch["betas"][valid.to(batch["betas"].device)].to(dev, torch.float32)
-    if betas.shape[1] < S and getattr(body_model, "name", "") != "anny":
-        betas = torch.nn.functional.pad(betas, (0, S - betas.shape[1]))
-    return body_model(rot[:, 0], rot[:, 1:], betas[:, :S])
+    return body_model(rot[:, 0], rot[:, 1:], body_model.pad_shape(betas[:, :S]))
 
 
 def apply_keypoint_confidence(keypoints: torch.Tensor, confidence: torch.Tensor | None) -> torch.Tensor:
@@ -94,7 +99,7 @@ def apply_keypoint_confidence(keypoints: torch.Tensor, confidence: torch.Tensor 
 
 def spin_targets(
     batch: Mapping[str, Any],
-    body_model: torch.nn.Module,
+    body_model: BodyModel,
     weights: LossWeights | None = None,
     keypoint_confidence: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
@@ -106,7 +111,7 @@ def spin_targets(
         weights: the loss weights; the ground-truth meshes are computed only for the non-zero
             ``vertices`` / ``rest_vertices`` terms (default :class:`LossWeights`: neither).
         keypoint_confidence: ``(K,)`` per-keypoint factor on the confidences (default: the body
-            model's ``keypoint_confidence``, or none when it has none).
+            model's ``keypoint_confidence``; None there: every keypoint is real).
 
     Returns:
         ``keypoints (B, K, 3)`` (confidence times the body model's); where the batch has 3D joints of some
@@ -120,7 +125,7 @@ def spin_targets(
     w = weights or LossWeights()
     conf = keypoint_confidence
     if conf is None:
-        conf = getattr(body_model, "keypoint_confidence", None)
+        conf = body_model.keypoint_confidence
     kp = apply_keypoint_confidence(batch["keypoints"], conf)
     gt: dict[str, torch.Tensor] = {"keypoints": kp}
     if "pose_3d" in batch and bool(batch["has_pose_3d"].any()):

@@ -18,8 +18,8 @@ do the same. If a body model's mean orientation is the identity (the person upsi
 away in the camera), :class:`Regressor` composes the flip in and says so in ``init_note``.
 
 Bounded shape spaces. Anny's phenotypes live in a box (the model clamps them), where a plain
-additive update could leave the box and stop receiving gradients. When the body model exposes
-``shape_bounds`` (``(lo, hi)``, each ``(S,)``), or is Anny (``name == "anny"``: the ranges of
+additive update could leave the box and stop receiving gradients. When the body model's
+``shape_bounds`` is a box (``(lo, hi)``, each ``(S,)``; Anny: the ranges of
 ``dsrbody.body.anny.PHENOTYPE_RANGES``, ``[0, 1]`` and ``[-1/3, 1]`` for age), the head regresses an
 unbounded vector ``z`` and the shape is ``lo + (hi - lo) * sigmoid(z)``; ``init_shape`` is then the
 ``logit`` of the mean's position in the box (0 for Anny's mid phenotypes 0.5, except age: 0.51). The
@@ -28,6 +28,8 @@ SMPL's betas are unbounded and used as regressed.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -41,6 +43,9 @@ from dsrbody.geometry.cameras import (
 )
 from dsrbody.geometry.rotations import matrix_to_rot6d, rot6d_to_matrix
 from dsrbody.models.keypoint_branch import KeypointBranch
+
+if TYPE_CHECKING:
+    from dsrbody.body.base import BodyModel
 
 __all__ = [
     "HMRHead",
@@ -218,18 +223,13 @@ class HMRHead(nn.Module):
         return out
 
 
-def _shape_bounds(body_model: nn.Module) -> tuple[torch.Tensor, torch.Tensor] | None:
+def _shape_bounds(body_model: BodyModel) -> tuple[torch.Tensor, torch.Tensor] | None:
     """``(lo, hi)`` of a bounded shape space, or None (see the module docstring)."""
-    bounds = getattr(body_model, "shape_bounds", None)
-    if bounds is not None:
-        lo, hi = (torch.as_tensor(b, dtype=torch.float32).reshape(-1) for b in bounds)
-        return lo.expand(body_model.shape_dim).clone(), hi.expand(body_model.shape_dim).clone()
-    if getattr(body_model, "name", "") == "anny":
-        from dsrbody.body.anny import ANNY_PHENOTYPES, PHENOTYPE_RANGES
-
-        lo, hi = zip(*(PHENOTYPE_RANGES[n] for n in ANNY_PHENOTYPES[: body_model.shape_dim]))
-        return torch.tensor(lo), torch.tensor(hi)
-    return None
+    bounds = body_model.shape_bounds
+    if bounds is None:
+        return None
+    lo, hi = (torch.as_tensor(b, dtype=torch.float32).reshape(-1) for b in bounds)
+    return lo.expand(body_model.shape_dim).clone(), hi.expand(body_model.shape_dim).clone()
 
 
 class Regressor(nn.Module):
@@ -416,7 +416,7 @@ class Regressor(nn.Module):
 
     def _keypoint_confidence(self, joints: torch.Tensor) -> torch.Tensor:
         """``(K,)``: the body model's ``keypoint_confidence`` (Anny: 0 for points it lacks), else 1."""
-        conf = getattr(self.body_model, "keypoint_confidence", None)
+        conf = self.body_model.keypoint_confidence
         if conf is None or conf.shape[0] != joints.shape[1]:
             return joints.new_ones(joints.shape[1])
         return conf.to(joints)

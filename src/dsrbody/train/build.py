@@ -25,11 +25,14 @@ __all__ = [
 
 def body_options(cfg: DictConfig, for_eval: bool = False) -> dict:
     """The body model's identity as stored in checkpoints: ``{"name", "model_path", "gender", "topology"}``
-    (``topology`` only for Anny; ``eval_topology`` when ``for_eval``)."""
+    (``topology`` only for families with several meshes, Anny; ``eval_topology`` when ``for_eval``)."""
+    from dsrbody.body.factory import body_spec
+
     b = cfg.body
     name = str(b.name).lower()
     opts = {"name": name, "model_path": b.model_path, "gender": str(b.gender)}
-    if name == "anny":
+    spec = body_spec(name, missing_ok=True)  # an unknown name fails where the model is built
+    if spec is not None and spec.topologies:
         opts["topology"] = str(b.eval_topology if for_eval else b.topology)
     return opts
 
@@ -39,7 +42,7 @@ def build_body(cfg: DictConfig, for_eval: bool = False) -> nn.Module:
     from dsrbody.body.factory import build_body_model
 
     opts = body_options(cfg, for_eval)
-    kwargs = {"topology": opts["topology"]} if opts["name"] == "anny" else {}
+    kwargs = {"topology": opts["topology"]} if "topology" in opts else {}
     return build_body_model(opts["name"], model_path=opts["model_path"], gender=opts["gender"], **kwargs)
 
 

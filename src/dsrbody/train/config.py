@@ -22,6 +22,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from dsrbody.body.factory import BODY_MODELS, DEFAULT_BODY_MODEL
 from dsrbody.data.synth.generator import SynthConfig
 from dsrbody.losses.total import LossWeights
 
@@ -54,24 +55,31 @@ class ConfigError(ValueError):
     """A configuration that cannot be used (unknown key, wrong type, missing value); one line."""
 
 
+#: The default family's default mesh (Anny's full mesh, ``"anny"``).
+_DEFAULT_MESH = str(BODY_MODELS[DEFAULT_BODY_MODEL].default_topology)
+
+
 @dataclass
 class BodyConfig:
     """The body model (:func:`dsrbody.body.factory.build_body_model`).
 
     Attributes:
-        name: ``"anny"`` (default, no files) or ``"smpl"``.
-        model_path: SMPL files (folder or file); ``None`` for Anny.
-        gender: SMPL gender (``neutral``/``male``/``female``).
-        topology: Anny mesh used for training (rendering): ``"anny"`` or the low-poly
-            ``"notoes_collapse10pc"``. Evaluation runs on ``eval_topology``.
-        eval_topology: Anny mesh of the evaluation (the synthetic data's ground truth is on ``"anny"``).
+        name: a registered body model (:data:`dsrbody.body.factory.BODY_MODELS`): ``"anny"`` (default,
+            no files) or ``"smpl"``.
+        model_path: files of a family that needs them (SMPL: folder or file); ``None`` for Anny.
+        gender: the model file of a gendered family (SMPL: ``neutral``/``male``/``female``).
+        topology: mesh used for training (rendering), for a family with several (Anny: ``"anny"`` or
+            the low-poly ``"notoes_collapse10pc"``); ignored by the others. Evaluation runs on
+            ``eval_topology``.
+        eval_topology: mesh of the evaluation (the synthetic data's ground truth is on Anny's full
+            mesh, ``"anny"``).
     """
 
-    name: str = "anny"
+    name: str = DEFAULT_BODY_MODEL
     model_path: str | None = None
     gender: str = "neutral"
-    topology: str = "anny"
-    eval_topology: str = "anny"
+    topology: str = _DEFAULT_MESH
+    eval_topology: str = _DEFAULT_MESH
 
 
 @dataclass

@@ -79,7 +79,7 @@ class DSRModule(L.LightningModule):
         if bool(cfg.model.channels_last):
             self.model.backbone.to(memory_format=torch.channels_last)
         self.weights = LossWeights(**{k: float(v) for k, v in cfg.loss.weights.items()})
-        conf = getattr(body, "keypoint_confidence", None)
+        conf = body.keypoint_confidence
         n_kp = int(body(*_rest_inputs(body)).joints.shape[1]) if conf is None else int(conf.numel())
         self.register_buffer(
             "kp_conf", conf.float().clone() if conf is not None else torch.ones(n_kp), persistent=False

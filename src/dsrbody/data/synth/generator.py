@@ -50,6 +50,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dsrbody.body.factory import BODY_MODELS, DEFAULT_BODY_MODEL, body_spec
+
 log = logging.getLogger(__name__)
 
 __all__ = [
@@ -76,12 +78,13 @@ class SynthConfig:
     num: int
     seed: int = 0
     split: str = "train"
-    model: str = "anny"
+    model: str = DEFAULT_BODY_MODEL
     model_path: str | None = None
     res: int = 224
     hard: bool = False
     truncation_prob: float = 0.1
     photo_prob: float = 0.5
+    #: the mesh of a family with several (Anny; the key keeps its name for the files' resume checks)
     anny_topology: str = "anny"
     version: int = FORMAT_VERSION
 
@@ -91,10 +94,16 @@ class SynthConfig:
             raise ValueError(f"--num must be a positive number of samples, got {self.num}")
         if self.split not in SPLIT_CODES:
             raise ValueError(f"--split must be one of {sorted(SPLIT_CODES)}, got {self.split!r}")
-        if self.model not in ("anny", "smpl"):
-            raise ValueError(f"--model must be 'anny' or 'smpl', got {self.model!r}")
-        if self.model == "smpl" and not self.model_path:
-            raise ValueError("--model smpl needs --model-path (a folder with SMPL_MALE/FEMALE files)")
+        spec = body_spec(self.model, missing_ok=True)
+        if spec is None:
+            raise ValueError(
+                f"--model must be {' or '.join(repr(n) for n in BODY_MODELS)}, got {self.model!r}"
+            )
+        if spec.needs_files and not self.model_path:
+            raise ValueError(
+                f"--model {self.model} needs --model-path"
+                + (" (a folder with male and female model files)" if spec.gendered else "")
+            )
         if self.res < 32:
             raise ValueError(f"--res must be at least 32 pixels, got {self.res}")
 
@@ -129,15 +138,20 @@ class SampleMaker:
         self.cfg = cfg
         from dsrbody.body.factory import build_body_model
 
-        if cfg.model == "anny":
-            self.models = {"n": build_body_model("anny", topology=cfg.anny_topology)}
-        else:
-            self.models = {
-                g[0]: build_body_model("smpl", model_path=cfg.model_path, gender=g)
-                for g in ("male", "female")
-            }
+        spec = body_spec(cfg.model)
+        # a gendered family: a male and a female model, picked per sample; else one model for all
+        genders = ("male", "female") if spec.gendered else ("neutral",)
+        self.models = {
+            g[0]: build_body_model(
+                cfg.model,
+                model_path=cfg.model_path if spec.needs_files else None,
+                gender=g,
+                **spec.mesh_options(cfg.anny_topology),
+            )
+            for g in genders
+        }
         self.some_model = next(iter(self.models.values()))
-        self._shape_dist = None
+        self.spin_params = spec.spin_params
         self._prep = {}
         for key, model in self.models.items():
             self._prep[key] = self._prepare(model)
@@ -173,32 +187,14 @@ class SampleMaker:
         }
 
     def _sample_shape(self, rng: np.random.Generator) -> tuple[str, np.ndarray, str]:
-        """``(model key, shape vector, gender 'm'/'f')``."""
-        if self.cfg.model == "smpl":
+        """``(model key, shape vector, gender 'm'/'f')``: a gendered family draws the gender first, then
+        that model's shape; otherwise the model's shape gives the gender (Anny's gender phenotype)."""
+        if len(self.models) > 1:
             gender = "m" if rng.random() < 0.5 else "f"
-            betas = rng.normal(0.0, 1.0, self.models[gender].shape_dim)
-            return gender, betas, gender
-        if self._shape_dist is None:
-            import anny.shape_distribution as sd
-
-            raw = self.some_model.anny_model if hasattr(self.some_model, "anny_model") else None
-            if raw is None:
-                raise RuntimeError("the Anny adapter does not expose its anny model as .anny_model")
-            self._shape_dist = sd.SimpleShapeDistribution(
-                raw,
-                morphological_age_distribution=torch.distributions.Uniform(
-                    torch.tensor(16.0, dtype=raw.dtype), torch.tensor(80.0, dtype=raw.dtype)
-                ),
-            )
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(int(rng.integers(0, 2**62)))
-            _, ph = self._shape_dist.sample(1)
-        names = ("gender", "age", "muscle", "weight", "height", "proportions")
-        vec = np.array([float(ph[n][0]) for n in names])
-        if rng.random() < 0.2:  # push toward slim or heavy bodies
-            vec[3] = rng.uniform(0.0, 0.15) if rng.random() < 0.5 else rng.uniform(0.85, 1.0)
-        vec[[0, 2, 3, 4, 5]] = np.clip(vec[[0, 2, 3, 4, 5]], 0.0, 1.0)
-        return "n", vec, ("m" if vec[0] < 0.5 else "f")
+            shape, _ = self.models[gender].sample_shape(rng)
+            return gender, shape, gender
+        shape, gender = self.some_model.sample_shape(rng)
+        return "n", shape, gender
 
     # -- one sample ----------------------------------------------------------------------------
     def make(self, index: int) -> tuple[np.ndarray, np.ndarray, dict]:
@@ -243,7 +239,8 @@ class SampleMaker:
         # keypoints: projection of the body's keypoint set, visibility from the z-buffer
         Xc = joints + cam.translation
         uv = Xc[:, :2] / Xc[:, 2:3] * cam.focal + cam.principal_point
-        avail = np.asarray(getattr(model, "keypoint_confidence", torch.ones(len(joints))), dtype=np.float64)
+        conf = model.keypoint_confidence
+        avail = np.asarray(torch.ones(len(joints)) if conf is None else conf, dtype=np.float64)
         H = W = cfg.res
         inside = (uv[:, 0] >= 0) & (uv[:, 0] < W) & (uv[:, 1] >= 0) & (uv[:, 1] < H)
         ci = np.clip(uv[:, 0].astype(int), 0, W - 1)
@@ -265,7 +262,7 @@ class SampleMaker:
             "S": S,
             "pose": aa.reshape(-1),
             "shape": shape,
-            "has_smpl": 1.0 if cfg.model == "smpl" else 0.0,
+            "has_smpl": 1.0 if self.spin_params else 0.0,
             "has_params": 1.0,
             "gender": gender,
             "cam_t": cam.translation,
@@ -470,8 +467,9 @@ def _merge(out: Path, cfg: SynthConfig) -> Path:
             vals = [v.astype(f"<U{width}") for v in vals]
         merged[k] = np.concatenate(vals)
     merged["body_model"] = np.array([cfg.model] * cfg.num)
-    if cfg.model == "anny":
-        merged["phenotype"] = merged["shape"].copy()
+    shape_field = body_spec(cfg.model).shape_field
+    if shape_field:
+        merged[shape_field] = merged["shape"].copy()
     path = out / f"synth_{cfg.split}.npz"
     with _writing(path):
         save_npz_deterministic(path, merged)

@@ -20,12 +20,16 @@ elbow flexion is -y; spine/neck forward bend is +x.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import roma
 import torch
 
 from dsrbody.body.keypoints import SMPL24
+
+if TYPE_CHECKING:
+    from dsrbody.body.base import BodyModel
 
 __all__ = [
     "POSE_FAMILIES",
@@ -248,22 +252,20 @@ def _rotation_between(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return roma.rotvec_to_rotmat(axis / s * torch.atan2(s, c))
 
 
-def smpl_equivalents(model: torch.nn.Module) -> dict[str, str]:
-    """Model joint name -> the SMPL24 joint that is the same anatomical joint.
+def smpl_equivalents(model: BodyModel) -> dict[str, str]:
+    """Model joint name -> the SMPL24 joint that is the same anatomical joint (the model's
+    ``smpl_equivalents``).
 
     SMPL-named skeletons map onto themselves; Anny uses ``dsrbody.body.anny.ANNY_SMPL_EQUIVALENTS``
     (its extra bones, e.g. ``pelvis.L`` or ``spine04``, stay at rest).
-    """
-    names = tuple(model.joint_names)
-    if names == SMPL24.names:
-        return {n: n for n in names}
-    if getattr(model, "name", "") == "anny":
-        from dsrbody.body.anny import ANNY_SMPL_EQUIVALENTS
 
-        return {k: v for k, v in ANNY_SMPL_EQUIVALENTS.items() if k in names}
-    raise ValueError(
-        f"no SMPL24 joint correspondence is known for body model {getattr(model, 'name', model)!r}"
-    )
+    Raises:
+        ValueError: the model has no joint with an SMPL24 equivalent.
+    """
+    eq = dict(model.smpl_equivalents)
+    if not eq:
+        raise ValueError(f"no SMPL24 joint correspondence is known for body model {model.name!r}")
+    return eq
 
 
 def _descendants(parents: list[int], j: int) -> list[int]:

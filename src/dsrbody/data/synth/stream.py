@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from dsrbody.body.factory import body_spec
 from dsrbody.body.keypoints import KeypointSet
 from dsrbody.data.crop_augment import PARSING_INTERPOLATIONS, AugmentParams, sample_augment_params
 from dsrbody.data.spin_npz import SharedEpoch, SkipLog, SpinAnnotations, build_item, check_annotations
@@ -51,13 +52,14 @@ def sample_annotations(cfg: SynthConfig, ann: dict) -> dict[str, np.ndarray]:
     Returns:
         the arrays, keys sorted as in the file: the generator's per-sample stacking (float32, pose and
         shape float64, strings as unicode) plus the fields it adds to the whole split (``body_model``,
-        and ``phenotype`` for Anny).
+        and the shape again under the family's ``shape_field``: ``phenotype`` for Anny).
     """
     arrays = _stack([ann])
     # as generator._merge adds them to the split file
     arrays["body_model"] = np.array([cfg.model])
-    if cfg.model == "anny":
-        arrays["phenotype"] = arrays["shape"].copy()
+    shape_field = body_spec(cfg.model).shape_field
+    if shape_field:
+        arrays[shape_field] = arrays["shape"].copy()
     return dict(sorted(arrays.items()))
 
 
