@@ -154,6 +154,7 @@ class Row:
             "people": self.people,
             "joints": self.joints,
             **{f"pck@{a}": self.pck(k) for k, a in enumerate(FRACTIONS)},
+            **{f"{d}_joints": v[0] for d, v in self.by_dataset.items()},
             **{f"{d}_pck@{a}": self.pck(k, d) for d in ("coco", "mpii") for k, a in enumerate(FRACTIONS)},
             "seconds_per_person": float(np.mean(self.seconds)) if self.seconds else None,
         }
@@ -335,6 +336,8 @@ def main() -> None:
             f"{r.name:<50} {r.people:>6} {r.joints:>6} {r.pck(0):>7.3f} {r.pck(1):>7.3f} "
             f"{r.pck(1, 'coco'):>8.3f} {r.pck(1, 'mpii'):>8.3f} {s}"
         )
+    per = {d: sum(a.dataset == d for a in people) for d in ("coco", "mpii")}
+    print("; ".join(f"{d.upper()}: {per[d]} people, {rows['reg'].by_dataset[d][0]} joints" for d in per))
     n_found = sum(d["found"] for d in det_log)
     t_det = float(np.mean([d["seconds"] for d in det_log]))
     print(
