@@ -9,6 +9,7 @@ import pytest
 
 from dsrbody.demo.inputs import (
     check_box,
+    mpii_to_openpose,
     openpose_file_for,
     people_from_boxes,
     people_from_openpose,
@@ -85,3 +86,20 @@ def test_whole_image_and_box_outside():
     (far,) = people_from_boxes([[500, 10, 20, 20]])  # right of a 300-wide image
     with pytest.raises(ValueError, match="lies outside the 300x100 image"):
         check_box(far, 100, 300, "img.jpg: ")
+
+
+def test_mpii_joints_to_body25_by_hand():
+    joints = np.array([[float(10 * i), float(i)] for i in range(16)])  # joint i at (10 i, i)
+    vis = np.ones(16)
+    vis[13] = 0  # left shoulder not labelled: no neck either
+    kp = mpii_to_openpose(joints, vis)
+    assert kp.shape == (25, 3)
+    np.testing.assert_allclose(kp[2], [120, 12, 1])  # right shoulder = MPII 12
+    np.testing.assert_allclose(kp[4], [100, 10, 1])  # right wrist = MPII 10
+    np.testing.assert_allclose(kp[7], [150, 15, 1])  # left wrist = MPII 15
+    np.testing.assert_allclose(kp[11], [0, 0, 1])  # right ankle = MPII 0
+    np.testing.assert_allclose(kp[14], [50, 5, 1])  # left ankle = MPII 5
+    np.testing.assert_allclose(kp[8], [25, 2.5, 1])  # mid-hip = mean of MPII 2 and 3
+    assert kp[5, 2] == 0 and kp[1, 2] == 0  # unlabelled shoulder, so no neck
+    assert kp[0, 2] == 0 and kp[15:, 2].sum() == 0  # no face or feet in MPII
+    assert (kp[:, 2] > 0).sum() == 12  # 11 limb joints + mid-hip

@@ -9,8 +9,15 @@ import pytest
 import torch
 
 from dsrbody.demo.inputs import Person
-from dsrbody.demo.refine import RefineOptions, crop_keypoints, keypoint_error_px, refine_people
-from dsrbody.demo.run import predict_people, result_from_prediction
+from dsrbody.demo.refine import (
+    LIMB_KEYPOINTS,
+    RefineOptions,
+    crop_keypoints,
+    keypoint_error_px,
+    keypoint_pck,
+    refine_people,
+)
+from dsrbody.demo.run import PersonResult, predict_people, result_from_prediction
 
 
 @pytest.fixture(scope="module")
@@ -59,6 +66,41 @@ def test_crop_keypoints_normalise_to_the_crop():
     out = crop_keypoints(kp, np.array([112.0, 112.0]), 1.12, threshold=0.2)
     np.testing.assert_allclose(out[:2, :2], [[0, 0], [-1, 1]], atol=1e-6)
     assert out[0, 2] == pytest.approx(0.9) and out[2, 2] == 0  # below the threshold: ignored
+
+
+def test_pck_of_limb_joints_by_hand():
+    """Projected joints at known distances from the keypoints: counted by hand."""
+    joints = np.zeros((49, 3))
+    joints[:, 2] = 1.0  # depth 1, focal 1, principal point 0: the image position is (x, y)
+    kp = np.zeros((25, 3))
+    for j in LIMB_KEYPOINTS:
+        kp[j] = (100.0, 100.0, 1.0)
+        joints[j, :2] = (100.0, 100.0)
+    joints[2, :2] = (100.0, 115.0)  # 15 px off: within 0.2 x 100, not within 0.1 x 100
+    joints[3, :2] = (130.0, 100.0)  # 30 px off: a miss at both
+    joints[4, :2] = (106.0, 108.0)  # 10 px off: within both (<=)
+    joints[0, :2] = (500.0, 500.0)  # the nose is not a limb joint: not scored
+    kp[0] = (0.0, 0.0, 1.0)
+    kp[14, 2] = 0.0  # left ankle not labelled: not scored
+    r = PersonResult(
+        person=Person(np.zeros(2), 1.0, "bbox"),
+        rotmat=np.eye(3)[None],
+        shape=np.zeros(1),
+        cam=np.zeros(3),
+        translation=np.zeros(3),
+        vertices_cam=np.zeros((1, 3)),
+        joints_cam=joints,
+        focal_length=1.0,
+        principal_point=np.zeros(2),
+    )
+    hits, n = keypoint_pck(r, kp, size=100.0)
+    assert n == 11 and hits.tolist() == [9, 10]  # 11 scored; 0.1: 11 - 2 misses; 0.2: 11 - 1 miss
+    r.keypoint_confidence = np.ones(49)
+    r.keypoint_confidence[5] = 0  # the body model lacks the left shoulder: scored, never correct
+    hits, n = keypoint_pck(r, kp, size=100.0, fractions=(0.2,))
+    assert n == 11 and hits.tolist() == [9]
+    hits, n = keypoint_pck(r, kp, size=100.0, joints=(14,))
+    assert n == 0 and hits.tolist() == [0, 0]
 
 
 def test_refinement_lowers_the_keypoint_error(regressor, regressed):

@@ -40,12 +40,22 @@ __all__ = [
     "COCO_TO_OPENPOSE",
     "coco_to_openpose",
     "people_from_coco",
+    "MPII_TO_OPENPOSE",
+    "mpii_to_openpose",
 ]
 
 #: OpenPose BODY_25 index -> COCO keypoint index (neck 1 and mid-hip 8 are midpoints).
 COCO_TO_OPENPOSE: dict[int, int] = {
     0: 0, 2: 6, 3: 8, 4: 10, 5: 5, 6: 7, 7: 9, 9: 12, 10: 14, 11: 16, 12: 11, 13: 13, 14: 15,
     15: 2, 16: 1, 17: 4, 18: 3,
+}  # fmt: skip
+
+#: OpenPose BODY_25 index -> MPII joint index (MPII order: r ankle, r knee, r hip, l hip, l knee, l ankle,
+#: pelvis, thorax, upper neck, head top, r wrist, r elbow, r shoulder, l shoulder, l elbow, l wrist).
+#: The 12 limb joints; neck 1 and mid-hip 8 are midpoints as for COCO; MPII's pelvis, thorax, upper
+#: neck and head top have no BODY_25 counterpart.
+MPII_TO_OPENPOSE: dict[int, int] = {
+    2: 12, 3: 11, 4: 10, 5: 13, 6: 14, 7: 15, 9: 2, 10: 1, 11: 0, 12: 3, 13: 4, 14: 5,
 }  # fmt: skip
 
 #: keypoints above this confidence define the OpenPose box (official demo).
@@ -238,6 +248,22 @@ def coco_to_openpose(keypoints: np.ndarray) -> np.ndarray:
     for op, (a, b) in ((1, (5, 6)), (8, (11, 12))):
         if conf[a] and conf[b]:
             out[op] = (*(0.5 * (kp[a, :2] + kp[b, :2])), 1.0)
+    return out
+
+
+def mpii_to_openpose(joints: np.ndarray, visible: np.ndarray) -> np.ndarray:
+    """MPII joints ``(16, 2)`` (pixels) with their labels ``(16,)`` (> 0: labelled) to BODY_25
+    ``(25, 3)`` pixels + confidence (1 where labelled, 0 elsewhere), by :data:`MPII_TO_OPENPOSE`; neck
+    and mid-hip are the midpoints of the shoulders and of the hips when both are labelled (as
+    :func:`coco_to_openpose`)."""
+    j = np.asarray(joints, dtype=np.float64).reshape(16, 2)
+    conf = (np.asarray(visible, dtype=np.float64).reshape(16) > 0).astype(np.float64)
+    out = np.zeros((25, 3))
+    for op, m in MPII_TO_OPENPOSE.items():
+        out[op] = (j[m, 0], j[m, 1], conf[m])
+    for op, (a, b) in ((1, (12, 13)), (8, (2, 3))):
+        if conf[a] and conf[b]:
+            out[op] = (*(0.5 * (j[a] + j[b])), 1.0)
     return out
 
 

@@ -24,7 +24,19 @@ import torch
 
 from dsrbody.body.factory import body_spec
 
-__all__ = ["RefineOptions", "RefineReport", "crop_keypoints", "keypoint_error_px", "refine_people"]
+__all__ = [
+    "LIMB_KEYPOINTS",
+    "RefineOptions",
+    "RefineReport",
+    "crop_keypoints",
+    "keypoint_error_px",
+    "keypoint_pck",
+    "refine_people",
+]
+
+#: BODY_25 indices of the 12 limb joints: right shoulder, elbow, wrist, left shoulder, elbow, wrist,
+#: right hip, knee, ankle, left hip, knee, ankle.
+LIMB_KEYPOINTS: tuple[int, ...] = (2, 3, 4, 5, 6, 7, 9, 10, 11, 12, 13, 14)
 
 
 @dataclass
@@ -94,6 +106,45 @@ def keypoint_error_px(result, threshold: float = 0.2) -> tuple[float, int]:
     if not ok.any():
         return float("nan"), 0
     return float(np.linalg.norm(proj[ok] - kp[ok, :2], axis=1).mean()), int(ok.sum())
+
+
+def keypoint_pck(
+    result,
+    keypoints: np.ndarray,
+    size: float,
+    fractions: tuple[float, ...] = (0.1, 0.2),
+    joints: tuple[int, ...] = LIMB_KEYPOINTS,
+    threshold: float = 0.2,
+) -> tuple[np.ndarray, int]:
+    """PCK counts of a result's projected BODY_25 joints against given keypoints.
+
+    A joint of ``joints`` is scored when its keypoint's confidence is above ``threshold``; it is correct
+    at fraction ``a`` when the projected joint lies within ``a * size`` pixels of it (a joint the body
+    model lacks, ``keypoint_confidence`` 0, is scored and never correct).
+
+    Args:
+        result: a :class:`~dsrbody.demo.run.PersonResult` (SPIN-49 joints, OpenPose first).
+        keypoints: ``(25, 3)`` BODY_25 pixels + confidence (e.g. the annotation, whatever the body was
+            refined on).
+        size: the reference length in pixels (e.g. the longer side of the person's box).
+        fractions: the PCK thresholds as fractions of ``size``.
+        joints: BODY_25 indices to score (default: :data:`LIMB_KEYPOINTS`).
+
+    Returns:
+        ``(hits (len(fractions),) int, scored joints)``; PCK = hits / scored.
+    """
+    kp = np.asarray(keypoints, np.float64).reshape(-1, 3)[:25]
+    idx = [j for j in joints if kp[j, 2] > threshold]
+    hits = np.zeros(len(fractions), np.int64)
+    if not idx:
+        return hits, 0
+    dist = np.linalg.norm(result.keypoints_2d()[idx] - kp[idx, :2], axis=1)
+    has = np.ones(len(idx), bool)
+    if result.keypoint_confidence is not None:
+        has = np.asarray(result.keypoint_confidence)[idx] > 0
+    for k, a in enumerate(fractions):
+        hits[k] = int(((dist <= a * float(size)) & has).sum())
+    return hits, len(idx)
 
 
 def _mask_targets(people, res: int):
