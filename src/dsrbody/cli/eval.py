@@ -237,7 +237,7 @@ def run(args: argparse.Namespace) -> int:
         "data": str(args.data) if args.data else None,
         "split": args.split,
         "body_model": str(body.name),
-        "mesh": getattr(body, "topology", str(body.topology_id)),
+        "mesh": str(body.mesh_name),
         "joints": list(joints.names),
         **res,
     }
@@ -290,6 +290,7 @@ def run(args: argparse.Namespace) -> int:
 def _load_for_protocol(args: argparse.Namespace):
     """``(regressor, SMPL folder or None, description)`` for ``--dataset``: a dsrbody checkpoint with its
     stored recipe (or ``--config``), else SPIN/DSR released weights on the neutral SMPL of ``--smpl-dir``."""
+    from dsrbody.body.factory import body_spec, spin_body_model
     from dsrbody.cli import CLIError
     from dsrbody.models.loader import load_model, read_checkpoint_meta
     from dsrbody.train import config_from_dict, load_config
@@ -303,7 +304,7 @@ def _load_for_protocol(args: argparse.Namespace):
         )
         reg, body = load_trained(cfg, args.ckpt, args.device)
         smpl_dir = args.smpl_dir
-        if smpl_dir is None and str(body.name) == "smpl" and cfg.body.model_path:
+        if smpl_dir is None and body_spec(str(body.name)).spin_params and cfg.body.model_path:
             p = Path(str(cfg.body.model_path))
             smpl_dir = str(p.parent if p.is_file() else p)
         return reg, smpl_dir, f"{args.ckpt} (dsrbody, {body.name})"
@@ -313,7 +314,7 @@ def _load_for_protocol(args: argparse.Namespace):
             "SMPL_NEUTRAL.pkl, SMPL_MALE.pkl, SMPL_FEMALE.pkl and J_regressor_h36m.npy"
         )
     loaded = load_model(
-        args.ckpt, body="smpl", model_path=args.smpl_dir, gender="neutral", device=args.device
+        args.ckpt, body=spin_body_model(), model_path=args.smpl_dir, gender="neutral", device=args.device
     )
     if args.backbone is not None and args.backbone != loaded.backbone:
         raise CLIError(f"{args.ckpt}: holds {loaded.backbone} weights, not --backbone {args.backbone}")

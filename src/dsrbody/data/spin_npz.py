@@ -615,20 +615,19 @@ class SharedEpoch:
 def pose_joint_names(body_model: str) -> KeypointSet | tuple[str, ...]:
     """The joint names, in pose order, of a body model named in a file's ``body_model`` field.
 
-    ``"smpl"`` -> :data:`~dsrbody.body.keypoints.SMPL24`; ``"anny"`` -> the Anny adapter's 24-bone rig
-    (:data:`dsrbody.body.anny.ANNY24_BONES`).
+    Each registered body model says (:attr:`dsrbody.body.factory.BodySpec.pose_joints`): SMPL's
+    :data:`~dsrbody.body.keypoints.SMPL24`, the Anny adapter's 24-bone rig, ...
 
     Raises:
         ValueError: an unknown name.
     """
-    key = str(body_model).strip().lower()
-    if key == "smpl":
-        return SMPL24
-    if key == "anny":
-        from dsrbody.body.anny import ANNY24_BONES
+    from dsrbody.body.factory import BODY_MODELS, body_spec
 
-        return tuple(ANNY24_BONES)
-    raise ValueError(f"unknown body_model {body_model!r} (known: smpl, anny)")
+    spec = body_spec(str(body_model).strip(), missing_ok=True)
+    if spec is None:
+        raise ValueError(f"unknown body_model {body_model!r} (known: {', '.join(BODY_MODELS)})")
+    joints = spec.pose_joints()
+    return joints if isinstance(joints, KeypointSet) else tuple(joints)
 
 
 def _gender_codes(g: np.ndarray) -> np.ndarray:

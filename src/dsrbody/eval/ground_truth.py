@@ -89,9 +89,13 @@ class GroundTruth:
         Raises:
             IncompatibleBodyModelError, ValueError: the predictor or the file cannot be evaluated.
         """
+        from dsrbody.body.factory import body_spec
+
         bm = getattr(predictor, "body_model", None)
         if self.needs_smpl:
-            if bm is not None and int(getattr(bm, "num_vertices", 6890)) != 6890:
+            name = getattr(bm, "name", None)
+            spec = None if name is None else body_spec(str(name), missing_ok=True)
+            if name is not None and not (spec is not None and spec.spin_params):
                 raise IncompatibleBodyModelError(
                     f"protocol {protocol.name!r} compares SMPL meshes (J_regressor_h36m on SMPL's 6890 "
                     f"vertices{self._smpl_note()}); the checkpoint's body model is {bm.name!r} "

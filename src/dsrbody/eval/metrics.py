@@ -72,7 +72,7 @@ def eval_joints(body_model) -> EvalJoints:
     """
     from dsrbody.body.keypoints import SPIN49
 
-    conf = getattr(body_model, "keypoint_confidence", None)
+    conf = body_model.keypoint_confidence
     idx = [i for i in LSP14_IN_SPIN49 if conf is None or float(conf[i]) > 0]
     if 27 not in idx or 28 not in idx:
         raise ValueError("the body model provides no hip keypoints: cannot align at the pelvis")

@@ -53,13 +53,15 @@ def gender_models(body_model, model_path) -> dict[int, Any] | None:
     ``body_model`` is SMPL and ``model_path`` is a folder with both files; None otherwise."""
     from pathlib import Path
 
-    if getattr(body_model, "name", "") != "smpl" or not model_path or not Path(str(model_path)).is_dir():
+    from dsrbody.body.factory import body_spec, build_body_model
+
+    spec = body_spec(str(getattr(body_model, "name", "")), missing_ok=True)
+    if spec is None or not spec.gendered or not model_path or not Path(str(model_path)).is_dir():
         return None
-    from dsrbody.body.factory import build_body_model
 
     try:
         models = {
-            c: build_body_model("smpl", model_path=model_path, gender=g)
+            c: build_body_model(spec.name, model_path=model_path, gender=g)
             for c, g in ((0, "male"), (1, "female"))
         }
     except (FileNotFoundError, ValueError):
@@ -104,7 +106,7 @@ def batch_metrics(
     nan = torch.full((B,), float("nan"), device=dev)
     res = {k: nan.clone() for k in METRIC_NAMES}
     idx = list(joints.indices)
-    valid = params_valid(batch, str(getattr(body_model, "name", "smpl"))).to(dev)
+    valid = params_valid(batch, str(body_model.name)).to(dev)
     groups = [(valid, body_model)]
     if gt_models and "gender" in batch:
         gender = torch.as_tensor(batch["gender"]).to(dev)

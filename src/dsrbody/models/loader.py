@@ -50,7 +50,7 @@ class LoadedModel:
 
     Attributes:
         regressor: the :class:`~dsrbody.models.Regressor` (eval mode).
-        body_name: ``"anny"`` or ``"smpl"``.
+        body_name: a registered body model (:data:`dsrbody.body.factory.BODY_MODELS`).
         backbone: ``"resnet18"``, ``"resnet34"`` or ``"resnet50"``.
         kind: ``"dsrbody"`` (self-describing training checkpoint), ``"spin"``, ``"dsr"`` or ``"state_dict"``.
         meta: ``checkpoint["dsrbody"]`` for dsrbody checkpoints, else ``{}``.
@@ -189,7 +189,8 @@ def load_model(
 
     Args:
         path: the checkpoint.
-        body: body model family for files that do not say (bare state dicts; default ``"anny"``).
+        body: body model family for files that do not say (bare state dicts; default
+            :data:`~dsrbody.body.factory.DEFAULT_BODY_MODEL`).
             Given for a self-describing checkpoint, it must agree with it.
         model_path: SMPL model file/folder (required for SMPL unless the checkpoint names an existing one).
         gender: SMPL gender (default: the checkpoint's, else neutral).
@@ -208,7 +209,7 @@ def load_model(
         FileNotFoundError: no checkpoint; SMPL files missing.
         ValueError: unreadable file; body model or backbone that does not match the weights.
     """
-    from dsrbody.body.factory import build_body_model
+    from dsrbody.body.factory import DEFAULT_BODY_MODEL, body_spec, build_body_model, spin_body_model
     from dsrbody.geometry.cameras import IMG_RES
     from dsrbody.models import build_regressor
     from dsrbody.models.checkpoint import load_regressor_checkpoint
@@ -230,7 +231,7 @@ def load_model(
         b, m = config.body, config.model
         body_name = str(b.name).lower()
         body_opts = {"model_path": b.model_path, "gender": str(b.gender)}
-        if body_name == "anny":
+        if body_spec(body_name).topologies:
             topology = str(b.eval_topology if mesh == "eval" else b.topology)
         n_iter, dropout, img_res = int(m.n_iter), float(m.dropout), int(m.img_res)
         if str(m.backbone) != backbone:
@@ -238,7 +239,7 @@ def load_model(
     elif meta:
         kind = "dsrbody"
         body_opts = dict(meta.get("body", {}))
-        have = str(body_opts.get("name", "anny")).lower()
+        have = str(body_opts.get("name", DEFAULT_BODY_MODEL)).lower()
         if body is not None and str(body).lower() != have:
             raise ValueError(f"{path}: the checkpoint was trained with body model '{have}', not '{body}'")
         body_name = have
@@ -251,32 +252,32 @@ def load_model(
             raise ValueError(
                 f"{path}: the checkpoint says backbone '{declared}' but holds {backbone} weights"
             )
-        if body_name == "anny" and topology is None:
+        if body_spec(body_name).topologies and topology is None:
             eval_topo = (cfg.get("body") or {}).get("eval_topology")
             topology = str(eval_topo) if mesh == "eval" and eval_topo else body_opts.get("topology")
     elif _is_smpl_file(sd, layout):
         kind = "spin" if layout == "model" else "dsr"
-        body_name = "smpl"
-        if body is not None and str(body).lower() != "smpl":
-            raise ValueError(f"{path}: a released SPIN/DSR checkpoint is an SMPL regressor, not '{body}'")
+        body_name = spin_body_model()
+        if body is not None and str(body).lower() != body_name:
+            raise ValueError(
+                f"{path}: a released SPIN/DSR checkpoint is an {body_spec(body_name).label} regressor, "
+                f"not '{body}'"
+            )
     else:
-        body_name = str(body or "anny").lower()
-    kwargs: dict[str, Any] = {}
-    if body_name == "smpl":
+        body_name = str(body or DEFAULT_BODY_MODEL).lower()
+    spec = body_spec(body_name, missing_ok=True)
+    if spec is None:
+        raise ValueError(f"{path}: unknown body model {body_name!r}")
+    mp = None
+    if spec.needs_files:
         mp = model_path if model_path is not None else body_opts.get("model_path")
         if mp is None:
             raise ValueError(
-                f"{path}: this checkpoint regresses SMPL bodies; pass --model-path with the SMPL files "
-                "(SMPL_NEUTRAL.pkl, J_regressor_extra.npy, J_regressor_h36m.npy, smpl_mean_params.npz)"
+                f"{path}: this checkpoint regresses {spec.label} bodies; pass --model-path with "
+                f"{spec.files_help}"
             )
-        g = gender or body_opts.get("gender") or "neutral"
-        bm = build_body_model("smpl", model_path=mp, gender=str(g))
-    elif body_name == "anny":
-        if topology:
-            kwargs["topology"] = str(topology)
-        bm = build_body_model("anny", **kwargs)
-    else:
-        raise ValueError(f"{path}: unknown body model {body_name!r}")
+    g = (gender or body_opts.get("gender") or "neutral") if spec.gendered else "neutral"
+    bm = build_body_model(body_name, model_path=mp, gender=str(g), **spec.mesh_options(topology))
     spatial = _spatial_channels(sd)
     if config is not None:
         for key, have in (("spatial_channels", spatial), ("keypoints", _branch_keypoints(sd))):
@@ -396,6 +397,8 @@ def check_checkpoint(meta: dict[str, Any] | None, cfg: Any, path: str | Path) ->
     Raises:
         ValueError: one line naming the checkpoint, what it was trained with and what the recipe asks.
     """
+    from dsrbody.body.factory import body_spec
+
     if meta is None:
         return
     want_body = str(cfg.body.name).lower()
@@ -408,7 +411,7 @@ def check_checkpoint(meta: dict[str, Any] | None, cfg: Any, path: str | Path) ->
             f"config uses body model '{want_body}' and backbone '{want_bb}'; use the recipe it was trained "
             "with (its config.yaml) or override body.name/model.backbone"
         )
-    if want_body == "smpl":
+    if body_spec(want_body).gendered:
         g = meta["body"].get("gender")
         if g is not None and str(g) != str(cfg.body.gender):
             raise ValueError(
