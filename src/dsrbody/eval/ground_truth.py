@@ -24,7 +24,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from dsrbody.body.keypoints import H36M_TO_J17, H36M_TO_LSP14
+
 __all__ = [
+    "J24_TO_J17",
+    "J24_TO_J14",
+    "h36m_eval_joints",
+    "gt_eval_joints_from_S",
     "GroundTruth",
     "GroundTruthBatch",
     "GenderedSMPLBodies",
@@ -33,6 +39,41 @@ __all__ = [
     "IncompatibleBodyModelError",
     "GROUND_TRUTHS",
 ]
+
+
+#: SPIN's ``J24_TO_J17``: rows of the 24 GT joints (``S``) giving the evaluation joints (14 LSP-like
+#: joints whose 14th is ``Head (H36M)``, then pelvis, spine, jaw). Same order as ``H36M_TO_J17``.
+J24_TO_J17: list[int] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 18, 14, 16, 17]
+#: SPIN's ``J24_TO_J14``.
+J24_TO_J14: list[int] = J24_TO_J17[:14]
+
+
+def h36m_eval_joints(h36m17: torch.Tensor, num_joints: int = 14) -> torch.Tensor:
+    """Evaluation joints from the 17 H36M-regressed joints, as SPIN's ``eval.py``.
+
+    Args:
+        h36m17: ``(B, 17, 3)`` metres (``J_regressor_h36m @ vertices``).
+        num_joints: 14 (``H36M_TO_J14``) or 17 (``H36M_TO_J17``, MPI-INF-3DHP).
+
+    Returns:
+        ``(B, num_joints, 3)`` metres, relative to H36M joint 0 (the pelvis).
+    """
+    idx = H36M_TO_LSP14 if num_joints == 14 else H36M_TO_J17
+    return h36m17[:, idx] - h36m17[:, :1]
+
+
+def gt_eval_joints_from_S(S: torch.Tensor, num_joints: int = 14) -> torch.Tensor:
+    """Ground-truth evaluation joints from a file's ``S`` as SPIN's ``eval.py`` takes them.
+
+    Args:
+        S: ``(B, 24, 3 or 4)`` the 24 GT joints (SPIN_GT24 order) in metres (+ confidence).
+        num_joints: 14 (``J24_TO_J14``) or 17 (``J24_TO_J17``).
+
+    Returns:
+        ``(B, num_joints, 3)`` metres, as stored (the files are already pelvis-centred).
+    """
+    idx = J24_TO_J14 if num_joints == 14 else J24_TO_J17
+    return S[:, idx, :3]
 
 
 class IncompatibleBodyModelError(ValueError):
@@ -129,8 +170,6 @@ class GroundTruth:
 
 
 def _smpl_pred_joints(protocol, smpl_kit, pred_vertices: torch.Tensor) -> torch.Tensor:
-    from dsrbody.eval.protocols import h36m_eval_joints
-
     if pred_vertices.shape[1] != smpl_kit.num_vertices:
         raise IncompatibleBodyModelError(
             f"protocol {protocol.name!r} needs SMPL meshes ({smpl_kit.num_vertices} vertices); the "
@@ -164,8 +203,6 @@ class GenderedSMPLBodies(GroundTruth):
         return cols
 
     def batch(self, protocol, ds, index, pred, pred_vertices, smpl_kit, device) -> GroundTruthBatch:
-        from dsrbody.eval.protocols import h36m_eval_joints
-
         rows = index.numpy()
         pose = torch.as_tensor(ds.pose[rows], dtype=torch.float32, device=device)
         shape = torch.as_tensor(ds.betas[rows], dtype=torch.float32, device=device)
@@ -202,8 +239,6 @@ class FileJoints3D(GroundTruth):
         return {}
 
     def batch(self, protocol, ds, index, pred, pred_vertices, smpl_kit, device) -> GroundTruthBatch:
-        from dsrbody.eval.protocols import gt_eval_joints_from_S
-
         S = torch.as_tensor(ds.pose_3d)[index].to(device=device, dtype=torch.float32)
         return GroundTruthBatch(
             pred_joints=_smpl_pred_joints(protocol, smpl_kit, pred_vertices),

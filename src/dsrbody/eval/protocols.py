@@ -62,8 +62,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from dsrbody.body.keypoints import H36M_TO_J17, H36M_TO_LSP14, LSP14, swap_left_right
-from dsrbody.eval.ground_truth import GROUND_TRUTHS, GroundTruth, IncompatibleBodyModelError
+from dsrbody.body.keypoints import LSP14, swap_left_right
+from dsrbody.eval.ground_truth import (  # their home; re-exported here for callers
+    GROUND_TRUTHS,
+    J24_TO_J14,
+    J24_TO_J17,
+    GroundTruth,
+    IncompatibleBodyModelError,
+    gt_eval_joints_from_S,
+    h36m_eval_joints,
+)
 from dsrbody.eval.metrics import pve_t_sc
 from dsrbody.geometry.procrustes import similarity_procrustes
 
@@ -97,11 +105,6 @@ __all__ = [
     "IncompatibleBodyModelError",
 ]
 
-#: SPIN's ``J24_TO_J17``: rows of the 24 GT joints (``S``) giving the evaluation joints (14 LSP-like
-#: joints whose 14th is ``Head (H36M)``, then pelvis, spine, jaw). Same order as ``H36M_TO_J17``.
-J24_TO_J17: list[int] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 18, 14, 16, 17]
-#: SPIN's ``J24_TO_J14``.
-J24_TO_J14: list[int] = J24_TO_J17[:14]
 #: Names of the 14 evaluation joints (LSP order; the head is H36M's head, as SPIN evaluates it).
 EVAL14_NAMES: tuple[str, ...] = LSP14.names[:13] + ("Head (H36M)",)
 #: Names of MPI-INF-3DHP's 17 evaluation joints.
@@ -284,34 +287,6 @@ def resolve_image_dir(
 # ------------------------------------------------------------------------------------------------
 # the math, one function per step
 # ------------------------------------------------------------------------------------------------
-
-
-def h36m_eval_joints(h36m17: torch.Tensor, num_joints: int = 14) -> torch.Tensor:
-    """Evaluation joints from the 17 H36M-regressed joints, as SPIN's ``eval.py``.
-
-    Args:
-        h36m17: ``(B, 17, 3)`` metres (``J_regressor_h36m @ vertices``).
-        num_joints: 14 (``H36M_TO_J14``) or 17 (``H36M_TO_J17``, MPI-INF-3DHP).
-
-    Returns:
-        ``(B, num_joints, 3)`` metres, relative to H36M joint 0 (the pelvis).
-    """
-    idx = H36M_TO_LSP14 if num_joints == 14 else H36M_TO_J17
-    return h36m17[:, idx] - h36m17[:, :1]
-
-
-def gt_eval_joints_from_S(S: torch.Tensor, num_joints: int = 14) -> torch.Tensor:
-    """Ground-truth evaluation joints from a file's ``S`` as SPIN's ``eval.py`` takes them.
-
-    Args:
-        S: ``(B, 24, 3 or 4)`` the 24 GT joints (SPIN_GT24 order) in metres (+ confidence).
-        num_joints: 14 (``J24_TO_J14``) or 17 (``J24_TO_J17``).
-
-    Returns:
-        ``(B, num_joints, 3)`` metres, as stored (the files are already pelvis-centred).
-    """
-    idx = J24_TO_J14 if num_joints == 14 else J24_TO_J17
-    return S[:, idx, :3]
 
 
 def joint_errors(

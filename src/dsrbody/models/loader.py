@@ -211,8 +211,8 @@ def load_model(
     """
     from dsrbody.body.factory import DEFAULT_BODY_MODEL, body_spec, build_body_model, spin_body_model
     from dsrbody.geometry.cameras import IMG_RES
-    from dsrbody.models import build_regressor
     from dsrbody.models.checkpoint import load_regressor_checkpoint
+    from dsrbody.models.hmr import build_regressor
 
     sd, layout, meta = read_checkpoint(path)
     backbone = infer_backbone(sd)
