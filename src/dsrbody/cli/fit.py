@@ -38,6 +38,12 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--iters", type=int, default=100, help="optimiser steps per batch (default 100)")
     parser.add_argument("--lr", type=float, default=0.01, help="Adam learning rate (default 0.01)")
+    parser.add_argument(
+        "--flip-start",
+        action="store_true",
+        help="also fit from the start turned round (180 degrees about the vertical) and keep the better "
+        "fit per sample (SMPLify's two orientations; twice the time)",
+    )
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument(
         "--start",
@@ -205,6 +211,7 @@ def run(args: argparse.Namespace) -> int:
         lr=float(args.lr),
         weights=_weights(args.weight),
         sigma=float(args.sigma),
+        flip_start=bool(args.flip_start),
     )
     report = fit_dataset(
         reg,

@@ -41,6 +41,9 @@ __all__ = [
     "mean_regressor",
 ]
 
+#: 180-degree rotation about the camera's vertical (y) axis: a body turned round in place.
+TURN_AROUND = torch.diag(torch.tensor([-1.0, 1.0, -1.0]))
+
 #: names accepted by ``--losses``: keypoints, DSR-MC, DSR-C, silhouette.
 LOSS_NAMES = ("kp", "mc", "c", "sil")
 
@@ -81,6 +84,10 @@ class FitConfig:
         weights: :class:`FitWeights`.
         mc_form, c_form, sigma, gamma: DSR settings (docs/design.md, Losses; official sigma 1e-5, gamma 0.1).
         shape: optimise the shape (False keeps the starting shape).
+        flip_start: also fit from the start point turned 180 degrees about the camera's vertical axis
+            and keep, per sample, the fit with the lower final objective (SMPLify's two orientations: a
+            gradient fit from a body facing the camera rarely turns round to one seen from behind, where
+            the 2D keypoints are matched with the limbs crossed). Twice the time.
     """
 
     losses: tuple[str, ...] = ("kp", "mc", "c")
@@ -92,6 +99,7 @@ class FitConfig:
     sigma: float = 1e-5
     gamma: float = 1e-1
     shape: bool = True
+    flip_start: bool = False
 
 
 @dataclass
@@ -222,7 +230,7 @@ class BodyFitter:
         targets: DSRTargets | None = None,
         start: dict[str, torch.Tensor] | None = None,
     ) -> FitResult:
-        """Fit a batch.
+        """Fit a batch (twice with ``config.flip_start``: from the start and from it turned round).
 
         Args:
             keypoints: ``(B, K, 3)`` the 2D keypoints of the crops, normalised to [-1, 1], + confidence;
@@ -233,9 +241,38 @@ class BodyFitter:
         Returns:
             :class:`FitResult`.
         """
-        B = keypoints.shape[0]
+        s = start or self.start_from_mean(keypoints.shape[0])
+        first = self._fit_once(keypoints, targets, s)
+        if not self.cfg.flip_start:
+            return first
+        turned = dict(s)
+        turned["rotmat"] = s["rotmat"].clone()
+        turned["rotmat"][:, 0] = TURN_AROUND.to(s["rotmat"]) @ s["rotmat"][:, 0]
+        second = self._fit_once(keypoints, targets, turned)
+        better = self.final_objective(second) < self.final_objective(first)  # (B,) NaN compares False
+        pick = {}
+        for name in ("rotmat", "shape", "shape_raw", "cam", "translation"):
+            a, b = getattr(first, name), getattr(second, name)
+            pick[name] = torch.where(better.view(-1, *([1] * (a.dim() - 1))), b, a)
+        ends = {k: torch.where(better, second.terms_end[k], v) for k, v in first.terms_end.items()}
+        history = [x + y for x, y in zip(first.history, second.history, strict=True)]
+        return FitResult(**pick, terms_start=first.terms_start, terms_end=ends, history=history)
+
+    def final_objective(self, result: FitResult) -> torch.Tensor:
+        """``(B,)`` the weighted objective of a result's final terms (without the ``init`` term)."""
+        w = self.cfg.weights
+        total = torch.zeros_like(next(iter(result.terms_end.values())))
+        for name, v in result.terms_end.items():
+            if name == "keypoints" and "kp" not in self.cfg.losses:
+                continue
+            total = total + getattr(w, name) * torch.nan_to_num(v, nan=0.0)
+        return total
+
+    def _fit_once(
+        self, keypoints: torch.Tensor, targets: DSRTargets | None, s: dict[str, torch.Tensor]
+    ) -> FitResult:
+        """One gradient fit of a batch from the start point ``s`` (:meth:`fit`)."""
         dev = self.body.faces.device
-        s = start or self.start_from_mean(B)
         pose6d0 = matrix_to_rot6d(s["rotmat"].detach().to(dev).float())  # (B, J, 6)
         pose6d = pose6d0.clone().requires_grad_(True)
         shape_raw = s["shape_raw"].detach().to(dev).float().clone().requires_grad_(self.cfg.shape)
