@@ -1,0 +1,436 @@
+"""Numba kernels of the fused soft rasteriser (:mod:`dsrbody.render.fused`); imported only by it.
+
+Importing this module imports numba; the kernels compile on first use and are cached on disk
+(``cache=True``: next to this file, or in numba's user-wide cache folder when that is read-only).
+
+Every kernel works on numpy views of CPU tensors. Conventions (as :mod:`dsrbody.render.pairs`):
+``proj (B V, 3)`` projected vertices ``(u, v, z)`` (pixels, pixels, metres), ``faces (F, 3)`` int64, faces
+flattened over the batch (face ``i`` is face ``i % F`` of sample ``i // F``), flat pixel index
+``b H W + r W + c``, pixel centre ``(c + 0.5, r + 0.5)``. ``foot (N, 4)`` int32 is each face's footprint
+``(c0, r0, bw, bh)`` (``bw = bh = 0`` for a face that cannot be drawn). Geometry is computed in float64
+whatever the input dtype, in coordinates local to the footprint's first pixel centre; the per-pixel
+feature sums are accumulated in the output array (the input dtype), the other per-pixel statistics in
+float64.
+
+A face's edge ``k`` goes from vertex ``k`` to vertex ``k + 1``; the barycentric coordinate of the vertex
+opposite edge ``k`` (vertex ``(k + 2) % 3``) is ``cross(e_k, p - v_k) / det``, ``det`` the doubled signed
+area ``cross(v1 - v0, v2 - v0)``; the formulas and the hand-derived backward are those of
+:mod:`dsrbody.render.soft` (its ``_SoftRasterize``), per pair instead of per pass.
+"""
+
+from __future__ import annotations
+
+import math
+
+from numba import njit, prange
+
+from dsrbody.render.pairs import MIN_DOUBLE_AREA_PX
+
+
+@njit(cache=True, nogil=True)
+def _corners(proj, faces, V, F, i):
+    """Vertex rows of face ``i`` in ``proj``."""
+    b = i // F
+    f = i - b * F
+    base = b * V
+    return base + faces[f, 0], base + faces[f, 1], base + faces[f, 2]
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def footprints(proj, faces, V, ok, H, W, radius, foot):
+    """Validity and footprint of every face (as :func:`dsrbody.render.pairs.prepare_faces`): a face is drawn
+    when its sample is ``ok``, its three vertices have ``z > 0`` and its doubled projected area exceeds
+    :data:`~dsrbody.render.pairs.MIN_DOUBLE_AREA_PX`; its footprint holds the pixels whose centre lies in its
+    screen bounding box grown by ``radius`` (pixels)."""
+    F = faces.shape[0]
+    N = foot.shape[0]
+    for i in prange(N):
+        a, b_, c = _corners(proj, faces, V, F, i)
+        x0, y0, z0 = float(proj[a, 0]), float(proj[a, 1]), float(proj[a, 2])
+        x1, y1, z1 = float(proj[b_, 0]), float(proj[b_, 1]), float(proj[b_, 2])
+        x2, y2, z2 = float(proj[c, 0]), float(proj[c, 1]), float(proj[c, 2])
+        ex0, ey0 = x1 - x0, y1 - y0
+        ex2, ey2 = x0 - x2, y0 - y2
+        det = ex2 * ey0 - ex0 * ey2
+        good = ok[i // F] and min(z0, z1, z2) > 0.0 and abs(det) > MIN_DOUBLE_AREA_PX and math.isfinite(det)
+        if not good:
+            foot[i, 0] = 0
+            foot[i, 1] = 0
+            foot[i, 2] = 0
+            foot[i, 3] = 0
+            continue
+        x_lo = math.ceil(min(max(min(x0, x1, x2) - radius - 0.5, -1.0), W + 1.0))
+        x_hi = math.floor(min(max(max(x0, x1, x2) + radius - 0.5, -2.0), W + 1.0))
+        y_lo = math.ceil(min(max(min(y0, y1, y2) - radius - 0.5, -1.0), H + 1.0))
+        y_hi = math.floor(min(max(max(y0, y1, y2) + radius - 0.5, -2.0), H + 1.0))
+        c0 = max(int(x_lo), 0)
+        r0 = max(int(y_lo), 0)
+        bw = max(min(int(x_hi), W - 1) - c0 + 1, 0)
+        bh = max(min(int(y_hi), H - 1) - r0 + 1, 0)
+        if bw == 0 or bh == 0:
+            bw = 0
+            bh = 0
+        foot[i, 0] = c0
+        foot[i, 1] = r0
+        foot[i, 2] = bw
+        foot[i, 3] = bh
+
+
+@njit(cache=True, nogil=True)
+def _setup(proj, faces, V, F, i, c0, r0):
+    """Face ``i`` in coordinates local to its footprint's first pixel centre: vertices, edge vectors,
+    inverse squared edge lengths, ``1 / det`` and inverse depths."""
+    a, b_, c = _corners(proj, faces, V, F, i)
+    ox = c0 + 0.5
+    oy = r0 + 0.5
+    x0, y0 = proj[a, 0] - ox, proj[a, 1] - oy
+    x1, y1 = proj[b_, 0] - ox, proj[b_, 1] - oy
+    x2, y2 = proj[c, 0] - ox, proj[c, 1] - oy
+    ex0, ey0 = x1 - x0, y1 - y0
+    ex1, ey1 = x2 - x1, y2 - y1
+    ex2, ey2 = x0 - x2, y0 - y2
+    il0 = 1.0 / (ex0 * ex0 + ey0 * ey0)
+    il1 = 1.0 / (ex1 * ex1 + ey1 * ey1)
+    il2 = 1.0 / (ex2 * ex2 + ey2 * ey2)
+    idet = 1.0 / (ex2 * ey0 - ex0 * ey2)
+    iz0 = 1.0 / proj[a, 2]
+    iz1 = 1.0 / proj[b_, 2]
+    iz2 = 1.0 / proj[c, 2]
+    return (x0, y0, x1, y1, x2, y2, ex0, ey0, ex1, ey1, ex2, ey2, il0, il1, il2, idet, iz0, iz1, iz2)
+
+
+@njit(cache=True, nogil=True)
+def _edge(px, py, x, y, ex, ey, il):
+    """Offsets from vertex ``(x, y)``, clamped segment parameter, residual and squared distance of point
+    ``(px, py)`` to the edge ``(x, y) + t (ex, ey)``."""
+    dx = px - x
+    dy = py - y
+    t = (dx * ex + dy * ey) * il
+    t = min(max(t, 0.0), 1.0)
+    rx = dx - t * ex
+    ry = dy - t * ey
+    return dx, dy, t, rx, ry, rx * rx + ry * ry
+
+
+@njit(cache=True, nogil=True)
+def _sigmoid_pair(x):
+    """``(sigmoid(x), 1 - sigmoid(x))``, both accurate for any sign of ``x``."""
+    ex = math.exp(-abs(x))
+    inv = 1.0 / (1.0 + ex)
+    if x >= 0.0:
+        return inv, ex * inv
+    return ex * inv, inv
+
+
+@njit(cache=True, nogil=True)
+def _depth(w0, w1, w2, iz0, iz1, iz2):
+    """Clipped renormalised barycentrics, their sum before renormalising, and ``s = 1 / zp``."""
+    c0 = min(max(w0, 0.0), 1.0)
+    c1 = min(max(w1, 0.0), 1.0)
+    c2 = min(max(w2, 0.0), 1.0)
+    sw = c0 + c1 + c2
+    c0 /= sw
+    c1 /= sw
+    c2 /= sw
+    return c0, c1, c2, sw, c0 * iz0 + c1 * iz1 + c2 * iz2
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def forward(proj, faces, V, foot, feat, H, W, nband, thr, ksig, gamma, near, far, per_pixel_max, I, P, Z, M):
+    """Aggregate every kept face-pixel pair into the per-pixel sums.
+
+    ``feat (Nf, K, C)``: per-face features (``K = 1``) or the three corner features of each face
+    (``K = 3``, interpolated with the perspective-corrected clipped barycentrics); ``Nf = N`` or, shared by
+    the batch, ``Nf = F``. In: ``I (B H W, C)`` zeros, ``P`` ones, ``Z`` the background term, ``M`` (per-pixel
+    maximum of the normalised depth, used when ``per_pixel_max``) ``eps``. Out: ``I`` the weighted feature
+    sums ``sum_j e_j C_j``, ``P = prod_j (1 - D_j)``, ``Z = sum_j e_j + background`` and ``M``, with
+    ``e_j = D_j exp((z_j - shift) / gamma)``, ``shift = M`` or 1.
+
+    Parallel over (sample, band of rows) tasks (``nband`` bands per sample), so that no two threads touch
+    one pixel.
+    """
+    F = faces.shape[0]
+    N = foot.shape[0]
+    B = N // F if F > 0 else 0
+    C = I.shape[1]
+    K = feat.shape[1]
+    shared = feat.shape[0] != N
+    inv_range = 1.0 / (far - near)
+    band_h = (H + nband - 1) // nband
+    for task in prange(B * nband):
+        b = task // nband
+        R0 = (task - b * nband) * band_h
+        R1 = min(R0 + band_h, H)
+        for f in range(F):
+            i = b * F + f
+            bw = foot[i, 2]
+            bh = foot[i, 3]
+            r0 = foot[i, 1]
+            if bw == 0 or r0 >= R1 or r0 + bh <= R0:
+                continue
+            c0 = foot[i, 0]
+            fi = f if shared else i
+            (x0, y0, x1, y1, x2, y2, ex0, ey0, ex1, ey1, ex2, ey2, il0, il1, il2, idet, iz0, iz1, iz2) = _setup(
+                proj, faces, V, F, i, c0, r0
+            )
+            for r in range(max(r0, R0), min(r0 + bh, R1)):
+                py = float(r - r0)
+                row = b * H * W + r * W + c0
+                for c in range(bw):
+                    px = float(c)
+                    _, _, _, _, _, d0 = _edge(px, py, x0, y0, ex0, ey0, il0)
+                    _, _, _, _, _, d1 = _edge(px, py, x1, y1, ex1, ey1, il1)
+                    _, _, _, _, _, dd = _edge(px, py, x2, y2, ex2, ey2, il2)
+                    w2 = (ex0 * (py - y0) - ey0 * (px - x0)) * idet
+                    w0 = (ex1 * (py - y1) - ey1 * (px - x1)) * idet
+                    w1 = (ex2 * (py - y2) - ey2 * (px - x2)) * idet
+                    d2 = min(min(d0, d1), dd)
+                    inside = w0 > 0.0 and w1 > 0.0 and w2 > 0.0
+                    if not inside and d2 >= thr:
+                        continue
+                    p = row + c
+                    D, omD = _sigmoid_pair(d2 * ksig if inside else -d2 * ksig)
+                    P[p] *= omD
+                    wc0, wc1, wc2, _, s = _depth(w0, w1, w2, iz0, iz1, iz2)
+                    zp = 1.0 / s
+                    if zp < near or zp > far:
+                        continue
+                    zn = (far - zp) * inv_range
+                    if per_pixel_max:
+                        m = M[p]
+                        if zn > m:
+                            scale = math.exp((m - zn) / gamma)
+                            Z[p] *= scale
+                            for ch in range(C):
+                                I[p, ch] *= scale
+                            M[p] = zn
+                            m = zn
+                        e = D * math.exp((zn - m) / gamma)
+                    else:
+                        e = D * math.exp((zn - 1.0) / gamma)
+                    Z[p] += e
+                    if K == 1:
+                        for ch in range(C):
+                            I[p, ch] += e * feat[fi, 0, ch]
+                    else:
+                        wp0 = wc0 * iz0 / s
+                        wp1 = wc1 * iz1 / s
+                        wp2 = wc2 * iz2 / s
+                        for ch in range(C):
+                            I[p, ch] += e * (wp0 * feat[fi, 0, ch] + wp1 * feat[fi, 1, ch] + wp2 * feat[fi, 2, ch])
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def finish(I, P, Z, S):
+    """``I /= Z`` and ``S = 1 - P`` per pixel."""
+    C = I.shape[1]
+    for p in prange(P.shape[0]):
+        iz = 1.0 / Z[p]
+        for ch in range(C):
+            I[p, ch] *= iz
+        S[p] = 1.0 - P[p]
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def pixel_stats(gI, gS, I, P, Z, M, per_pixel_max, st):
+    """Per-pixel quantities of the backward pass, ``st (B H W, 4)`` float64: ``a = gS (1 - S)`` (so that
+    ``dL/dx_j = ... + a D_j``), ``q = gI . I``, ``1 / Z`` and the softmax shift (``M`` or 1)."""
+    C = I.shape[1]
+    for p in prange(P.shape[0]):
+        q = 0.0
+        for ch in range(C):
+            q += float(gI[p, ch]) * float(I[p, ch])
+        st[p, 0] = gS[p] * P[p]
+        st[p, 1] = q
+        st[p, 2] = 1.0 / Z[p]
+        st[p, 3] = M[p] if per_pixel_max else 1.0
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def backward(proj, faces, V, foot, feat, H, W, thr, ksig, gamma, near, far, gI, st, want_feat, g_corner, g_feat):
+    """Gradients of every face, parallel over faces (each face writes only its own rows): ``g_corner (N, 3,
+    3)`` with respect to its projected corners ``(u, v, z)``; ``g_feat (N, K, C)`` with respect to its
+    features when ``want_feat``. Pairs are enumerated and their geometry recomputed as in :func:`forward`;
+    the per-pixel statistics come from :func:`pixel_stats`."""
+    F = faces.shape[0]
+    N = foot.shape[0]
+    C = gI.shape[1]
+    K = feat.shape[1]
+    shared = feat.shape[0] != N
+    inv_range = 1.0 / (far - near)
+    for i in prange(N):
+        bw = foot[i, 2]
+        if bw == 0:
+            continue
+        c0 = foot[i, 0]
+        r0 = foot[i, 1]
+        bh = foot[i, 3]
+        b = i // F
+        f = i - b * F
+        fi = f if shared else b * F + f  # (not i: the parallel loop's index may be unsigned)
+        (x0, y0, x1, y1, x2, y2, ex0, ey0, ex1, ey1, ex2, ey2, il0, il1, il2, idet, iz0, iz1, iz2) = _setup(
+            proj, faces, V, F, i, c0, r0
+        )
+        # accumulated gradients of the face table: vertices, edges, 1/det, 1/z
+        gx0 = gy0 = gx1 = gy1 = gx2 = gy2 = 0.0
+        gex0 = gey0 = gex1 = gey1 = gex2 = gey2 = 0.0
+        gidet = giz0 = giz1 = giz2 = 0.0
+        for r in range(bh):
+            py = float(r)
+            row = b * H * W + (r0 + r) * W + c0
+            for c in range(bw):
+                px = float(c)
+                dx0, dy0, t0, rx0, ry0, d0 = _edge(px, py, x0, y0, ex0, ey0, il0)
+                dx1, dy1, t1, rx1, ry1, d1 = _edge(px, py, x1, y1, ex1, ey1, il1)
+                dx2, dy2, t2, rx2, ry2, dd = _edge(px, py, x2, y2, ex2, ey2, il2)
+                w2 = (ex0 * dy0 - ey0 * dx0) * idet
+                w0 = (ex1 * dy1 - ey1 * dx1) * idet
+                w1 = (ex2 * dy2 - ey2 * dx2) * idet
+                d2 = min(min(d0, d1), dd)
+                inside = w0 > 0.0 and w1 > 0.0 and w2 > 0.0
+                if not inside and d2 >= thr:
+                    continue
+                p = row + c
+                sgn = ksig if inside else -ksig
+                D, omD = _sigmoid_pair(d2 * sgn)
+                a = st[p, 0]
+                gx = a * D  # dL/dx_j, x_j = sgn d2
+                gw0 = gw1 = gw2 = 0.0
+                wc0, wc1, wc2, sw, s = _depth(w0, w1, w2, iz0, iz1, iz2)
+                zp = 1.0 / s
+                if zp >= near and zp <= far:
+                    zn = (far - zp) * inv_range
+                    iZ = st[p, 2]
+                    e = D * math.exp((zn - st[p, 3]) / gamma)
+                    we = e * iZ  # the pair's softmax weight
+                    if K == 1:
+                        dot = 0.0
+                        for ch in range(C):
+                            dot += float(gI[p, ch]) * float(feat[fi, 0, ch])
+                        if want_feat:
+                            for ch in range(C):
+                                g_feat[i, 0, ch] += gI[p, ch] * we
+                        ge = (dot - st[p, 1]) * iZ  # dL/de_j
+                        gx += omD * e * ge
+                        gs = ge * e / gamma * inv_range / (s * s)  # dL/ds, zn = (far - 1/s) / (far - near)
+                        giz0 += gs * wc0
+                        giz1 += gs * wc1
+                        giz2 += gs * wc2
+                        gw0 = (iz0 - s) * gs / sw
+                        gw1 = (iz1 - s) * gs / sw
+                        gw2 = (iz2 - s) * gs / sw
+                    else:
+                        wp0 = wc0 * iz0 / s
+                        wp1 = wc1 * iz1 / s
+                        wp2 = wc2 * iz2 / s
+                        dot = 0.0
+                        gp0 = gp1 = gp2 = 0.0  # dL/dwp_k
+                        for ch in range(C):
+                            gi = float(gI[p, ch])
+                            f0 = float(feat[fi, 0, ch])
+                            f1 = float(feat[fi, 1, ch])
+                            f2 = float(feat[fi, 2, ch])
+                            dot += gi * (wp0 * f0 + wp1 * f1 + wp2 * f2)
+                            gp0 += gi * f0
+                            gp1 += gi * f1
+                            gp2 += gi * f2
+                            if want_feat:
+                                g = gi * we
+                                g_feat[i, 0, ch] += wp0 * g
+                                g_feat[i, 1, ch] += wp1 * g
+                                g_feat[i, 2, ch] += wp2 * g
+                        gp0 *= we
+                        gp1 *= we
+                        gp2 *= we
+                        ge = (dot - st[p, 1]) * iZ
+                        gx += omD * e * ge
+                        gs = ge * e / gamma * inv_range / (s * s)
+                        inv_s = 1.0 / s
+                        gs2 = -(gp0 * wp0 + gp1 * wp1 + gp2 * wp2) * inv_s
+                        h0 = gp0 * inv_s + gs2
+                        h1 = gp1 * inv_s + gs2
+                        h2 = gp2 * inv_s + gs2
+                        giz0 += (gs + h0) * wc0
+                        giz1 += (gs + h1) * wc1
+                        giz2 += (gs + h2) * wc2
+                        gc0 = (gs + h0) * iz0
+                        gc1 = (gs + h1) * iz1
+                        gc2 = (gs + h2) * iz2
+                        sm = gc0 * wc0 + gc1 * wc1 + gc2 * wc2
+                        gw0 = (gc0 - sm) / sw
+                        gw1 = (gc1 - sm) / sw
+                        gw2 = (gc2 - sm) / sw
+                    # clamp(0, 1) passes the gradient on [0, 1]
+                    if w0 < 0.0 or w0 > 1.0:
+                        gw0 = 0.0
+                    if w1 < 0.0 or w1 > 1.0:
+                        gw1 = 0.0
+                    if w2 < 0.0 or w2 > 1.0:
+                        gw2 = 0.0
+                    # w_k = cr_k idet
+                    gidet += (gw0 * w0 + gw1 * w1 + gw2 * w2) / idet
+                    gw0 *= idet
+                    gw1 *= idet
+                    gw2 *= idet
+                    # cr opposite edge k: ex_k dy_k - ey_k dx_k (edge 0 -> w2, 1 -> w0, 2 -> w1)
+                    gex0 += gw2 * dy0
+                    gey0 -= gw2 * dx0
+                    gx0 += gw2 * ey0
+                    gy0 -= gw2 * ex0
+                    gex1 += gw0 * dy1
+                    gey1 -= gw0 * dx1
+                    gx1 += gw0 * ey1
+                    gy1 -= gw0 * ex1
+                    gex2 += gw1 * dy2
+                    gey2 -= gw1 * dx2
+                    gx2 += gw1 * ey2
+                    gy2 -= gw1 * ex2
+                # distance: d2 = min_k |d_k - t_k e_k|^2, d/dv_k = -2 r, d/de_k = -2 t r (envelope theorem);
+                # ties go to the lowest edge
+                gd = -2.0 * gx * sgn
+                if d0 == d2:
+                    gx0 += gd * rx0
+                    gy0 += gd * ry0
+                    gex0 += gd * rx0 * t0
+                    gey0 += gd * ry0 * t0
+                elif d1 == d2:
+                    gx1 += gd * rx1
+                    gy1 += gd * ry1
+                    gex1 += gd * rx1 * t1
+                    gey1 += gd * ry1 * t1
+                else:
+                    gx2 += gd * rx2
+                    gy2 += gd * ry2
+                    gex2 += gd * rx2 * t2
+                    gey2 += gd * ry2 * t2
+        # face table -> corners: e_k = v_{k+1} - v_k, det = ex2 ey0 - ex0 ey2, iz_k = 1 / z_k
+        gdet = -gidet * idet * idet
+        gex2 += gdet * ey0
+        gey0 += gdet * ex2
+        gex0 -= gdet * ey2
+        gey2 -= gdet * ex0
+        g_corner[i, 0, 0] = gx0 - gex0 + gex2
+        g_corner[i, 0, 1] = gy0 - gey0 + gey2
+        g_corner[i, 1, 0] = gx1 - gex1 + gex0
+        g_corner[i, 1, 1] = gy1 - gey1 + gey0
+        g_corner[i, 2, 0] = gx2 - gex2 + gex1
+        g_corner[i, 2, 1] = gy2 - gey2 + gey1
+        g_corner[i, 0, 2] = -giz0 * iz0 * iz0
+        g_corner[i, 1, 2] = -giz1 * iz1 * iz1
+        g_corner[i, 2, 2] = -giz2 * iz2 * iz2
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def scatter_corners(g_corner, faces, V, g_proj):
+    """``g_proj (B V, 3) += `` the corner gradients of every face, parallel over samples."""
+    F = faces.shape[0]
+    B = g_proj.shape[0] // V if V > 0 else 0
+    for b in prange(B):
+        if F == 0:
+            continue
+        for f in range(F):
+            i = b * F + f
+            for k in range(3):
+                row = b * V + faces[f, k]
+                for j in range(3):
+                    g_proj[row, j] += g_corner[i, k, j]

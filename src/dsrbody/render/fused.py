@@ -1,0 +1,202 @@
+"""The fused soft rasteriser: the pair loop of :mod:`dsrbody.render.soft` as compiled CPU kernels.
+
+Same formulation, settings and results as the reference path (``_SoftRasterize`` in
+:mod:`dsrbody.render.soft`, which stays the implementation the tests hold this one against), but every
+face-pixel pair is visited twice in all instead of by some twenty vectorised passes:
+
+- **forward** (parallel over sample x row-band tasks, so that no two threads write one pixel): for each
+  face, every pixel of its footprint: barycentrics, segment distances, the keep test, coverage, the
+  silhouette product, the depth softmax term and all C feature channels, accumulated per pixel;
+- **backward** (parallel over faces, each face writing only its own gradient): the same enumeration
+  and geometry recomputed, the hand-derived gradients of ``_SoftRasterize`` applied per pair from
+  per-pixel statistics (``gS (1 - S)``, ``gI . I``, ``1 / Z``, the softmax shift) and summed per face,
+  then carried from the face table to the projected corners and scattered to the vertices.
+
+Nothing per pair is stored: the forward pass keeps ``B H W`` float64 statistics (``prod (1 - D)``,
+``Z`` and, for small gamma, the running maximum) besides its outputs, and the face footprints.
+
+The kernels (:mod:`dsrbody.render._fused_kernels`) are numba functions compiled on first use and cached
+on disk, so there is no build step at install. Where numba cannot be imported the ``"auto"`` backend
+falls back to the reference path and says so once (a logging warning). There is no CUDA kernel: on a
+GPU the reference path runs.
+
+Threads: the kernels use as many threads as torch (``torch.get_num_threads()``), so that one setting
+governs both paths.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from types import ModuleType
+
+import torch
+
+from dsrbody.render.pairs import project
+
+__all__ = ["available", "fused_render", "unavailable_reason"]
+
+log = logging.getLogger(__name__)
+
+_KERNELS: ModuleType | None = None
+_REASON: str | None = None
+_NOTICED = False
+
+
+def _load() -> ModuleType | None:
+    """The kernel module, imported once (``None`` when numba is missing or broken)."""
+    global _KERNELS, _REASON
+    if _KERNELS is None and _REASON is None:
+        try:
+            from dsrbody.render import _fused_kernels
+
+            _KERNELS = _fused_kernels
+        except Exception as err:  # ImportError, or numba refusing this numpy version
+            _REASON = f"{type(err).__name__}: {err}".splitlines()[0]
+    return _KERNELS
+
+
+def available() -> bool:
+    """Whether the fused CPU kernels can be used (numba importable)."""
+    return _load() is not None
+
+
+def unavailable_reason() -> str | None:
+    """Why the fused kernels cannot be used, or ``None`` when they can."""
+    _load()
+    return _REASON
+
+
+def notice_fallback() -> None:
+    """Log, once per process, that the ``"auto"`` backend fell back to the reference path."""
+    global _NOTICED
+    if not _NOTICED:
+        _NOTICED = True
+        log.warning(
+            "dsrbody soft rasteriser: fused CPU kernels unavailable (%s); using the pure-PyTorch path "
+            "(pip install numba for the fast one)",
+            unavailable_reason(),
+        )
+
+
+def _threads(kernels: ModuleType) -> None:
+    import numba
+
+    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+
+
+class _Call:
+    """Non-tensor state of one call."""
+
+    def __init__(self, **kw):
+        self.__dict__.update(kw)
+
+
+class _FusedRasterize(torch.autograd.Function):
+    """Inputs: projected vertices ``(B V, 3)`` and the feature table ``(Nf, K, C)``; outputs ``I (B H W,
+    C)`` and ``S (B H W,)``."""
+
+    @staticmethod
+    def forward(ctx, proj: torch.Tensor, feat: torch.Tensor, cfg: _Call):  # noqa: D102
+        k = cfg.kernels
+        _threads(k)
+        raster = cfg.raster
+        B, H, W = cfg.B, cfg.H, cfg.W
+        C = feat.shape[-1]
+        N = B * cfg.F
+        npix = B * H * W
+        dtype = proj.dtype
+        P = proj.detach().contiguous()
+        fe = feat.detach().contiguous()
+        foot = torch.empty(N, 4, dtype=torch.int32)
+        k.footprints(P.numpy(), cfg.faces_np, cfg.V, cfg.ok, H, W, cfg.radius_px, foot.numpy())
+        I = torch.zeros(npix, C, dtype=dtype)
+        prod = torch.ones(npix, dtype=torch.float64)
+        if cfg.per_pixel_max:
+            Z = torch.ones(npix, dtype=torch.float64)
+        else:
+            Z = torch.full((npix,), math.exp((raster.eps - 1.0) / raster.gamma), dtype=torch.float64)
+        M = torch.full((npix,), raster.eps, dtype=torch.float64)
+        nthreads = torch.get_num_threads()
+        nband = 1 if nthreads == 1 or B >= 2 * nthreads else min(H, -(-4 * nthreads // max(B, 1)))
+        args = (cfg.thr_px, cfg.k_sig, raster.gamma, raster.near, raster.far)
+        k.forward(
+            P.numpy(), cfg.faces_np, cfg.V, foot.numpy(), fe.numpy(), H, W, nband, *args,
+            cfg.per_pixel_max, I.numpy(), prod.numpy(), Z.numpy(), M.numpy(),
+        )  # fmt: skip
+        S = torch.empty(npix, dtype=dtype)
+        k.finish(I.numpy(), prod.numpy(), Z.numpy(), S.numpy())
+        ctx.cfg = cfg
+        ctx.save_for_backward(P, fe, foot, I, prod, Z, M)
+        return I, S
+
+    @staticmethod
+    def backward(ctx, gI: torch.Tensor | None, gS: torch.Tensor | None):  # noqa: D102
+        cfg = ctx.cfg
+        k = cfg.kernels
+        _threads(k)
+        raster = cfg.raster
+        P, fe, foot, I, prod, Z, M = ctx.saved_tensors
+        gI = torch.zeros_like(I) if gI is None else gI.to(I.dtype).contiguous()
+        gS = torch.zeros(prod.shape, dtype=I.dtype) if gS is None else gS.to(I.dtype).contiguous()
+        st = torch.empty(prod.shape[0], 4, dtype=torch.float64)
+        k.pixel_stats(gI.numpy(), gS.numpy(), I.numpy(), prod.numpy(), Z.numpy(), M.numpy(), cfg.per_pixel_max, st.numpy())
+        N = foot.shape[0]
+        want_feat = bool(ctx.needs_input_grad[1])
+        g_corner = torch.empty(N, 3, 3, dtype=P.dtype)
+        g_feat = torch.zeros(N, *fe.shape[1:], dtype=fe.dtype) if want_feat else fe.new_zeros(1, 1, 1)
+        args = (cfg.thr_px, cfg.k_sig, raster.gamma, raster.near, raster.far)
+        k.backward(
+            P.numpy(), cfg.faces_np, cfg.V, foot.numpy(), fe.numpy(), cfg.H, cfg.W, *args,
+            gI.numpy(), st.numpy(), want_feat, g_corner.numpy(), g_feat.numpy(),
+        )  # fmt: skip
+        g_proj = torch.zeros_like(P)
+        k.scatter_corners(g_corner.numpy(), cfg.faces_np, cfg.V, g_proj.numpy())
+        if want_feat and fe.shape[0] != N:  # features shared by the batch
+            g_feat = g_feat.view(cfg.B, *fe.shape).sum(0)
+        return g_proj, (g_feat if want_feat else None), None
+
+
+def fused_render(
+    vertices: torch.Tensor,
+    faces: torch.Tensor,
+    feat: torch.Tensor,
+    ok: torch.Tensor,
+    focal: float | torch.Tensor,
+    principal_point: float | torch.Tensor,
+    H: int,
+    W: int,
+    raster,
+    dist_scale: float,
+    thr_px: float,
+    per_pixel_max: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The soft render through the fused kernels (called by :func:`dsrbody.render.soft.soft_render`, which
+    validates the arguments).
+
+    Args:
+        vertices: ``(B, V, 3)`` finite camera-frame vertices (CPU).
+        faces: ``(F, 3)`` long.
+        feat: ``(F, C)`` per-face features shared by the batch, ``(B F, C)`` per sample, or ``(B F, 3, C)``
+            per-corner features (vertex features gathered onto the faces).
+        ok: ``(B,)`` bool, samples to draw (the others render empty).
+        raster: the :class:`~dsrbody.render.soft.SoftRasterSettings`.
+        dist_scale: ``(2 / max(H, W))^2``, pixel^2 to NDC^2. thr_px: the keep threshold on the squared
+            distance, pixel^2. per_pixel_max: stabilise the depth softmax per pixel (small gamma).
+
+    Returns:
+        ``I (B H W, C)`` and ``S (B H W,)`` in the dtype of ``vertices``.
+    """
+    kernels = _load()
+    if kernels is None:
+        raise RuntimeError(f"the fused soft rasteriser needs numba ({unavailable_reason()})")
+    B, V, _ = vertices.shape
+    proj = project(vertices, focal, principal_point).reshape(B * V, 3)
+    feat3 = feat if feat.dim() == 3 else feat[:, None, :]
+    cfg = _Call(
+        kernels=kernels, raster=raster, B=B, V=V, F=faces.shape[0], H=H, W=W,
+        faces_np=faces.to(torch.int64).contiguous().numpy(), ok=ok.to(torch.bool).numpy(),
+        radius_px=math.sqrt(thr_px), thr_px=thr_px, k_sig=dist_scale / raster.sigma,
+        per_pixel_max=per_pixel_max,
+    )  # fmt: skip
+    return _FusedRasterize.apply(proj, feat3, cfg)
