@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import threading
 from types import ModuleType
 
 import torch
@@ -41,6 +43,8 @@ log = logging.getLogger(__name__)
 _KERNELS: ModuleType | None = None
 _REASON: str | None = None
 _NOTICED = False
+#: One render call at a time goes through the kernels (each is parallel inside).
+_LOCK = threading.Lock()
 
 
 def _load() -> ModuleType | None:
@@ -48,6 +52,13 @@ def _load() -> ModuleType | None:
     global _KERNELS, _REASON
     if _KERNELS is None and _REASON is None:
         try:
+            import numba
+
+            if "NUMBA_THREADING_LAYER" not in os.environ:
+                # numba's OpenMP layer spins its threads between kernels, which slows torch's own
+                # (OpenMP) work in the same process about threefold on a 2-core machine; the workqueue
+                # layer sleeps instead. It does not allow concurrent launches, hence _LOCK.
+                numba.config.THREADING_LAYER = "workqueue"
             from dsrbody.render import _fused_kernels
 
             _KERNELS = _fused_kernels
@@ -98,6 +109,16 @@ class _FusedRasterize(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, proj: torch.Tensor, feat: torch.Tensor, cfg: _Call):  # noqa: D102
+        with _LOCK:
+            return _FusedRasterize._forward(ctx, proj, feat, cfg)
+
+    @staticmethod
+    def backward(ctx, gI: torch.Tensor | None, gS: torch.Tensor | None):  # noqa: D102
+        with _LOCK:
+            return _FusedRasterize._backward(ctx, gI, gS)
+
+    @staticmethod
+    def _forward(ctx, proj: torch.Tensor, feat: torch.Tensor, cfg: _Call):
         k = cfg.kernels
         _threads(k)
         raster = cfg.raster
@@ -110,28 +131,24 @@ class _FusedRasterize(torch.autograd.Function):
         fe = feat.detach().contiguous()
         foot = torch.empty(N, 4, dtype=torch.int32)
         k.footprints(P.numpy(), cfg.faces_np, cfg.V, cfg.ok, H, W, cfg.radius_px, foot.numpy())
-        I = torch.zeros(npix, C, dtype=dtype)
-        prod = torch.ones(npix, dtype=torch.float64)
-        if cfg.per_pixel_max:
-            Z = torch.ones(npix, dtype=torch.float64)
-        else:
-            Z = torch.full((npix,), math.exp((raster.eps - 1.0) / raster.gamma), dtype=torch.float64)
-        M = torch.full((npix,), raster.eps, dtype=torch.float64)
+        I = torch.empty(npix, C, dtype=dtype)
+        S = torch.empty(npix, dtype=dtype)
+        prod = torch.empty(npix, dtype=torch.float64)
+        Z = torch.empty(npix, dtype=torch.float64)
+        M = torch.empty(npix, dtype=torch.float64)
         nthreads = torch.get_num_threads()
         nband = 1 if nthreads == 1 or B >= 2 * nthreads else min(H, -(-4 * nthreads // max(B, 1)))
-        args = (cfg.thr_px, cfg.k_sig, raster.gamma, raster.near, raster.far)
         k.forward(
-            P.numpy(), cfg.faces_np, cfg.V, foot.numpy(), fe.numpy(), H, W, nband, *args,
-            cfg.per_pixel_max, I.numpy(), prod.numpy(), Z.numpy(), M.numpy(),
+            P.numpy(), cfg.faces_np, cfg.V, foot.numpy(), fe.numpy(), B, H, W, nband, cfg.thr_px, cfg.k_sig,
+            raster.gamma, raster.near, raster.far, raster.eps, cfg.per_pixel_max, I.numpy(), S.numpy(),
+            prod.numpy(), Z.numpy(), M.numpy(),
         )  # fmt: skip
-        S = torch.empty(npix, dtype=dtype)
-        k.finish(I.numpy(), prod.numpy(), Z.numpy(), S.numpy())
         ctx.cfg = cfg
         ctx.save_for_backward(P, fe, foot, I, prod, Z, M)
         return I, S
 
     @staticmethod
-    def backward(ctx, gI: torch.Tensor | None, gS: torch.Tensor | None):  # noqa: D102
+    def _backward(ctx, gI: torch.Tensor | None, gS: torch.Tensor | None):
         cfg = ctx.cfg
         k = cfg.kernels
         _threads(k)
@@ -140,7 +157,16 @@ class _FusedRasterize(torch.autograd.Function):
         gI = torch.zeros_like(I) if gI is None else gI.to(I.dtype).contiguous()
         gS = torch.zeros(prod.shape, dtype=I.dtype) if gS is None else gS.to(I.dtype).contiguous()
         st = torch.empty(prod.shape[0], 4, dtype=torch.float64)
-        k.pixel_stats(gI.numpy(), gS.numpy(), I.numpy(), prod.numpy(), Z.numpy(), M.numpy(), cfg.per_pixel_max, st.numpy())
+        k.pixel_stats(
+            gI.numpy(),
+            gS.numpy(),
+            I.numpy(),
+            prod.numpy(),
+            Z.numpy(),
+            M.numpy(),
+            cfg.per_pixel_max,
+            st.numpy(),
+        )
         N = foot.shape[0]
         want_feat = bool(ctx.needs_input_grad[1])
         g_corner = torch.empty(N, 3, 3, dtype=P.dtype)

@@ -153,9 +153,10 @@ def prepare_faces(
 def project(
     vertices: torch.Tensor, focal: float | torch.Tensor, principal_point: float | torch.Tensor
 ) -> torch.Tensor:
-    """``(B, V, 3)`` projected vertices ``(u, v, z)``: pixels (:func:`~dsrbody.geometry.cameras.project_vertices`)
-    and the camera depth in metres, differentiable. A vertex with ``z <= 0`` is projected as if at
-    ``z = 1`` (finite placeholders; faces with such a vertex are not drawn) and keeps its own ``z``."""
+    """``(B, V, 3)`` projected vertices ``(u, v, z)``: pixels
+    (:func:`~dsrbody.geometry.cameras.project_vertices`) and the camera depth in metres, differentiable.
+    A vertex with ``z <= 0`` is projected as if at ``z = 1`` (finite placeholders; faces with such a
+    vertex are not drawn) and keeps its own ``z``."""
     z = vertices[..., 2:3]
     zsafe = torch.where(z > 0, z, torch.ones((), dtype=z.dtype, device=z.device))
     uv = project_vertices(torch.cat([vertices[..., :2], zsafe], -1), focal, principal_point)
