@@ -7,10 +7,12 @@ Every kernel works on numpy views of CPU tensors. Conventions (as :mod:`dsrbody.
 ``proj (B V, 3)`` projected vertices ``(u, v, z)`` (pixels, pixels, metres), ``faces (F, 3)`` int64, faces
 flattened over the batch (face ``i`` is face ``i % F`` of sample ``i // F``), flat pixel index
 ``b H W + r W + c``, pixel centre ``(c + 0.5, r + 0.5)``. ``foot (N, 4)`` int32 is each face's footprint
-``(c0, r0, bw, bh)`` (``bw = bh = 0`` for a face that cannot be drawn). Geometry is computed in float64
-whatever the input dtype, in coordinates local to the footprint's first pixel centre; the per-pixel
-feature sums are accumulated in the output array (the input dtype), the other per-pixel statistics in
-float64.
+``(c0, r0, bw, bh)`` (``bw = bh = 0`` for a face that cannot be drawn) and ``off (N,)`` int64 the index
+of its first candidate pair in ``De (candidates, 2)``, which holds per candidate pair (row-major in the
+footprint) the coverage ``D`` and the softmax term ``e`` the forward pass computed, so that the backward
+pass needs no exponential. Geometry is computed in float64 whatever the input dtype, in coordinates
+local to the footprint's first pixel centre; per-pixel sums and statistics are kept in the input dtype
+(as the reference path does), the statistics in float64 for small gamma (fused.py).
 
 A face's edge ``k`` goes from vertex ``k`` to vertex ``k + 1``; the barycentric coordinate of the vertex
 opposite edge ``k`` (vertex ``(k + 2) % 3``) is ``cross(e_k, p - v_k) / det``, ``det`` the doubled signed
@@ -27,7 +29,7 @@ from numba import njit, prange
 
 from dsrbody.render.pairs import MIN_DOUBLE_AREA_PX
 
-_FM = {"contract", "arcp", "nsz"}
+_FM = {"contract", "arcp", "nsz", "reassoc"}
 
 
 @njit(cache=True, nogil=True, fastmath=_FM)
@@ -164,8 +166,9 @@ def _depth(w0, w1, w2, iz0, iz1, iz2):
 
 @njit(cache=True, nogil=True, parallel=True, fastmath=_FM)
 def forward(
-    proj, faces, V, foot, feat, B, H, W, nband, thr, ksig, gamma, near, far, eps, per_pixel_max, I, S, P, Z, M
-):
+    proj, faces, V, foot, off, feat, B, H, W, nband, thr, ksig, gamma, near, far, eps, per_pixel_max,
+    I, S, P, Z, M, De,
+):  # fmt: skip
     """The soft render: every kept face-pixel pair aggregated into its pixel.
 
     ``feat (Nf, K, C)``: per-face features (``K = 1``) or the three corner features of each face
@@ -195,7 +198,8 @@ def forward(
                 I[p, ch] = 0.0
             P[p] = 1.0
             Z[p] = z_init
-            M[p] = eps
+            if per_pixel_max:
+                M[p] = eps
         for f in range(F):
             i = b * F + f
             bw = foot[i, 2]
@@ -211,6 +215,7 @@ def forward(
             for r in range(max(r0, R0), min(r0 + bh, R1)):
                 py = float(r - r0)
                 row = b * H * W + r * W + c0
+                o = off[i] + (r - r0) * bw  # this row's slots in De
                 for c in range(bw):
                     keep, inside, d2, _, w0, w1, w2 = _geometry(
                         float(c),
@@ -236,11 +241,14 @@ def forward(
                     if not keep:
                         continue
                     p = row + c
+                    slot = o + c
                     D, omD = _sigmoid_pair(d2 * ksig if inside else -d2 * ksig)
                     P[p] *= omD
+                    De[slot, 0] = D
                     wc0, wc1, wc2, _, s = _depth(w0, w1, w2, iz0, iz1, iz2)
                     zp = 1.0 / s
                     if zp < near or zp > far:
+                        De[slot, 1] = 0.0
                         continue
                     zn = (far - zp) * inv_range
                     if per_pixel_max:
@@ -252,9 +260,10 @@ def forward(
                                 I[p, ch] *= scale
                             M[p] = zn
                             m = zn
-                        e = D * math.exp((zn - m) * inv_gamma)
+                        e = D * math.exp((zn - m) * inv_gamma)  # the final maximum is known only at the end
                     else:
                         e = D * math.exp((zn - 1.0) * inv_gamma)
+                        De[slot, 1] = e
                     Z[p] += e
                     if K == 1:
                         for ch in range(C):
@@ -276,7 +285,7 @@ def forward(
 
 @njit(cache=True, nogil=True, parallel=True, fastmath=_FM)
 def pixel_stats(gI, gS, I, P, Z, M, per_pixel_max, st):
-    """Per-pixel quantities of the backward pass, ``st (B H W, 4)`` float64: ``a = gS (1 - S)`` (so that
+    """Per-pixel quantities of the backward pass, ``st (B H W, 4)``: ``a = gS (1 - S)`` (so that
     ``dL/dx_j = ... + a D_j``), ``q = gI . I``, ``1 / Z`` and the softmax shift (``M`` or 1)."""
     C = I.shape[1]
     for p in prange(P.shape[0]):
@@ -291,8 +300,9 @@ def pixel_stats(gI, gS, I, P, Z, M, per_pixel_max, st):
 
 @njit(cache=True, nogil=True, parallel=True, fastmath=_FM)
 def backward(
-    proj, faces, V, foot, feat, H, W, thr, ksig, gamma, near, far, gI, st, want_feat, g_corner, g_feat
-):
+    proj, faces, V, foot, off, feat, H, W, thr, ksig, gamma, near, far, per_pixel_max, De, gI, st, want_feat,
+    g_corner, g_feat,
+):  # fmt: skip
     """Gradients of every face, parallel over faces (each face writes only its own rows): ``g_corner (N, 3,
     3)`` with respect to its projected corners ``(u, v, z)``; ``g_feat (N, K, C)`` with respect to its
     features when ``want_feat``. Pairs are enumerated and their geometry recomputed as in :func:`forward`;
@@ -328,6 +338,7 @@ def backward(
         for r in range(bh):
             py = float(r)
             row = b * H * W + (r0 + r) * W + c0
+            o = off[i] + r * bw
             for c in range(bw):
                 px = float(c)
                 keep, inside, d2, sel, w0, w1, w2 = _geometry(
@@ -336,22 +347,26 @@ def backward(
                 if not keep:
                     continue
                 p = row + c
+                slot = o + c
                 sgn = ksig if inside else -ksig
-                D, omD = _sigmoid_pair(d2 * sgn)
+                D = De[slot, 0]
+                omD = 1.0 - D
                 a = st[p, 0]
                 gx = a * D  # dL/dx_j, x_j = sgn d2
                 gw0 = gw1 = gw2 = 0.0
                 wc0, wc1, wc2, isw, s = _depth(w0, w1, w2, iz0, iz1, iz2)
                 zp = 1.0 / s
                 if zp >= near and zp <= far:
-                    zn = (far - zp) * inv_range
                     iZ = st[p, 2]
-                    e = D * math.exp((zn - st[p, 3]) * inv_gamma)
+                    if per_pixel_max:  # small gamma: the depth from the geometry (float64), not De
+                        e = D * math.exp(((far - zp) * inv_range - st[p, 3]) * inv_gamma)
+                    else:
+                        e = De[slot, 1]
                     we = e * iZ  # the pair's softmax weight
                     if K == 1:
-                        dot = 0.0
-                        for ch in range(C):
-                            dot += float(gI[p, ch]) * float(feat[fi, 0, ch])
+                        dot = gI[p, 0] * feat[fi, 0, 0] if C > 0 else gI.dtype.type(0.0)
+                        for ch in range(1, C):
+                            dot += gI[p, ch] * feat[fi, 0, ch]  # in the input dtype, as the reference
                         if want_feat:
                             for ch in range(C):
                                 g_feat[i, 0, ch] += gI[p, ch] * we

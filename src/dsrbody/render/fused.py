@@ -12,8 +12,10 @@ face-pixel pair is visited twice in all instead of by some twenty vectorised pas
   per-pixel statistics (``gS (1 - S)``, ``gI . I``, ``1 / Z``, the softmax shift) and summed per face,
   then carried from the face table to the projected corners and scattered to the vertices.
 
-Nothing per pair is stored: the forward pass keeps ``B H W`` float64 statistics (``prod (1 - D)``,
-``Z`` and, for small gamma, the running maximum) besides its outputs, and the face footprints.
+Saved for the backward pass: ``B H W`` per-pixel statistics (``prod (1 - D)``, ``Z`` and, for small
+gamma, the running maximum) besides the outputs, a footprint per face, and two numbers per candidate
+pair (the coverage and the softmax term, in the input dtype: 8 bytes in float32, where the reference
+path keeps 24 bytes of indices per kept pair), which spare the backward pass its exponentials.
 
 The kernels (:mod:`dsrbody.render._fused_kernels`) are numba functions compiled on first use and cached
 on disk, so there is no build step at install. Where numba cannot be imported the ``"auto"`` backend
@@ -133,18 +135,26 @@ class _FusedRasterize(torch.autograd.Function):
         k.footprints(P.numpy(), cfg.faces_np, cfg.V, cfg.ok, H, W, cfg.radius_px, foot.numpy())
         I = torch.empty(npix, C, dtype=dtype)
         S = torch.empty(npix, dtype=dtype)
-        prod = torch.empty(npix, dtype=torch.float64)
-        Z = torch.empty(npix, dtype=torch.float64)
-        M = torch.empty(npix, dtype=torch.float64)
+        # per-pixel statistics in the input dtype, as the reference path; in float64 when the softmax
+        # needs its running maximum (small gamma amplifies their rounding by 1 / gamma)
+        sdtype = torch.float64 if cfg.per_pixel_max else dtype
+        prod = torch.empty(npix, dtype=sdtype)
+        Z = torch.empty(npix, dtype=sdtype)
+        M = torch.empty(npix if cfg.per_pixel_max else 1, dtype=sdtype)
+        counts = foot[:, 2].to(torch.int64) * foot[:, 3]
+        off = counts.cumsum(0) - counts  # each face's first slot in De
+        # per candidate pair: coverage D and softmax term e (or the depth, for the running maximum),
+        # so that the backward pass needs no exponential
+        De = torch.empty(int(counts.sum()), 2, dtype=dtype)
         nthreads = torch.get_num_threads()
         nband = 1 if nthreads == 1 or B >= 2 * nthreads else min(H, -(-4 * nthreads // max(B, 1)))
         k.forward(
-            P.numpy(), cfg.faces_np, cfg.V, foot.numpy(), fe.numpy(), B, H, W, nband, cfg.thr_px, cfg.k_sig,
-            raster.gamma, raster.near, raster.far, raster.eps, cfg.per_pixel_max, I.numpy(), S.numpy(),
-            prod.numpy(), Z.numpy(), M.numpy(),
+            P.numpy(), cfg.faces_np, cfg.V, foot.numpy(), off.numpy(), fe.numpy(), B, H, W, nband, cfg.thr_px,
+            cfg.k_sig, raster.gamma, raster.near, raster.far, raster.eps, cfg.per_pixel_max, I.numpy(),
+            S.numpy(), prod.numpy(), Z.numpy(), M.numpy(), De.numpy(),
         )  # fmt: skip
         ctx.cfg = cfg
-        ctx.save_for_backward(P, fe, foot, I, prod, Z, M)
+        ctx.save_for_backward(P, fe, foot, off, De, I, prod, Z, M)
         return I, S
 
     @staticmethod
@@ -153,10 +163,10 @@ class _FusedRasterize(torch.autograd.Function):
         k = cfg.kernels
         _threads(k)
         raster = cfg.raster
-        P, fe, foot, I, prod, Z, M = ctx.saved_tensors
+        P, fe, foot, off, De, I, prod, Z, M = ctx.saved_tensors
         gI = torch.zeros_like(I) if gI is None else gI.to(I.dtype).contiguous()
         gS = torch.zeros(prod.shape, dtype=I.dtype) if gS is None else gS.to(I.dtype).contiguous()
-        st = torch.empty(prod.shape[0], 4, dtype=torch.float64)
+        st = torch.empty(prod.shape[0], 4, dtype=prod.dtype)
         k.pixel_stats(
             gI.numpy(),
             gS.numpy(),
@@ -171,10 +181,10 @@ class _FusedRasterize(torch.autograd.Function):
         want_feat = bool(ctx.needs_input_grad[1])
         g_corner = torch.empty(N, 3, 3, dtype=P.dtype)
         g_feat = torch.zeros(N, *fe.shape[1:], dtype=fe.dtype) if want_feat else fe.new_zeros(1, 1, 1)
-        args = (cfg.thr_px, cfg.k_sig, raster.gamma, raster.near, raster.far)
         k.backward(
-            P.numpy(), cfg.faces_np, cfg.V, foot.numpy(), fe.numpy(), cfg.H, cfg.W, *args,
-            gI.numpy(), st.numpy(), want_feat, g_corner.numpy(), g_feat.numpy(),
+            P.numpy(), cfg.faces_np, cfg.V, foot.numpy(), off.numpy(), fe.numpy(), cfg.H, cfg.W, cfg.thr_px,
+            cfg.k_sig, raster.gamma, raster.near, raster.far, cfg.per_pixel_max, De.numpy(), gI.numpy(),
+            st.numpy(), want_feat, g_corner.numpy(), g_feat.numpy(),
         )  # fmt: skip
         g_proj = torch.zeros_like(P)
         k.scatter_corners(g_corner.numpy(), cfg.faces_np, cfg.V, g_proj.numpy())
