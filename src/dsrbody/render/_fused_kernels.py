@@ -164,7 +164,94 @@ def _depth(w0, w1, w2, iz0, iz1, iz2):
     return c0, c1, c2, isw, c0 * iz0 + c1 * iz1 + c2 * iz2
 
 
-@njit(cache=True, nogil=True, parallel=True, fastmath=_FM)
+@njit(cache=True, nogil=True, fastmath=_FM)
+def _forward_band(
+    b, R0, R1, proj, faces, V, foot, off, feat, B, H, W, thr, ksig, gamma, near, far, eps, per_pixel_max,
+    I, S, P, Z, M, De,
+):  # fmt: skip
+    """:func:`forward` for rows ``[R0, R1)`` of sample ``b``."""
+    F = faces.shape[0]
+    C = I.shape[1]
+    K = feat.shape[1]
+    shared = feat.shape[0] != B * F
+    inv_range = 1.0 / (far - near)
+    inv_gamma = 1.0 / gamma
+    z_init = 1.0 if per_pixel_max else math.exp((eps - 1.0) * inv_gamma)
+    for p in range(b * H * W + R0 * W, b * H * W + R1 * W):
+        for ch in range(C):
+            I[p, ch] = 0.0
+        P[p] = 1.0
+        Z[p] = z_init
+        if per_pixel_max:
+            M[p] = eps
+    for f in range(F):
+        i = b * F + f
+        bw = foot[i, 2]
+        bh = foot[i, 3]
+        r0 = foot[i, 1]
+        if bw == 0 or r0 >= R1 or r0 + bh <= R0:
+            continue
+        c0 = foot[i, 0]
+        fi = f if shared else i
+        (x0, y0, x1, y1, x2, y2, ex0, ey0, ex1, ey1, ex2, ey2, il0, il1, il2, idet, iz0, iz1, iz2) = _setup(
+            proj, faces, V, F, i, c0, r0
+        )
+        for r in range(max(r0, R0), min(r0 + bh, R1)):
+            py = float(r - r0)
+            row = b * H * W + r * W + c0
+            o = off[i] + (r - r0) * bw  # this row's slots in De
+            for c in range(bw):
+                px = float(c)
+                keep, inside, d2, _, w0, w1, w2 = _geometry(
+                    px, py, x0, y0, x1, y1, x2, y2, ex0, ey0, ex1, ey1, ex2, ey2, il0, il1, il2, idet, thr
+                )
+                if not keep:
+                    continue
+                p = row + c
+                slot = o + c
+                D, omD = _sigmoid_pair(d2 * ksig if inside else -d2 * ksig)
+                P[p] *= omD
+                De[slot, 0] = D
+                wc0, wc1, wc2, _, s = _depth(w0, w1, w2, iz0, iz1, iz2)
+                zp = 1.0 / s
+                if zp < near or zp > far:
+                    De[slot, 1] = 0.0
+                    continue
+                zn = (far - zp) * inv_range
+                if per_pixel_max:
+                    m = M[p]
+                    if zn > m:
+                        scale = math.exp((m - zn) * inv_gamma)
+                        Z[p] *= scale
+                        for ch in range(C):
+                            I[p, ch] *= scale
+                        M[p] = zn
+                        m = zn
+                    e = D * math.exp((zn - m) * inv_gamma)  # the final maximum is known only at the end
+                else:
+                    e = D * math.exp((zn - 1.0) * inv_gamma)
+                    De[slot, 1] = e
+                Z[p] += e
+                et = I.dtype.type(e)  # the channel sums in the input dtype (vectorised), as the reference
+                if K == 1:
+                    for ch in range(C):
+                        I[p, ch] += et * feat[fi, 0, ch]
+                else:
+                    wp0 = wc0 * iz0 / s
+                    wp1 = wc1 * iz1 / s
+                    wp2 = wc2 * iz2 / s
+                    for ch in range(C):
+                        I[p, ch] += e * (
+                            wp0 * feat[fi, 0, ch] + wp1 * feat[fi, 1, ch] + wp2 * feat[fi, 2, ch]
+                        )
+    for p in range(b * H * W + R0 * W, b * H * W + R1 * W):
+        iz = 1.0 / Z[p]
+        for ch in range(C):
+            I[p, ch] *= iz
+        S[p] = 1.0 - P[p]
+
+
+@njit(cache=True, nogil=True, parallel=True)
 def forward(
     proj, faces, V, foot, off, feat, B, H, W, nband, thr, ksig, gamma, near, far, eps, per_pixel_max,
     I, S, P, Z, M, De,
@@ -181,106 +268,14 @@ def forward(
     Parallel over (sample, band of rows) tasks (``nband`` bands per sample), each of which owns its pixels:
     it initialises them, visits every face whose footprint reaches the band, and finishes them.
     """
-    F = faces.shape[0]
-    C = I.shape[1]
-    K = feat.shape[1]
-    shared = feat.shape[0] != B * F
-    inv_range = 1.0 / (far - near)
-    inv_gamma = 1.0 / gamma
-    z_init = 1.0 if per_pixel_max else math.exp((eps - 1.0) * inv_gamma)
     band_h = (H + nband - 1) // nband
     for task in prange(B * nband):
         b = task // nband
         R0 = (task - b * nband) * band_h
-        R1 = min(R0 + band_h, H)
-        for p in range(b * H * W + R0 * W, b * H * W + R1 * W):
-            for ch in range(C):
-                I[p, ch] = 0.0
-            P[p] = 1.0
-            Z[p] = z_init
-            if per_pixel_max:
-                M[p] = eps
-        for f in range(F):
-            i = b * F + f
-            bw = foot[i, 2]
-            bh = foot[i, 3]
-            r0 = foot[i, 1]
-            if bw == 0 or r0 >= R1 or r0 + bh <= R0:
-                continue
-            c0 = foot[i, 0]
-            fi = f if shared else i
-            (x0, y0, x1, y1, x2, y2, ex0, ey0, ex1, ey1, ex2, ey2, il0, il1, il2, idet, iz0, iz1, iz2) = (
-                _setup(proj, faces, V, F, i, c0, r0)
-            )
-            for r in range(max(r0, R0), min(r0 + bh, R1)):
-                py = float(r - r0)
-                row = b * H * W + r * W + c0
-                o = off[i] + (r - r0) * bw  # this row's slots in De
-                for c in range(bw):
-                    keep, inside, d2, _, w0, w1, w2 = _geometry(
-                        float(c),
-                        py,
-                        x0,
-                        y0,
-                        x1,
-                        y1,
-                        x2,
-                        y2,
-                        ex0,
-                        ey0,
-                        ex1,
-                        ey1,
-                        ex2,
-                        ey2,
-                        il0,
-                        il1,
-                        il2,
-                        idet,
-                        thr,
-                    )
-                    if not keep:
-                        continue
-                    p = row + c
-                    slot = o + c
-                    D, omD = _sigmoid_pair(d2 * ksig if inside else -d2 * ksig)
-                    P[p] *= omD
-                    De[slot, 0] = D
-                    wc0, wc1, wc2, _, s = _depth(w0, w1, w2, iz0, iz1, iz2)
-                    zp = 1.0 / s
-                    if zp < near or zp > far:
-                        De[slot, 1] = 0.0
-                        continue
-                    zn = (far - zp) * inv_range
-                    if per_pixel_max:
-                        m = M[p]
-                        if zn > m:
-                            scale = math.exp((m - zn) * inv_gamma)
-                            Z[p] *= scale
-                            for ch in range(C):
-                                I[p, ch] *= scale
-                            M[p] = zn
-                            m = zn
-                        e = D * math.exp((zn - m) * inv_gamma)  # the final maximum is known only at the end
-                    else:
-                        e = D * math.exp((zn - 1.0) * inv_gamma)
-                        De[slot, 1] = e
-                    Z[p] += e
-                    if K == 1:
-                        for ch in range(C):
-                            I[p, ch] += e * feat[fi, 0, ch]
-                    else:
-                        wp0 = wc0 * iz0 / s
-                        wp1 = wc1 * iz1 / s
-                        wp2 = wc2 * iz2 / s
-                        for ch in range(C):
-                            I[p, ch] += e * (
-                                wp0 * feat[fi, 0, ch] + wp1 * feat[fi, 1, ch] + wp2 * feat[fi, 2, ch]
-                            )
-        for p in range(b * H * W + R0 * W, b * H * W + R1 * W):
-            iz = 1.0 / Z[p]
-            for ch in range(C):
-                I[p, ch] *= iz
-            S[p] = 1.0 - P[p]
+        _forward_band(
+            b, R0, min(R0 + band_h, H), proj, faces, V, foot, off, feat, B, H, W, thr, ksig, gamma, near, far,
+            eps, per_pixel_max, I, S, P, Z, M, De,
+        )  # fmt: skip
 
 
 @njit(cache=True, nogil=True, parallel=True, fastmath=_FM)
@@ -298,15 +293,13 @@ def pixel_stats(gI, gS, I, P, Z, M, per_pixel_max, st):
         st[p, 3] = M[p] if per_pixel_max else 1.0
 
 
-@njit(cache=True, nogil=True, parallel=True, fastmath=_FM)
-def backward(
-    proj, faces, V, foot, off, feat, H, W, thr, ksig, gamma, near, far, per_pixel_max, De, gI, st, want_feat,
-    g_corner, g_feat,
+@njit(cache=True, nogil=True, fastmath=_FM)
+def _backward_faces(
+    i0, i1, proj, faces, V, foot, off, feat, H, W, thr, ksig, gamma, near, far, per_pixel_max, De, gI, st,
+    want_feat, g_corner, g_feat,
 ):  # fmt: skip
-    """Gradients of every face, parallel over faces (each face writes only its own rows): ``g_corner (N, 3,
-    3)`` with respect to its projected corners ``(u, v, z)``; ``g_feat (N, K, C)`` with respect to its
-    features when ``want_feat``. Pairs are enumerated and their geometry recomputed as in :func:`forward`;
-    the per-pixel statistics come from :func:`pixel_stats`."""
+    """:func:`backward` for faces ``[i0, i1)`` (a plain loop: numba optimises it better than the body of a
+    parallel loop)."""
     F = faces.shape[0]
     N = foot.shape[0]
     C = gI.shape[1]
@@ -314,7 +307,7 @@ def backward(
     shared = feat.shape[0] != N
     inv_range = 1.0 / (far - near)
     inv_gamma = 1.0 / gamma
-    for i in prange(N):
+    for i in range(i0, i1):
         bw = foot[i, 2]
         if bw == 0:
             for k in range(3):
@@ -326,7 +319,7 @@ def backward(
         bh = foot[i, 3]
         b = i // F
         f = i - b * F
-        fi = f if shared else b * F + f  # (not i: the parallel loop's index may be unsigned)
+        fi = f if shared else i
         (x0, y0, x1, y1, x2, y2, ex0, ey0, ex1, ey1, ex2, ey2, il0, il1, il2, idet, iz0, iz1, iz2) = _setup(
             proj, faces, V, F, i, c0, r0
         )
@@ -368,8 +361,9 @@ def backward(
                         for ch in range(1, C):
                             dot += gI[p, ch] * feat[fi, 0, ch]  # in the input dtype, as the reference
                         if want_feat:
+                            wet = g_feat.dtype.type(we)
                             for ch in range(C):
-                                g_feat[i, 0, ch] += gI[p, ch] * we
+                                g_feat[i, 0, ch] += gI[p, ch] * wet
                         ge = (dot - st[p, 1]) * iZ  # dL/de_j
                         gx += omD * e * ge
                         gs = (
@@ -494,6 +488,24 @@ def backward(
         g_corner[i, 0, 2] = -giz0 * iz0 * iz0
         g_corner[i, 1, 2] = -giz1 * iz1 * iz1
         g_corner[i, 2, 2] = -giz2 * iz2 * iz2
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def backward(
+    proj, faces, V, foot, off, feat, H, W, thr, ksig, gamma, near, far, per_pixel_max, De, gI, st, want_feat,
+    g_corner, g_feat, nchunk,
+):  # fmt: skip
+    """Gradients of every face, parallel over ``nchunk`` ranges of faces (each face writes only its own
+    rows): ``g_corner (N, 3, 3)`` with respect to its projected corners ``(u, v, z)``; ``g_feat (N, K, C)``
+    with respect to its features when ``want_feat``. Pairs are enumerated and their geometry recomputed
+    as in :func:`forward` (``D`` and ``e`` read from ``De``); the per-pixel statistics come from
+    :func:`pixel_stats`."""
+    N = foot.shape[0]
+    for t in prange(nchunk):
+        _backward_faces(
+            t * N // nchunk, (t + 1) * N // nchunk, proj, faces, V, foot, off, feat, H, W, thr, ksig, gamma,
+            near, far, per_pixel_max, De, gI, st, want_feat, g_corner, g_feat,
+        )  # fmt: skip
 
 
 @njit(cache=True, nogil=True, parallel=True, fastmath=_FM)

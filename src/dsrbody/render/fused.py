@@ -180,11 +180,12 @@ class _FusedRasterize(torch.autograd.Function):
         N = foot.shape[0]
         want_feat = bool(ctx.needs_input_grad[1])
         g_corner = torch.empty(N, 3, 3, dtype=P.dtype)
+        nchunk = max(1, min(N, 16 * torch.get_num_threads()))  # ranges of faces for the threads
         g_feat = torch.zeros(N, *fe.shape[1:], dtype=fe.dtype) if want_feat else fe.new_zeros(1, 1, 1)
         k.backward(
             P.numpy(), cfg.faces_np, cfg.V, foot.numpy(), off.numpy(), fe.numpy(), cfg.H, cfg.W, cfg.thr_px,
             cfg.k_sig, raster.gamma, raster.near, raster.far, cfg.per_pixel_max, De.numpy(), gI.numpy(),
-            st.numpy(), want_feat, g_corner.numpy(), g_feat.numpy(),
+            st.numpy(), want_feat, g_corner.numpy(), g_feat.numpy(), nchunk,
         )  # fmt: skip
         g_proj = torch.zeros_like(P)
         k.scatter_corners(g_corner.numpy(), cfg.faces_np, cfg.V, g_proj.numpy())
