@@ -8,7 +8,7 @@ random yaw in [-0.3, 0.3] rad and shifted a little. Features: C = 9 random per-f
 sigma 1e-5, gamma 0.1 (the DSR recipe).
 
 Methods, side by side in one run (each configuration in a fresh subprocess, so that its peak memory
-can be read from ``ru_maxrss``):
+can be read from the process's peak RSS, ``VmHWM``):
 
 - ``fused``: one :func:`dsrbody.render.soft.soft_render` call with all 9 channels on the fused CPU
   kernels (``backend="fused"``; skipped with a note where numba is missing, and on CUDA);
@@ -25,7 +25,8 @@ can be read from ``ru_maxrss``):
 
 Reported: forward (no grad) and forward+backward milliseconds per image (median of ``--repeats``;
 wall clock, and the process's CPU time, which is what an idle core would take on a shared machine),
-peak RSS increase over the process's state before the first render (MiB), face-pixel pairs per image,
+peak RSS increase over the process's state before the first render (MiB; for ``fused`` after numba,
+LLVM and the compiled kernels are loaded, whose own RSS is reported beside it), face-pixel pairs per image,
 silhouette coverage, and the ratios to ``fused``. ``--device cuda`` times the reference calls on a GPU
 (CUDA events through ``torch.cuda.synchronize``; peak memory is then ``torch.cuda.max_memory_allocated``).
 ``--mesh-cache FILE`` stores the two meshes in an ``.npz`` (or reads them from it), so that a machine
@@ -209,6 +210,27 @@ def pytorch3d_render(vertices, faces, feats, sigma=1e-5, gamma=0.1, near=1.0, fa
     return image.permute(0, 3, 1, 2), (1.0 - alpha)[:, None]
 
 
+def _reset_peak() -> None:
+    """Reset the process's peak RSS to its current RSS (Linux >= 4.0; else the peak since the start)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+    except OSError:
+        pass
+
+
+def _peak_mib() -> float:
+    """Peak RSS (MiB) since the start or the last :func:`_reset_peak`."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def _rss_mib() -> float:
     with open("/proc/self/statm") as fh:
         return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
@@ -231,7 +253,15 @@ def worker(args) -> None:
         return {"settings": SoftRasterSettings(sigma=1e-5, gamma=0.1, backend=backend)}
 
     B = verts.shape[0]
+    lib = _rss_mib()
+    if args.method == "fused":  # numba, LLVM and the kernels, once per process: reported on their own
+        tri = torch.tensor([[[0.0, 0.0, 2.0], [1.0, 0.0, 2.0], [0.0, 1.0, 2.0]]], requires_grad=True)
+        one = torch.ones(1, 1)
+        I, S = soft_render(tri, torch.tensor([[0, 1, 2]]), face_features=one, **kw, **dsr("fused"))
+        (I.sum() + S.sum()).backward()
     base = _rss_mib()
+    lib = base - lib
+    _reset_peak()
 
     def run(grad: bool):
         v = verts.clone().requires_grad_(grad)
@@ -277,7 +307,8 @@ def worker(args) -> None:
     if cuda:
         result["peak_mib"] = torch.cuda.max_memory_allocated(dev) / 2**20
     else:
-        result["peak_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - base
+        result["peak_mib"] = _peak_mib() - base
+        result["lib_mib"] = lib
     if args.method == "brute":  # the two implementations agree
         Ib, Sb = last
         with torch.no_grad():
@@ -367,7 +398,7 @@ def main() -> None:
         f"{where}, constant features: {args.constant_features}, torch {torch.__version__}"
     )
     header = f"{'mesh':>8} {'faces':>6} {'B':>3} {'method':>9} {'fwd ms/img':>10} {'f+b ms/img':>10}"
-    header += f" {'peak MiB':>9} {'fwd cpu':>8} {'f+b cpu':>8}"
+    header += f" {'peak MiB':>9} {'fwd cpu':>8} {'f+b cpu':>8} {'lib MiB':>8}"
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.mesh:
@@ -410,6 +441,7 @@ def main() -> None:
                         f"{name:>8} {len(f):>6} {B:>3} {m:>9} {r.get('fwd_ms', float('nan')):>10.1f} "
                         f"{r.get('fwdbwd_ms', float('nan')):>10.1f} {r['peak_mib']:>9.0f} "
                         f"{r.get('fwd_cpu_ms', math.nan):>8.1f} {r.get('fwdbwd_cpu_ms', math.nan):>8.1f}"
+                        + (f" {r['lib_mib']:>8.0f}" if m == "fused" and "lib_mib" in r else "")
                     )
                     rows.append((name, B, m, r))
                 base = "fused" if "fused" in res else "reference"

@@ -167,7 +167,7 @@ def _depth(w0, w1, w2, iz0, iz1, iz2):
 @njit(cache=True, nogil=True, fastmath=_FM)
 def _forward_band(
     b, R0, R1, proj, faces, V, foot, off, feat, B, H, W, thr, ksig, gamma, near, far, eps, per_pixel_max,
-    I, S, P, Z, M, De,
+    I, S, P, Z, M, De, store,
 ):  # fmt: skip
     """:func:`forward` for rows ``[R0, R1)`` of sample ``b``."""
     F = faces.shape[0]
@@ -211,11 +211,13 @@ def _forward_band(
                 slot = o + c
                 D, omD = _sigmoid_pair(d2 * ksig if inside else -d2 * ksig)
                 P[p] *= omD
-                De[slot, 0] = D
+                if store:
+                    De[slot, 0] = D
                 wc0, wc1, wc2, _, s = _depth(w0, w1, w2, iz0, iz1, iz2)
                 zp = 1.0 / s
                 if zp < near or zp > far:
-                    De[slot, 1] = 0.0
+                    if store:
+                        De[slot, 1] = 0.0
                     continue
                 zn = (far - zp) * inv_range
                 if per_pixel_max:
@@ -230,7 +232,8 @@ def _forward_band(
                     e = D * math.exp((zn - m) * inv_gamma)  # the final maximum is known only at the end
                 else:
                     e = D * math.exp((zn - 1.0) * inv_gamma)
-                    De[slot, 1] = e
+                    if store:
+                        De[slot, 1] = e
                 Z[p] += e
                 et = I.dtype.type(e)  # the channel sums in the input dtype (vectorised), as the reference
                 if K == 1:
@@ -254,7 +257,7 @@ def _forward_band(
 @njit(cache=True, nogil=True, parallel=True)
 def forward(
     proj, faces, V, foot, off, feat, B, H, W, nband, thr, ksig, gamma, near, far, eps, per_pixel_max,
-    I, S, P, Z, M, De,
+    I, S, P, Z, M, De, store,
 ):  # fmt: skip
     """The soft render: every kept face-pixel pair aggregated into its pixel.
 
@@ -265,6 +268,7 @@ def forward(
     shift) / gamma)`` and ``M`` (the running maximum of the normalised depth, from ``eps``, when
     ``per_pixel_max``), with ``e_j = D_j exp((z_j - shift) / gamma)``, ``shift = M`` or 1.
 
+    ``De`` gets each candidate pair's ``D`` and ``e`` (``e`` only without ``per_pixel_max``) when ``store``.
     Parallel over (sample, band of rows) tasks (``nband`` bands per sample), each of which owns its pixels:
     it initialises them, visits every face whose footprint reaches the band, and finishes them.
     """
@@ -274,7 +278,7 @@ def forward(
         R0 = (task - b * nband) * band_h
         _forward_band(
             b, R0, min(R0 + band_h, H), proj, faces, V, foot, off, feat, B, H, W, thr, ksig, gamma, near, far,
-            eps, per_pixel_max, I, S, P, Z, M, De,
+            eps, per_pixel_max, I, S, P, Z, M, De, store,
         )  # fmt: skip
 
 

@@ -143,15 +143,17 @@ class _FusedRasterize(torch.autograd.Function):
         M = torch.empty(npix if cfg.per_pixel_max else 1, dtype=sdtype)
         counts = foot[:, 2].to(torch.int64) * foot[:, 3]
         off = counts.cumsum(0) - counts  # each face's first slot in De
-        # per candidate pair: coverage D and softmax term e (or the depth, for the running maximum),
-        # so that the backward pass needs no exponential
-        De = torch.empty(int(counts.sum()), 2, dtype=dtype)
+        # per candidate pair: coverage D and softmax term e (with the running maximum, small gamma, only D:
+        # e is recomputed against the final maximum), so that the backward pass needs no exponential;
+        # nothing when no gradient will be asked for
+        store = any(ctx.needs_input_grad[:2])
+        De = torch.empty(int(counts.sum()) if store else 1, 2, dtype=dtype)
         nthreads = torch.get_num_threads()
         nband = 1 if nthreads == 1 or B >= 2 * nthreads else min(H, -(-4 * nthreads // max(B, 1)))
         k.forward(
             P.numpy(), cfg.faces_np, cfg.V, foot.numpy(), off.numpy(), fe.numpy(), B, H, W, nband, cfg.thr_px,
             cfg.k_sig, raster.gamma, raster.near, raster.far, raster.eps, cfg.per_pixel_max, I.numpy(),
-            S.numpy(), prod.numpy(), Z.numpy(), M.numpy(), De.numpy(),
+            S.numpy(), prod.numpy(), Z.numpy(), M.numpy(), De.numpy(), store,
         )  # fmt: skip
         ctx.cfg = cfg
         ctx.save_for_backward(P, fe, foot, off, De, I, prod, Z, M)
