@@ -148,6 +148,29 @@ def test_without_numba_auto_falls_back_with_one_notice(monkeypatch, caplog):
         soft_render(v, faces, face_features=ff, **CAM, backend="fused")
 
 
+def test_kernels_that_fail_at_first_use_fall_back_too(monkeypatch, caplog):
+    """A numba that imports but cannot compile or run the kernels (checked once per dtype on a single
+    triangle) is a fallback with one notice for "auto", an error naming the failure for "fused"."""
+
+    def broken(dtype):
+        raise RuntimeError("cannot compile")
+
+    monkeypatch.setattr(fused, "_smoke", broken)
+    monkeypatch.setattr(fused, "_CHECKED", {})
+    monkeypatch.setattr(fused, "_REASON", None)
+    monkeypatch.setattr(fused, "_NOTICED", False)
+    v, faces, ff, _ = random_scene(43)
+    ref = soft_render(v, faces, face_features=ff, **CAM, backend="reference")
+    with caplog.at_level(logging.WARNING, logger="dsrbody.render.fused"):
+        got = soft_render(v, faces, face_features=ff, **CAM)
+        soft_render(v, faces, face_features=ff, **CAM)
+    assert torch.equal(got[0], ref[0]) and torch.equal(got[1], ref[1])
+    notices = [r.getMessage() for r in caplog.records if r.name == "dsrbody.render.fused"]
+    assert len(notices) == 1 and "cannot compile" in notices[0]
+    with pytest.raises(RuntimeError, match="cannot compile"):
+        soft_render(v, faces, face_features=ff, **CAM, backend="fused")
+
+
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_fused_backend_is_cpu_only():

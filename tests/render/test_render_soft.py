@@ -26,7 +26,7 @@ def backend(request, monkeypatch):
     if request.param == "fused" and not fused.available():
         pytest.skip(f"fused kernels unavailable: {fused.unavailable_reason()}")
     use = request.param == "fused"
-    monkeypatch.setattr(soft, "_use_fused", lambda backend, device: use and device.type == "cpu")
+    monkeypatch.setattr(soft, "_use_fused", lambda backend, device, dtype: use and device.type == "cpu")
     return request.param
 
 

@@ -38,13 +38,15 @@ import torch
 
 from dsrbody.render.pairs import project
 
-__all__ = ["available", "fused_render", "unavailable_reason"]
+__all__ = ["available", "ready", "fused_render", "unavailable_reason"]
 
 log = logging.getLogger(__name__)
 
 _KERNELS: ModuleType | None = None
 _REASON: str | None = None
 _NOTICED = False
+#: dtype -> whether the kernels ran for it (:func:`ready`).
+_CHECKED: dict[torch.dtype, bool] = {}
 #: One render call at a time goes through the kernels (each is parallel inside).
 _LOCK = threading.Lock()
 
@@ -70,8 +72,46 @@ def _load() -> ModuleType | None:
 
 
 def available() -> bool:
-    """Whether the fused CPU kernels can be used (numba importable)."""
+    """Whether numba and the kernel module import (see :func:`ready` for a given dtype)."""
     return _load() is not None
+
+
+def ready(dtype: torch.dtype = torch.float32) -> bool:
+    """Whether the kernels run for ``dtype``: numba imports, and a one-triangle render, forward and
+    backward, compiles (or loads from numba's cache) and gives finite values. Checked once per dtype and
+    process; a failure is kept as :func:`unavailable_reason`, so that ``"auto"`` falls back instead of
+    failing in the middle of a training step."""
+    global _REASON
+    if _load() is None:
+        return False
+    if dtype not in _CHECKED:
+        try:
+            _smoke(dtype)
+            _CHECKED[dtype] = True
+        except Exception as err:  # a numba that cannot compile the kernels, a broken cache, ...
+            _REASON = f"{dtype} kernels failed: {type(err).__name__}: {err}".splitlines()[0]
+            _CHECKED[dtype] = False
+    return _CHECKED[dtype]
+
+
+def _smoke(dtype: torch.dtype) -> None:
+    """One triangle on an 8 x 8 image through :func:`fused_render`, forward and backward."""
+    from dsrbody.render.soft import SoftRasterSettings, coverage_threshold
+
+    raster = SoftRasterSettings(sigma=1e-2)
+    scale = (2.0 / 8) ** 2
+    tri = [[[-0.5, -0.5, 2.0], [0.5, -0.5, 2.0], [0.0, 0.5, 2.0]]]
+    v = torch.tensor(tri, dtype=dtype, requires_grad=True)
+    feat = torch.ones(1, 1, dtype=dtype, requires_grad=True)
+    with torch.enable_grad():
+        ok = torch.ones(1, dtype=torch.bool)
+        I, S = fused_render(
+            v, torch.tensor([[0, 1, 2]]), feat, ok, 8.0, (4.0, 4.0), 8, 8, raster, scale,
+            coverage_threshold(raster.sigma) / scale, False,
+        )  # fmt: skip
+        (I.sum() + S.sum()).backward()
+    if not (0.0 < float(S.sum()) < 64.0 and torch.isfinite(v.grad).all() and torch.isfinite(feat.grad).all()):
+        raise RuntimeError("the one-triangle check gave wrong values")
 
 
 def unavailable_reason() -> str | None:
@@ -85,10 +125,12 @@ def notice_fallback() -> None:
     global _NOTICED
     if not _NOTICED:
         _NOTICED = True
+        reason = unavailable_reason() or "unknown"
+        hint = " (pip install numba for the fast one)" if "No module named 'numba'" in reason else ""
         log.warning(
-            "dsrbody soft rasteriser: fused CPU kernels unavailable (%s); using the pure-PyTorch path "
-            "(pip install numba for the fast one)",
-            unavailable_reason(),
+            "dsrbody soft rasteriser: fused CPU kernels unavailable (%s); using the pure-PyTorch path%s",
+            reason,
+            hint,
         )
 
 

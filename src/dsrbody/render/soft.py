@@ -463,7 +463,7 @@ def soft_render(
     dist_scale = (2.0 / max(H, W)) ** 2  # pixel^2 -> NDC^2
     thr_px = coverage_threshold(settings.sigma) / dist_scale
     per_pixel_max = settings.gamma < _PER_PIXEL_MAX_GAMMA
-    if _use_fused(settings.backend, dev):
+    if _use_fused(settings.backend, dev, dtype):
         from dsrbody.render.fused import fused_render
 
         if feat.dim() == 3 and not vertex_mode:
@@ -488,7 +488,7 @@ def soft_render(
     return features, silhouette
 
 
-def _use_fused(backend: str, device: torch.device) -> bool:
+def _use_fused(backend: str, device: torch.device, dtype: torch.dtype = torch.float32) -> bool:
     """Whether this call goes through the fused kernels (see :class:`SoftRasterSettings`, ``backend``)."""
     if backend == "reference":
         return False
@@ -498,7 +498,7 @@ def _use_fused(backend: str, device: torch.device) -> bool:
         if backend == "fused":
             raise ValueError(f"soft_render: backend='fused' runs on the CPU only, got a {device.type} tensor")
         return False
-    if fused.available():
+    if fused.ready(dtype):
         return True
     if backend == "fused":
         raise RuntimeError(f"soft_render: backend='fused' needs numba ({fused.unavailable_reason()})")
