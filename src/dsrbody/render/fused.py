@@ -110,7 +110,8 @@ def _smoke(dtype: torch.dtype) -> None:
             coverage_threshold(raster.sigma) / scale, False,
         )  # fmt: skip
         (I.sum() + S.sum()).backward()
-    if not (0.0 < float(S.sum()) < 64.0 and torch.isfinite(v.grad).all() and torch.isfinite(feat.grad).all()):
+    covered = float(S.detach().sum())
+    if not (0.0 < covered < 64.0 and torch.isfinite(v.grad).all() and torch.isfinite(feat.grad).all()):
         raise RuntimeError("the one-triangle check gave wrong values")
 
 
