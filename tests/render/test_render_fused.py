@@ -148,6 +148,7 @@ def test_without_numba_auto_falls_back_with_one_notice(monkeypatch, caplog):
         soft_render(v, faces, face_features=ff, **CAM, backend="fused")
 
 
+@needs_fused
 def test_kernels_that_fail_at_first_use_fall_back_too(monkeypatch, caplog):
     """A numba that imports but cannot compile or run the kernels (checked once per dtype on a single
     triangle) is a fallback with one notice for "auto", an error naming the failure for "fused"."""
