@@ -32,6 +32,10 @@ accumulators, ``B H W (C + 4)`` floats, and the pair list kept for the backward 
 pair). The default, 65,536 pairs, keeps a chunk's working set in the CPU caches. A custom
 ``torch.autograd.Function`` recomputes the pair geometry in the backward pass and applies hand-derived
 gradients; all C channels are aggregated in the same pass. The same code runs on CPU and CUDA.
+
+That pure-PyTorch path is the *reference* backend, the implementation the tests hold the other one
+against; on CPU tensors the default backend (``SoftRasterSettings.backend="auto"``) runs the same
+forward and backward fused per face-pixel pair in numba kernels (:mod:`dsrbody.render.fused`).
 """
 
 from __future__ import annotations
