@@ -1,4 +1,5 @@
-"""Soft semantic rasteriser: all C channels in one pass vs nine single-channel calls vs brute force.
+"""Soft semantic rasteriser: the fused kernels vs the pure-PyTorch reference path vs nine single-channel
+calls vs brute force (and PyTorch3D, when it is importable).
 
 Scenes: the Anny default mesh (13,718 vertices, 27,420 faces; mean adult shape, rest A-pose) and the same
 mesh decimated by vertex clustering to about 14k faces (SMPL-sized), in the DSR camera (f = 5000 px,
@@ -7,23 +8,32 @@ random yaw in [-0.3, 0.3] rad and shifted a little. Features: C = 9 random per-f
 sigma 1e-5, gamma 0.1 (the DSR recipe).
 
 Methods, side by side in one run (each configuration in a fresh subprocess, so that its peak memory
-can be read from ``ru_maxrss``):
+can be read from the process's peak RSS, ``VmHWM``):
 
-- ``ours``: one :func:`dsrbody.render.soft.soft_render` call with all 9 channels;
-- ``9x1ch``: nine single-channel calls (the official approach: one render per channel);
+- ``fused``: one :func:`dsrbody.render.soft.soft_render` call with all 9 channels on the fused CPU
+  kernels (``backend="fused"``; skipped with a note where numba is missing, and on CUDA);
+- ``reference``: the same call on the pure-PyTorch path (``backend="reference"``);
+- ``9x1ch``: nine single-channel calls of the reference path (the official approach: one render per
+  channel);
 - ``brute``: every face against every pixel (SoftRas formulas, float32, faces in blocks of 128),
-  forward only, B = 1 (it does not fit beyond that in reasonable time).
+  forward only, B = 1 (it does not fit beyond that in reasonable time);
+- ``pytorch3d``: PyTorch3D's ``MeshRasterizer`` (blur radius ``ln(1/1e-4 - 1) sigma``, the
+  ``--p3d-faces`` nearest faces per pixel, naive rasterisation) and SoftRas's blend of the 9 channels
+  written out on its fragments, as in ``softmax_rgb_blend`` (which handles 3 channels only); only when
+  ``pytorch3d`` is importable (else skipped with a note), and only for batches of at most
+  ``--p3d-max-batch`` (it takes seconds per image on a CPU).
 
 Reported: forward (no grad) and forward+backward milliseconds per image (median of ``--repeats``;
 wall clock, and the process's CPU time, which is what an idle core would take on a shared machine),
-peak RSS increase over the process's state before the first render (MiB), face-pixel pairs per image,
-silhouette coverage. ``--device cuda`` times the same calls on a GPU (CUDA events through
-``torch.cuda.synchronize``; peak memory is then ``torch.cuda.max_memory_allocated``). ``--mesh-cache FILE``
-stores the two meshes in an ``.npz`` (or reads them from it), so that a machine without the ``anny``
-package can run the benchmark. Usage::
+peak RSS increase over the process's state before the first render (MiB; for ``fused`` after numba,
+LLVM and the compiled kernels are loaded, whose own RSS is reported beside it), face-pixel pairs per image,
+silhouette coverage, and the ratios to ``fused``. ``--device cuda`` times the reference calls on a GPU
+(CUDA events through ``torch.cuda.synchronize``; peak memory is then ``torch.cuda.max_memory_allocated``).
+``--mesh-cache FILE`` stores the two meshes in an ``.npz`` (or reads them from it), so that a machine
+without the ``anny`` package can run the benchmark. Usage::
 
     .venv/bin/python benchmarks/render.py                 # all meshes, B = 1, 8, 32
-    .venv/bin/python benchmarks/render.py --batch 32 --mesh body14k --no-brute
+    .venv/bin/python benchmarks/render.py --threads 1 --batch 32 --mesh body14k --no-brute --constant-features
     .venv/bin/python benchmarks/render.py --mesh-cache meshes.npz --device cuda --batch 32 128 --no-brute
 """
 
@@ -161,6 +171,66 @@ def brute_force(vertices, faces, feats, sigma=1e-5, gamma=0.1, near=1.0, far=100
     return torch.stack(outs), torch.stack(sils)
 
 
+def pytorch3d_render(vertices, faces, feats, sigma=1e-5, gamma=0.1, near=1.0, far=100.0, faces_per_pixel=100):
+    """PyTorch3D's rasteriser on the same camera (OpenCV intrinsics converted by
+    ``cameras_from_opencv_projection``) and SoftRas's blend of all channels on its fragments (the formula of
+    PyTorch3D's ``softmax_rgb_blend``, background 0). Returns ``(B, C, H, W)`` and ``(B, 1, H, W)``."""
+    from pytorch3d.renderer import MeshRasterizer, RasterizationSettings
+    from pytorch3d.structures import Meshes
+    from pytorch3d.utils import cameras_from_opencv_projection
+
+    B, dev = vertices.shape[0], vertices.device
+    K = torch.tensor([[FOCAL, 0.0, RES / 2], [0.0, FOCAL, RES / 2], [0.0, 0.0, 1.0]], device=dev)
+    cams = cameras_from_opencv_projection(
+        R=torch.eye(3, device=dev).expand(B, 3, 3),
+        tvec=torch.zeros(B, 3, device=dev),
+        camera_matrix=K.expand(B, 3, 3),
+        image_size=torch.tensor([[RES, RES]], device=dev).expand(B, 2),
+    )
+    settings = RasterizationSettings(
+        image_size=RES,
+        blur_radius=math.log(1 / 1e-4 - 1) * sigma,
+        faces_per_pixel=faces_per_pixel,
+        bin_size=0,
+        perspective_correct=True,
+    )
+    frags = MeshRasterizer(cameras=cams, raster_settings=settings)(
+        Meshes(verts=vertices, faces=faces[None].expand(B, -1, -1))
+    )
+    mask = frags.pix_to_face >= 0
+    face_of = frags.pix_to_face.clamp(min=0) % faces.shape[0]
+    colors = feats[face_of]  # (B, H, W, K, C)
+    prob = torch.sigmoid(-frags.dists / sigma) * mask
+    alpha = torch.prod(1.0 - prob, dim=-1)
+    z_inv = (far - frags.zbuf) / (far - near) * mask
+    z_inv_max = z_inv.max(dim=-1).values[..., None].clamp(min=1e-10)
+    num = prob * torch.exp((z_inv - z_inv_max) / gamma)
+    delta = torch.exp((1e-10 - z_inv_max) / gamma).clamp(min=1e-10)
+    image = (num[..., None] * colors).sum(-2) / (num.sum(-1)[..., None] + delta)
+    return image.permute(0, 3, 1, 2), (1.0 - alpha)[:, None]
+
+
+def _reset_peak() -> None:
+    """Reset the process's peak RSS to its current RSS (Linux >= 4.0; else the peak since the start)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+    except OSError:
+        pass
+
+
+def _peak_mib() -> float:
+    """Peak RSS (MiB) since the start or the last :func:`_reset_peak`."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def _rss_mib() -> float:
     with open("/proc/self/statm") as fh:
         return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
@@ -177,10 +247,21 @@ def worker(args) -> None:
     verts = torch.tensor(data["v"], device=dev)
     faces = torch.tensor(data["f"], device=dev)
     feats = torch.tensor(data["feat"], device=dev)
-    dsr = SoftRasterSettings(sigma=1e-5, gamma=0.1)
-    kw = dict(focal=FOCAL, principal_point=(RES / 2, RES / 2), image_size=(RES, RES), settings=dsr)
+    kw = dict(focal=FOCAL, principal_point=(RES / 2, RES / 2), image_size=(RES, RES))
+
+    def dsr(backend: str) -> dict:
+        return {"settings": SoftRasterSettings(sigma=1e-5, gamma=0.1, backend=backend)}
+
     B = verts.shape[0]
+    lib = _rss_mib()
+    if args.method == "fused":  # numba, LLVM and the kernels, once per process: reported on their own
+        tri = torch.tensor([[[0.0, 0.0, 2.0], [1.0, 0.0, 2.0], [0.0, 1.0, 2.0]]], requires_grad=True)
+        one = torch.ones(1, 1)
+        I, S = soft_render(tri, torch.tensor([[0, 1, 2]]), face_features=one, **kw, **dsr("fused"))
+        (I.sum() + S.sum()).backward()
     base = _rss_mib()
+    lib = base - lib
+    _reset_peak()
 
     def run(grad: bool):
         v = verts.clone().requires_grad_(grad)
@@ -190,13 +271,16 @@ def worker(args) -> None:
                 return brute_force(v, faces, ff)
         ctx = torch.enable_grad() if grad else torch.no_grad()
         with ctx:
-            if args.method == "ours":
-                I, S = soft_render(v, faces, face_features=ff, **kw)
+            if args.method in ("fused", "reference"):
+                I, S = soft_render(v, faces, face_features=ff, **kw, **dsr(args.method))
                 loss = (I * I).sum() + S.sum()
-            else:  # nine single-channel calls
+            elif args.method == "pytorch3d":
+                I, S = pytorch3d_render(v, faces, ff, faces_per_pixel=args.p3d_faces)
+                loss = (I * I).sum() + S.sum()
+            else:  # nine single-channel calls of the reference path
                 loss = 0.0
                 for c in range(ff.shape[1]):
-                    I, S = soft_render(v, faces, face_features=ff[:, c : c + 1], **kw)
+                    I, S = soft_render(v, faces, face_features=ff[:, c : c + 1], **kw, **dsr("reference"))
                     loss = loss + (I * I).sum() + S.sum()
             if grad:
                 loss.backward()
@@ -223,17 +307,23 @@ def worker(args) -> None:
     if cuda:
         result["peak_mib"] = torch.cuda.max_memory_allocated(dev) / 2**20
     else:
-        result["peak_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - base
+        result["peak_mib"] = _peak_mib() - base
+        result["lib_mib"] = lib
     if args.method == "brute":  # the two implementations agree
         Ib, Sb = last
         with torch.no_grad():
-            Io, So = soft_render(verts, faces, face_features=feats, **kw)
+            Io, So = soft_render(verts, faces, face_features=feats, **kw, **dsr("reference"))
         result["max_abs_diff"] = max(float((Ib - Io).abs().max()), float((Sb - So).abs().max()))
         if cuda:
             result["max_abs_diff_cpu"] = result.pop("max_abs_diff")
-    if args.method == "ours":
+    if args.method == "pytorch3d":  # agreement with the exact render (PyTorch3D keeps K faces per pixel)
+        Ip, Sp = (t.detach() for t in last)
         with torch.no_grad():
-            _, S = soft_render(verts, faces, face_features=feats, **kw)
+            Io, So = soft_render(verts, faces, face_features=feats, **kw, **dsr("reference"))
+        result["max_abs_diff"] = max(float((Ip - Io).abs().max()), float((Sp - So).abs().max()))
+    if args.method in ("fused", "reference"):
+        with torch.no_grad():
+            _, S = soft_render(verts, faces, face_features=feats, **kw, **dsr(args.method))
         result["coverage"] = float((S > 0.5).float().mean())
         result["pairs_per_image"] = count_pairs(verts, faces) / B
     print(json.dumps(result))
@@ -266,6 +356,9 @@ def main() -> None:
     ap.add_argument("--no-brute", action="store_true")
     ap.add_argument("--brute-mesh", nargs="+", default=["body14k"], help="meshes to run brute force on (B=1)")
     ap.add_argument("--no-nine", action="store_true")
+    ap.add_argument("--no-pytorch3d", action="store_true", help="skip PyTorch3D even when it is importable")
+    ap.add_argument("--p3d-faces", type=int, default=100, help="PyTorch3D: faces kept per pixel")
+    ap.add_argument("--p3d-max-batch", type=int, default=1, help="PyTorch3D: largest batch to run it on")
     ap.add_argument(
         "--constant-features",
         action="store_true",
@@ -282,15 +375,30 @@ def main() -> None:
         return
     meshes = build_meshes(args.mesh_cache)
     where = f"threads={args.threads}"
-    if args.device.startswith("cuda"):
+    cuda = args.device.startswith("cuda")
+    if cuda:
         where = f"device {torch.cuda.get_device_name(torch.device(args.device))}"
         args.no_brute = True  # the brute force is a CPU reference
+    from dsrbody.render import fused
+
+    have_fused = fused.available() and not cuda
+    if not have_fused:
+        why = "no CUDA kernel" if cuda else fused.unavailable_reason()
+        print(f"note: fused kernels skipped ({why})")
+    try:
+        import pytorch3d  # noqa: F401
+
+        have_p3d = not args.no_pytorch3d
+    except ImportError as err:
+        have_p3d = False
+        if not args.no_pytorch3d:
+            print(f"note: PyTorch3D column skipped (pytorch3d not importable: {err})")
     print(
         f"soft rasteriser, 224x224, C={C}, sigma 1e-5, gamma 0.1, scale s={args.scale}, "
         f"{where}, constant features: {args.constant_features}, torch {torch.__version__}"
     )
-    header = f"{'mesh':>8} {'faces':>6} {'B':>3} {'method':>6} {'fwd ms/img':>10} {'f+b ms/img':>10}"
-    header += f" {'peak MiB':>9} {'fwd cpu':>8} {'f+b cpu':>8}"
+    header = f"{'mesh':>8} {'faces':>6} {'B':>3} {'method':>9} {'fwd ms/img':>10} {'f+b ms/img':>10}"
+    header += f" {'peak MiB':>9} {'fwd cpu':>8} {'f+b cpu':>8} {'lib MiB':>8}"
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.mesh:
@@ -299,8 +407,10 @@ def main() -> None:
             for B in args.batch:
                 path = Path(tmp) / f"{name}_{B}.npz"
                 np.savez(path, v=scene(v, B, args.scale).numpy(), f=f, feat=feat)
-                methods = ["ours"] + ([] if args.no_nine else ["9x1ch"])
+                methods = (["fused"] if have_fused else []) + ["reference"]
+                methods += [] if args.no_nine else ["9x1ch"]
                 methods += [] if (args.no_brute or B != 1 or name not in args.brute_mesh) else ["brute"]
+                methods += ["pytorch3d"] if (have_p3d and B <= args.p3d_max_batch) else []
                 res = {}
                 for m in methods:
                     cmd = [sys.executable, __file__, "--worker", "--method", m, "--scene-file", str(path)]
@@ -313,32 +423,42 @@ def main() -> None:
                         args.device,
                     ]
                     cmd += ["--constant-features"] if args.constant_features else []
+                    cmd += ["--p3d-faces", str(args.p3d_faces)]
                     out = subprocess.run(cmd, capture_output=True, text=True, check=False)
                     if out.returncode != 0:
                         print(out.stderr[-2000:], file=sys.stderr)
                         continue
                     res[m] = json.loads(out.stdout.strip().splitlines()[-1])
-                o = res.get("ours", {})
+                o = res.get("fused", res.get("reference", {}))
                 print(
                     f"\n{name}: {len(f)} faces, B={B}: coverage {o.get('coverage', float('nan')):.3f}, "
-                    f"{o.get('pairs_per_image', 0) / 1e3:.0f}k face-pixel pairs per image"
+                    f"{o.get('pairs_per_image', 0) / 1e3:.0f}k face-pixel pairs per image, "
+                    f"load average {os.getloadavg()[0]:.1f}"
                 )
                 print(header)
                 for m, r in res.items():
                     print(
-                        f"{name:>8} {len(f):>6} {B:>3} {m:>6} {r.get('fwd_ms', float('nan')):>10.1f} "
+                        f"{name:>8} {len(f):>6} {B:>3} {m:>9} {r.get('fwd_ms', float('nan')):>10.1f} "
                         f"{r.get('fwdbwd_ms', float('nan')):>10.1f} {r['peak_mib']:>9.0f} "
                         f"{r.get('fwd_cpu_ms', math.nan):>8.1f} {r.get('fwdbwd_cpu_ms', math.nan):>8.1f}"
+                        + (f" {r['lib_mib']:>8.0f}" if m == "fused" and "lib_mib" in r else "")
                     )
                     rows.append((name, B, m, r))
-                if "ours" in res and "9x1ch" in res:
+                base = "fused" if "fused" in res else "reference"
+                for m in ("reference", "9x1ch", "pytorch3d"):
+                    if m == base or m not in res or base not in res:
+                        continue
+                    ratio = f"  ratio {m} / {base}: forward {res[m]['fwd_ms'] / res[base]['fwd_ms']:.2f}x"
+                    if "fwdbwd_ms" in res[m]:
+                        ratio += f", forward+backward {res[m]['fwdbwd_ms'] / res[base]['fwdbwd_ms']:.2f}x"
+                        ratio += f" (CPU time {res[m]['fwdbwd_cpu_ms'] / res[base]['fwdbwd_cpu_ms']:.2f}x)"
+                    if m == "pytorch3d":
+                        ratio += f"; max |image difference| to the exact render {res[m]['max_abs_diff']:.1e}"
+                    print(ratio)
+                if "brute" in res:
+                    brute = res["brute"]["fwd_ms"] / res[base]["fwd_ms"]
                     print(
-                        f"  ratio 9x1ch / ours: forward {res['9x1ch']['fwd_ms'] / o['fwd_ms']:.2f}x, "
-                        f"forward+backward {res['9x1ch']['fwdbwd_ms'] / o['fwdbwd_ms']:.2f}x"
-                    )
-                if "ours" in res and "brute" in res:
-                    print(
-                        f"  ratio brute / ours (forward): {res['brute']['fwd_ms'] / o['fwd_ms']:.1f}x "
+                        f"  ratio brute / {base} (forward): {brute:.1f}x "
                         f"(max |difference| of the images: {res['brute']['max_abs_diff']:.1e})"
                     )
 

@@ -1,4 +1,5 @@
-"""dsrbody.render.soft against the independent brute-force reference (tests/render/reference.py)."""
+"""dsrbody.render.soft against the independent brute-force reference (tests/render/softras_reference.py),
+on both of its backends: the pure-PyTorch reference path and the fused CPU kernels."""
 
 from __future__ import annotations
 
@@ -10,11 +11,23 @@ import pytest
 import torch
 from softras_reference import reference_render
 
+from dsrbody.render import fused, soft
 from dsrbody.render.hard import rasterize
 from dsrbody.render.soft import SoftRasterizer, SoftRasterSettings, coverage_threshold, soft_render
 
 H, W = 12, 14
 CAM = dict(focal=20.0, principal_point=(7.0, 6.0), image_size=(H, W))
+
+
+@pytest.fixture(autouse=True, params=["reference", "fused"])
+def backend(request, monkeypatch):
+    """Every test of this file runs on both paths: the ``"auto"`` backend is pinned to the pure-PyTorch
+    reference or to the fused CPU kernels (skipped where numba is missing)."""
+    if request.param == "fused" and not fused.available():
+        pytest.skip(f"fused kernels unavailable: {fused.unavailable_reason()}")
+    use = request.param == "fused"
+    monkeypatch.setattr(soft, "_use_fused", lambda backend, device, dtype: use and device.type == "cpu")
+    return request.param
 
 
 def random_scene(seed: int, B: int = 2, V: int = 14, F: int = 12, C: int = 3, dtype=torch.float64):

@@ -39,6 +39,7 @@ __all__ = [
     "ROW_IZ",
     "MIN_DOUBLE_AREA_PX",
     "ProjectedFaces",
+    "project",
     "prepare_faces",
     "table_from_corners",
     "face_footprints",
@@ -118,8 +119,8 @@ def prepare_faces(
     dev = vertices.device
     z = vertices[..., 2]
     zsafe = torch.where(z > 0, z, torch.ones((), dtype=z.dtype, device=dev))
-    uv = project_vertices(torch.cat([vertices[..., :2], zsafe[..., None]], -1), focal, principal_point)
-    proj = torch.cat([uv, zsafe[..., None]], -1).reshape(B * V, 3)
+    proj = torch.cat([project(vertices, focal, principal_point)[..., :2], zsafe[..., None]], -1)
+    proj = proj.reshape(B * V, 3)
     flat = (faces[None] + (torch.arange(B, device=dev) * V)[:, None, None]).reshape(B * F, 3)
     with torch.no_grad():
         corners = proj.detach().index_select(0, flat.reshape(-1)).view(B * F, 3, 3)
@@ -147,6 +148,19 @@ def prepare_faces(
         counts=counts,
         base=base,
     )
+
+
+def project(
+    vertices: torch.Tensor, focal: float | torch.Tensor, principal_point: float | torch.Tensor
+) -> torch.Tensor:
+    """``(B, V, 3)`` projected vertices ``(u, v, z)``: pixels
+    (:func:`~dsrbody.geometry.cameras.project_vertices`) and the camera depth in metres, differentiable.
+    A vertex with ``z <= 0`` is projected as if at ``z = 1`` (finite placeholders; faces with such a
+    vertex are not drawn) and keeps its own ``z``."""
+    z = vertices[..., 2:3]
+    zsafe = torch.where(z > 0, z, torch.ones((), dtype=z.dtype, device=z.device))
+    uv = project_vertices(torch.cat([vertices[..., :2], zsafe], -1), focal, principal_point)
+    return torch.cat([uv, z], -1)
 
 
 def table_from_corners(fv: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:

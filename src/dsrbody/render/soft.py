@@ -32,6 +32,10 @@ accumulators, ``B H W (C + 4)`` floats, and the pair list kept for the backward 
 pair). The default, 65,536 pairs, keeps a chunk's working set in the CPU caches. A custom
 ``torch.autograd.Function`` recomputes the pair geometry in the backward pass and applies hand-derived
 gradients; all C channels are aggregated in the same pass. The same code runs on CPU and CUDA.
+
+That pure-PyTorch path is the *reference* backend, the implementation the tests hold the other one
+against; on CPU tensors the default backend (``SoftRasterSettings.backend="auto"``) runs the same
+forward and backward fused per face-pixel pair in numba kernels (:mod:`dsrbody.render.fused`).
 """
 
 from __future__ import annotations
@@ -69,6 +73,10 @@ _PER_PIXEL_MAX_GAMMA = 1.0 / 80.0
 
 #: The values of ``nonfinite``.
 NONFINITE_MODES = ("raise", "mask")
+#: The values of ``backend``: ``"fused"`` the compiled CPU kernels (:mod:`dsrbody.render.fused`, needs
+#: numba), ``"reference"`` the pure-PyTorch path of this module (CPU and CUDA), ``"auto"`` the fused kernels
+#: on CPU tensors when numba is importable, else the reference path.
+BACKENDS = ("auto", "fused", "reference")
 
 
 @dataclass(frozen=True)
@@ -85,6 +93,11 @@ class SoftRasterSettings:
             memory about ``max_pairs_per_chunk * (150 + 12 C)`` bytes in float32); >= 1.
         nonfinite: ``"raise"`` (ValueError naming the batch indices with non-finite vertices) or
             ``"mask"`` (those samples come out as NaN images with zero gradient; others unaffected).
+        backend: ``"auto"`` (default: the fused CPU kernels of :mod:`dsrbody.render.fused` on CPU tensors
+            when numba is importable, else, with a one-line warning once, the reference path; the
+            reference path on CUDA), ``"fused"`` (those kernels; an error on CUDA tensors or without
+            numba) or ``"reference"`` (this module's pure-PyTorch pair passes, CPU and CUDA). Both give
+            the same images and gradients to float rounding.
 
     Raises:
         ValueError: a one-line message naming the bad setting.
@@ -97,6 +110,7 @@ class SoftRasterSettings:
     eps: float = 1e-3
     max_pairs_per_chunk: int = DEFAULT_MAX_PAIRS
     nonfinite: str = "raise"
+    backend: str = "auto"
 
     def __post_init__(self) -> None:
         for name in ("sigma", "gamma", "near", "far", "eps"):
@@ -126,6 +140,10 @@ class SoftRasterSettings:
         if self.nonfinite not in NONFINITE_MODES:
             raise ValueError(
                 f"SoftRasterSettings: nonfinite must be 'raise' or 'mask', got {self.nonfinite!r}"
+            )
+        if self.backend not in BACKENDS:
+            raise ValueError(
+                f"SoftRasterSettings: backend must be 'auto', 'fused' or 'reference', got {self.backend!r}"
             )
 
 
@@ -378,6 +396,7 @@ def soft_render(
     eps: float = 1e-3,
     max_pairs_per_chunk: int = DEFAULT_MAX_PAIRS,
     nonfinite: str = "raise",
+    backend: str = "auto",
     settings: SoftRasterSettings | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Render soft feature images and soft silhouettes (SoftRas formulation, module docstring).
@@ -391,9 +410,9 @@ def soft_render(
         focal: pixels, scalar, ``(B,)`` or ``(B, 2)``.
         principal_point: pixels, ``(2,)`` or ``(B, 2)``.
         image_size: ``(H, W)`` pixels.
-        sigma, gamma, near, far, eps, max_pairs_per_chunk, nonfinite: the settings one by one (see
-            :class:`SoftRasterSettings`), or
-        settings: all of them in one :class:`SoftRasterSettings` (then leave the seven keywords at their
+        sigma, gamma, near, far, eps, max_pairs_per_chunk, nonfinite, backend: the settings one by one
+            (see :class:`SoftRasterSettings`), or
+        settings: all of them in one :class:`SoftRasterSettings` (then leave the eight keywords at their
             defaults).
 
     Returns:
@@ -406,7 +425,7 @@ def soft_render(
         raise ValueError(f"faces must be (F, 3), got {tuple(faces.shape)}")
     faces = faces.long()
     keywords = dict(sigma=sigma, gamma=gamma, near=near, far=far, eps=eps)
-    keywords.update(max_pairs_per_chunk=max_pairs_per_chunk, nonfinite=nonfinite)
+    keywords.update(max_pairs_per_chunk=max_pairs_per_chunk, nonfinite=nonfinite, backend=backend)
     settings = _resolve_settings(settings, keywords, "soft_render")
     B, V, _ = vertices.shape
     F = faces.shape[0]
@@ -430,14 +449,15 @@ def soft_render(
     else:
         if face_features is None:
             face_features = vertices.new_zeros(F, 0)
-        if face_features.dim() == 2:
-            face_features = face_features[None].expand(B, *face_features.shape)
-        if face_features.dim() != 3 or face_features.shape[:2] != (B, F):
+        if not (
+            (face_features.dim() == 2 and face_features.shape[0] == F)
+            or (face_features.dim() == 3 and face_features.shape[:2] == (B, F))
+        ):
             raise ValueError(
                 f"face_features must be (F={F}, C) or (B={B}, F, C), got {tuple(face_features.shape)}"
             )
         C = face_features.shape[-1]
-        feat = face_features.to(dtype).reshape(B * F, C)
+        feat = face_features.to(dtype)  # (F, C) shared by the batch or (B, F, C)
 
     finite = torch.isfinite(vertices).all(-1).all(-1)
     bad = (~finite).nonzero().flatten().tolist()
@@ -446,19 +466,23 @@ def soft_render(
     safe_vertices = torch.where(finite[:, None, None], vertices, torch.ones((), dtype=dtype, device=dev))
     dist_scale = (2.0 / max(H, W)) ** 2  # pixel^2 -> NDC^2
     thr_px = coverage_threshold(settings.sigma) / dist_scale
-    fc = prepare_faces(safe_vertices, faces, focal, principal_point, H, W, math.sqrt(thr_px), sort=True)
-    if bad:
-        with torch.no_grad():
-            ok = finite.repeat_interleave(F).index_select(0, fc.order)
-            fc.counts = fc.counts * ok
-    chunks = chunk_ranges(fc.counts, settings.max_pairs_per_chunk)
-    feat = feat.index_select(0, fc.order)
-    cfg = _Call(
-        raster=settings, B=B, F=F, H=H, W=W, C=C, dist_scale=dist_scale, thr_px=thr_px,
-        vertex_mode=vertex_mode, per_pixel_max=settings.gamma < _PER_PIXEL_MAX_GAMMA, counts=fc.counts,
-        base=fc.base, bw=fc.bw, c0=fc.c0, r0=fc.r0, chunks=chunks,
-    )  # fmt: skip
-    I, S = _SoftRasterize.apply(fc.table, feat, cfg)
+    per_pixel_max = settings.gamma < _PER_PIXEL_MAX_GAMMA
+    if _use_fused(settings.backend, dev, dtype):
+        from dsrbody.render.fused import fused_render
+
+        if feat.dim() == 3 and not vertex_mode:
+            feat = feat.reshape(B * F, C)
+        I, S = fused_render(
+            safe_vertices, faces, feat, finite, focal, principal_point, H, W, settings, dist_scale, thr_px,
+            per_pixel_max,
+        )  # fmt: skip
+    else:
+        if not vertex_mode:
+            feat = feat.expand(B, F, C).reshape(B * F, C)
+        I, S = _reference_render(
+            safe_vertices, faces, feat, bad, finite, focal, principal_point, B, F, H, W, C, settings,
+            dist_scale, thr_px, vertex_mode, per_pixel_max,
+        )  # fmt: skip
     features = I.reshape(B, H, W, C).permute(0, 3, 1, 2)
     silhouette = S.reshape(B, 1, H, W)
     if bad:
@@ -468,14 +492,52 @@ def soft_render(
     return features, silhouette
 
 
+def _use_fused(backend: str, device: torch.device, dtype: torch.dtype = torch.float32) -> bool:
+    """Whether this call goes through the fused kernels (see :class:`SoftRasterSettings`, ``backend``)."""
+    if backend == "reference":
+        return False
+    from dsrbody.render import fused
+
+    if device.type != "cpu":
+        if backend == "fused":
+            raise ValueError(f"soft_render: backend='fused' runs on the CPU only, got a {device.type} tensor")
+        return False
+    if fused.ready(dtype):
+        return True
+    if backend == "fused":
+        raise RuntimeError(f"soft_render: backend='fused' needs numba ({fused.unavailable_reason()})")
+    fused.notice_fallback()
+    return False
+
+
+def _reference_render(
+    safe_vertices, faces, feat, bad, finite, focal, principal_point, B, F, H, W, C, settings, dist_scale,
+    thr_px, vertex_mode, per_pixel_max,
+) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """The pure-PyTorch path: ``(I (B H W, C), S (B H W,))``."""
+    fc = prepare_faces(safe_vertices, faces, focal, principal_point, H, W, math.sqrt(thr_px), sort=True)
+    if bad:
+        with torch.no_grad():
+            ok = finite.repeat_interleave(F).index_select(0, fc.order)
+            fc.counts = fc.counts * ok
+    chunks = chunk_ranges(fc.counts, settings.max_pairs_per_chunk)
+    feat = feat.index_select(0, fc.order)
+    cfg = _Call(
+        raster=settings, B=B, F=F, H=H, W=W, C=C, dist_scale=dist_scale, thr_px=thr_px,
+        vertex_mode=vertex_mode, per_pixel_max=per_pixel_max, counts=fc.counts,
+        base=fc.base, bw=fc.bw, c0=fc.c0, r0=fc.r0, chunks=chunks,
+    )  # fmt: skip
+    return _SoftRasterize.apply(fc.table, feat, cfg)
+
+
 class SoftRasterizer(nn.Module):
     """Holds soft-rendering settings; ``forward`` calls :func:`soft_render`.
 
     Args:
         image_size: ``(H, W)`` or an int for square images.
         focal, principal_point: default intrinsics (pixels); may be overridden per call.
-        sigma, gamma, near, far, eps, max_pairs_per_chunk, nonfinite: the settings one by one, or
-        settings: all of them (:class:`SoftRasterSettings`; then leave the seven keywords at their
+        sigma, gamma, near, far, eps, max_pairs_per_chunk, nonfinite, backend: the settings one by one, or
+        settings: all of them (:class:`SoftRasterSettings`; then leave the eight keywords at their
             defaults). The module keeps one :class:`SoftRasterSettings`, ``.settings``; its fields read
             and write as attributes too (``module.sigma = 1e-4`` replaces the settings).
     """
@@ -493,6 +555,7 @@ class SoftRasterizer(nn.Module):
         eps: float = 1e-3,
         max_pairs_per_chunk: int = DEFAULT_MAX_PAIRS,
         nonfinite: str = "raise",
+        backend: str = "auto",
         settings: SoftRasterSettings | None = None,
     ) -> None:
         super().__init__()
@@ -501,7 +564,7 @@ class SoftRasterizer(nn.Module):
         H, W = self.image_size
         self.principal_point = principal_point if principal_point is not None else (W / 2.0, H / 2.0)
         keywords = dict(sigma=sigma, gamma=gamma, near=near, far=far, eps=eps)
-        keywords.update(max_pairs_per_chunk=max_pairs_per_chunk, nonfinite=nonfinite)
+        keywords.update(max_pairs_per_chunk=max_pairs_per_chunk, nonfinite=nonfinite, backend=backend)
         self.settings = _resolve_settings(settings, keywords, "SoftRasterizer")
 
     def forward(

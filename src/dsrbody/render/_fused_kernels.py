@@ -1,0 +1,528 @@
+"""Numba kernels of the fused soft rasteriser (:mod:`dsrbody.render.fused`); imported only by it.
+
+Importing this module imports numba; the kernels compile on first use and are cached on disk
+(``cache=True``: next to this file, or in numba's user-wide cache folder when that is read-only).
+
+Every kernel works on numpy views of CPU tensors. Conventions (as :mod:`dsrbody.render.pairs`):
+``proj (B V, 3)`` projected vertices ``(u, v, z)`` (pixels, pixels, metres), ``faces (F, 3)`` int64, faces
+flattened over the batch (face ``i`` is face ``i % F`` of sample ``i // F``), flat pixel index
+``b H W + r W + c``, pixel centre ``(c + 0.5, r + 0.5)``. ``foot (N, 4)`` int32 is each face's footprint
+``(c0, r0, bw, bh)`` (``bw = bh = 0`` for a face that cannot be drawn) and ``off (N,)`` int64 the index
+of its first candidate pair in ``De (candidates, 2)``, which holds per candidate pair (row-major in the
+footprint) the coverage ``D`` and the softmax term ``e`` the forward pass computed, so that the backward
+pass needs no exponential. Geometry is computed in float64 whatever the input dtype, in coordinates
+local to the footprint's first pixel centre; per-pixel sums and statistics are kept in the input dtype
+(as the reference path does), the statistics in float64 for small gamma (fused.py).
+
+A face's edge ``k`` goes from vertex ``k`` to vertex ``k + 1``; the barycentric coordinate of the vertex
+opposite edge ``k`` (vertex ``(k + 2) % 3``) is ``cross(e_k, p - v_k) / det``, ``det`` the doubled signed
+area ``cross(v1 - v0, v2 - v0)``; the formulas and the hand-derived backward are those of
+:mod:`dsrbody.render.soft` (its ``_SoftRasterize``), per pair instead of per pass.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+from dsrbody.render.pairs import MIN_DOUBLE_AREA_PX
+
+_FM = {"contract", "arcp", "nsz", "reassoc"}
+
+
+@njit(cache=True, nogil=True, fastmath=_FM)
+def _corners(proj, faces, V, F, i):
+    """Vertex rows of face ``i`` in ``proj``."""
+    b = i // F
+    f = i - b * F
+    base = b * V
+    return base + faces[f, 0], base + faces[f, 1], base + faces[f, 2]
+
+
+@njit(cache=True, nogil=True, parallel=True, fastmath=_FM)
+def footprints(proj, faces, V, ok, H, W, radius, foot):
+    """Validity and footprint of every face (as :func:`dsrbody.render.pairs.prepare_faces`): a face is drawn
+    when its sample is ``ok``, its three vertices have ``z > 0`` and its doubled projected area exceeds
+    :data:`~dsrbody.render.pairs.MIN_DOUBLE_AREA_PX`; its footprint holds the pixels whose centre lies in its
+    screen bounding box grown by ``radius`` (pixels)."""
+    F = faces.shape[0]
+    N = foot.shape[0]
+    for i in prange(N):
+        a, b_, c = _corners(proj, faces, V, F, i)
+        x0, y0, z0 = float(proj[a, 0]), float(proj[a, 1]), float(proj[a, 2])
+        x1, y1, z1 = float(proj[b_, 0]), float(proj[b_, 1]), float(proj[b_, 2])
+        x2, y2, z2 = float(proj[c, 0]), float(proj[c, 1]), float(proj[c, 2])
+        ex0, ey0 = x1 - x0, y1 - y0
+        ex2, ey2 = x0 - x2, y0 - y2
+        det = ex2 * ey0 - ex0 * ey2
+        good = ok[i // F] and min(z0, z1, z2) > 0.0 and abs(det) > MIN_DOUBLE_AREA_PX and math.isfinite(det)
+        if not good:
+            foot[i, 0] = 0
+            foot[i, 1] = 0
+            foot[i, 2] = 0
+            foot[i, 3] = 0
+            continue
+        x_lo = math.ceil(min(max(min(x0, x1, x2) - radius - 0.5, -1.0), W + 1.0))
+        x_hi = math.floor(min(max(max(x0, x1, x2) + radius - 0.5, -2.0), W + 1.0))
+        y_lo = math.ceil(min(max(min(y0, y1, y2) - radius - 0.5, -1.0), H + 1.0))
+        y_hi = math.floor(min(max(max(y0, y1, y2) + radius - 0.5, -2.0), H + 1.0))
+        c0 = max(int(x_lo), 0)
+        r0 = max(int(y_lo), 0)
+        bw = max(min(int(x_hi), W - 1) - c0 + 1, 0)
+        bh = max(min(int(y_hi), H - 1) - r0 + 1, 0)
+        if bw == 0 or bh == 0:
+            bw = 0
+            bh = 0
+        foot[i, 0] = c0
+        foot[i, 1] = r0
+        foot[i, 2] = bw
+        foot[i, 3] = bh
+
+
+@njit(cache=True, nogil=True, fastmath=_FM)
+def _setup(proj, faces, V, F, i, c0, r0):
+    """Face ``i`` in coordinates local to its footprint's first pixel centre: vertices, edge vectors,
+    inverse squared edge lengths, ``1 / det`` and inverse depths."""
+    a, b_, c = _corners(proj, faces, V, F, i)
+    ox = c0 + 0.5
+    oy = r0 + 0.5
+    x0, y0 = proj[a, 0] - ox, proj[a, 1] - oy
+    x1, y1 = proj[b_, 0] - ox, proj[b_, 1] - oy
+    x2, y2 = proj[c, 0] - ox, proj[c, 1] - oy
+    ex0, ey0 = x1 - x0, y1 - y0
+    ex1, ey1 = x2 - x1, y2 - y1
+    ex2, ey2 = x0 - x2, y0 - y2
+    il0 = 1.0 / (ex0 * ex0 + ey0 * ey0)
+    il1 = 1.0 / (ex1 * ex1 + ey1 * ey1)
+    il2 = 1.0 / (ex2 * ex2 + ey2 * ey2)
+    idet = 1.0 / (ex2 * ey0 - ex0 * ey2)
+    iz0 = 1.0 / proj[a, 2]
+    iz1 = 1.0 / proj[b_, 2]
+    iz2 = 1.0 / proj[c, 2]
+    return (x0, y0, x1, y1, x2, y2, ex0, ey0, ex1, ey1, ex2, ey2, il0, il1, il2, idet, iz0, iz1, iz2)
+
+
+@njit(cache=True, nogil=True, fastmath=_FM)
+def _segment(dx, dy, ex, ey, il):
+    """Clamped parameter, residual and squared distance of the point at offset ``(dx, dy)`` from an edge's
+    first vertex to the edge segment ``t (ex, ey)``, ``t`` in [0, 1]."""
+    t = min(max((dx * ex + dy * ey) * il, 0.0), 1.0)
+    rx = dx - t * ex
+    ry = dy - t * ey
+    return t, rx, ry, rx * rx + ry * ry
+
+
+@njit(cache=True, nogil=True, fastmath=_FM)
+def _geometry(px, py, x0, y0, x1, y1, x2, y2, ex0, ey0, ex1, ey1, ex2, ey2, il0, il1, il2, idet, thr):
+    """One pair: ``keep, inside, d2, sel, w0, w1, w2``: the keep test (inside, or squared distance below
+    ``thr``), the squared distance ``d2`` to the triangle boundary (the least of the three segment
+    distances, as :func:`dsrbody.render.pairs.barycentric_distance`), the edge ``sel`` it comes from (the
+    lowest on ties) and the barycentric coordinates. Written without data-dependent branches: about a
+    quarter of the candidates are rejected in no predictable pattern."""
+    dx0 = px - x0
+    dy0 = py - y0
+    dx1 = px - x1
+    dy1 = py - y1
+    dx2 = px - x2
+    dy2 = py - y2
+    w2 = (ex0 * dy0 - ey0 * dx0) * idet  # edge k -> coordinate of vertex (k + 2) % 3
+    w0 = (ex1 * dy1 - ey1 * dx1) * idet
+    w1 = (ex2 * dy2 - ey2 * dx2) * idet
+    d0 = _segment(dx0, dy0, ex0, ey0, il0)[3]
+    d1 = _segment(dx1, dy1, ex1, ey1, il1)[3]
+    dd = _segment(dx2, dy2, ex2, ey2, il2)[3]
+    d01 = min(d0, d1)
+    sel = np.int64(d1 < d0)
+    d2 = min(d01, dd)
+    sel = np.int64(2) if dd < d01 else sel
+    inside = (w0 > 0.0) & (w1 > 0.0) & (w2 > 0.0)
+    return inside | (d2 < thr), inside, d2, sel, w0, w1, w2
+
+
+@njit(cache=True, nogil=True, fastmath=_FM)
+def _sigmoid_pair(x):
+    """``(sigmoid(x), 1 - sigmoid(x))``, both to full relative precision."""
+    ex = math.exp(-x)  # kept pairs have x > ln(1e-4 / (1 - 1e-4)): no overflow
+    D = 1.0 / (1.0 + ex)
+    return D, ex * D
+
+
+@njit(cache=True, nogil=True, fastmath=_FM)
+def _depth(w0, w1, w2, iz0, iz1, iz2):
+    """Clipped renormalised barycentrics, the inverse of their sum before renormalising, and
+    ``s = 1 / zp``."""
+    c0 = min(max(w0, 0.0), 1.0)
+    c1 = min(max(w1, 0.0), 1.0)
+    c2 = min(max(w2, 0.0), 1.0)
+    sw = c0 + c1 + c2
+    isw = 1.0 / sw
+    c0 *= isw
+    c1 *= isw
+    c2 *= isw
+    return c0, c1, c2, isw, c0 * iz0 + c1 * iz1 + c2 * iz2
+
+
+@njit(cache=True, nogil=True, fastmath=_FM)
+def _forward_band(
+    b, R0, R1, proj, faces, V, foot, off, feat, B, H, W, thr, ksig, gamma, near, far, eps, per_pixel_max,
+    I, S, P, Z, M, De, store,
+):  # fmt: skip
+    """:func:`forward` for rows ``[R0, R1)`` of sample ``b``."""
+    F = faces.shape[0]
+    C = I.shape[1]
+    K = feat.shape[1]
+    shared = feat.shape[0] != B * F
+    inv_range = 1.0 / (far - near)
+    inv_gamma = 1.0 / gamma
+    z_init = 1.0 if per_pixel_max else math.exp((eps - 1.0) * inv_gamma)
+    for p in range(b * H * W + R0 * W, b * H * W + R1 * W):
+        for ch in range(C):
+            I[p, ch] = 0.0
+        P[p] = 1.0
+        Z[p] = z_init
+        if per_pixel_max:
+            M[p] = eps
+    for f in range(F):
+        i = b * F + f
+        bw = foot[i, 2]
+        bh = foot[i, 3]
+        r0 = foot[i, 1]
+        if bw == 0 or r0 >= R1 or r0 + bh <= R0:
+            continue
+        c0 = foot[i, 0]
+        fi = f if shared else i
+        (x0, y0, x1, y1, x2, y2, ex0, ey0, ex1, ey1, ex2, ey2, il0, il1, il2, idet, iz0, iz1, iz2) = _setup(
+            proj, faces, V, F, i, c0, r0
+        )
+        for r in range(max(r0, R0), min(r0 + bh, R1)):
+            py = float(r - r0)
+            row = b * H * W + r * W + c0
+            o = off[i] + (r - r0) * bw  # this row's slots in De
+            for c in range(bw):
+                px = float(c)
+                keep, inside, d2, _, w0, w1, w2 = _geometry(
+                    px, py, x0, y0, x1, y1, x2, y2, ex0, ey0, ex1, ey1, ex2, ey2, il0, il1, il2, idet, thr
+                )
+                if not keep:
+                    continue
+                p = row + c
+                slot = o + c
+                D, omD = _sigmoid_pair(d2 * ksig if inside else -d2 * ksig)
+                P[p] *= omD
+                if store:
+                    De[slot, 0] = D
+                wc0, wc1, wc2, _, s = _depth(w0, w1, w2, iz0, iz1, iz2)
+                zp = 1.0 / s
+                if zp < near or zp > far:
+                    if store:
+                        De[slot, 1] = 0.0
+                    continue
+                zn = (far - zp) * inv_range
+                if per_pixel_max:
+                    m = M[p]
+                    if zn > m:
+                        scale = math.exp((m - zn) * inv_gamma)
+                        Z[p] *= scale
+                        for ch in range(C):
+                            I[p, ch] *= scale
+                        M[p] = zn
+                        m = zn
+                    e = D * math.exp((zn - m) * inv_gamma)  # the final maximum is known only at the end
+                else:
+                    e = D * math.exp((zn - 1.0) * inv_gamma)
+                    if store:
+                        De[slot, 1] = e
+                Z[p] += e
+                et = I.dtype.type(e)  # the channel sums in the input dtype (vectorised), as the reference
+                if K == 1:
+                    for ch in range(C):
+                        I[p, ch] += et * feat[fi, 0, ch]
+                else:
+                    wp0 = wc0 * iz0 / s
+                    wp1 = wc1 * iz1 / s
+                    wp2 = wc2 * iz2 / s
+                    for ch in range(C):
+                        I[p, ch] += e * (
+                            wp0 * feat[fi, 0, ch] + wp1 * feat[fi, 1, ch] + wp2 * feat[fi, 2, ch]
+                        )
+    for p in range(b * H * W + R0 * W, b * H * W + R1 * W):
+        iz = 1.0 / Z[p]
+        for ch in range(C):
+            I[p, ch] *= iz
+        S[p] = 1.0 - P[p]
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def forward(
+    proj, faces, V, foot, off, feat, B, H, W, nband, thr, ksig, gamma, near, far, eps, per_pixel_max,
+    I, S, P, Z, M, De, store,
+):  # fmt: skip
+    """The soft render: every kept face-pixel pair aggregated into its pixel.
+
+    ``feat (Nf, K, C)``: per-face features (``K = 1``) or the three corner features of each face
+    (``K = 3``, interpolated with the perspective-corrected clipped barycentrics); ``Nf = B F`` or, shared by
+    the batch, ``Nf = F``. Out, per pixel: ``I (B H W, C)`` the features ``sum_j e_j C_j / Z``, ``S`` the
+    silhouette ``1 - P``, and for the backward pass ``P = prod_j (1 - D_j)``, ``Z = sum_j e_j + exp((eps -
+    shift) / gamma)`` and ``M`` (the running maximum of the normalised depth, from ``eps``, when
+    ``per_pixel_max``), with ``e_j = D_j exp((z_j - shift) / gamma)``, ``shift = M`` or 1.
+
+    ``De`` gets each candidate pair's ``D`` and ``e`` (``e`` only without ``per_pixel_max``) when ``store``.
+    Parallel over (sample, band of rows) tasks (``nband`` bands per sample), each of which owns its pixels:
+    it initialises them, visits every face whose footprint reaches the band, and finishes them.
+    """
+    band_h = (H + nband - 1) // nband
+    for task in prange(B * nband):
+        b = task // nband
+        R0 = (task - b * nband) * band_h
+        _forward_band(
+            b, R0, min(R0 + band_h, H), proj, faces, V, foot, off, feat, B, H, W, thr, ksig, gamma, near, far,
+            eps, per_pixel_max, I, S, P, Z, M, De, store,
+        )  # fmt: skip
+
+
+@njit(cache=True, nogil=True, parallel=True, fastmath=_FM)
+def pixel_stats(gI, gS, I, P, Z, M, per_pixel_max, st):
+    """Per-pixel quantities of the backward pass, ``st (B H W, 4)``: ``a = gS (1 - S)`` (so that
+    ``dL/dx_j = ... + a D_j``), ``q = gI . I``, ``1 / Z`` and the softmax shift (``M`` or 1)."""
+    C = I.shape[1]
+    for p in prange(P.shape[0]):
+        q = 0.0
+        for ch in range(C):
+            q += float(gI[p, ch]) * float(I[p, ch])
+        st[p, 0] = gS[p] * P[p]
+        st[p, 1] = q
+        st[p, 2] = 1.0 / Z[p]
+        st[p, 3] = M[p] if per_pixel_max else 1.0
+
+
+@njit(cache=True, nogil=True, fastmath=_FM)
+def _backward_faces(
+    i0, i1, proj, faces, V, foot, off, feat, H, W, thr, ksig, gamma, near, far, per_pixel_max, De, gI, st,
+    want_feat, g_corner, g_feat,
+):  # fmt: skip
+    """:func:`backward` for faces ``[i0, i1)`` (a plain loop: numba optimises it better than the body of a
+    parallel loop)."""
+    F = faces.shape[0]
+    N = foot.shape[0]
+    C = gI.shape[1]
+    K = feat.shape[1]
+    shared = feat.shape[0] != N
+    inv_range = 1.0 / (far - near)
+    inv_gamma = 1.0 / gamma
+    for i in range(i0, i1):
+        bw = foot[i, 2]
+        if bw == 0:
+            for k in range(3):
+                for j in range(3):
+                    g_corner[i, k, j] = 0.0
+            continue
+        c0 = foot[i, 0]
+        r0 = foot[i, 1]
+        bh = foot[i, 3]
+        b = i // F
+        f = i - b * F
+        fi = f if shared else i
+        (x0, y0, x1, y1, x2, y2, ex0, ey0, ex1, ey1, ex2, ey2, il0, il1, il2, idet, iz0, iz1, iz2) = _setup(
+            proj, faces, V, F, i, c0, r0
+        )
+        det = 1.0 / idet
+        # accumulated gradients of the face table: vertices, edges, 1/det, 1/z
+        gx0 = gy0 = gx1 = gy1 = gx2 = gy2 = 0.0
+        gex0 = gey0 = gex1 = gey1 = gex2 = gey2 = 0.0
+        gidet = giz0 = giz1 = giz2 = 0.0
+        for r in range(bh):
+            py = float(r)
+            row = b * H * W + (r0 + r) * W + c0
+            o = off[i] + r * bw
+            for c in range(bw):
+                px = float(c)
+                keep, inside, d2, sel, w0, w1, w2 = _geometry(
+                    px, py, x0, y0, x1, y1, x2, y2, ex0, ey0, ex1, ey1, ex2, ey2, il0, il1, il2, idet, thr
+                )
+                if not keep:
+                    continue
+                p = row + c
+                slot = o + c
+                sgn = ksig if inside else -ksig
+                D = De[slot, 0]
+                omD = 1.0 - D
+                a = st[p, 0]
+                gx = a * D  # dL/dx_j, x_j = sgn d2
+                gw0 = gw1 = gw2 = 0.0
+                wc0, wc1, wc2, isw, s = _depth(w0, w1, w2, iz0, iz1, iz2)
+                zp = 1.0 / s
+                if zp >= near and zp <= far:
+                    iZ = st[p, 2]
+                    if per_pixel_max:  # small gamma: the depth from the geometry (float64), not De
+                        e = D * math.exp(((far - zp) * inv_range - st[p, 3]) * inv_gamma)
+                    else:
+                        e = De[slot, 1]
+                    we = e * iZ  # the pair's softmax weight
+                    if K == 1:
+                        dot = gI[p, 0] * feat[fi, 0, 0] if C > 0 else gI.dtype.type(0.0)
+                        for ch in range(1, C):
+                            dot += gI[p, ch] * feat[fi, 0, ch]  # in the input dtype, as the reference
+                        if want_feat:
+                            wet = g_feat.dtype.type(we)
+                            for ch in range(C):
+                                g_feat[i, 0, ch] += gI[p, ch] * wet
+                        ge = (dot - st[p, 1]) * iZ  # dL/de_j
+                        gx += omD * e * ge
+                        gs = (
+                            ge * e * inv_gamma * inv_range * zp * zp
+                        )  # dL/ds, zn = (far - 1/s) / (far - near)
+                        giz0 += gs * wc0
+                        giz1 += gs * wc1
+                        giz2 += gs * wc2
+                        gsw = gs * isw
+                        gw0 = (iz0 - s) * gsw
+                        gw1 = (iz1 - s) * gsw
+                        gw2 = (iz2 - s) * gsw
+                    else:
+                        wp0 = wc0 * iz0 / s
+                        wp1 = wc1 * iz1 / s
+                        wp2 = wc2 * iz2 / s
+                        dot = 0.0
+                        gp0 = gp1 = gp2 = 0.0  # dL/dwp_k
+                        for ch in range(C):
+                            gi = float(gI[p, ch])
+                            f0 = float(feat[fi, 0, ch])
+                            f1 = float(feat[fi, 1, ch])
+                            f2 = float(feat[fi, 2, ch])
+                            dot += gi * (wp0 * f0 + wp1 * f1 + wp2 * f2)
+                            gp0 += gi * f0
+                            gp1 += gi * f1
+                            gp2 += gi * f2
+                            if want_feat:
+                                g = gi * we
+                                g_feat[i, 0, ch] += wp0 * g
+                                g_feat[i, 1, ch] += wp1 * g
+                                g_feat[i, 2, ch] += wp2 * g
+                        gp0 *= we
+                        gp1 *= we
+                        gp2 *= we
+                        ge = (dot - st[p, 1]) * iZ
+                        gx += omD * e * ge
+                        gs = ge * e * inv_gamma * inv_range * zp * zp
+                        inv_s = zp
+                        gs2 = -(gp0 * wp0 + gp1 * wp1 + gp2 * wp2) * inv_s
+                        h0 = gp0 * inv_s + gs2
+                        h1 = gp1 * inv_s + gs2
+                        h2 = gp2 * inv_s + gs2
+                        giz0 += (gs + h0) * wc0
+                        giz1 += (gs + h1) * wc1
+                        giz2 += (gs + h2) * wc2
+                        gc0 = (gs + h0) * iz0
+                        gc1 = (gs + h1) * iz1
+                        gc2 = (gs + h2) * iz2
+                        sm = gc0 * wc0 + gc1 * wc1 + gc2 * wc2
+                        gw0 = (gc0 - sm) * isw
+                        gw1 = (gc1 - sm) * isw
+                        gw2 = (gc2 - sm) * isw
+                    # clamp(0, 1) passes the gradient on [0, 1]
+                    if w0 < 0.0 or w0 > 1.0:
+                        gw0 = 0.0
+                    if w1 < 0.0 or w1 > 1.0:
+                        gw1 = 0.0
+                    if w2 < 0.0 or w2 > 1.0:
+                        gw2 = 0.0
+                    # w_k = cr_k idet
+                    gidet += (gw0 * w0 + gw1 * w1 + gw2 * w2) * det
+                    gw0 *= idet
+                    gw1 *= idet
+                    gw2 *= idet
+                    # cr opposite edge k: ex_k dy_k - ey_k dx_k (edge 0 -> w2, 1 -> w0, 2 -> w1)
+                    dx0, dy0 = px - x0, py - y0
+                    dx1, dy1 = px - x1, py - y1
+                    dx2, dy2 = px - x2, py - y2
+                    gex0 += gw2 * dy0
+                    gey0 -= gw2 * dx0
+                    gx0 += gw2 * ey0
+                    gy0 -= gw2 * ex0
+                    gex1 += gw0 * dy1
+                    gey1 -= gw0 * dx1
+                    gx1 += gw0 * ey1
+                    gy1 -= gw0 * ex1
+                    gex2 += gw1 * dy2
+                    gey2 -= gw1 * dx2
+                    gx2 += gw1 * ey2
+                    gy2 -= gw1 * ex2
+                # distance: d2 = min_k |d_k - t_k e_k|^2, d/dv_k = -2 r, d/de_k = -2 t r (envelope theorem);
+                # ties go to the lowest edge
+                gd = -2.0 * gx * sgn
+                sx = x0 if sel == 0 else (x1 if sel == 1 else x2)
+                sy = y0 if sel == 0 else (y1 if sel == 1 else y2)
+                sex = ex0 if sel == 0 else (ex1 if sel == 1 else ex2)
+                sey = ey0 if sel == 0 else (ey1 if sel == 1 else ey2)
+                sil = il0 if sel == 0 else (il1 if sel == 1 else il2)
+                t, rx, ry, _ = _segment(px - sx, py - sy, sex, sey, sil)
+                gvx = gd * rx
+                gvy = gd * ry
+                gvex = gvx * t
+                gvey = gvy * t
+                s0 = sel == 0
+                s1 = sel == 1
+                s2 = sel == 2
+                gx0 += gvx * s0
+                gy0 += gvy * s0
+                gex0 += gvex * s0
+                gey0 += gvey * s0
+                gx1 += gvx * s1
+                gy1 += gvy * s1
+                gex1 += gvex * s1
+                gey1 += gvey * s1
+                gx2 += gvx * s2
+                gy2 += gvy * s2
+                gex2 += gvex * s2
+                gey2 += gvey * s2
+        # face table -> corners: e_k = v_{k+1} - v_k, det = ex2 ey0 - ex0 ey2, iz_k = 1 / z_k
+        gdet = -gidet * idet * idet
+        gex2 += gdet * ey0
+        gey0 += gdet * ex2
+        gex0 -= gdet * ey2
+        gey2 -= gdet * ex0
+        g_corner[i, 0, 0] = gx0 - gex0 + gex2
+        g_corner[i, 0, 1] = gy0 - gey0 + gey2
+        g_corner[i, 1, 0] = gx1 - gex1 + gex0
+        g_corner[i, 1, 1] = gy1 - gey1 + gey0
+        g_corner[i, 2, 0] = gx2 - gex2 + gex1
+        g_corner[i, 2, 1] = gy2 - gey2 + gey1
+        g_corner[i, 0, 2] = -giz0 * iz0 * iz0
+        g_corner[i, 1, 2] = -giz1 * iz1 * iz1
+        g_corner[i, 2, 2] = -giz2 * iz2 * iz2
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def backward(
+    proj, faces, V, foot, off, feat, H, W, thr, ksig, gamma, near, far, per_pixel_max, De, gI, st, want_feat,
+    g_corner, g_feat, nchunk,
+):  # fmt: skip
+    """Gradients of every face, parallel over ``nchunk`` ranges of faces (each face writes only its own
+    rows): ``g_corner (N, 3, 3)`` with respect to its projected corners ``(u, v, z)``; ``g_feat (N, K, C)``
+    with respect to its features when ``want_feat``. Pairs are enumerated and their geometry recomputed
+    as in :func:`forward` (``D`` and ``e`` read from ``De``); the per-pixel statistics come from
+    :func:`pixel_stats`."""
+    N = foot.shape[0]
+    for t in prange(nchunk):
+        _backward_faces(
+            t * N // nchunk, (t + 1) * N // nchunk, proj, faces, V, foot, off, feat, H, W, thr, ksig, gamma,
+            near, far, per_pixel_max, De, gI, st, want_feat, g_corner, g_feat,
+        )  # fmt: skip
+
+
+@njit(cache=True, nogil=True, parallel=True, fastmath=_FM)
+def scatter_corners(g_corner, faces, V, g_proj):
+    """``g_proj (B V, 3) += `` the corner gradients of every face, parallel over samples."""
+    F = faces.shape[0]
+    B = g_proj.shape[0] // V if V > 0 else 0
+    for b in prange(B):
+        if F == 0:
+            continue
+        for f in range(F):
+            i = b * F + f
+            for k in range(3):
+                row = b * V + faces[f, k]
+                for j in range(3):
+                    g_proj[row, j] += g_corner[i, k, j]

@@ -1,0 +1,284 @@
+"""The fused soft rasteriser: the pair loop of :mod:`dsrbody.render.soft` as compiled CPU kernels.
+
+Same formulation, settings and results as the reference path (``_SoftRasterize`` in
+:mod:`dsrbody.render.soft`, which stays the implementation the tests hold this one against), but every
+face-pixel pair is visited twice in all instead of by some twenty vectorised passes:
+
+- **forward** (parallel over sample x row-band tasks, so that no two threads write one pixel): for each
+  face, every pixel of its footprint: barycentrics, segment distances, the keep test, coverage, the
+  silhouette product, the depth softmax term and all C feature channels, accumulated per pixel;
+- **backward** (parallel over faces, each face writing only its own gradient): the same enumeration
+  and geometry recomputed, the hand-derived gradients of ``_SoftRasterize`` applied per pair from
+  per-pixel statistics (``gS (1 - S)``, ``gI . I``, ``1 / Z``, the softmax shift) and summed per face,
+  then carried from the face table to the projected corners and scattered to the vertices.
+
+Saved for the backward pass: ``B H W`` per-pixel statistics (``prod (1 - D)``, ``Z`` and, for small
+gamma, the running maximum) besides the outputs, a footprint per face, and two numbers per candidate
+pair (the coverage and the softmax term, in the input dtype: 8 bytes in float32, where the reference
+path keeps 24 bytes of indices per kept pair), which spare the backward pass its exponentials.
+
+The kernels (:mod:`dsrbody.render._fused_kernels`) are numba functions compiled on first use and cached
+on disk, so there is no build step at install. Where numba cannot be imported the ``"auto"`` backend
+falls back to the reference path and says so once (a logging warning). There is no CUDA kernel: on a
+GPU the reference path runs.
+
+Threads: the kernels use as many threads as torch (``torch.get_num_threads()``), so that one setting
+governs both paths.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import threading
+from types import ModuleType
+
+import torch
+
+from dsrbody.render.pairs import project
+
+__all__ = ["available", "ready", "fused_render", "unavailable_reason"]
+
+log = logging.getLogger(__name__)
+
+_KERNELS: ModuleType | None = None
+_REASON: str | None = None
+_NOTICED = False
+#: dtype -> whether the kernels ran for it (:func:`ready`).
+_CHECKED: dict[torch.dtype, bool] = {}
+#: One render call at a time goes through the kernels (each is parallel inside).
+_LOCK = threading.Lock()
+
+
+def _load() -> ModuleType | None:
+    """The kernel module, imported once (``None`` when numba is missing or broken)."""
+    global _KERNELS, _REASON
+    if _KERNELS is None and _REASON is None:
+        try:
+            import numba
+
+            if "NUMBA_THREADING_LAYER" not in os.environ:
+                # numba's OpenMP layer spins its threads between kernels, which slows torch's own
+                # (OpenMP) work in the same process about threefold on a 2-core machine; the workqueue
+                # layer sleeps instead. It does not allow concurrent launches, hence _LOCK.
+                numba.config.THREADING_LAYER = "workqueue"
+            from dsrbody.render import _fused_kernels
+
+            _KERNELS = _fused_kernels
+        except Exception as err:  # ImportError, or numba refusing this numpy version
+            _REASON = f"{type(err).__name__}: {err}".splitlines()[0]
+    return _KERNELS
+
+
+def available() -> bool:
+    """Whether numba and the kernel module import (see :func:`ready` for a given dtype)."""
+    return _load() is not None
+
+
+def ready(dtype: torch.dtype = torch.float32) -> bool:
+    """Whether the kernels run for ``dtype``: numba imports, and a one-triangle render, forward and
+    backward, compiles (or loads from numba's cache) and gives finite values. Checked once per dtype and
+    process; a failure is kept as :func:`unavailable_reason`, so that ``"auto"`` falls back instead of
+    failing in the middle of a training step."""
+    global _REASON
+    if _load() is None:
+        return False
+    if dtype not in _CHECKED:
+        try:
+            _smoke(dtype)
+            _CHECKED[dtype] = True
+        except Exception as err:  # a numba that cannot compile the kernels, a broken cache, ...
+            _REASON = f"{dtype} kernels failed: {type(err).__name__}: {err}".splitlines()[0]
+            _CHECKED[dtype] = False
+    return _CHECKED[dtype]
+
+
+def _smoke(dtype: torch.dtype) -> None:
+    """One triangle on an 8 x 8 image through :func:`fused_render`, forward and backward."""
+    from dsrbody.render.soft import SoftRasterSettings, coverage_threshold
+
+    raster = SoftRasterSettings(sigma=1e-2)
+    scale = (2.0 / 8) ** 2
+    tri = [[[-0.5, -0.5, 2.0], [0.5, -0.5, 2.0], [0.0, 0.5, 2.0]]]
+    v = torch.tensor(tri, dtype=dtype, requires_grad=True)
+    feat = torch.ones(1, 1, dtype=dtype, requires_grad=True)
+    with torch.enable_grad():
+        ok = torch.ones(1, dtype=torch.bool)
+        I, S = fused_render(
+            v, torch.tensor([[0, 1, 2]]), feat, ok, 8.0, (4.0, 4.0), 8, 8, raster, scale,
+            coverage_threshold(raster.sigma) / scale, False,
+        )  # fmt: skip
+        (I.sum() + S.sum()).backward()
+    covered = float(S.detach().sum())
+    if not (0.0 < covered < 64.0 and torch.isfinite(v.grad).all() and torch.isfinite(feat.grad).all()):
+        raise RuntimeError("the one-triangle check gave wrong values")
+
+
+def unavailable_reason() -> str | None:
+    """Why the fused kernels cannot be used, or ``None`` when they can."""
+    _load()
+    return _REASON
+
+
+def notice_fallback() -> None:
+    """Log, once per process, that the ``"auto"`` backend fell back to the reference path."""
+    global _NOTICED
+    if not _NOTICED:
+        _NOTICED = True
+        reason = unavailable_reason() or "unknown"
+        hint = " (pip install numba for the fast one)" if "No module named 'numba'" in reason else ""
+        log.warning(
+            "dsrbody soft rasteriser: fused CPU kernels unavailable (%s); using the pure-PyTorch path%s",
+            reason,
+            hint,
+        )
+
+
+def _threads(kernels: ModuleType) -> None:
+    import numba
+
+    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+
+
+class _Call:
+    """Non-tensor state of one call."""
+
+    def __init__(self, **kw):
+        self.__dict__.update(kw)
+
+
+class _FusedRasterize(torch.autograd.Function):
+    """Inputs: projected vertices ``(B V, 3)`` and the feature table ``(Nf, K, C)``; outputs ``I (B H W,
+    C)`` and ``S (B H W,)``."""
+
+    @staticmethod
+    def forward(ctx, proj: torch.Tensor, feat: torch.Tensor, cfg: _Call):  # noqa: D102
+        with _LOCK:
+            return _FusedRasterize._forward(ctx, proj, feat, cfg)
+
+    @staticmethod
+    def backward(ctx, gI: torch.Tensor | None, gS: torch.Tensor | None):  # noqa: D102
+        with _LOCK:
+            return _FusedRasterize._backward(ctx, gI, gS)
+
+    @staticmethod
+    def _forward(ctx, proj: torch.Tensor, feat: torch.Tensor, cfg: _Call):
+        k = cfg.kernels
+        _threads(k)
+        raster = cfg.raster
+        B, H, W = cfg.B, cfg.H, cfg.W
+        C = feat.shape[-1]
+        N = B * cfg.F
+        npix = B * H * W
+        dtype = proj.dtype
+        P = proj.detach().contiguous()
+        fe = feat.detach().contiguous()
+        foot = torch.empty(N, 4, dtype=torch.int32)
+        k.footprints(P.numpy(), cfg.faces_np, cfg.V, cfg.ok, H, W, cfg.radius_px, foot.numpy())
+        I = torch.empty(npix, C, dtype=dtype)
+        S = torch.empty(npix, dtype=dtype)
+        # per-pixel statistics in the input dtype, as the reference path; in float64 when the softmax
+        # needs its running maximum (small gamma amplifies their rounding by 1 / gamma)
+        sdtype = torch.float64 if cfg.per_pixel_max else dtype
+        prod = torch.empty(npix, dtype=sdtype)
+        Z = torch.empty(npix, dtype=sdtype)
+        M = torch.empty(npix if cfg.per_pixel_max else 1, dtype=sdtype)
+        counts = foot[:, 2].to(torch.int64) * foot[:, 3]
+        off = counts.cumsum(0) - counts  # each face's first slot in De
+        # per candidate pair: coverage D and softmax term e (with the running maximum, small gamma, only D:
+        # e is recomputed against the final maximum), so that the backward pass needs no exponential;
+        # nothing when no gradient will be asked for
+        store = any(ctx.needs_input_grad[:2])
+        De = torch.empty(int(counts.sum()) if store else 1, 2, dtype=dtype)
+        nthreads = torch.get_num_threads()
+        nband = 1 if nthreads == 1 or B >= 2 * nthreads else min(H, -(-4 * nthreads // max(B, 1)))
+        k.forward(
+            P.numpy(), cfg.faces_np, cfg.V, foot.numpy(), off.numpy(), fe.numpy(), B, H, W, nband, cfg.thr_px,
+            cfg.k_sig, raster.gamma, raster.near, raster.far, raster.eps, cfg.per_pixel_max, I.numpy(),
+            S.numpy(), prod.numpy(), Z.numpy(), M.numpy(), De.numpy(), store,
+        )  # fmt: skip
+        ctx.cfg = cfg
+        ctx.save_for_backward(P, fe, foot, off, De, I, prod, Z, M)
+        return I, S
+
+    @staticmethod
+    def _backward(ctx, gI: torch.Tensor | None, gS: torch.Tensor | None):
+        cfg = ctx.cfg
+        k = cfg.kernels
+        _threads(k)
+        raster = cfg.raster
+        P, fe, foot, off, De, I, prod, Z, M = ctx.saved_tensors
+        gI = torch.zeros_like(I) if gI is None else gI.to(I.dtype).contiguous()
+        gS = torch.zeros(prod.shape, dtype=I.dtype) if gS is None else gS.to(I.dtype).contiguous()
+        st = torch.empty(prod.shape[0], 4, dtype=prod.dtype)
+        k.pixel_stats(
+            gI.numpy(),
+            gS.numpy(),
+            I.numpy(),
+            prod.numpy(),
+            Z.numpy(),
+            M.numpy(),
+            cfg.per_pixel_max,
+            st.numpy(),
+        )
+        N = foot.shape[0]
+        want_feat = bool(ctx.needs_input_grad[1])
+        g_corner = torch.empty(N, 3, 3, dtype=P.dtype)
+        nchunk = max(1, min(N, 16 * torch.get_num_threads()))  # ranges of faces for the threads
+        g_feat = torch.zeros(N, *fe.shape[1:], dtype=fe.dtype) if want_feat else fe.new_zeros(1, 1, 1)
+        k.backward(
+            P.numpy(), cfg.faces_np, cfg.V, foot.numpy(), off.numpy(), fe.numpy(), cfg.H, cfg.W, cfg.thr_px,
+            cfg.k_sig, raster.gamma, raster.near, raster.far, cfg.per_pixel_max, De.numpy(), gI.numpy(),
+            st.numpy(), want_feat, g_corner.numpy(), g_feat.numpy(), nchunk,
+        )  # fmt: skip
+        g_proj = torch.zeros_like(P)
+        k.scatter_corners(g_corner.numpy(), cfg.faces_np, cfg.V, g_proj.numpy())
+        if want_feat and fe.shape[0] != N:  # features shared by the batch
+            g_feat = g_feat.view(cfg.B, *fe.shape).sum(0)
+        return g_proj, (g_feat if want_feat else None), None
+
+
+def fused_render(
+    vertices: torch.Tensor,
+    faces: torch.Tensor,
+    feat: torch.Tensor,
+    ok: torch.Tensor,
+    focal: float | torch.Tensor,
+    principal_point: float | torch.Tensor,
+    H: int,
+    W: int,
+    raster,
+    dist_scale: float,
+    thr_px: float,
+    per_pixel_max: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The soft render through the fused kernels (called by :func:`dsrbody.render.soft.soft_render`, which
+    validates the arguments).
+
+    Args:
+        vertices: ``(B, V, 3)`` finite camera-frame vertices (CPU).
+        faces: ``(F, 3)`` long.
+        feat: ``(F, C)`` per-face features shared by the batch, ``(B F, C)`` per sample, or ``(B F, 3, C)``
+            per-corner features (vertex features gathered onto the faces).
+        ok: ``(B,)`` bool, samples to draw (the others render empty).
+        raster: the :class:`~dsrbody.render.soft.SoftRasterSettings`.
+        dist_scale: ``(2 / max(H, W))^2``, pixel^2 to NDC^2. thr_px: the keep threshold on the squared
+            distance, pixel^2. per_pixel_max: stabilise the depth softmax per pixel (small gamma).
+
+    Returns:
+        ``I (B H W, C)`` and ``S (B H W,)`` in the dtype of ``vertices``.
+    """
+    kernels = _load()
+    if kernels is None:
+        raise RuntimeError(f"the fused soft rasteriser needs numba ({unavailable_reason()})")
+    B, V, _ = vertices.shape
+    proj = project(vertices, focal, principal_point).reshape(B * V, 3)
+    feat3 = feat if feat.dim() == 3 else feat[:, None, :]
+    cfg = _Call(
+        kernels=kernels, raster=raster, B=B, V=V, F=faces.shape[0], H=H, W=W,
+        faces_np=faces.to(torch.int64).contiguous().numpy(), ok=ok.to(torch.bool).numpy(),
+        radius_px=math.sqrt(thr_px), thr_px=thr_px, k_sig=dist_scale / raster.sigma,
+        per_pixel_max=per_pixel_max,
+    )  # fmt: skip
+    return _FusedRasterize.apply(proj, feat3, cfg)

@@ -1,0 +1,185 @@
+"""The fused CPU kernels (dsrbody.render.fused) held against the pure-PyTorch reference path and the
+brute force (tests/render/softras_reference.py); the backend setting and the fallback without numba.
+
+Every test of test_render_soft.py also runs on the fused kernels (its ``backend`` fixture); this file
+compares the two paths directly, on the test scenes and on a full body at the DSR setting."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import torch
+from softras_reference import reference_render
+from test_render_soft import CAM, H, W, _max_err, _run, random_scene
+
+from dsrbody.render import fused
+from dsrbody.render.soft import SoftRasterSettings, soft_render
+
+needs_fused = pytest.mark.skipif(
+    not fused.available(), reason=f"no fused kernels: {fused.unavailable_reason()}"
+)
+
+
+def _both(v, faces, feats, gI, gS, **kw):
+    ref = _run(soft_render, v, faces, feats, gI, gS, backend="reference", **kw)
+    got = _run(soft_render, v, faces, feats, gI, gS, backend="fused", **kw)
+    return got, ref
+
+
+def _grads(seed, C, shape, dtype):
+    g = torch.Generator().manual_seed(seed)
+    gI = torch.randn(shape[0], C, *shape[1:], generator=g, dtype=torch.float64).to(dtype)
+    gS = torch.randn(shape[0], 1, *shape[1:], generator=g, dtype=torch.float64).to(dtype)
+    return gI, gS
+
+
+@needs_fused
+@pytest.mark.parametrize("mode", ["face", "vertex", "batch_face"])
+@pytest.mark.parametrize("gamma", [1e-1, 1e-3])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_fused_matches_reference_path_and_brute_force(mode, gamma, dtype):
+    """Images to 1e-5 and gradients to 1e-4 (relative to the largest) against the reference path and the
+    brute force; float64 to ~1e-10. With gamma = 1e-3 in float32 the reference *path* itself is off the
+    brute force by up to 2e-3 in the gradients (the depth rounding amplified by 1/gamma,
+    test_render_soft.py), so there the fused kernels (float64 inside) are held to the brute force only."""
+    v, faces, ff, vf = random_scene(1)
+    feats = {"face": {"face_features": ff}, "vertex": {"vertex_features": vf}}.get(mode)
+    if mode == "batch_face":
+        feats = {"face_features": torch.stack([ff, ff.flip(0)])}
+    kw = dict(CAM, sigma=1e-2, gamma=gamma, near=0.5, far=5.0)
+    gI, gS = _grads(7, ff.shape[1], (2, H, W), torch.float64)
+    brute = _run(reference_render, v, faces, feats, gI, gS, **kw)
+    cast = {k: t.to(dtype) for k, t in feats.items()}
+    got, ref = _both(v.to(dtype), faces, cast, gI.to(dtype), gS.to(dtype), **kw)
+    tol_img, tol_grad = (1e-10, 1e-10) if dtype == torch.float64 else (1e-5, 1e-4)
+    against = [brute] if (dtype == torch.float32 and gamma < 0.1) else [brute, ref]
+    for other in against:
+        assert _max_err(got[0], other[0]) < tol_img and _max_err(got[1], other[1]) < tol_img
+        for a, b in zip(got[2:], other[2:]):
+            assert _max_err(a, b) < tol_grad * max(1.0, float(b.abs().max()))
+
+
+@needs_fused
+def test_fused_matches_reference_on_a_body_at_the_dsr_setting(anny_body):
+    """The Anny body (27k faces) at 224 x 224, sigma 1e-5, gamma 0.1, two samples turned differently,
+    nine channels; values 1e-5 and gradients 1e-4 (relative) in float32, 1e-9 in float64."""
+    mp = anny_body.mean_params()
+    with torch.no_grad():
+        v = anny_body(mp["global_orient"][None], mp["body_pose"][None], mp["shape"][None]).vertices[0]
+    v = v * torch.tensor([1.0, -1.0, -1.0])
+    v = v - v.mean(0)
+    yaw = torch.tensor([0.2, -0.25])
+    c, s = torch.cos(yaw), torch.sin(yaw)
+    R = torch.zeros(2, 3, 3)
+    R[:, 0, 0], R[:, 0, 2], R[:, 1, 1], R[:, 2, 0], R[:, 2, 2] = c, s, 1.0, -s, c
+    verts = torch.einsum("bij,vj->bvi", R, v) + torch.tensor([0.0, 0.0, 2 * 5000 / (224 * 0.9)])
+    faces = anny_body.faces
+    feat = torch.rand(faces.shape[0], 9, generator=torch.Generator().manual_seed(3))
+    kw = dict(focal=5000.0, principal_point=(112.0, 112.0), image_size=(224, 224))
+    for dtype, tol_img, tol_grad in [(torch.float32, 1e-5, 1e-4), (torch.float64, 1e-9, 1e-9)]:
+        gI, gS = _grads(11, 9, (2, 224, 224), dtype)
+        got, ref = _both(verts.to(dtype), faces, {"face_features": feat.to(dtype)}, gI, gS, **kw)
+        assert float(ref[1].mean()) > 0.05
+        assert _max_err(got[0], ref[0]) < tol_img and _max_err(got[1], ref[1]) < tol_img
+        for a, b in zip(got[2:], ref[2:]):
+            assert _max_err(a, b) < tol_grad * max(1.0, float(b.abs().max()))
+
+
+@needs_fused
+def test_row_bands_and_threads_change_nothing():
+    """With fewer samples than twice the threads the forward kernel splits each image into row bands; the
+    pixels see their faces in the same order, so the results are bitwise those of one thread."""
+    v, faces, ff, vf = random_scene(33, B=1, F=40)
+    kw = dict(CAM, sigma=1e-2, backend="fused")
+    gI, gS = _grads(3, ff.shape[1], (1, H, W), torch.float64)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = _run(soft_render, v, faces, {"vertex_features": vf}, gI, gS, **kw)
+        torch.set_num_threads(4)
+        four = _run(soft_render, v, faces, {"vertex_features": vf}, gI, gS, **kw)
+    finally:
+        torch.set_num_threads(before)
+    for a, b in zip(one, four):
+        assert torch.equal(a, b)
+
+
+@needs_fused
+def test_constant_features_need_no_feature_gradient():
+    """The DSR losses' case: features without gradient give the same vertex gradient."""
+    v, faces, ff, _ = random_scene(35)
+    kw = dict(CAM, sigma=1e-2, backend="fused")
+    vg = v.clone().requires_grad_(True)
+    I, S = soft_render(vg, faces, face_features=ff, **kw)
+    ((I**2).sum() + S.sum()).backward()
+    gI, gS = 2 * I.detach(), torch.ones_like(S)
+    _, _, g_v, _ = _run(soft_render, v, faces, {"face_features": ff}, gI, gS, **kw)
+    assert _max_err(vg.grad, g_v) < 1e-12
+
+
+def test_backend_setting():
+    assert SoftRasterSettings().backend == "auto"
+    message = "^SoftRasterSettings: backend must be 'auto', 'fused' or 'reference', got 'gpu'$"
+    with pytest.raises(ValueError, match=message):
+        SoftRasterSettings(backend="gpu")
+    v, faces, ff, _ = random_scene(37)
+    a = soft_render(v, faces, face_features=ff, **CAM, backend="reference")
+    b = soft_render(v, faces, face_features=ff, **CAM, settings=SoftRasterSettings(backend="reference"))
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+
+
+def test_without_numba_auto_falls_back_with_one_notice(monkeypatch, caplog):
+    """Where the kernels cannot be imported, "auto" takes the reference path and says so once; "fused"
+    is an error."""
+    monkeypatch.setattr(fused, "_KERNELS", None)
+    monkeypatch.setattr(fused, "_REASON", "ModuleNotFoundError: No module named 'numba'")
+    monkeypatch.setattr(fused, "_NOTICED", False)
+    v, faces, ff, _ = random_scene(39)
+    ref = soft_render(v, faces, face_features=ff, **CAM, backend="reference")
+    with caplog.at_level(logging.WARNING, logger="dsrbody.render.fused"):
+        for _ in range(3):
+            got = soft_render(v, faces, face_features=ff, **CAM)
+            assert torch.equal(got[0], ref[0]) and torch.equal(got[1], ref[1])
+    notices = [r for r in caplog.records if r.name == "dsrbody.render.fused"]
+    assert len(notices) == 1 and "numba" in notices[0].getMessage()
+    assert "\n" not in notices[0].getMessage()
+    with pytest.raises(RuntimeError, match="backend='fused' needs numba"):
+        soft_render(v, faces, face_features=ff, **CAM, backend="fused")
+
+
+@needs_fused
+def test_kernels_that_fail_at_first_use_fall_back_too(monkeypatch, caplog):
+    """A numba that imports but cannot compile or run the kernels (checked once per dtype on a single
+    triangle) is a fallback with one notice for "auto", an error naming the failure for "fused"."""
+
+    def broken(dtype):
+        raise RuntimeError("cannot compile")
+
+    monkeypatch.setattr(fused, "_smoke", broken)
+    monkeypatch.setattr(fused, "_CHECKED", {})
+    monkeypatch.setattr(fused, "_REASON", None)
+    monkeypatch.setattr(fused, "_NOTICED", False)
+    v, faces, ff, _ = random_scene(43)
+    ref = soft_render(v, faces, face_features=ff, **CAM, backend="reference")
+    with caplog.at_level(logging.WARNING, logger="dsrbody.render.fused"):
+        got = soft_render(v, faces, face_features=ff, **CAM)
+        soft_render(v, faces, face_features=ff, **CAM)
+    assert torch.equal(got[0], ref[0]) and torch.equal(got[1], ref[1])
+    notices = [r.getMessage() for r in caplog.records if r.name == "dsrbody.render.fused"]
+    assert len(notices) == 1 and "cannot compile" in notices[0]
+    with pytest.raises(RuntimeError, match="cannot compile"):
+        soft_render(v, faces, face_features=ff, **CAM, backend="fused")
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_fused_backend_is_cpu_only():
+    """There is no CUDA kernel: "auto" takes the reference path on CUDA tensors, "fused" refuses them."""
+    v, faces, ff, _ = random_scene(41)
+    v, faces, ff = v.cuda(), faces.cuda(), ff.cuda()
+    a = soft_render(v, faces, face_features=ff, **CAM)
+    b = soft_render(v, faces, face_features=ff, **CAM, backend="reference")
+    assert torch.equal(a[0], b[0])
+    with pytest.raises(ValueError, match="CPU only"):
+        soft_render(v, faces, face_features=ff, **CAM, backend="fused")
