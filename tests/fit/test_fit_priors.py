@@ -70,3 +70,17 @@ def test_shape_prior():
     s = torch.tensor([[1.0, -1.0, 2.0], [0.0, 0.0, 0.0]])
     torch.testing.assert_close(shape_prior(s, False), torch.tensor([2.0, 0.0]))
     assert math.isclose(float(shape_prior(s, True)[0]), 2.0)
+
+
+def test_shape_prior_is_centred_on_the_mean_body(anny_body):
+    """Anny's mean body is not at logit 0 for every phenotype: the prior centred on the head's
+    ``init_shape`` is 0 at the mean body and grows with the distance from it, by hand."""
+    from dsrbody.fit import mean_regressor
+    from dsrbody.fit.priors import shape_prior
+
+    init = mean_regressor(anny_body).head.init_shape.reshape(1, -1)
+    assert float(init.abs().max()) > 0.1  # else this test would not tell the two priors apart
+    assert float(shape_prior(init, True, init)) == 0.0
+    assert float(shape_prior(init, True)) > 0.0  # the uncentred prior pulls the mean body away
+    x = init + torch.tensor([[0.3, 0.0, -0.6, 0.0, 0.0, 0.0]])
+    assert abs(float(shape_prior(x, True, init)) - (0.09 + 0.36) / 6) < 1e-6

@@ -193,7 +193,7 @@ class BodyFitter:
             "keypoints": keypoint_2d_loss(pred["keypoints_2d"], kp, w.openpose, w.gt),
             "pose_prior": pose_angle_prior(pred["body_pose"]),
             "joint_limits": joint_limit_penalty(pred["rotmat"], self.limit_index, self.limits),
-            "shape_prior": shape_prior(shape_raw, self.bounded),
+            "shape_prior": shape_prior(shape_raw, self.bounded, self.reg.head.init_shape),
             "camera": camera_loss(pred["cam"]),
         }
         if self.dsr is not None and targets is not None:

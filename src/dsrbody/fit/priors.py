@@ -90,14 +90,20 @@ def joint_limit_penalty(rotmat: torch.Tensor, index: torch.Tensor, limits: torch
     return (torch.relu(lo - e) ** 2 + torch.relu(e - hi) ** 2).sum(dim=(1, 2))
 
 
-def shape_prior(shape_raw: torch.Tensor, bounded: bool) -> torch.Tensor:
-    """Mean squared shape coefficient: betas (SMPL) or the logits of bounded phenotypes (Anny).
+def shape_prior(shape_raw: torch.Tensor, bounded: bool, mean: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean squared distance of the shape vector from the mean body's: betas (SMPL) or the logits of
+    bounded phenotypes (Anny).
 
     Args:
         shape_raw: ``(B, S)`` the optimised shape vector (betas, or logits when ``bounded``).
         bounded: whether it is a logit of a bounded shape space.
+        mean: ``(S,)`` or ``(1, S)`` the mean body's raw shape (the regressor head's ``init_shape``);
+            None: zero. For Anny it is not zero (a phenotype whose box is not centred on its mean
+            value has a non-zero mean logit), and a prior centred on zero pulls that phenotype, the
+            body's size among them, away from the mean body.
 
     Returns:
         ``(B,)``.
     """
-    return (shape_raw**2).mean(-1)
+    d = shape_raw if mean is None else shape_raw - mean.reshape(1, -1).to(shape_raw)
+    return (d**2).mean(-1)
