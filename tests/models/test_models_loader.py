@@ -122,3 +122,19 @@ def test_checkpoint_meta_is_plain(anny_body):
     assert meta["config"] == {"a": [1, 2]} and meta["backbone"] == "resnet18"
     with pytest.raises(TypeError, match=r"checkpoint metadata\.config\.o"):
         checkpoint_meta(anny_body, {"name": "anny"}, "resnet18", {"o": object()})
+
+
+def test_unknown_body_model_names_the_file(tiny_ckpt):
+    from omegaconf import OmegaConf
+
+    from dsrbody.train.config import config_from_dict
+
+    cfg = config_from_dict({"model": {"backbone": "resnet18"}, "body": {"name": "anny"}}, "test recipe")
+    cfg = OmegaConf.merge(cfg, {"body": {"name": "star"}})
+    with pytest.raises(ValueError, match=r"demo_shared_tiny\.ckpt: .*'star'"):
+        load_model(tiny_ckpt, config=cfg)
+    sd = torch.load(tiny_ckpt, weights_only=False)["state_dict"]
+    bare = tiny_ckpt.parent / "bare_for_star.pt"
+    torch.save({k[len("model.") :]: v for k, v in sd.items()}, bare)
+    with pytest.raises(ValueError, match=r"bare_for_star\.pt: unknown body model 'star'; known: anny"):
+        load_model(bare, body="star")

@@ -106,6 +106,17 @@ def _state_dict_of(obj: dict, path: Path) -> tuple[dict[str, torch.Tensor], str]
     return sd, "bare"
 
 
+def _body_spec_of(name: str, path: str | Path):
+    """The registry entry of a body model named by a checkpoint, a recipe or the caller; a one-line
+    ``ValueError`` naming the file for an unknown one."""
+    from dsrbody.body.factory import BODY_MODELS, body_spec
+
+    spec = body_spec(name, missing_ok=True)
+    if spec is None:
+        raise ValueError(f"{path}: unknown body model {name!r}; known: {', '.join(BODY_MODELS)}")
+    return spec
+
+
 def infer_backbone(sd: Mapping[str, Any] | Iterable[str]) -> str | None:
     """The backbone a state dict (or its keys) holds, recognised by the backbone registry
     (:func:`dsrbody.models.backbones.infer_backbone`; wrapper prefixes such as ``module.``/``model.``
@@ -231,7 +242,7 @@ def load_model(
         b, m = config.body, config.model
         body_name = str(b.name).lower()
         body_opts = {"model_path": b.model_path, "gender": str(b.gender)}
-        if body_spec(body_name).topologies:
+        if _body_spec_of(body_name, path).topologies:
             topology = str(b.eval_topology if mesh == "eval" else b.topology)
         n_iter, dropout, img_res = int(m.n_iter), float(m.dropout), int(m.img_res)
         if str(m.backbone) != backbone:
@@ -252,7 +263,7 @@ def load_model(
             raise ValueError(
                 f"{path}: the checkpoint says backbone '{declared}' but holds {backbone} weights"
             )
-        if body_spec(body_name).topologies and topology is None:
+        if _body_spec_of(body_name, path).topologies and topology is None:
             eval_topo = (cfg.get("body") or {}).get("eval_topology")
             topology = str(eval_topo) if mesh == "eval" and eval_topo else body_opts.get("topology")
     elif _is_smpl_file(sd, layout):
@@ -265,9 +276,7 @@ def load_model(
             )
     else:
         body_name = str(body or DEFAULT_BODY_MODEL).lower()
-    spec = body_spec(body_name, missing_ok=True)
-    if spec is None:
-        raise ValueError(f"{path}: unknown body model {body_name!r}")
+    spec = _body_spec_of(body_name, path)
     mp = None
     if spec.needs_files:
         mp = model_path if model_path is not None else body_opts.get("model_path")
