@@ -88,3 +88,34 @@ def test_errors_are_one_line(tmp_path, smpl_dir, capsys):
     err = one_line_error(capsys)
     assert "topology" in err and "other.npz" in err
     assert not (tmp_path / "g.png").exists()
+
+
+def test_pose_prior_from_data_files(tmp_path, capsys):
+    """``dsrbody prior pose``: the rows whose parameters are the model's; the file loads as a PoseGMM."""
+    pytest.importorskip("sklearn")
+    from dsrbody.fit.priors import PoseGMM
+
+    rng = np.random.default_rng(0)
+    n = 200
+    pose = np.concatenate([rng.normal(0, 0.1, (n, 3)), rng.normal(0, 0.2, (n, 69))], 1)
+    has = np.ones(n, np.float32)
+    has[:50] = 0  # rows without parameters are left out
+    names = np.array(["anny"] * (n - 10) + ["smpl"] * 10)
+    np.savez(tmp_path / "a.npz", pose=pose, has_params=has, body_model=names)
+    out = tmp_path / "gmm.npz"
+    assert (
+        main(["prior", "pose", "--data", str(tmp_path / "a.npz"), "--components", "2", "--out", str(out)])
+        == 0
+    )
+    assert "2 components over 23 joints" in capsys.readouterr().out
+    gmm = PoseGMM.load(out)
+    assert gmm.body_model == "anny" and gmm.num_joints == 23 and not list(tmp_path.glob("*.part*"))
+    # errors: a missing file, a file with no such rows, too few poses
+    assert main(["prior", "pose", "--data", str(tmp_path / "nope.npz"), "--out", str(out)]) == 1
+    assert "nope.npz: --data file not found" in one_line_error(capsys)
+    np.savez(tmp_path / "s.npz", pose=pose[:5], has_params=has[:5])
+    assert main(["prior", "pose", "--data", str(tmp_path / "s.npz"), "--out", str(out)]) == 1
+    assert "s.npz: no anny poses" in one_line_error(capsys)
+    np.savez(tmp_path / "few.npz", pose=pose[60:70], has_params=has[60:70], body_model=names[60:70])
+    assert main(["prior", "pose", "--data", str(tmp_path / "few.npz"), "--out", str(out)]) == 1
+    assert "10 Anny poses in --data, need >= 80" in one_line_error(capsys)

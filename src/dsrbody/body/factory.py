@@ -68,6 +68,8 @@ class BodySpec:
             parameters are in files that name them (``body_model``, ``has_params``).
         shipped_prior: the clothing prior shipped in the package (made on this family's default mesh)
             fits it, transferred by nearest face to its other meshes.
+        shipped_pose_prior: file name, under ``dsrbody/assets``, of the shipped Gaussian-mixture pose
+            prior of this family's joints (:class:`dsrbody.fit.priors.PoseGMM`, used by fitting), or None.
         shape_field: a second per-sample key under which the synthetic data files also store its shape
             (Anny: ``"phenotype"``), or None.
     """
@@ -82,6 +84,7 @@ class BodySpec:
     topologies: tuple[str, ...] = ()
     spin_params: bool = False
     shipped_prior: bool = False
+    shipped_pose_prior: str | None = None
     shape_field: str | None = None
 
     @property
@@ -221,6 +224,7 @@ register_body_model(
         pose_joints=_anny_pose_joints,
         topologies=("anny", "notoes_collapse10pc"),  # dsrbody.body.anny.TOPOLOGIES
         shipped_prior=True,
+        shipped_pose_prior="anny_pose_gmm.npz",  # docs/fitting.md, "Pose prior"
         shape_field="phenotype",
     )
 )

@@ -3,12 +3,15 @@
     dsrbody prior build (--from-scans DIR | --procedural N) --model anny|smpl [--model-path P]
                         [--seed S] [--smooth K] [--hard] [--label-set cihp|atr] --out prior.npz
     dsrbody prior show prior.npz [--model anny|smpl] [--model-path P] --out grid.png
+    dsrbody prior pose --data poses.npz [--data ...] [--model anny|smpl] [--components K] --out gmm.npz
 
 ``build`` writes the ``ClothingPrior`` ``.npz`` (plus the rest-pose face centroids used for nearest-face
 transfer). ``show`` paints the prior on the model's mean body in its rest pose with the project's z-buffer
 renderer (:func:`dsrbody.render.hard.render_mesh`, flat shading, a far camera), front view: an argmax panel
 (CIHP colours; its back view beside it) and one panel per label whose area-weighted mass is at least
-``--min-mass`` or whose largest face probability is at least 0.2.
+``--min-mass`` or whose largest face probability is at least 0.2. ``pose`` fits SMPLify's
+Gaussian-mixture pose prior (:class:`dsrbody.fit.priors.PoseGMM`, used by ``dsrbody fit``) to the poses
+of SPIN/DSR-format files (the rows whose parameters are the model's).
 """
 
 from __future__ import annotations
@@ -47,6 +50,15 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     s.add_argument("--min-mass", type=float, default=0.002, help="smallest area fraction of a shown label")
     s.add_argument("--out", required=True, help="output picture (.png)")
 
+    g = sub.add_parser(
+        "pose", help="fit a Gaussian-mixture pose prior (SMPLify's) to the poses of data files"
+    )
+    g.add_argument("--data", action="append", required=True, help="SPIN/DSR .npz with 'pose' (repeatable)")
+    g.add_argument("--model", default="anny", help="body model whose poses to take (default anny)")
+    g.add_argument("--components", type=int, default=8, help="mixture components (default 8, as SMPLify)")
+    g.add_argument("--seed", type=int, default=0, help="EM initialisation seed (default 0)")
+    g.add_argument("--out", required=True, help="output .npz")
+
 
 def _model_args(p: argparse.ArgumentParser) -> None:
     from dsrbody.cli.options import add_body_options
@@ -64,7 +76,67 @@ def run(args: argparse.Namespace) -> int:
     """Run ``dsrbody prior build|show``."""
     if args.action == "build":
         return _build(args)
+    if args.action == "pose":
+        return _pose(args)
     return _show(args)
+
+
+def _pose(args: argparse.Namespace) -> int:
+    from dsrbody.body.factory import body_spec
+    from dsrbody.fit.priors import fit_pose_gmm
+
+    spec = body_spec(args.model)
+    if args.components < 1:
+        raise CLIError(f"--components must be >= 1, got {args.components}")
+    chunks = [pose_rows(p, spec.name, spec.spin_params) for p in args.data]
+    poses = np.concatenate(chunks)
+    if len(poses) < 10 * args.components:
+        raise CLIError(f"{len(poses)} {spec.label} poses in --data, need >= {10 * args.components}")
+    print(f"fitting {args.components} components to {len(poses)} {spec.label} poses ...", file=sys.stderr)
+    gmm = fit_pose_gmm(poses[:, 3:], components=args.components, seed=args.seed, body_model=spec.name)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".part.npz")
+    gmm.save(tmp)
+    tmp.replace(out)
+    print(f"wrote {out} ({args.components} components over {gmm.num_joints} joints)")
+    return 0
+
+
+def pose_rows(path: str | Path, body_name: str, spin_params: bool) -> np.ndarray:
+    """``(N, 3 J)`` the axis-angle poses of a SPIN/DSR file whose parameters are ``body_name``'s.
+
+    A row counts when its ``has_params`` (or, for SPIN's own body model, ``has_smpl``) is set and, where
+    the file names each row's body model (``body_model``), it names this one.
+
+    Raises:
+        CLIError: the file is missing, unreadable or has no such rows (one line naming it).
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise CLIError(f"{p}: --data file not found")
+    try:
+        with np.load(p, allow_pickle=False) as z:
+            if "pose" not in z.files:
+                raise CLIError(f"{p}: no 'pose' array")
+            pose = np.asarray(z["pose"], np.float64)
+            n = len(pose)
+            flag = z["has_params"] if "has_params" in z.files else None
+            if flag is None and spin_params and "has_smpl" in z.files:
+                flag = z["has_smpl"]
+            ok = np.ones(n, bool) if flag is None else np.asarray(flag).reshape(n) > 0
+            if "body_model" in z.files:
+                ok &= np.asarray(z["body_model"]).astype(str).reshape(n) == body_name
+            elif not spin_params:
+                ok[:] = False  # a file without names holds SPIN's body model's parameters
+    except CLIError:
+        raise
+    except (OSError, ValueError) as e:
+        raise CLIError(f"{p}: not a readable .npz ({e})") from None
+    rows = pose[ok & np.isfinite(pose).all(axis=1)]
+    if not len(rows):
+        raise CLIError(f"{p}: no {body_name} poses (has_params / body_model)")
+    return rows
 
 
 # ---------------------------------------------------------------------------------------------- build
