@@ -168,17 +168,6 @@ def common_overrides(args: argparse.Namespace, data: Path, seed: int) -> list[st
     return ov + list(args.set)
 
 
-def rest_volume(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
-    """Enclosed volume of closed meshes, ``(B,)`` m^3 (divergence theorem about the mean vertex).
-
-    Args:
-        vertices: ``(B, V, 3)`` metres. faces: ``(F, 3)`` outward-oriented triangles of a watertight mesh.
-    """
-    v = vertices - vertices.mean(dim=1, keepdim=True)
-    a, b, c = (v[:, faces[:, k]] for k in range(3))
-    return (a * torch.cross(b, c, dim=-1)).sum(dim=(-1, -2)).abs() / 6.0
-
-
 def evaluate_run(cfg, ckpt: Path | None, device: str, model: tuple | None = None) -> dict[str, Any]:
     """Metrics (mm) of ``ckpt`` (or of ``model`` = ``(regressor, eval body model)``) on ``cfg``'s test
     split, plus the mean rest-pose volume ratio prediction / ground truth."""
@@ -188,6 +177,7 @@ def evaluate_run(cfg, ckpt: Path | None, device: str, model: tuple | None = None
     from dsrbody.data import collate_samples
     from dsrbody.eval.metrics import eval_joints
     from dsrbody.eval.synth_eval import evaluate
+    from dsrbody.geometry.mesh import mesh_volume
     from dsrbody.losses.targets import gt_body, params_valid
     from dsrbody.train.build import build_eval_set
 
@@ -214,7 +204,7 @@ def evaluate_run(cfg, ckpt: Path | None, device: str, model: tuple | None = None
             pred["shape"][valid.to(pred["shape"].device)].to(d),
         )
         g = gt_body(body, batch, valid)
-        ratios.append((rest_volume(p.rest_vertices, faces) / rest_volume(g.rest_vertices, faces)).cpu())
+        ratios.append((mesh_volume(p.rest_vertices, faces) / mesh_volume(g.rest_vertices, faces)).cpu())
 
     with torch.no_grad():
         res = evaluate(reg, body, loader, eval_joints(body), device=device, progress=False, on_batch=on_batch)

@@ -135,3 +135,31 @@ def test_fit_with_a_nan_keypoint_writes_the_other_samples(synth, tmp_path, capsy
     report = json.loads((out / "fit_metrics.json").read_text())
     assert report["n_fitted"] == 2 and report["skipped"] == [f"{arrays['imgname'][1]}: keypoints_nonfinite"]
     assert report["metrics_fit"]["n_pa_mpjpe"] == 2 and np.isfinite(report["metrics_fit"]["pa_mpjpe"])
+
+
+def test_fit_in_stages_with_the_pose_prior_and_curves(synth, tmp_path, capsys):
+    """A keypoint fit, then the same data continued from its fits.npz with DSR; --record-every keeps
+    curves; --pose-prior none drops the pose_gmm term; a bad --start or --pose-prior is one line."""
+    data = str(synth / "synth_test.npz")
+    one, two = tmp_path / "one", tmp_path / "two"
+    common = ["--iters", "4", "--lr", "0.02", "--limit", "2", "--batch-size", "2", "--quiet"]
+    assert main(["fit", "--data", data, "--start", "mean", "--losses", "kp", *common, "--out", str(one),
+                 "--record-every", "2"]) == 0  # fmt: skip
+    r1 = json.loads((one / "fit_metrics.json").read_text())
+    assert "pose_gmm" in r1["terms_fit"]  # the shipped Anny pose prior is on by default
+    z = np.load(one / "fit_per_sample.npz")
+    assert list(z["curve_iters"]) == [0, 2, 4] and z["curve_pve_t"].shape == (3, 2)
+    assert main(["fit", "--data", data, "--start", str(one / "fits.npz"), "--losses", "kp,mc,c", *common,
+                 "--pose-prior", "none", "--out", str(two)]) == 0  # fmt: skip
+    r2 = json.loads((two / "fit_metrics.json").read_text())
+    assert "pose_gmm" not in r2["terms_fit"] and "dsr_c" in r2["terms_fit"]
+    assert r2["metrics_start"]["pa_mpjpe"] == pytest.approx(r1["metrics_fit"]["pa_mpjpe"], abs=0.05)
+    for extra, message in (
+        (["--start", str(tmp_path / "nofits.npz")], "neither regressor, mean nor an existing fits.npz"),
+        (["--start", "mean", "--pose-prior", str(tmp_path / "x.npz")], "x.npz: pose prior file not found"),
+        (["--start", "mean", "--record-every", "-1"], "--record-every must be >= 0"),
+    ):
+        capsys.readouterr()
+        assert main(["fit", "--data", data, *extra, "--out", str(tmp_path / "o"), "--quiet"]) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert message in err[-1], err

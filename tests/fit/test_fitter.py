@@ -166,3 +166,81 @@ def test_flip_start_finds_a_body_seen_from_behind(mean_reg):
     assert float(both.terms_end["keypoints"][1]) < float(one.terms_end["keypoints"][1])
     assert torch.allclose(both.rotmat[0], one.rotmat[0])  # the facing sample keeps the first fit
     assert len(both.history) == len(one.history)
+
+
+def test_snapshots_follow_the_kept_start_and_end_at_the_result(mean_reg):
+    """``record_every`` keeps the states at iterations 0, N, 2N, ..., last; with ``flip_start`` each
+    sample's snapshots come from the start its result came from, and the last one is the result."""
+    from dsrbody.fit.fitter import TURN_AROUND
+
+    reg = mean_reg
+    fitter = BodyFitter(reg, FitConfig(losses=("kp",), iters=25, lr=0.03, flip_start=True, record_every=10))
+    start = fitter.start_from_mean(2)
+    rot = start["rotmat"].clone()
+    rot[1, 0] = TURN_AROUND @ rot[1, 0]
+    with torch.no_grad():
+        pred = reg.pose_body(rot, reg.shape_from_raw(start["shape_raw"]), start["cam"])
+    kp = torch.cat(
+        [pred["keypoints_2d"], reg.body_model.keypoint_confidence[None, :, None].expand(2, -1, 1)], -1
+    )
+    r = fitter.fit(kp)
+    assert [it for it, *_ in r.snapshots] == [0, 10, 20, 25]
+    it0, rot0, _, obj0 = r.snapshots[0]
+    torch.testing.assert_close(rot0[0], start["rotmat"][0], atol=1e-5, rtol=0)  # sample 0: as it started
+    torch.testing.assert_close(rot0[1, 0], TURN_AROUND @ start["rotmat"][1, 0], atol=1e-5, rtol=0)
+    _, rot_end, shape_end, obj_end = r.snapshots[-1]
+    torch.testing.assert_close(rot_end, r.rotmat, atol=1e-5, rtol=0)
+    torch.testing.assert_close(shape_end, r.shape)
+    assert (obj0 < 1e-6).all()  # both kept branches started on their target: objective 0
+    assert torch.isfinite(obj_end).all()
+
+
+def test_pose_gmm_term_pulls_towards_the_mixture(mean_reg):
+    """With only the pose prior (no data term), a fit from a bent pose moves towards the GMM's mode."""
+    import roma
+
+    from dsrbody.fit import FitWeights
+    from dsrbody.fit.priors import PoseGMM
+
+    J = mean_reg.body_model.num_joints
+    mode = 0.3 * torch.ones(3 * (J - 1))
+    gmm = PoseGMM(mode[None], torch.eye(3 * (J - 1))[None] * 10, torch.ones(1))
+    w = FitWeights(keypoints=0.0, pose_prior=0.0, joint_limits=0.0, shape_prior=0.0, camera=0.0, pose_gmm=1.0)
+    fitter = BodyFitter(mean_reg, FitConfig(losses=("kp",), iters=60, lr=0.02, weights=w), pose_gmm=gmm)
+    kp = torch.zeros(1, mean_reg.body_model.keypoint_confidence.numel(), 3)
+    r = fitter.fit(kp)
+    end = roma.rotmat_to_rotvec(r.rotmat[0, 1:]).reshape(-1)
+    start = roma.rotmat_to_rotvec(fitter.start_from_mean(1)["rotmat"][0, 1:]).reshape(-1)
+    assert (end - mode).norm() < 0.5 * (start - mode).norm()
+    assert r.terms_end["pose_gmm"] < r.terms_start["pose_gmm"]
+
+
+def test_raw_from_shape_inverts_shape_from_raw(mean_reg):
+    raw = torch.randn(4, mean_reg.body_model.shape_dim)
+    torch.testing.assert_close(
+        mean_reg.raw_from_shape(mean_reg.shape_from_raw(raw)), raw, atol=1e-4, rtol=1e-4
+    )
+
+
+def test_fit_dataset_continues_an_earlier_fit_and_keeps_per_sample_metrics(mean_reg, synth_dir, tmp_path):
+    """``start=fits.npz`` starts every row where the earlier fit ended (the first snapshot's metrics are
+    the earlier fit's); fit_per_sample.npz holds the per-sample metrics, volume ratios and curves."""
+    from dsrbody.fit.dataset import fit_dataset
+
+    cfg = FitConfig(losses=("kp",), iters=6, lr=0.02, record_every=3)
+    one = fit_dataset(mean_reg, synth_dir / "synth_test.npz", synth_dir, tmp_path / "one", cfg,
+                      start="mean", batch_size=2, limit=3, progress=False)  # fmt: skip
+    two = fit_dataset(mean_reg, synth_dir / "synth_test.npz", synth_dir, tmp_path / "two", cfg,
+                      start=tmp_path / "one" / "fits.npz", batch_size=2, limit=3, progress=False)  # fmt: skip
+    a = np.load(tmp_path / "one" / "fit_per_sample.npz")
+    b = np.load(tmp_path / "two" / "fit_per_sample.npz")
+    assert list(a["sample_index"]) == [0, 1, 2] and list(a["curve_iters"]) == [0, 3, 6]
+    assert a["curve_pa_mpjpe"].shape == (3, 3) and a["curve_objective"].shape == (3, 3)
+    np.testing.assert_allclose(a["curve_pa_mpjpe"][-1], a["fit_pa_mpjpe"], atol=0.05)
+    np.testing.assert_allclose(b["start_pa_mpjpe"], a["fit_pa_mpjpe"], atol=0.05)
+    np.testing.assert_allclose(b["curve_pa_mpjpe"][0], a["fit_pa_mpjpe"], atol=0.05)
+    assert np.isfinite(a["volume_ratio"]).all() and (a["volume_ratio"] > 0).all()
+    assert two["metrics_start"]["pa_mpjpe"] == pytest.approx(one["metrics_fit"]["pa_mpjpe"], abs=0.05)
+    with pytest.raises(ValueError, match="not a dsrbody fits file"):
+        fit_dataset(mean_reg, synth_dir / "synth_test.npz", synth_dir, tmp_path / "x", cfg,
+                    start=synth_dir / "synth_test.npz", progress=False)  # fmt: skip

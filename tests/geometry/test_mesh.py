@@ -41,3 +41,18 @@ def test_normals_of_a_tetrahedron():
     assert nb.shape == (2, 5, 3)
     assert torch.allclose(nb[0, :4], vn) and torch.allclose(nb[1, :4], vn)
     assert float(nb[:, 4].abs().sum()) == 0.0
+
+
+def test_mesh_volume_against_trimesh():
+    import trimesh
+
+    from dsrbody.geometry.mesh import mesh_volume
+
+    shapes = [trimesh.creation.icosphere(subdivisions=2, radius=0.7), trimesh.creation.box((0.3, 0.5, 1.7))]
+    for m in shapes:
+        v = torch.as_tensor(m.vertices, dtype=torch.float64)[None] + torch.tensor(
+            [1.0, -2.0, 3.0], dtype=torch.float64
+        )
+        f = torch.as_tensor(m.faces, dtype=torch.long)
+        torch.testing.assert_close(mesh_volume(v, f), torch.tensor([m.volume], dtype=torch.float64))
+        torch.testing.assert_close(mesh_volume(2 * v, f), torch.tensor([8 * m.volume], dtype=torch.float64))

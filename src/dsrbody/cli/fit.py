@@ -48,8 +48,23 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--start",
         default=None,
-        choices=("regressor", "mean"),
-        help="start point (default: regressor; mean: the mean body, no checkpoint needed)",
+        metavar="{regressor,mean,FITS.npz}",
+        help="start point (default: regressor; mean: the mean body, no checkpoint needed; or an earlier "
+        "fit's OUT/fits.npz of the same data, to continue it with other terms)",
+    )
+    parser.add_argument(
+        "--pose-prior",
+        default="default",
+        metavar="{default,none,FILE.npz}",
+        help="Gaussian-mixture pose prior (dsrbody prior pose): default: the body model's shipped one "
+        "(Anny), none, or a file",
+    )
+    parser.add_argument(
+        "--record-every",
+        type=int,
+        default=0,
+        metavar="N",
+        help="keep metrics and objective every N steps in OUT/fit_per_sample.npz (curves; default off)",
     )
     parser.add_argument(
         "--weight",
@@ -108,7 +123,7 @@ def _models(args: argparse.Namespace):
 
     name = args.body or DEFAULT_BODY_MODEL
     # the shipped model regresses the default body model
-    if not args.ckpt and args.start != "mean" and name == DEFAULT_BODY_MODEL:
+    if not args.ckpt and args.start in (None, "regressor") and name == DEFAULT_BODY_MODEL:
         from dsrbody.cli.eval import default_checkpoint
 
         default_checkpoint(args, "fit")  # the shipped model: the regressor's estimate is the start point
@@ -137,11 +152,36 @@ def _models(args: argparse.Namespace):
         if not args.quiet:
             print(f"dsrbody fit: {loaded.describe()}", file=sys.stderr)
         return reg, eval_body, args.start or "regressor"
+    if args.start not in (None, "regressor", "mean"):
+        start = args.start  # an earlier fit
+    else:
+        start = "mean"
     if args.start == "regressor":
         raise CLIError("--start regressor needs --ckpt")
     kwargs = body_spec(name).mesh_options(args.topology)
     body = build_body_model(name, model_path=args.model_path, gender=args.gender or "neutral", **kwargs)
-    return mean_regressor(body).to(args.device), body, "mean"
+    eval_body = body  # metrics on the family's default mesh, as for a checkpoint's evaluation mesh
+    spec = body_spec(name)
+    if spec.topologies and body.mesh_name != spec.default_topology:
+        eval_body = build_body_model(name, topology=spec.default_topology)
+    return mean_regressor(body).to(args.device), eval_body.to(args.device), start
+
+
+def _pose_prior(args: argparse.Namespace, body):
+    """The ``pose_gmm`` prior of ``--pose-prior`` (None: none)."""
+    from dsrbody.fit.priors import PoseGMM, default_pose_prior
+
+    if args.pose_prior == "none":
+        return None
+    if args.pose_prior == "default":
+        return default_pose_prior(body)
+    gmm = PoseGMM.load(args.pose_prior)
+    if gmm.num_joints != int(body.num_joints) - 1:
+        raise CLIError(
+            f"{args.pose_prior}: the pose prior covers {gmm.num_joints} body joints, the {body.name} "
+            f"model has {int(body.num_joints) - 1}"
+        )
+    return gmm
 
 
 def _prior(args: argparse.Namespace, body):
@@ -171,7 +211,16 @@ def print_report(report: dict) -> None:
     ts, tf = report["terms_start"], report["terms_fit"]
     print(f"fitted {report['n_fitted']} samples ({report['n_skipped']} skipped) -> {report['fits']}")
     print(f"{'':16s}{'start':>12s}{'fit':>12s}")
-    for k in ("keypoints", "dsr_mc", "dsr_c", "silhouette", "pose_prior", "joint_limits", "shape_prior"):
+    for k in (
+        "keypoints",
+        "dsr_mc",
+        "dsr_c",
+        "silhouette",
+        "pose_prior",
+        "pose_gmm",
+        "joint_limits",
+        "shape_prior",
+    ):
         if k in ts or k in tf:
             print(f"{k:16s}{_fmt(ts.get(k, float('nan'))):>12s}{_fmt(tf.get(k, float('nan'))):>12s}")
     for k in ("mpjpe", "pa_mpjpe", "pve", "pve_t", "pve_t_sc"):
@@ -190,6 +239,10 @@ def run(args: argparse.Namespace) -> int:
     losses = parse_losses(args.losses)
     if args.iters < 0:
         raise CLIError(f"--iters must be >= 0, got {args.iters}")
+    if args.record_every < 0:
+        raise CLIError(f"--record-every must be >= 0, got {args.record_every}")
+    if args.start not in (None, "regressor", "mean") and not Path(args.start).is_file():
+        raise CLIError(f"--start {args.start}: neither regressor, mean nor an existing fits.npz")
     data = Path(args.data)
     if not data.exists():
         raise FileNotFoundError(f"{data}: --data does not exist")
@@ -212,6 +265,7 @@ def run(args: argparse.Namespace) -> int:
         weights=_weights(args.weight),
         sigma=float(args.sigma),
         flip_start=bool(args.flip_start),
+        record_every=int(args.record_every),
     )
     report = fit_dataset(
         reg,
@@ -227,6 +281,7 @@ def run(args: argparse.Namespace) -> int:
         clean_parsing=not args.no_clean_parsing,
         progress=not args.quiet,
         parsing_root=parsing_root,
+        pose_gmm=_pose_prior(args, reg.body_model),
     )
     for s in report["skipped"][:10]:
         print(f"dsrbody fit: skipped {s}", file=sys.stderr)

@@ -12,7 +12,14 @@ keypoints hold NaN/infinite values are skipped before fitting (reason ``keypoint
 ``image_nonfinite``), a fit that does not stay finite is not written (``fit_nonfinite``); the other
 samples are fitted and written as usual. When the input holds
 ground-truth parameters of the fitted body model, the metrics (MPJPE, PA-MPJPE, PVE, PVE-T in mm,
-:mod:`dsrbody.eval.synth_eval`) of the start and of the fit are computed on the evaluation mesh.
+:mod:`dsrbody.eval.synth_eval`) of the start and of the fit are computed on the evaluation mesh, and
+``fit_per_sample.npz`` keeps them per sample (``sample_index``, ``start_<metric>``, ``fit_<metric>``,
+``volume_ratio`` = fitted / true rest-pose body volume, ``term_<name>``) and, with
+``config.record_every``, against iterations (``curve_iters (T,)``, ``curve_<metric> (T, N)``,
+``curve_objective (T, N)``), in the order of ``sample_index``.
+
+The start can also be an earlier ``fits.npz`` (``start=path``): a fit continued with other terms, as in
+staged fitting.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ import numpy as np
 import torch
 
 from dsrbody.fit.fitter import BodyFitter, FitConfig
+from dsrbody.geometry.mesh import mesh_volume
 
 __all__ = ["fit_dataset", "resolve_data", "summarize_terms"]
 
@@ -76,12 +84,13 @@ def fit_dataset(
     *,
     prior=None,
     eval_body=None,
-    start: str = "regressor",
+    start: str | Path = "regressor",
     batch_size: int = 16,
     limit: int | None = None,
     clean_parsing: bool = True,
     progress: bool = True,
     parsing_root: str | Path | None = None,
+    pose_gmm=None,
 ) -> dict[str, Any]:
     """Fit a dataset file (module docstring).
 
@@ -93,12 +102,15 @@ def fit_dataset(
         config: :class:`FitConfig`.
         prior: clothing prior of the regressor's mesh (DSR terms).
         eval_body: body model whose mesh the metrics use (default: the regressor's).
-        start: ``"regressor"`` (its estimate from the crop) or ``"mean"``.
+        start: ``"regressor"`` (its estimate from the crop), ``"mean"``, or the path of an earlier
+            ``fits.npz`` of the same file (its ``pose``, ``shape`` and ``fit_cam``; rows it did not fit
+            start from the mean body).
         batch_size: samples fitted together.
         limit: fit only the first ``limit`` samples.
         clean_parsing: clear parsing pixels far from the keypoints (docs/design.md, Clothing labels), as
             training does.
         parsing_root: root of ``grph_sequences`` (default ``img_dir``).
+        pose_gmm: a :class:`~dsrbody.fit.priors.PoseGMM` (the fit's ``pose_gmm`` term), or None.
 
     Returns:
         ``{"fits": path, "metrics_start": {...}, "metrics_fit": {...}, "terms_start": {...},
@@ -113,8 +125,10 @@ def fit_dataset(
     from dsrbody.geometry.rotations import matrix_to_axis_angle
     from dsrbody.losses.targets import dsr_targets
 
-    if start not in ("regressor", "mean"):
-        raise ValueError(f"start must be 'regressor' or 'mean', got {start!r}")
+    start_fits = None
+    if str(start) not in ("regressor", "mean"):
+        start_fits = _read_start_fits(start, regressor)
+        start = "fits"
     body = regressor.body_model
     body_name = str(body.name)
     eval_body = eval_body or body
@@ -129,7 +143,9 @@ def fit_dataset(
     n = len(ds)
     idx = list(range(n if limit is None else min(limit, n)))
     loader = DataLoader(Subset(ds, idx), batch_size=batch_size, shuffle=False, collate_fn=collate_samples)
-    fitter = BodyFitter(regressor, config, prior=prior)
+    fitter = BodyFitter(regressor, config, prior=prior, pose_gmm=pose_gmm)
+    if start_fits is not None and len(start_fits["ok"]) != n:
+        raise ValueError(f"--start {start_fits['path']}: {len(start_fits['ok'])} rows, {npz_path} has {n}")
     J, S = int(body.num_joints), int(body.shape_dim)
     pose_out = np.zeros((n, 3 * J), np.float64)
     shape_out = np.zeros((n, S), np.float64)
@@ -141,6 +157,9 @@ def fit_dataset(
     t_start: dict[str, list[torch.Tensor]] = {}
     t_fit: dict[str, list[torch.Tensor]] = {}
     skipped: list[dict] = []
+    per_sample: dict[str, list[np.ndarray]] = {}
+    curves: dict[str, list[np.ndarray]] = {}
+    curve_iters: list[int] = []
     dev = body.faces.device
     res = int(regressor.img_res)
     for batch in tqdm(loader, desc="fit", unit="batch", disable=not progress):
@@ -156,6 +175,8 @@ def fit_dataset(
             with torch.no_grad():
                 p = regressor(batch["img"].to(dev))
             s = {"rotmat": p["rotmat"], "shape_raw": p["shape_raw"], "cam": p["cam"]}
+        elif start_fits is not None:
+            s = _rows_start(start_fits, batch["sample_index"], fitter)
         else:
             s = None
         result = fitter.fit(kp, targets, s)
@@ -177,9 +198,26 @@ def fit_dataset(
             st = s or fitter.start_from_mean(kp.shape[0])
             start_pred = {"rotmat": st["rotmat"], "shape": regressor.shape_from_raw(st["shape_raw"].to(dev))}
             fit_pred = {"rotmat": result.rotmat.to(dev), "shape": result.shape.to(dev)}
-            acc_start.add(batch_metrics(start_pred, batch, eval_body, joints, rerun=True))
+            start_metrics = batch_metrics(start_pred, batch, eval_body, joints, rerun=True)
+            acc_start.add(start_metrics)
             fit_metrics = batch_metrics(fit_pred, batch, eval_body, joints, rerun=True)
-            acc_fit.add({k: v.masked_fill(~done.to(v.device), float("nan")) for k, v in fit_metrics.items()})
+            fit_metrics = {k: v.masked_fill(~done.to(v.device), float("nan")) for k, v in fit_metrics.items()}
+            acc_fit.add(fit_metrics)
+            row = {"sample_index": np.asarray(batch["sample_index"]).reshape(-1)}
+            row.update({f"start_{k}": v.cpu().numpy() for k, v in start_metrics.items()})
+            row.update({f"fit_{k}": v.cpu().numpy() for k, v in fit_metrics.items()})
+            row["volume_ratio"] = _volume_ratio(fit_pred["shape"], batch, eval_body).numpy()
+            row.update({f"term_{k}": v.numpy() for k, v in result.terms_end.items()})
+            for k, v in row.items():
+                per_sample.setdefault(k, []).append(v)
+            if result.snapshots:
+                curve_iters = [it for it, *_ in result.snapshots]
+                per_it = []
+                for _, rot, shp, obj in result.snapshots:
+                    m = batch_metrics({"rotmat": rot.to(dev), "shape": shp.to(dev)}, batch, eval_body, joints)
+                    per_it.append({**{k: v.cpu().numpy() for k, v in m.items()}, "objective": obj.numpy()})
+                for k in per_it[0]:
+                    curves.setdefault(k, []).append(np.stack([p_[k] for p_ in per_it]))
         rows = (
             batch["sample_index"].numpy()
             if torch.is_tensor(batch["sample_index"])
@@ -213,7 +251,76 @@ def fit_dataset(
         "terms_fit": summarize_terms(t_fit),
     }
     (out / "fit_metrics.json").write_text(json.dumps(report, indent=1))
+    if per_sample:
+        arrays = {k: np.concatenate(v) for k, v in per_sample.items()}
+        order = np.argsort(arrays["sample_index"], kind="stable")
+        arrays = {k: v[order] for k, v in arrays.items()}
+        if curves:
+            arrays["curve_iters"] = np.asarray(curve_iters)
+            arrays.update({f"curve_{k}": np.concatenate(v, axis=1)[:, order] for k, v in curves.items()})
+        np.savez(out / "fit_per_sample.npz", **arrays)
+        report["per_sample"] = str(out / "fit_per_sample.npz")
     return report
+
+
+def _read_start_fits(path: str | Path, regressor) -> dict[str, Any]:
+    """The start point of every row of an earlier ``fits.npz`` (:func:`fit_dataset`)."""
+    from dsrbody.geometry.rotations import axis_angle_to_matrix
+
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"{p}: start fits file not found")
+    with np.load(p, allow_pickle=False) as z:
+        missing = [k for k in ("pose", "shape", "fit_cam", "fit_ok") if k not in z.files]
+        if missing:
+            raise ValueError(f"{p}: not a dsrbody fits file (no {', '.join(missing)})")
+        pose, shape, cam, ok = z["pose"], z["shape"], z["fit_cam"], z["fit_ok"].astype(bool)
+    J, S = int(regressor.body_model.num_joints), int(regressor.body_model.shape_dim)
+    if pose.shape[1] != 3 * J or shape.shape[1] != S:
+        raise ValueError(
+            f"{p}: pose/shape of {pose.shape[1] // 3} joints / {shape.shape[1]} shape values, "
+            f"the body model has {J} / {S}"
+        )
+    rot = axis_angle_to_matrix(torch.as_tensor(pose, dtype=torch.float32).reshape(len(pose), J, 3))
+    raw = regressor.raw_from_shape(torch.as_tensor(shape, dtype=torch.float32))
+    return {
+        "path": p,
+        "rotmat": rot,
+        "shape_raw": raw,
+        "cam": torch.as_tensor(cam, dtype=torch.float32),
+        "ok": ok,
+    }
+
+
+def _rows_start(fits: dict[str, Any], rows, fitter: BodyFitter) -> dict[str, torch.Tensor]:
+    """Start of a batch's rows from :func:`_read_start_fits` (the mean body where a row was not fitted)."""
+    idx = torch.as_tensor(np.asarray(rows).reshape(-1), dtype=torch.long)
+    mean = fitter.start_from_mean(len(idx))
+    ok = torch.as_tensor(fits["ok"])[idx]
+    out = {}
+    for k in ("rotmat", "shape_raw", "cam"):
+        v = fits[k][idx].to(mean[k])
+        out[k] = torch.where(ok.view(-1, *([1] * (v.dim() - 1))).to(v.device), v, mean[k])
+    return out
+
+
+def _volume_ratio(shape: torch.Tensor, batch: dict, eval_body) -> torch.Tensor:
+    """``(B,)`` fitted / true rest-pose body volume (NaN without ground-truth parameters)."""
+    from dsrbody.losses.targets import gt_body, params_valid
+
+    valid = params_valid(batch, str(eval_body.name))
+    out = torch.full((shape.shape[0],), float("nan"))
+    if not bool(valid.any()):
+        return out
+    dev = eval_body.faces.device
+    n = int(valid.sum())
+    rest = torch.eye(3, device=dev).expand(n, 3, 3)
+    body_pose = torch.eye(3, device=dev).expand(n, int(eval_body.num_joints) - 1, 3, 3)
+    pred = eval_body(rest, body_pose, shape[valid.to(shape.device)].to(dev))
+    gt = gt_body(eval_body, batch, valid)
+    faces = eval_body.faces
+    out[valid] = (mesh_volume(pred.rest_vertices, faces) / mesh_volume(gt.rest_vertices, faces)).float().cpu()
+    return out
 
 
 def _finite_rows(*tensors: torch.Tensor) -> torch.Tensor:

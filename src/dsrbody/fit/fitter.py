@@ -10,13 +10,14 @@ camera ``(s, tx, ty)`` of the 224 crop. They start from a regressor's estimate o
   + w_mc   * DSR-MC                    (minimally clothed parts inside their mask, docs/design.md, Losses)
   + w_c    * DSR-C                     (rendered clothing classes vs the parsing map)
   + w_sil  * silhouette                (1 - IoU with the person mask; off by default)
-  + w_pose * pose_angle_prior + w_lim * joint_limit_penalty + w_shape * shape_prior
+  + w_pose * pose_angle_prior + w_gmm * pose_gmm + w_lim * joint_limit_penalty + w_shape * shape_prior
   + w_cam  * camera_loss               (SPIN's exp(-10 s)^2)
   + w_init * ||pose6d - pose6d_start||^2 (optional: stay near the starting estimate)
 
-with SPIN/DSR's relative weights by default (keypoints 5, DSR 0.1 each). Samples are independent: the
-batch objective is the sum over samples, so the batch size does not change any sample's fit. Adam on
-all variables; a sample whose objective becomes non-finite keeps its last finite state.
+with SPIN/DSR's relative weights by default (keypoints 5, DSR 0.1 each); ``pose_gmm`` is SMPLify's
+Gaussian-mixture pose prior (:class:`~dsrbody.fit.priors.PoseGMM`), on where one is given. Samples are
+independent: the batch objective is the sum over samples, so the batch size does not change any
+sample's fit. Adam on all variables; a sample whose objective becomes non-finite keeps its last finite state.
 """
 
 from __future__ import annotations
@@ -26,7 +27,13 @@ from dataclasses import dataclass, field, fields
 import torch
 from torch import nn
 
-from dsrbody.fit.priors import joint_limit_penalty, joint_limit_table, pose_angle_prior, shape_prior
+from dsrbody.fit.priors import (
+    PoseGMM,
+    joint_limit_penalty,
+    joint_limit_table,
+    pose_angle_prior,
+    shape_prior,
+)
 from dsrbody.geometry.rotations import matrix_to_rot6d, rot6d_to_matrix
 from dsrbody.losses import DSRLoss, DSRTargets, camera_loss, keypoint_2d_loss
 from dsrbody.losses.targets import apply_keypoint_confidence
@@ -68,6 +75,7 @@ class FitWeights:
     dsr_c: float = 0.1
     silhouette: float = 0.1
     pose_prior: float = 0.01
+    pose_gmm: float = 3e-5  # nats; the GMM is far steeper than the angle prior (docs/fitting.md)
     joint_limits: float = 1.0
     shape_prior: float = 0.01
     camera: float = 1.0
@@ -88,6 +96,8 @@ class FitConfig:
             and keep, per sample, the fit with the lower final objective (SMPLify's two orientations: a
             gradient fit from a body facing the camera rarely turns round to one seen from behind, where
             the 2D keypoints are matched with the limbs crossed). Twice the time.
+        record_every: every this many steps (and at the end) keep the state of every sample in
+            :attr:`FitResult.snapshots` (0: none), to plot metrics against iterations.
     """
 
     losses: tuple[str, ...] = ("kp", "mc", "c")
@@ -100,6 +110,7 @@ class FitConfig:
     gamma: float = 1e-1
     shape: bool = True
     flip_start: bool = False
+    record_every: int = 0
 
 
 @dataclass
@@ -112,6 +123,8 @@ class FitResult:
         terms_start / terms_end: ``{term: (B,)}`` unweighted terms at the start and at the end
             (DSR terms are NaN where a sample has none).
         history: total objective (summed over the batch) per iteration.
+        snapshots: with ``config.record_every``: ``(iteration, rotmat (B, J, 3, 3), shape (B, S),
+            objective (B,))`` from iteration 0 to the last, of the start each sample's result came from.
     """
 
     rotmat: torch.Tensor
@@ -122,6 +135,7 @@ class FitResult:
     terms_start: dict[str, torch.Tensor]
     terms_end: dict[str, torch.Tensor]
     history: list[float]
+    snapshots: list[tuple[int, torch.Tensor, torch.Tensor, torch.Tensor]] = field(default_factory=list)
 
 
 def mean_regressor(body_model: nn.Module) -> nn.Module:
@@ -140,10 +154,19 @@ class BodyFitter:
             used; its weights are not changed) or :func:`mean_regressor`.
         config: :class:`FitConfig`.
         prior: a :class:`~dsrbody.semantics.prior.ClothingPrior` of the mesh (needed for DSR terms).
+        pose_gmm: a :class:`~dsrbody.fit.priors.PoseGMM` of the body model's joints (the ``pose_gmm``
+            term), or None.
     """
 
-    def __init__(self, regressor: nn.Module, config: FitConfig | None = None, prior=None):
+    def __init__(
+        self,
+        regressor: nn.Module,
+        config: FitConfig | None = None,
+        prior=None,
+        pose_gmm: PoseGMM | None = None,
+    ):
         self.reg = regressor
+        self.pose_gmm = pose_gmm
         self.cfg = config or FitConfig()
         body = regressor.body_model
         self.body = body
@@ -192,6 +215,7 @@ class BodyFitter:
         out = {
             "keypoints": keypoint_2d_loss(pred["keypoints_2d"], kp, w.openpose, w.gt),
             "pose_prior": pose_angle_prior(pred["body_pose"]),
+            **({"pose_gmm": self.pose_gmm(pred["body_pose"])} if self.pose_gmm is not None else {}),
             "joint_limits": joint_limit_penalty(pred["rotmat"], self.limit_index, self.limits),
             "shape_prior": shape_prior(shape_raw, self.bounded, self.reg.head.init_shape),
             "camera": camera_loss(pred["cam"]),
@@ -256,7 +280,18 @@ class BodyFitter:
             pick[name] = torch.where(better.view(-1, *([1] * (a.dim() - 1))), b, a)
         ends = {k: torch.where(better, second.terms_end[k], v) for k, v in first.terms_end.items()}
         history = [x + y for x, y in zip(first.history, second.history, strict=True)]
-        return FitResult(**pick, terms_start=first.terms_start, terms_end=ends, history=history)
+        snaps = [
+            (
+                it,
+                torch.where(better.view(-1, 1, 1, 1), r2, r1),
+                torch.where(better.view(-1, 1), s2, s1),
+                torch.where(better, o2, o1),
+            )
+            for (it, r1, s1, o1), (_, r2, s2, o2) in zip(first.snapshots, second.snapshots, strict=True)
+        ]
+        return FitResult(
+            **pick, terms_start=first.terms_start, terms_end=ends, history=history, snapshots=snaps
+        )
 
     def final_objective(self, result: FitResult) -> torch.Tensor:
         """``(B,)`` the weighted objective of a result's final terms (without the ``init`` term)."""
@@ -286,6 +321,7 @@ class BodyFitter:
         kp = torch.where(kp_ok, kp, torch.zeros_like(kp))
         best = [p.detach().clone() for p in (pose6d, shape_raw, cam)]
         history: list[float] = []
+        snapshots: list[tuple[int, torch.Tensor, torch.Tensor, torch.Tensor]] = []
         terms_start: dict[str, torch.Tensor] = {}
         for it in range(self.cfg.iters + 1):
             pred = self._pose(pose6d, shape_raw, cam)
@@ -298,6 +334,16 @@ class BodyFitter:
             with torch.no_grad():  # keep the last finite state of every sample
                 for b_, p in zip(best, (pose6d, shape_raw, cam)):
                     b_[finite] = p.detach()[finite]
+                every = self.cfg.record_every
+                if every and (it % every == 0 or it == self.cfg.iters):
+                    snapshots.append(
+                        (
+                            it,
+                            rot6d_to_matrix(best[0]).cpu(),
+                            self.reg.shape_from_raw(best[1]).detach().cpu(),
+                            torch.where(finite, per_sample.detach(), torch.nan).cpu(),
+                        )
+                    )
             if it == self.cfg.iters:
                 break
             total = per_sample[finite].sum()
@@ -318,6 +364,7 @@ class BodyFitter:
             terms_start=terms_start,
             terms_end=terms_end,
             history=history,
+            snapshots=snapshots,
         )
 
     def _pose(

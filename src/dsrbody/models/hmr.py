@@ -343,6 +343,14 @@ class Regressor(nn.Module):
             return raw
         return self.shape_lo + (self.shape_hi - self.shape_lo) * torch.sigmoid(raw)
 
+    def raw_from_shape(self, shape: torch.Tensor) -> torch.Tensor:
+        """Inverse of :meth:`shape_from_raw`: ``(B, S)`` body-model shape to the head's shape vector
+        (a bounded value is clamped 1e-4 of its range inside the box, where the logit is finite)."""
+        if self.shape_lo is None:
+            return shape
+        u = ((shape - self.shape_lo) / (self.shape_hi - self.shape_lo)).clamp(1e-4, 1 - 1e-4)
+        return torch.log(u) - torch.log1p(-u)
+
     def forward(self, images: torch.Tensor, n_iter: int | None = None) -> dict[str, torch.Tensor]:
         """Regress bodies from image crops.
 
