@@ -72,3 +72,15 @@ def test_missing_dataset_path_names_path_and_layout(tmp_path):
     cfg = load_config(CONFIGS / "synth_dsr.yaml", [f"data.root={tmp_path}/absent"])
     with pytest.raises(FileNotFoundError, match=r"absent/synth_train\.npz.*expected a SPIN/DSR annotation"):
         build_train_set(cfg)
+
+
+def test_regime_recipe_makes_the_papers_scarce_shape_supervision():
+    """configs/synth_regime.yaml: few-subject full 3D / many bodies with 2D only / few subjects with 3D
+    joints, at DSR's 0.5 / 0.3 / 0.2; streamed items carry only what their set keeps."""
+    cfg = load_config(CONFIGS / "synth_regime.yaml", ["data.root=/nowhere"])
+    sets = {d.name: d for d in cfg.data.train}
+    assert {k: d.ratio for k, d in sets.items()} == {"h36m_like": 0.5, "wild_like": 0.3, "mpi_like": 0.2}
+    assert (sets["h36m_like"].synth.subjects, sets["h36m_like"].synth.labels) == (6, "full")
+    assert (sets["wild_like"].synth.subjects, sets["wild_like"].synth.labels) == (0, "2d")
+    assert (sets["mpi_like"].synth.subjects, sets["mpi_like"].synth.labels) == (8, "3d")
+    assert cfg.loss.weights.dsr_mc == 0.0 and cfg.model.img_res == 96

@@ -24,6 +24,19 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--res", type=int, default=224, help="image side in pixels")
     parser.add_argument("--hard", action="store_true", help="heavier clothing (coats, dresses, long skirts)")
     parser.add_argument(
+        "--subjects",
+        type=int,
+        default=0,
+        metavar="K",
+        help="bodies from K subjects only, fixed by --seed (a few-subject 3D set); 0: a new body per sample",
+    )
+    parser.add_argument(
+        "--labels",
+        default="full",
+        choices=("full", "3d", "2d"),
+        help="what the files keep: full; 3d: no pose/shape parameters; 2d: only 2D keypoints and parsing",
+    )
+    parser.add_argument(
         "--workers",
         type=int,
         default=min(2, os.cpu_count() or 1),
@@ -47,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = SynthConfig(
         num=args.num, seed=args.seed, split=args.split, model=args.model, model_path=args.model_path,
-        res=args.res, hard=args.hard,
+        res=args.res, hard=args.hard, subjects=args.subjects, labels=args.labels,
     )  # fmt: skip
     command = (
         "dsrbody " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["synth"] else None

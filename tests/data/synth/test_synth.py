@@ -163,3 +163,38 @@ def test_bad_input(tmp_path, dataset):
     # another configuration in the same folder
     with pytest.raises(ValueError, match="another configuration.*seed"):
         generate(SynthConfig(num=N, seed=4, split="train"), dataset, progress=False)
+
+
+def test_subjects_and_withheld_labels():
+    """``subjects=K``: every body is one of K fixed by the seed (the same for any split); ``labels``:
+    "3d" drops the parameters, "2d" also the 3D joints; the images, 2D keypoints and parsing stay."""
+    full = gen.SampleMaker(SynthConfig(num=6, seed=3, res=48, subjects=2))
+    shapes = {tuple(np.round(full.make(i)[2]["shape"], 6)) for i in range(6)}
+    assert len(shapes) == 2
+    other_split = gen.SampleMaker(SynthConfig(num=6, seed=3, res=48, subjects=2, split="test"))
+    assert {tuple(np.round(other_split.make(i)[2]["shape"], 6)) for i in range(6)} == shapes
+    assert (
+        len(
+            {tuple(np.round(full.make(i)[2]["shape"], 6)) for i in range(6)}
+            | {
+                tuple(
+                    np.round(
+                        gen.SampleMaker(SynthConfig(num=1, seed=4, res=48, subjects=2)).make(0)[2]["shape"], 6
+                    )
+                )
+            }
+        )
+        == 3
+    )  # another seed, other subjects
+    rgb, lab, ann = full.make(1)
+    for labels in ("3d", "2d"):
+        rgb2, lab2, a = gen.SampleMaker(SynthConfig(num=6, seed=3, res=48, subjects=2, labels=labels)).make(1)
+        assert np.array_equal(rgb, rgb2) and np.array_equal(lab, lab2)
+        assert np.array_equal(a["part"], ann["part"]) and np.array_equal(a["openpose"], ann["openpose"])
+        assert a["has_params"] == 0 and not a["pose"].any() and not a["shape"].any()
+        assert np.array_equal(a["S"], ann["S"]) if labels == "3d" else not a["S"].any()
+    with pytest.raises(ValueError, match="--labels must be one of"):
+        SynthConfig(num=1, labels="3D").validate()
+    with pytest.raises(ValueError, match="--subjects must be >= 0"):
+        SynthConfig(num=1, subjects=-1).validate()
+    assert "subjects" not in SynthConfig(num=1).to_json()  # splits made before the option still resume

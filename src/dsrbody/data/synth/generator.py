@@ -65,6 +65,10 @@ __all__ = [
 ]
 
 SPLIT_CODES = {"train": 0, "test": 1, "val": 2}
+#: ``--labels`` values (:class:`SynthConfig`)
+LABEL_SETS = ("full", "3d", "2d")
+#: seed-stream tag of the subjects' bodies (independent of split and index)
+_SUBJECT_STREAM = 7919
 #: Samples per chunk: the unit of work, of resume, and of batching inside a worker. Fixed, so a
 #: sample never depends on how many workers there are.
 CHUNK = 8
@@ -87,6 +91,13 @@ class SynthConfig:
     #: the mesh of a family with several (Anny; the key keeps its name for the files' resume checks)
     anny_topology: str = "anny"
     version: int = FORMAT_VERSION
+    #: 0: a new body per sample; K > 0: every body is one of K subjects (the same K for any split and
+    #: index with this seed), as in a few-subject motion-capture set (Human3.6M: 5-7 people)
+    subjects: int = 0
+    #: what the files keep (docs/ablation.md, "The paper's data regime"): "full" (pose and shape
+    #: parameters, 3D joints, 2D keypoints, parsing maps); "3d" (no parameters: 3D joints, 2D, parsing,
+    #: like MPI-INF-3DHP in SPIN's mix); "2d" (2D keypoints and parsing maps only, like in-the-wild images)
+    labels: str = "full"
 
     def validate(self) -> None:
         """Raise ``ValueError`` on impossible settings."""
@@ -106,10 +117,19 @@ class SynthConfig:
             )
         if self.res < 32:
             raise ValueError(f"--res must be at least 32 pixels, got {self.res}")
+        if self.subjects < 0:
+            raise ValueError(f"--subjects must be >= 0 (0: a new body per sample), got {self.subjects}")
+        if self.labels not in LABEL_SETS:
+            raise ValueError(f"--labels must be one of {', '.join(LABEL_SETS)}, got {self.labels!r}")
 
     def to_json(self) -> dict:
-        """The configuration as written to ``synth_<split>.json``."""
-        return asdict(self)
+        """The configuration as written to ``synth_<split>.json`` (``subjects`` and ``labels`` only when
+        they are not the defaults, so that splits made before they existed still resume)."""
+        d = asdict(self)
+        for k, default in (("subjects", 0), ("labels", "full")):
+            if d[k] == default:
+                d.pop(k)
+        return d
 
 
 def chunk_ranges(num: int, chunk: int = CHUNK) -> list[tuple[int, int]]:
@@ -188,7 +208,12 @@ class SampleMaker:
 
     def _sample_shape(self, rng: np.random.Generator) -> tuple[str, np.ndarray, str]:
         """``(model key, shape vector, gender 'm'/'f')``: a gendered family draws the gender first, then
-        that model's shape; otherwise the model's shape gives the gender (Anny's gender phenotype)."""
+        that model's shape; otherwise the model's shape gives the gender (Anny's gender phenotype).
+        With ``subjects``, the body is subject ``k ~ U{0..K-1}``'s, drawn the same way from a generator
+        seeded by ``(seed, k)`` only."""
+        if self.cfg.subjects:
+            k = int(rng.integers(self.cfg.subjects))
+            rng = np.random.default_rng(np.random.SeedSequence([self.cfg.seed, _SUBJECT_STREAM, k]))
         if len(self.models) > 1:
             gender = "m" if rng.random() < 0.5 else "f"
             shape, _ = self.models[gender].sample_shape(rng)
@@ -272,7 +297,23 @@ class SampleMaker:
             "pose_family": pose.family,
             "outfit": _describe_outfit(outfit),
         }
-        return rgb, labels, ann
+        return rgb, labels, withhold_labels(ann, cfg.labels)
+
+
+def withhold_labels(ann: dict, labels: str) -> dict:
+    """An annotation with what ``labels`` withholds zeroed and flagged absent (:class:`SynthConfig`):
+    "3d" and "2d" drop the pose and shape parameters (``has_params``/``has_smpl`` 0, values 0), "2d"
+    also the 3D joints (``S`` 0, confidence 0). Images, 2D keypoints and parsing maps stay."""
+    if labels == "full":
+        return ann
+    out = dict(ann)
+    out["pose"] = np.zeros_like(ann["pose"])
+    out["shape"] = np.zeros_like(ann["shape"])
+    out["has_params"] = 0.0
+    out["has_smpl"] = 0.0
+    if labels == "2d":
+        out["S"] = np.zeros_like(ann["S"])
+    return out
 
 
 def _displace(verts: np.ndarray, prep: dict, displacement: np.ndarray) -> np.ndarray:
