@@ -75,6 +75,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--num-test", type=int, default=32, help="test samples")
     p.add_argument("--hard-test", type=int, default=32, help="hard-clothing test samples (0: none)")
     p.add_argument("--reuse-data", action="store_true", help="use the data already in the folders (checked)")
+    p.add_argument(
+        "--recipe-data",
+        action="store_true",
+        help="train and test on the recipe's own data sets under --data (data.root; e.g.\n"
+        "configs/synth_regime.yaml): nothing is generated, --num-* are ignored",
+    )
+    p.add_argument(
+        "--hard-npz", default=None, help="with --recipe-data: the hard-clothing test .npz (images beside)"
+    )
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--synth-workers", type=int, default=2, help="processes of dsrbody synth")
     p.add_argument("--epochs", type=int, default=10, help="training epochs (epoch = the training set)")
     p.add_argument("--max-steps", type=int, default=-1, help="also stop after this many steps (-1: no limit)")
@@ -214,6 +224,16 @@ def evaluate_run(cfg, ckpt: Path | None, device: str, model: tuple | None = None
     return res
 
 
+def hard_config(args: argparse.Namespace, ov: list[str], hard: Path):
+    """The recipe evaluating the hard-clothing test split: ``hard`` as ``data.root`` (generated data)
+    or, with ``--hard-npz``, that file as ``data.test``."""
+    from dsrbody.train import load_config
+
+    if args.hard_npz:
+        return load_config(args.config, [*ov, f"data.test=[{{npz: {hard}, img_dir: {hard.parent}}}]"])
+    return load_config(args.config, [*ov, f"data.root={hard}"])
+
+
 def run_one(v: str, seed: int, args: argparse.Namespace, out: Path, data: Path, hard: Path | None) -> dict:
     """Train variant ``v`` with ``seed``, evaluate it; the result dict (also written to result.json)."""
     from dsrbody.train import load_config, run_training
@@ -253,9 +273,7 @@ def run_one(v: str, seed: int, args: argparse.Namespace, out: Path, data: Path, 
     t0 = time.perf_counter()
     result["test"] = evaluate_run(load_config(args.config, ov), ckpt.last, args.device)
     if hard is not None:
-        result["hard"] = evaluate_run(
-            load_config(args.config, ov + [f"data.root={hard}"]), ckpt.last, args.device
-        )
+        result["hard"] = evaluate_run(hard_config(args, ov, hard), ckpt.last, args.device)
     result["eval_wall_s"] = time.perf_counter() - t0
     res_file.write_text(json.dumps(result, indent=2) + "\n")
     t = result["test"]
@@ -268,28 +286,27 @@ def run_one(v: str, seed: int, args: argparse.Namespace, out: Path, data: Path, 
 
 
 def untrained_reference(args: argparse.Namespace, data: Path, hard: Path | None) -> dict:
-    """The untrained network (seeded like every run; its head starts from the body model's mean
-    parameters), evaluated like the trained ones: what 0 steps give."""
-    from dsrbody.models import build_regressor
+    """The network every run starts from (seeded like every run: untrained, its head at the body
+    model's mean parameters, or the recipe's ``model.init_checkpoint``), evaluated like the trained
+    ones: what 0 steps give."""
     from dsrbody.train import load_config
-    from dsrbody.train.build import build_body
+    from dsrbody.train.build import build_body, build_model
 
     ov = common_overrides(args, data, args.seed)
     cfg = load_config(args.config, ov)
     load = os.getloadavg()[0]
     torch.manual_seed(args.seed)
     body = build_body(cfg, for_eval=True)
-    reg = build_regressor(body, backbone=str(cfg.model.backbone), n_iter=int(cfg.model.n_iter),
-                          dropout=float(cfg.model.dropout)).to(args.device).eval()  # fmt: skip
+    reg = build_model(cfg, body).to(args.device).eval()
+    label = "start: model.init_checkpoint (0 steps)" if cfg.model.init_checkpoint else "untrained network"
     result: dict[str, Any] = {
-        "variant": "0", "label": "untrained network (reference)", "seed": args.seed, "overrides": ov,
+        "variant": "0", "label": label, "seed": args.seed, "overrides": ov,
         "train_wall_s": 0.0, "train_cpu_s": 0.0, "loadavg_start": load, "loadavg_end": load, "steps": 0,
         "epochs": 0, "final_train_loss": None,
     }  # fmt: skip
     result["test"] = evaluate_run(cfg, None, args.device, model=(reg, body))
     if hard is not None:
-        cfg_h = load_config(args.config, ov + [f"data.root={hard}"])
-        result["hard"] = evaluate_run(cfg_h, None, args.device, model=(reg, body))
+        result["hard"] = evaluate_run(hard_config(args, ov, hard), None, args.device, model=(reg, body))
     print(f"[untrained] PVE-T {result['test']['pve_t']:.1f} mm, volume x{result['test']['volume_ratio']:.3f}")
     return result
 
@@ -336,14 +353,22 @@ def write_doc(doc: Path, block: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     out = Path(args.out)
     data = Path(args.data) if args.data else out / "data"
     hard = (Path(args.hard_data) if args.hard_data else out / "data_hard") if args.hard_test > 0 else None
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
-    synth_s = ensure_split(data, "train", args.num_train, False, args.reuse_data, args.synth_workers)
-    synth_s += ensure_split(data, "test", args.num_test, False, args.reuse_data, args.synth_workers)
-    if hard is not None:
+    synth_s = 0.0
+    if args.recipe_data:
+        if not args.data:
+            raise SystemExit("--recipe-data needs --data (the recipe's data.root)")
+        hard = Path(args.hard_npz) if args.hard_npz else None
+    else:
+        synth_s += ensure_split(data, "train", args.num_train, False, args.reuse_data, args.synth_workers)
+        synth_s += ensure_split(data, "test", args.num_test, False, args.reuse_data, args.synth_workers)
+    if hard is not None and not args.recipe_data:
         synth_s += ensure_split(hard, "test", args.hard_test, True, args.reuse_data, args.synth_workers)
     plan = [(v, args.seed) for v in args.variants]
     plan += [
@@ -382,9 +407,15 @@ def main(argv: list[str] | None = None) -> int:
     setup = (
         f"Command: `{cmd}`\n\n"
         f"Recipe `{args.config}` with `{' '.join(common_overrides(args, data, args.seed))}`; "
-        f"{args.num_train} training / {args.num_test} test"
-        + (f" / {args.hard_test} hard-clothing test" if hard else "")
-        + f" samples; {first.get('steps', '?')} steps ({args.epochs} epochs); torch {torch.__version__}, "
+        + (
+            "the recipe's own training and test sets"
+            + (f" and `{hard}` as the hard-clothing test split" if hard else "")
+            if args.recipe_data
+            else f"{args.num_train} training / {args.num_test} test"
+            + (f" / {args.hard_test} hard-clothing test" if hard else "")
+            + " samples"
+        )
+        + f"; {first.get('steps', '?')} steps ({args.epochs} epochs); torch {torch.__version__}, "
         f"{os.cpu_count()} CPU(s), {platform.machine()}; training {train_min:.0f} min "
         f"summed over the runs; this invocation {total / 60:.0f} min (data {synth_s / 60:.1f} min). "
         "Load average (1 min) at the start and end of each run: "

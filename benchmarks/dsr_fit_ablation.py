@@ -186,6 +186,84 @@ class Fitting:
         return report
 
 
+@torch.no_grad()
+def _gt_start(fitter, batch) -> dict[str, torch.Tensor]:
+    """The true pose and shape of a batch, with the weak-perspective camera that best matches its 2D
+    keypoints (200 Adam steps on the camera only; the synthetic images use a perspective camera)."""
+    from dsrbody.geometry.rotations import axis_angle_to_matrix
+
+    reg = fitter.reg
+    B = batch["pose"].shape[0]
+    rot = axis_angle_to_matrix(batch["pose"].float().reshape(B, -1, 3))
+    raw = reg.raw_from_shape(batch["betas"].float())
+    cam = fitter.start_from_mean(B)["cam"].clone()
+    kp = batch["keypoints"].float()
+    with torch.enable_grad():
+        cam.requires_grad_(True)
+        opt = torch.optim.Adam([cam], lr=0.02)
+        for _ in range(200):
+            terms = fitter.terms(reg.pose_body(rot, reg.shape_from_raw(raw), cam), raw, kp, None)
+            loss = terms["keypoints"].sum() + terms["camera"].sum()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return {"rotmat": rot, "shape_raw": raw, "cam": cam.detach()}
+
+
+@torch.no_grad()
+def terms_at_truth(
+    fitting: Fitting, npz: Path, args, scales=(0.97, 1.0, 1.03)
+) -> dict[str, dict[str, float]]:
+    """Mean unweighted data terms at the true body (``"1.00"``) and at the true body scaled in the image
+    by ``scales`` (camera scale x s: a bigger or smaller body in the same place), and at stage 1's fit.
+
+    Where a term is lower at a scaled or fitted body than at the truth, fitting with it moves away from
+    the truth; scale > 1 lower means the term prefers inflated bodies."""
+    from torch.utils.data import DataLoader, Subset
+
+    from dsrbody.data import SpinNpzDataset, collate_samples
+    from dsrbody.fit import BodyFitter, FitConfig
+    from dsrbody.losses.targets import dsr_targets
+
+    reg = fitting.reg
+    ds = SpinNpzDataset(npz, npz.parent, augment=False, parsing=True, res=int(reg.img_res))
+    idx = list(range(min(args.num, len(ds))))
+    fitter = BodyFitter(reg, FitConfig(losses=("kp", "mc", "c", "sil")), prior=fitting.prior)
+    sums: dict[str, dict[str, list[torch.Tensor]]] = {}
+    for batch in DataLoader(Subset(ds, idx), batch_size=args.batch_size, collate_fn=collate_samples):
+        kp = batch["keypoints"].float()
+        targets = dsr_targets(batch, int(reg.img_res), clean=True)
+        gt = _gt_start(fitter, batch)
+        for s in scales:
+            cam = gt["cam"].clone()
+            cam[:, 0] *= s
+            pred = reg.pose_body(gt["rotmat"], reg.shape_from_raw(gt["shape_raw"]), cam)
+            for k, v in fitter.terms(pred, gt["shape_raw"], kp, targets).items():
+                sums.setdefault(f"{s:.2f}", {}).setdefault(k, []).append(v)
+    out = {}
+    for key, terms in sums.items():
+        out[key] = {}
+        for k, chunks in terms.items():
+            v = torch.cat(chunks)
+            out[key][k] = float(v[torch.isfinite(v)].mean())
+    return out
+
+
+def truth_table(split: str, at: dict[str, dict[str, float]], fit_terms: dict[str, dict[str, float]]) -> str:
+    """Markdown: the data terms at the true body, scaled, and at the fits."""
+    names = ("keypoints", "silhouette", "dsr_mc", "dsr_c")
+    head = "| body | " + " | ".join(names) + " |\n|---|" + "---|" * len(names)
+    lines = [f"**{split}: data terms (unweighted means) at the true body and at the fits** (lower is what "
+             "the fit seeks)", "", head]  # fmt: skip
+    for key in sorted(at):
+        label = "true body" if key == "1.00" else f"true body, {float(key) - 1:+.0%} in size"
+        lines.append(f"| {label} | " + " | ".join(f"{at[key].get(n, math.nan):.4g}" for n in names) + " |")
+    for name, t in fit_terms.items():
+        lines.append(f"| fit {name} | " + " | ".join(
+            f"{t[n]:.4g}" if n in t else "" for n in names) + " |")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
 def _weights(items: list[str]):
     from dsrbody.fit import FitWeights
 
@@ -422,6 +500,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                   f"{m.get('pa_mpjpe', math.nan):.1f}  MPJPE {m.get('mpjpe', math.nan):.1f} mm "
                   f"({info['seconds'][name]:.0f} s)", flush=True)  # fmt: skip
         info["summary"] = summarize_split(sdir, args.variants)
+        print(f"[{split}] data terms at the true body ...", flush=True)
+        info["at_truth"] = terms_at_truth(fitting, npz, args)
+        info["fit_terms"] = {
+            name: json.loads((sdir / name / "fit_metrics.json").read_text())["terms_fit"]
+            for name in ("stage1", *args.variants)
+        }
         info["curves"] = {k: {kk: np.asarray(vv) for kk, vv in v.items()} for k, v in info["curves"].items()}
         results["splits"][split] = info
     results["seconds"] = time.perf_counter() - t_all
@@ -431,6 +515,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             f"{minutes:.0f} min in all):", "", "```", results["command"], "```", ""]  # fmt: skip
     for split, info in results["splits"].items():
         text.append(table(split, info["summary"]))
+        text.append(truth_table(split, info["at_truth"], info["fit_terms"]))
         secs = ", ".join(f"{k} {v:.0f} s" for k, v in info["seconds"].items())
         text.append(f"Wall time ({split}): {secs}.\n")
     text = "\n".join(text)

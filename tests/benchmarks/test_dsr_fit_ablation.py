@@ -43,6 +43,11 @@ def test_quick_fitting_ablation(tmp_path_factory, tmp_path):
         c = res["splits"][split]["curves"]
         for v in "abcde":
             np.testing.assert_allclose(c[v]["pa_mpjpe"][0], c["stage1"]["pa_mpjpe"][-1], atol=0.05)
+        # the true body (with the camera fitted to its keypoints) matches the keypoints better than the
+        # same body 3 % bigger or smaller: the ground truth is put together right
+        at = res["splits"][split]["at_truth"]
+        assert at["1.00"]["keypoints"] < min(at["0.97"]["keypoints"], at["1.03"]["keypoints"])
+        assert np.isfinite(at["1.00"]["dsr_c"]) and "stage1" in res["splits"][split]["fit_terms"]
         z = np.load(out / split / "e" / "fit_per_sample.npz")
         assert np.isfinite(z["term_dsr_mc"]).any() and np.isfinite(z["term_dsr_c"]).any()
     text = doc.read_text()
