@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import re
@@ -230,8 +231,30 @@ def hard_config(args: argparse.Namespace, ov: list[str], hard: Path):
     from dsrbody.train import load_config
 
     if args.hard_npz:
-        return load_config(args.config, [*ov, f"data.test=[{{npz: {hard}, img_dir: {hard.parent}}}]"])
+        return load_config(
+            args.config, [*ov, f"data.test.0.npz={hard}", f"data.test.0.img_dir={hard.parent}"]
+        )
     return load_config(args.config, [*ov, f"data.root={hard}"])
+
+
+def finished_training(run_dir: Path, args: argparse.Namespace):
+    """The training result of ``run_dir`` when its ``last.ckpt`` reached the step budget
+    (``--max-steps``), else None."""
+    from types import SimpleNamespace
+
+    last = run_dir / "checkpoints" / "last.ckpt"
+    if args.max_steps <= 0 or not last.is_file():
+        return None
+    state = torch.load(last, map_location="cpu", weights_only=True, mmap=True)
+    if int(state.get("global_step", -1)) < args.max_steps:
+        return None
+    # wall time: from the run's resolved recipe (written first) to its last checkpoint
+    config = run_dir / "config.yaml"
+    wall = last.stat().st_mtime - config.stat().st_mtime if config.is_file() else None
+    return SimpleNamespace(
+        last=last, global_step=int(state["global_step"]), epoch=int(state.get("epoch", 0)), metrics={},
+        wall_s=wall,
+    )  # fmt: skip
 
 
 def run_one(v: str, seed: int, args: argparse.Namespace, out: Path, data: Path, hard: Path | None) -> dict:
@@ -243,19 +266,26 @@ def run_one(v: str, seed: int, args: argparse.Namespace, out: Path, data: Path, 
     if args.skip_done and res_file.is_file():
         print(f"[{v} seed {seed}] kept {res_file}", flush=True)
         return json.loads(res_file.read_text())
-    if run_dir.exists():
-        import shutil
-
-        shutil.rmtree(run_dir)
     ov = common_overrides(args, data, seed) + variant_overrides(v, args)
     cfg = load_config(args.config, ov + ["data.val=[]"])
-    print(
-        f"[{v} seed {seed}] {VARIANTS[v][0]}: training ({' '.join(variant_overrides(v, args))})", flush=True
-    )
     load0 = os.getloadavg()[0]
     t0, c0 = time.perf_counter(), time.process_time()
-    ckpt = run_training(cfg, out_dir=run_dir)
+    ckpt = finished_training(run_dir, args) if args.skip_done else None
+    if ckpt is not None:  # trained to the budget, not evaluated (e.g. stopped in the evaluation)
+        print(f"[{v} seed {seed}] kept the finished training in {run_dir}", flush=True)
+    else:
+        if run_dir.exists():
+            import shutil
+
+            shutil.rmtree(run_dir)
+        print(
+            f"[{v} seed {seed}] {VARIANTS[v][0]}: training ({' '.join(variant_overrides(v, args))})",
+            flush=True,
+        )
+        ckpt = run_training(cfg, out_dir=run_dir)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    if getattr(ckpt, "wall_s", None) is not None:
+        wall, cpu = ckpt.wall_s, math.nan
     load1 = os.getloadavg()[0]
     result: dict[str, Any] = {
         "variant": v,

@@ -249,6 +249,21 @@ def terms_at_truth(
     return out
 
 
+@torch.no_grad()
+def mean_body_volume_ratio(fitting: Fitting, npz: Path, n: int) -> tuple[float, float, int]:
+    """``interval`` of the mean body's rest-pose volume over each true body's (the start's ratio)."""
+    from dsrbody.geometry.mesh import mesh_volume
+
+    body = fitting.eval_body
+    with np.load(npz, allow_pickle=False) as z:
+        shape = torch.as_tensor(z["shape"][:n], dtype=torch.float32)
+    mean = fitting.reg.shape_from_raw(fitting.reg.head.init_shape.reshape(1, -1))
+    eye = torch.eye(3)
+    rest = body(eye.expand(1, 3, 3), eye.expand(1, body.num_joints - 1, 3, 3), mean).rest_vertices
+    truth = body(eye.expand(n, 3, 3), eye.expand(n, body.num_joints - 1, 3, 3), shape).rest_vertices
+    return interval((mesh_volume(rest, body.faces) / mesh_volume(truth, body.faces)).numpy())
+
+
 def truth_table(split: str, at: dict[str, dict[str, float]], fit_terms: dict[str, dict[str, float]]) -> str:
     """Markdown: the data terms at the true body, scaled, and at the fits."""
     names = ("keypoints", "silhouette", "dsr_mc", "dsr_c")
@@ -396,21 +411,29 @@ def plot(results: dict[str, Any], out_dir: Path, variants: str) -> list[Path]:
     import matplotlib.pyplot as plt
 
     splits = list(results["splits"])
-    fig, axes = plt.subplots(1, 2 * len(splits), figsize=(5.2 * len(splits) * 2, 3.6), squeeze=False)
+    panels = ("pve_t", "pve_t_paired", "volume_ratio")
+    fig, axes = plt.subplots(len(splits), len(panels), figsize=(4.6 * len(panels), 3.4 * len(splits)),
+                             squeeze=False)  # fmt: skip
+    xs = np.arange(len(variants))
     for i, split in enumerate(splits):
         s = results["splits"][split]["summary"]
-        for j, m in enumerate(("pve_t", "volume_ratio")):
-            ax = axes[0, 2 * i + j]
-            xs = np.arange(len(variants))
-            means = [s["variants"][v]["metrics"][m][0] for v in variants]
-            halves = [s["variants"][v]["metrics"][m][1] for v in variants]
+        for j, m in enumerate(panels):
+            ax = axes[i, j]
+            if m == "pve_t_paired":
+                means = [s["variants"][v]["paired"]["pve_t"][0] for v in variants]
+                halves = [s["variants"][v]["paired"]["pve_t"][1] for v in variants]
+                ax.axhline(0.0, color="grey", ls="--", lw=1, label="(a)")
+                title = f"{split}: PVE-T minus (a)'s, same sample (mm)"
+            else:
+                means = [s["variants"][v]["metrics"][m][0] for v in variants]
+                halves = [s["variants"][v]["metrics"][m][1] for v in variants]
+                ref = s["mean_body"][m][0] if m != "volume_ratio" else 1.0
+                label = "mean body" if m != "volume_ratio" else "true"
+                ax.axhline(ref, color="grey", ls="--", lw=1, label=label)
+                title = f"{split}: {LABELS[m]}" + (" (mm)" if m != "volume_ratio" else "")
             ax.errorbar(xs, means, yerr=halves, fmt="o", capsize=4, color="C0")
-            ref = s["mean_body"][m][0] if m != "volume_ratio" else 1.0
-            ax.axhline(
-                ref, color="grey", ls="--", lw=1, label="mean body" if m != "volume_ratio" else "true volume"
-            )
             ax.set_xticks(xs, [f"({v})" for v in variants])
-            ax.set_title(f"{split}: {LABELS[m]}" + (" (mm)" if m != "volume_ratio" else ""), fontsize=10)
+            ax.set_title(title, fontsize=10)
             ax.legend(fontsize=8)
             ax.grid(alpha=0.3)
     fig.suptitle("Fitting ablation: mean and 95 % interval over samples; " +
@@ -425,7 +448,10 @@ def plot(results: dict[str, Any], out_dir: Path, variants: str) -> list[Path]:
         len(splits), len(shown), figsize=(4.2 * len(shown), 3.2 * len(splits)), squeeze=False
     )
     for i, split in enumerate(splits):
-        c = results["splits"][split]["curves"]
+        c = {
+            name: {k: np.asarray(v) for k, v in cv.items()}
+            for name, cv in results["splits"][split]["curves"].items()
+        }
         s1 = c["stage1"]
         n1 = int(s1["iters"][-1])
         for j, k in enumerate(shown):
@@ -500,6 +526,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                   f"{m.get('pa_mpjpe', math.nan):.1f}  MPJPE {m.get('mpjpe', math.nan):.1f} mm "
                   f"({info['seconds'][name]:.0f} s)", flush=True)  # fmt: skip
         info["summary"] = summarize_split(sdir, args.variants)
+        info["summary"]["mean_body"]["volume_ratio"] = mean_body_volume_ratio(fitting, npz, args.num)
         print(f"[{split}] data terms at the true body ...", flush=True)
         info["at_truth"] = terms_at_truth(fitting, npz, args)
         info["fit_terms"] = {
