@@ -48,6 +48,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 VARIANTS: dict[str, tuple[str, dict[str, float]]] = {
@@ -366,6 +367,19 @@ def tables(results: list[dict], has_hard: bool) -> str:
                 f"| ({r['variant']}) {r['label']} | {r['seed']} | {vals} | {_fmt(m.get('volume_ratio'), 3)} "
                 f"| {r['train_wall_s'] / 60:.1f} min | {r['steps']} |"
             )
+        by_variant: dict[str, list[dict]] = {}
+        for r in results:
+            if r.get(key) is not None and r["steps"] > 0:
+                by_variant.setdefault(r["variant"], []).append(r[key])
+        for v, runs in by_variant.items():
+            if len(runs) < 2:
+                continue
+            cells = []
+            for k in (*METRICS, "volume_ratio"):
+                x = np.array([m.get(k, np.nan) for m in runs], dtype=float)
+                nd = 3 if k == "volume_ratio" else 1
+                cells.append(f"{x.mean():.{nd}f} ± {x.std(ddof=1):.{nd}f}")
+            lines.append(f"| ({v}) mean ± sd over {len(runs)} seeds | | " + " | ".join(cells) + " | | |")
         lines.append("")
     return "\n".join(lines)
 
@@ -445,7 +459,9 @@ def main(argv: list[str] | None = None) -> int:
             + (f" / {args.hard_test} hard-clothing test" if hard else "")
             + " samples"
         )
-        + f"; {first.get('steps', '?')} steps ({args.epochs} epochs); torch {torch.__version__}, "
+        + f"; {first.get('steps', '?')} steps"
+        + (f" ({args.epochs} epochs)" if args.max_steps <= 0 else "")
+        + f"; torch {torch.__version__}, "
         f"{os.cpu_count()} CPU(s), {platform.machine()}; training {train_min:.0f} min "
         f"summed over the runs; this invocation {total / 60:.0f} min (data {synth_s / 60:.1f} min). "
         "Load average (1 min) at the start and end of each run: "

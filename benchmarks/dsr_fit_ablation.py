@@ -257,6 +257,7 @@ def mean_body_volume_ratio(fitting: Fitting, npz: Path, n: int) -> tuple[float, 
     body = fitting.eval_body
     with np.load(npz, allow_pickle=False) as z:
         shape = torch.as_tensor(z["shape"][:n], dtype=torch.float32)
+    n = len(shape)
     mean = fitting.reg.shape_from_raw(fitting.reg.head.init_shape.reshape(1, -1))
     eye = torch.eye(3)
     rest = body(eye.expand(1, 3, 3), eye.expand(1, body.num_joints - 1, 3, 3), mean).rest_vertices

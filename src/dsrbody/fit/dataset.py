@@ -250,7 +250,6 @@ def fit_dataset(
         "terms_start": summarize_terms(t_start),
         "terms_fit": summarize_terms(t_fit),
     }
-    (out / "fit_metrics.json").write_text(json.dumps(report, indent=1))
     if per_sample:
         arrays = {k: np.concatenate(v) for k, v in per_sample.items()}
         order = np.argsort(arrays["sample_index"], kind="stable")
@@ -260,6 +259,7 @@ def fit_dataset(
             arrays.update({f"curve_{k}": np.concatenate(v, axis=1)[:, order] for k, v in curves.items()})
         np.savez(out / "fit_per_sample.npz", **arrays)
         report["per_sample"] = str(out / "fit_per_sample.npz")
+    (out / "fit_metrics.json").write_text(json.dumps(report, indent=1))
     return report
 
 
