@@ -112,7 +112,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="leave out the untrained-network row")  # fmt: skip
     p.add_argument("--skip-done", action="store_true", help="keep runs whose result.json exists")
     p.add_argument("--doc", default=None, help="markdown file whose ablation block gets the tables")
-    return p.parse_args(argv)
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke test: variants a and e, 2 steps of 2 samples (and 8/4/4 generated samples)",
+    )
+    args = p.parse_args(argv)
+    if args.quick:
+        args.num_train, args.num_test, args.hard_test = 8, 4, 4
+        args.max_steps, args.batch_size, args.variants, args.noise_seeds = 2, 2, ["a", "e"], []
+    return args
 
 
 # ----------------------------------------------------------------------------------------------- data
@@ -384,6 +393,41 @@ def tables(results: list[dict], has_hard: bool) -> str:
     return "\n".join(lines)
 
 
+def plot(results: list[dict], path: Path, has_hard: bool) -> Path:
+    """PVE-T and volume ratio per variant: every seed as a dot, the mean over seeds as a bar with
+    +- one standard deviation where there are several; the start (row 0) as a dashed line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    splits = [("test", "test split")] + ([("hard", "hard-clothing split")] if has_hard else [])
+    variants = [v for v in VARIANTS if any(r["variant"] == v for r in results)]
+    fig, axes = plt.subplots(len(splits), 2, figsize=(9, 3.2 * len(splits)), squeeze=False)
+    for i, (key, title) in enumerate(splits):
+        for j, (m, label) in enumerate((("pve_t", "PVE-T (mm)"), ("volume_ratio", "volume ratio"))):
+            ax = axes[i, j]
+            for x, v in enumerate(variants):
+                vals = np.array([r[key][m] for r in results if r["variant"] == v and r.get(key)], dtype=float)
+                ax.scatter(np.full(len(vals), x), vals, color="C0", s=14, zorder=3)
+                if len(vals) > 1:
+                    ax.errorbar(x + 0.15, vals.mean(), yerr=vals.std(ddof=1), fmt="s", color="C1", capsize=4)
+            ref = next((r[key][m] for r in results if r["variant"] == "0" and r.get(key)), None)
+            if ref is not None:
+                ax.axhline(ref, color="grey", ls="--", lw=1, label="start (0 steps)")
+            if m == "volume_ratio":
+                ax.axhline(1.0, color="black", ls=":", lw=1, label="true volume")
+            ax.set_xticks(range(len(variants)), [f"({v})" for v in variants])
+            ax.set_title(f"{title}: {label}", fontsize=10)
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=7)
+    fig.suptitle("Training ablation: dots = seeds, squares = mean +- sd over seeds", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def write_doc(doc: Path, block: str) -> None:
     """Replace the marked block of ``doc`` (or append one) with ``block``."""
     text = doc.read_text() if doc.is_file() else "# DSR ablation on synthetic data\n\n"
@@ -471,9 +515,14 @@ def main(argv: list[str] | None = None) -> int:
         + ".\n"
     )
     block = setup + "\n" + tables(results, hard is not None)
+    png = plot(results, out / "dsr_ablation.png", hard is not None)
     (out / "table.md").write_text(block)
-    console.print(f"wrote {out / 'results.json'} and {out / 'table.md'}")
+    console.print(f"wrote {out / 'results.json'}, {out / 'table.md'} and {png}")
     if args.doc:
+        import shutil
+
+        shutil.copy(png, Path(args.doc).parent / png.name)
+        block += f"\n![training ablation]({png.name})\n"
         write_doc(Path(args.doc), block)
         console.print(f"wrote the tables into {args.doc}")
     return 0

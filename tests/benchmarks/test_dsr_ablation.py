@@ -34,8 +34,8 @@ def test_recipe_data_ablation_smoke(tmp_path_factory, tmp_path):
     doc = tmp_path / "ablation.md"
     out = tmp_path / "abl"
     args = ["--config", str(recipe), "--recipe-data", "--data", str(data), "--hard-npz", str(npz),
-            "--out", str(out), "--epochs", "5", "--max-steps", "2", "--variants", "a", "e", "--threads", "1",
-            "--skip-done", "--doc", str(doc)]  # fmt: skip
+            "--out", str(out), "--epochs", "5", "--quick", "--threads", "1", "--skip-done",
+            "--doc", str(doc)]  # fmt: skip
     assert mod.main(args) == 0
     results = json.loads((out / "results.json").read_text())
     rows = {(r["variant"], r["seed"]): r for r in results}
@@ -43,7 +43,9 @@ def test_recipe_data_ablation_smoke(tmp_path_factory, tmp_path):
     for r in results:
         for split in ("test", "hard"):
             assert r[split]["n_pve_t"] == 3 and r[split]["volume_ratio"] > 0
-    assert "the recipe's own training and test sets" in doc.read_text()
+    text = doc.read_text()
+    assert "the recipe's own training and test sets" in text and "dsr_ablation.png" in text
+    assert (tmp_path / "dsr_ablation.png").is_file()
     # a finished training is kept (not retrained) when only its evaluation is missing
     (out / "runs" / "a_s0" / "result.json").unlink()
     stamp = (out / "runs" / "a_s0" / "checkpoints" / "last.ckpt").stat().st_mtime
