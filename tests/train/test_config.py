@@ -81,7 +81,8 @@ def test_regime_recipe_makes_the_papers_scarce_shape_supervision():
     cfg = load_config(CONFIGS / "synth_regime.yaml", ["data.root=/d"])
     sets = {d.name: d for d in cfg.data.train}
     assert {k: d.ratio for k, d in sets.items()} == {"h36m_like": 0.5, "wild_like": 0.3, "mpi_like": 0.2}
-    assert sets["wild_like"].npz == "/d/regime_wild/synth_train.npz" and sets["wild_like"].parsing is not False
+    wild = sets["wild_like"]
+    assert wild.npz == "/d/regime_wild/synth_train.npz" and wild.parsing is not False
     header = (CONFIGS / "synth_regime.yaml").read_text()
     for folder, flags in (("regime_3d", "--subjects 6"), ("regime_wild", "--labels 2d"),
                           ("regime_mpi", "--subjects 8 --labels 3d")):  # fmt: skip
