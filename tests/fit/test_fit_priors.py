@@ -145,6 +145,10 @@ def test_pose_gmm_save_load_and_bad_files(tmp_path):
         PoseGMM.load(tmp_path / "junk.npz")
     with pytest.raises(FileNotFoundError, match="missing.npz"):
         PoseGMM.load(tmp_path / "missing.npz")
+    bad = gmm.precisions.clone()
+    bad[0] = -bad[0]  # negative definite: the 9 x 9 determinant is negative, but an even size would hide it
+    with pytest.raises(ValueError, match="not symmetric positive definite"):
+        PoseGMM(gmm.means, bad, gmm.weights)
     with pytest.raises(ValueError, match="covers 3 body joints"):
         gmm(roma.rotvec_to_rotmat(torch.zeros(1, 4, 3)))
 

@@ -151,10 +151,11 @@ class PoseGMM:
             raise ValueError("pose GMM: weights must be positive")
         self.means, self.precisions, self.weights = means, precisions, weights / weights.sum()
         self.body_model = str(body_model)
-        logdet = torch.linalg.slogdet(precisions.double())
-        if (logdet.sign <= 0).any():
-            raise ValueError("pose GMM: a precision matrix is not positive definite")
-        peak = torch.log(self.weights.double()) + 0.5 * logdet.logabsdet  # (K,) log peak density + const
+        chol, info = torch.linalg.cholesky_ex(precisions.double())
+        if (info != 0).any():
+            raise ValueError("pose GMM: a precision matrix is not symmetric positive definite")
+        logdet = 2.0 * torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1)  # (K,)
+        peak = torch.log(self.weights.double()) + 0.5 * logdet  # (K,) log peak density + const
         self._log_peak = (peak - peak.max()).float()
 
     @property
