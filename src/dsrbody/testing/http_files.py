@@ -94,10 +94,12 @@ class FileServer:
                 self.end_headers()
                 if drop is not None:
                     chunk = chunk[:drop]
-                self.wfile.write(chunk)
-                self.wfile.flush()
+                # counted before writing: a client that has read every byte may check the count at
+                # once, before this thread would get past the write
                 with server._lock:
                     server.bytes_sent += len(chunk)
+                self.wfile.write(chunk)
+                self.wfile.flush()
                 if drop is not None:
                     self.close_connection = True
                     try:
