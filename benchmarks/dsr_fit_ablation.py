@@ -27,8 +27,8 @@ Everything goes under ``--out`` (default ``outputs/fit_ablation``)::
 
 ``--doc docs/ablation.md`` also replaces the text between ``<!-- fit-ablation:begin -->`` and
 ``<!-- fit-ablation:end -->`` of that file with the tables and the command, and writes the two pictures
-beside it. ``--skip-done`` keeps the stages whose ``fit_per_sample.npz`` exists. ``--quick`` is the
-smoke test the test suite runs (4 samples, a few steps).
+beside it. ``--skip-done`` keeps the stages that finished (their ``fit_metrics.json`` exists).
+``--quick`` is the smoke test the test suite runs (4 samples, a few steps).
 
 Example (the numbers in docs/ablation.md; about 45 min on one core of the 2-core CPU)::
 
@@ -95,7 +95,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="fit weight override (both stages)",
     )
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    p.add_argument("--skip-done", action="store_true", help="keep stages whose fit_per_sample.npz exists")
+    p.add_argument("--skip-done", action="store_true", help="keep finished stages (fit_metrics.json exists)")
     p.add_argument("--doc", default=None, help="markdown file whose fit-ablation block gets the tables")
     p.add_argument("--quick", action="store_true", help="smoke test: 4 samples, 64 px, a few steps")
     args = p.parse_args(argv)
@@ -156,13 +156,14 @@ class Fitting:
 
     def run(self, npz: Path, out: Path, losses: str, iters: int, start: str | Path, args) -> dict[str, Any]:
         """One ``dsrbody fit`` (in process); returns its report."""
+        from dsrbody.cli.fit import _weights as fit_weights
         from dsrbody.fit import FitConfig, fit_dataset, parse_losses
 
         cfg = FitConfig(
             losses=parse_losses(losses),
             iters=iters,
             lr=args.lr,
-            weights=_weights(args.weight),
+            weights=fit_weights(args.weight),
             flip_start=start == "mean",
             record_every=args.record_every,
         )
@@ -278,18 +279,6 @@ def truth_table(split: str, at: dict[str, dict[str, float]], fit_terms: dict[str
         lines.append(f"| fit {name} | " + " | ".join(
             f"{t[n]:.4g}" if n in t else "" for n in names) + " |")  # fmt: skip
     return "\n".join(lines) + "\n"
-
-
-def _weights(items: list[str]):
-    from dsrbody.fit import FitWeights
-
-    w = FitWeights()
-    for item in items:
-        name, _, value = item.partition("=")
-        if not hasattr(w, name):
-            raise SystemExit(f"--weight {item!r}: unknown weight {name!r}")
-        setattr(w, name, float(value))
-    return w
 
 
 def cli_command(npz: Path, out: Path, losses: str, iters: int, start: str | Path, args) -> str:
@@ -515,7 +504,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         for name, losses, iters, start in stages:
             dest = sdir / name
             info["commands"][name] = cli_command(npz, dest, losses, iters, start, args)
-            if args.skip_done and (dest / "fit_per_sample.npz").is_file():
+            if args.skip_done and (dest / "fit_metrics.json").is_file():  # written last
                 rep = json.loads((dest / "fit_metrics.json").read_text())
             else:
                 print(f"[{split}] {name}: {losses}, {iters} steps", flush=True)

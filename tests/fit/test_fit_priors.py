@@ -143,6 +143,9 @@ def test_pose_gmm_save_load_and_bad_files(tmp_path):
     (tmp_path / "junk.npz").write_bytes(b"not a zip")
     with pytest.raises(ValueError, match=r"junk\.npz: not a pose prior file"):
         PoseGMM.load(tmp_path / "junk.npz")
+    (tmp_path / "cut.npz").write_bytes((tmp_path / "g.npz").read_bytes()[:2000])  # a download cut short
+    with pytest.raises(ValueError, match=r"cut\.npz: not a pose prior file"):
+        PoseGMM.load(tmp_path / "cut.npz")
     with pytest.raises(FileNotFoundError, match="missing.npz"):
         PoseGMM.load(tmp_path / "missing.npz")
     bad = gmm.precisions.clone()

@@ -244,3 +244,9 @@ def test_fit_dataset_continues_an_earlier_fit_and_keeps_per_sample_metrics(mean_
     with pytest.raises(ValueError, match="not a dsrbody fits file"):
         fit_dataset(mean_reg, synth_dir / "synth_test.npz", synth_dir, tmp_path / "x", cfg,
                     start=synth_dir / "synth_test.npz", progress=False)  # fmt: skip
+    cut = tmp_path / "cut.npz"
+    cut.write_bytes((tmp_path / "one" / "fits.npz").read_bytes()[:3000])
+    with pytest.raises(ValueError, match=r"cut\.npz: not a dsrbody fits file"):
+        fit_dataset(mean_reg, synth_dir / "synth_test.npz", synth_dir, tmp_path / "x", cfg,
+                    start=cut, progress=False)  # fmt: skip
+    assert not list((tmp_path / "one").glob("*.part.npz"))  # the per-sample file was moved into place

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import sys
 import warnings
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -131,7 +132,7 @@ def pose_rows(path: str | Path, body_name: str, spin_params: bool) -> np.ndarray
                 ok[:] = False  # a file without names holds SPIN's body model's parameters
     except CLIError:
         raise
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
         raise CLIError(f"{p}: not a readable .npz ({e})") from None
     rows = pose[ok & np.isfinite(pose).all(axis=1)]
     if not len(rows):

@@ -25,6 +25,7 @@ staged fitting.
 from __future__ import annotations
 
 import json
+import zipfile
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -257,7 +258,9 @@ def fit_dataset(
         if curves:
             arrays["curve_iters"] = np.asarray(curve_iters)
             arrays.update({f"curve_{k}": np.concatenate(v, axis=1)[:, order] for k, v in curves.items()})
-        np.savez(out / "fit_per_sample.npz", **arrays)
+        tmp = out / "fit_per_sample.part.npz"  # a killed fit leaves no half-written file under the name
+        np.savez(tmp, **arrays)
+        tmp.replace(out / "fit_per_sample.npz")
         report["per_sample"] = str(out / "fit_per_sample.npz")
     (out / "fit_metrics.json").write_text(json.dumps(report, indent=1))
     return report
@@ -270,11 +273,14 @@ def _read_start_fits(path: str | Path, regressor) -> dict[str, Any]:
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"{p}: start fits file not found")
-    with np.load(p, allow_pickle=False) as z:
-        missing = [k for k in ("pose", "shape", "fit_cam", "fit_ok") if k not in z.files]
-        if missing:
-            raise ValueError(f"{p}: not a dsrbody fits file (no {', '.join(missing)})")
-        pose, shape, cam, ok = z["pose"], z["shape"], z["fit_cam"], z["fit_ok"].astype(bool)
+    try:
+        with np.load(p, allow_pickle=False) as z:
+            missing = [k for k in ("pose", "shape", "fit_cam", "fit_ok") if k not in z.files]
+            if missing:
+                raise ValueError(f"no {', '.join(missing)}")
+            pose, shape, cam, ok = z["pose"], z["shape"], z["fit_cam"], z["fit_ok"].astype(bool)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise ValueError(f"{p}: not a dsrbody fits file ({e})") from None
     J, S = int(regressor.body_model.num_joints), int(regressor.body_model.shape_dim)
     if pose.shape[1] != 3 * J or shape.shape[1] != S:
         raise ValueError(

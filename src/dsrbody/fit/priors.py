@@ -22,6 +22,7 @@ Fitting a body to 2D evidence is ill-posed; these terms keep it a plausible body
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -213,7 +214,7 @@ class PoseGMM:
                     raise ValueError(f"missing {', '.join(missing)}")
                 body = str(z["body_model"]) if "body_model" in z.files else ""
                 return cls(z["means"], z["precisions"], z["weights"], body)
-        except (OSError, ValueError, RuntimeError) as e:
+        except (OSError, ValueError, RuntimeError, EOFError, zipfile.BadZipFile) as e:
             raise ValueError(f"{p}: not a pose prior file ({e})") from None
 
 
