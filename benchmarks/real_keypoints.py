@@ -27,12 +27,15 @@ Rows:
   wrists and knees, then elbows, hips and ankles), also without the neck / mid-hip where they are
   midpoints of a held-out shoulder / hip, and scores only the held-out joints; every limb joint is
   scored once;
-- the same with the built-in HOG detector's boxes (:mod:`dsrbody.demo.hog`, the crop the demo takes
-  from each detection) instead of the annotated ones: an annotated person is found by the detection
-  whose person box (:func:`person_box`: the 64 x 128 window less its 16-pixel margins) has the highest
-  IoU with their annotated box, when it is at least ``--iou`` (0.5; each detection matches one
-  person); refinement still uses the person's annotated keypoints. "found only" scores the found
-  people; "misses counted" scores everybody, a missed person's joints all wrong.
+- the same with a detector's boxes (``--detector``: the built-in BlazePose, :mod:`dsrbody.demo.blazepose`,
+  the default; or HOG, :mod:`dsrbody.demo.hog`), the crop the demo takes from each detection, instead of
+  the annotated ones: an annotated person is found by the detection whose person box (BlazePose: the
+  box of its landmarks; HOG, :func:`person_box`: the 64 x 128 window less its 16-pixel margins) has
+  the highest IoU with their annotated box, when it is at least ``--iou`` (0.5; each detection matches
+  one person); these rows refine on the person's annotated keypoints. "found only" scores the found
+  people; "misses counted" scores everybody, a missed person's joints all wrong;
+- **the demo as it runs** (BlazePose only): the detector's box and the detector's own keypoints, refined
+  on those (what ``dsrbody demo --image`` does with no other input), scored against the annotations.
 
 Time per person: regression (batch of the image's people / its size) plus refinement (the batch's time
 / its size; held out: one fold's), one torch thread; the detector's time per image is printed apart.
@@ -171,6 +174,11 @@ def person_box(p) -> tuple[float, float, float, float]:
     return (*(p.center - half), *(p.center + half))
 
 
+def detection_box(p) -> tuple[float, float, float, float]:
+    """The person box of a detection: BlazePose's landmark box, else the HOG window's person."""
+    return tuple(p.extent) if p.extent is not None else person_box(p)
+
+
 def match_detections(det: np.ndarray, boxes: list[tuple], min_iou: float) -> list[int | None]:
     """Per annotated box, the index of its detection (highest IoU first, one person per detection)."""
     from dsrbody.demo.hog import box_iou
@@ -230,9 +238,10 @@ def evaluate(reg, img, people, crops, opts, holdout) -> dict[str, list]:
 
 def main() -> None:
     from dsrbody.data.spin_npz import read_image
+    from dsrbody.demo.blazepose import BlazePoseDetector
     from dsrbody.demo.hog import HOGPeopleDetector, box_iou
     from dsrbody.demo.inputs import Person
-    from dsrbody.demo.refine import LIMB_KEYPOINTS, RefineOptions, keypoint_pck
+    from dsrbody.demo.refine import LIMB_KEYPOINTS, RefineOptions, keypoint_pck, refine_people
     from dsrbody.demo.run import predict_people
     from dsrbody.models import at_mean
     from dsrbody.models.loader import load_model
@@ -243,6 +252,7 @@ def main() -> None:
     ap.add_argument("--model-path", default=None, help="SMPL files for SPIN/DSR checkpoints")
     ap.add_argument("--iters", type=int, default=RefineOptions().iters, help="refinement steps")
     ap.add_argument("--holdout", choices=sorted(HOLDOUT), default="sides", help="the held-out folds")
+    ap.add_argument("--detector", choices=("blazepose", "hog"), default="blazepose", help="person detector")
     ap.add_argument("--iou", type=float, default=0.5, help="IoU a detection needs to match a person")
     ap.add_argument("--margin", type=float, default=1.2, help="COCO crop side / the bbox's longer side")
     ap.add_argument("--json", default=None, help="write the table (and per-image detector results) here")
@@ -275,12 +285,16 @@ def main() -> None:
         "all_ref": "detector, misses counted: + refinement",
         "all_held": "detector, misses counted: + refinement, held out",
     }
+    if args.detector == "blazepose":
+        names["demo_found"] = "demo: detector box + keypoints, refined, found only"
+        names["demo_all"] = "demo: detector box + keypoints, refined, misses counted"
     rows = {k: Row(v) for k, v in names.items()}
     people = annotated_people(real, args.margin)
     by_image: dict[Path, list[Annotated]] = {}
     for a in people:
         by_image.setdefault(a.image, []).append(a)
-    detector = HOGPeopleDetector()
+    detector = BlazePoseDetector() if args.detector == "blazepose" else HOGPeopleDetector()
+    print(f"detector: {args.detector}")
     det_log = []
     for path, ann in sorted(by_image.items()):
         img = read_image(path)
@@ -293,7 +307,7 @@ def main() -> None:
         t0 = time.perf_counter()
         found = detector(img)
         t_det = time.perf_counter() - t0
-        det_boxes = np.array([person_box(p) for p in found]).reshape(-1, 4)  # the person in each detection
+        det_boxes = np.array([detection_box(p) for p in found]).reshape(-1, 4)  # the person in each detection
         match = match_detections(det_boxes, [a.box for a in ann], args.iou)
         hit = [(a, found[m]) for a, m in zip(ann, match) if m is not None]
         if hit:
@@ -303,11 +317,22 @@ def main() -> None:
                 for rec in recs:
                     rows["det_" + k].add(*rec)
                     rows["all_" + k].add(*rec)
+            if "demo_found" in rows:  # the demo: the detector's own keypoints
+                t0 = time.perf_counter()
+                results = predict_people(reg, img, [p for _, p in hit])
+                t_reg = (time.perf_counter() - t0) / len(hit)
+                refined, reports = refine_people(reg, results, opts)
+                for (a, _), r, rep in zip(hit, refined, reports):
+                    t = t_reg + (rep.seconds if rep is not None else 0.0)
+                    rec = (a.dataset, *keypoint_pck(r, a.keypoints, a.size, FRACTIONS), t)
+                    rows["demo_found"].add(*rec)
+                    rows["demo_all"].add(*rec)
         for a, m in zip(ann, match):
             if m is None:  # missed: every labelled limb joint is wrong
                 n = sum(int(a.keypoints[j, 2] > 0) for j in LIMB_KEYPOINTS)
-                for k in ("reg", "ref", "held"):
-                    rows["all_" + k].add(a.dataset, np.zeros(len(FRACTIONS), np.int64), n, None)
+                for k in ("reg", "ref", "held") + (("demo",) if "demo_all" in rows else ()):
+                    key = "demo_all" if k == "demo" else "all_" + k
+                    rows[key].add(a.dataset, np.zeros(len(FRACTIONS), np.int64), n, None)
         boxes = np.asarray([a.box for a in ann])
         best = box_iou(boxes, det_boxes).max(1) if len(det_boxes) else np.zeros(len(ann))
         det_log.append(
@@ -327,13 +352,13 @@ def main() -> None:
         )
     print()
     print(
-        f"{'setting':<50} {'people':>6} {'joints':>6} {'PCK@0.1':>7} {'PCK@0.2':>7} "
+        f"{'setting':<56} {'people':>6} {'joints':>6} {'PCK@0.1':>7} {'PCK@0.2':>7} "
         f"{'COCO@0.2':>8} {'MPII@0.2':>8} {'s/person':>8}"
     )
     for r in rows.values():
         s = f"{np.mean(r.seconds):8.2f}" if r.seconds else f"{'':>8}"
         print(
-            f"{r.name:<50} {r.people:>6} {r.joints:>6} {r.pck(0):>7.3f} {r.pck(1):>7.3f} "
+            f"{r.name:<56} {r.people:>6} {r.joints:>6} {r.pck(0):>7.3f} {r.pck(1):>7.3f} "
             f"{r.pck(1, 'coco'):>8.3f} {r.pck(1, 'mpii'):>8.3f} {s}"
         )
     per = {d: sum(a.dataset == d for a in people) for d in ("coco", "mpii")}
@@ -352,6 +377,7 @@ def main() -> None:
                     "iters": args.iters,
                     "holdout": args.holdout,
                     "iou": args.iou,
+                    "detector_name": args.detector,
                     "margin": args.margin,
                     "rows": [r.record() for r in rows.values()],
                     "detector": det_log,

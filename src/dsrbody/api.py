@@ -67,11 +67,11 @@ def predict(
     Args:
         model: what :func:`load_model` returns, or a :class:`~dsrbody.models.Regressor`.
         image: an image file, or an ``(H, W, 3)`` uint8 RGB array.
-        box: where the people are: None (the built-in HOG people detector, as ``dsrbody demo``; the
+        box: where the people are: None (the built-in BlazePose detector, as ``dsrbody demo``; the
             whole image when it finds nobody), ``"image"`` (the whole image), one ``[x, y, w, h]`` box
             in pixels or a list of them, or a list of :class:`~dsrbody.demo.inputs.Person`.
-        refine: refine the bodies of people with 2D keypoints on them (as ``dsrbody demo``; boxes
-            alone have none).
+        refine: refine the bodies of people with 2D keypoints on them (as ``dsrbody demo``: the
+            detector's keypoints; boxes alone have none).
         batch_size: crops per regressor call.
 
     Returns:
@@ -101,9 +101,9 @@ def predict(
             raise ValueError(f"expected an (H, W, 3) uint8 RGB image, got {img.dtype} {tuple(img.shape)}")
     H, W = img.shape[:2]
     if box is None:
-        from dsrbody.demo.hog import HOGPeopleDetector
+        from dsrbody.demo.detect import make_detector
 
-        people = BoxSource(detector=HOGPeopleDetector(), whole_image_if_none=True).people(img, name)
+        people = BoxSource(detector=make_detector("auto"), whole_image_if_none=True).people(img, name)
     elif isinstance(box, str):
         if box != "image":
             raise ValueError(f"box: expected None, 'image', [x, y, w, h] or a list of boxes, got {box!r}")

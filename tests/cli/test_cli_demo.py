@@ -239,3 +239,18 @@ def test_demo_bad_inputs(ckpt, synth, tmp_path, capsys):
         == 1
     )
     assert "no.ckpt" in capsys.readouterr().err
+
+
+def test_demo_default_detector_finds_and_refines_a_real_person(ckpt, tmp_path, capsys):
+    """The default detector (BlazePose) on a real photo: one person, its keypoints, refined on them."""
+    image = Path(__file__).resolve().parents[2] / "examples" / "images" / "astronaut.jpg"
+    out = tmp_path / "o"
+    args = ["demo", "--ckpt", str(ckpt), "--image", str(image), "--out", str(out), "--no-mesh"]
+    assert main([*args, "--refine-iters", "5", *FAST]) == 0
+    assert "refined" in capsys.readouterr().out
+    p = np.load(out / "astronaut_p0_params.npz")
+    assert str(p["box_source"]) == "blazepose" and bool(p["refined"])
+    assert float(p["keypoint_error_px_after"]) < float(p["keypoint_error_px_before"])
+    assert not (out / "astronaut_p1_params.npz").exists()
+    assert (out / "astronaut_result.png").is_file()
+    assert main([*args, "--detector", "hog", "--whole-image-if-none", *FAST]) == 0  # the other built-in one

@@ -91,7 +91,7 @@ def test_load_model_and_predict(tiny_ckpt, synth_dir):
         np.testing.assert_allclose(r.vertices_cam, p.vertices_cam, atol=1e-6)
     whole = dsrbody.predict(model, rgb, box="image")
     assert len(whole) == 1 and whole[0].person.source == "image"
-    found = dsrbody.predict(model, rgb)  # the HOG detector, the whole image when it finds nobody
+    found = dsrbody.predict(model, rgb)  # the built-in detector, the whole image when it finds nobody
     assert len(found) >= 1
     with pytest.raises(ValueError, match="uint8 RGB"):
         dsrbody.predict(model, rgb[..., 0])

@@ -1,7 +1,7 @@
 """``dsrbody demo``: bodies from photos, image folders and videos.
 
     dsrbody demo [--ckpt K] (--image P | --folder D | --video V) [--bbox JSON | --openpose DIR | --coco JSON]
-                 [--detector auto|hog|mediapipe|none] [--whole-image-if-none] [--no-refine]
+                 [--detector auto|blazepose|hog|mediapipe|none] [--whole-image-if-none] [--no-refine]
                  [--model-path SMPL] --out DIR
 
 The checkpoint may be a ``dsrbody train`` checkpoint (self-describing), SPIN's ``model_checkpoint.pt``
@@ -9,10 +9,10 @@ or DSR's ``dsr_w3DPW_checkpoint.pt`` (SMPL: ``--model-path`` with the SMPL files
 state dict (``--body``). Boxes: OpenPose JSON (``--openpose``: a file, or a folder of
 ``<image stem>_keypoints.json``), ``[x, y, w, h]`` box JSON (``--bbox``: a file, possibly with several
 boxes or a ``{"image name": box}`` map, or a folder of ``<image stem>.json``), COCO keypoint
-annotations (``--coco``), else a person detector: the built-in HOG people detector (every upright
-person, boxes only; :mod:`dsrbody.demo.hog`) or the optional MediaPipe one (``--detector mediapipe``,
-one person with keypoints and a mask). An image where the detector finds nobody is skipped with a
-message (``--whole-image-if-none``: the whole image is the box). Bodies whose person has 2D keypoints
+annotations (``--coco``), else a person detector (:data:`dsrbody.demo.detect.DETECTORS`): by default
+the built-in BlazePose (every person, with 2D keypoints and a mask; :mod:`dsrbody.demo.blazepose`).
+An image where the detector finds nobody is skipped with a message (``--whole-image-if-none``: the
+whole image is the box). Bodies whose person has 2D keypoints
 are refined on them (:mod:`dsrbody.demo.refine`; ``--no-refine`` turns it off). Outputs: see
 :mod:`dsrbody.demo.run`.
 """
@@ -44,13 +44,15 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     box.add_argument("--bbox", help="[x, y, w, h] box JSON (file) or folder of <image stem>.json")
     box.add_argument("--openpose", help="OpenPose JSON (file) or folder of <image stem>_keypoints.json")
     box.add_argument("--coco", help="COCO keypoint JSON (annotated people and their 17 keypoints)")
+    from dsrbody.demo.detect import DEFAULT_DETECTOR, DETECTORS
+
     parser.add_argument(
         "--detector",
         default="auto",
-        choices=("auto", "hog", "mediapipe", "none"),
-        help="without --bbox/--openpose/--coco: auto or hog (the built-in HOG people detector: every "
-        "upright person, boxes only), mediapipe (optional extra: one person, keypoints and mask), "
-        "none (the whole image)",
+        choices=("auto", *DETECTORS, "none"),
+        help="without --bbox/--openpose/--coco: "
+        + "; ".join(f"{k}: {v[1]}" for k, v in DETECTORS.items())
+        + f"; auto: {DEFAULT_DETECTOR}; none: the whole image",
     )
     parser.add_argument(
         "--whole-image-if-none",
@@ -86,17 +88,10 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
 def _detector(args: argparse.Namespace):
     if args.bbox or args.openpose or args.coco or args.detector == "none":
         return None
-    if args.detector in ("auto", "hog"):
-        from dsrbody.demo.hog import HOGPeopleDetector
-
-        try:
-            return HOGPeopleDetector()
-        except (OSError, ValueError) as e:
-            raise CLIError(f"the HOG people detector cannot load its model: {e}") from None
-    from dsrbody.demo.detect import DetectorUnavailable, MediaPipeDetector
+    from dsrbody.demo.detect import DetectorUnavailable, make_detector
 
     try:
-        return MediaPipeDetector()
+        return make_detector(args.detector)
     except DetectorUnavailable as e:
         raise CLIError(str(e)) from None
 

@@ -4,8 +4,9 @@
 
 ``--data`` is a SPIN/DSR annotation file (images and ``grph_sequences/`` parsing maps relative to its
 folder), a folder holding one, or a folder of photos (then the people come from ``--openpose``,
-``--bbox`` or the optional detector, parsing maps from ``DIR/grph_sequences/<stem>.png`` when they
-exist; with the detector, its person mask feeds the silhouette term ``sil``). Each sample starts from
+``--bbox`` or a person detector (``--detector``, default the built-in BlazePose), parsing maps from
+``DIR/grph_sequences/<stem>.png`` when they exist; with the detector, its person masks feed the
+silhouette term ``sil``). Each sample starts from
 the checkpoint's estimate (``--start regressor``, the default with ``--ckpt``) or from the mean body.
 Writes ``OUT/fits.npz`` (the input file with the fitted ``pose``/``shape``; usable as training targets)
 and ``OUT/fit_metrics.json``, and prints the objective's terms and, when the file has ground truth for
@@ -88,7 +89,10 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bbox", default=None, help="photos: [x, y, w, h] box JSON")
     parser.add_argument("--openpose", default=None, help="photos: OpenPose JSON folder (or file)")
     parser.add_argument(
-        "--detector", default="auto", choices=("auto", "mediapipe", "none"), help="photos without boxes"
+        "--detector",
+        default="auto",
+        choices=("auto", "blazepose", "hog", "mediapipe", "none"),
+        help="photos without boxes: the person detector (auto: the built-in BlazePose; none: whole image)",
     )
     parser.add_argument(
         "--device", default="auto", help="torch device: auto (CUDA when present, else CPU), cpu, cuda, ..."
@@ -249,11 +253,15 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     parsing_root = None
     if data.is_dir() and not any(data.glob("*.npz")):
+        from dsrbody.demo.detect import DetectorUnavailable
         from dsrbody.fit.photos import photos_to_npz
 
-        npz, img_dir, parsing_root = photos_to_npz(
-            data, out, bbox=args.bbox, openpose=args.openpose, detector=args.detector, quiet=args.quiet
-        )
+        try:
+            npz, img_dir, parsing_root = photos_to_npz(
+                data, out, bbox=args.bbox, openpose=args.openpose, detector=args.detector, quiet=args.quiet
+            )
+        except DetectorUnavailable as e:
+            raise CLIError(str(e)) from None
     else:
         npz, img_dir = resolve_data(data)
     reg, eval_body, start = _models(args)

@@ -1,4 +1,11 @@
-"""Optional offline person detector: legacy MediaPipe Pose (``pip install 'dsrbody[detect]'``).
+"""Person detectors: the registry :func:`make_detector`, and the optional legacy MediaPipe Pose.
+
+:data:`DETECTORS` names every detector ``dsrbody demo --detector`` offers: ``blazepose`` (the default,
+built in: every person, keypoints and mask; :mod:`dsrbody.demo.blazepose`), ``hog`` (built in: every
+upright person, boxes only; :mod:`dsrbody.demo.hog`) and ``mediapipe`` (below). A detector is a
+callable ``(H, W, 3) uint8 RGB image -> list[Person]``; adding one is a module plus an entry here.
+
+The legacy MediaPipe Pose detector (``pip install 'dsrbody[detect]'``):
 
 ``mediapipe==0.10.21`` ships its pose and person-segmentation models inside the wheel; its legacy
 ``solutions.pose`` with ``model_complexity=1`` runs without network (complexities 0 and 2, and later
@@ -18,7 +25,15 @@ import numpy as np
 
 from dsrbody.demo.inputs import Person, person_from_keypoints
 
-__all__ = ["MEDIAPIPE_TO_OPENPOSE", "DetectorUnavailable", "detector_available", "MediaPipeDetector"]
+__all__ = [
+    "MEDIAPIPE_TO_OPENPOSE",
+    "DETECTORS",
+    "DEFAULT_DETECTOR",
+    "make_detector",
+    "DetectorUnavailable",
+    "detector_available",
+    "MediaPipeDetector",
+]
 
 #: OpenPose BODY_25 index -> MediaPipe Pose landmark index (midpoints: neck 1, mid-hip 8).
 MEDIAPIPE_TO_OPENPOSE: dict[int, int] = {
@@ -103,3 +118,44 @@ class MediaPipeDetector:
     def close(self) -> None:
         """Release MediaPipe's graph."""
         self._pose.close()
+
+
+def _blazepose():
+    from dsrbody.demo.blazepose import BlazePoseDetector
+
+    return BlazePoseDetector()
+
+
+def _hog():
+    from dsrbody.demo.hog import HOGPeopleDetector
+
+    return HOGPeopleDetector()
+
+
+#: name -> (factory, one-line description).
+DETECTORS = {
+    "blazepose": (
+        _blazepose,
+        "built in: every person, 2D keypoints and mask (MediaPipe's BlazePose in PyTorch)",
+    ),
+    "hog": (_hog, "built in: every upright person, boxes only (HOG + linear SVM)"),
+    "mediapipe": (MediaPipeDetector, "optional extra in its own environment: one person, keypoints and mask"),
+}
+DEFAULT_DETECTOR = "blazepose"
+
+
+def make_detector(name: str):
+    """The detector called ``name`` (``"auto"``: :data:`DEFAULT_DETECTOR`).
+
+    Raises:
+        ValueError: unknown name. DetectorUnavailable: its package or model cannot be loaded (one line).
+    """
+    name = DEFAULT_DETECTOR if name == "auto" else name
+    if name not in DETECTORS:
+        raise ValueError(f"unknown detector {name!r}; known: {', '.join(DETECTORS)}")
+    try:
+        return DETECTORS[name][0]()
+    except DetectorUnavailable:
+        raise
+    except (OSError, ValueError) as e:
+        raise DetectorUnavailable(f"the {name} detector cannot load its model: {e}") from None

@@ -71,12 +71,13 @@ class Person:
     Attributes:
         center: ``(2,)`` box centre, image pixels (x, y).
         scale: box side / 200.
-        source: ``"openpose"``, ``"bbox"``, ``"coco"``, ``"hog"``, ``"detector"`` (MediaPipe) or
-            ``"image"``.
+        source: ``"openpose"``, ``"bbox"``, ``"coco"``, ``"hog"``, ``"blazepose"``, ``"detector"``
+            (MediaPipe) or ``"image"``.
         keypoints: optional ``(25, 3)`` OpenPose BODY_25 keypoints (pixels + confidence).
         mask: optional ``(H, W)`` bool person mask (the detector's segmentation).
         score: the detector's confidence (None for other sources).
         track: the person's track id in a video (None for images).
+        extent: optional ``(x0, y0, x1, y1)`` tight box of the person from a detector, pixels.
     """
 
     center: np.ndarray
@@ -86,6 +87,7 @@ class Person:
     mask: np.ndarray | None = None
     score: float | None = None
     track: int | None = None
+    extent: tuple[float, float, float, float] | None = None
 
     @property
     def box(self) -> tuple[float, float, float, float]:

@@ -1,10 +1,11 @@
 """Turn a folder of photos into a SPIN/DSR annotation file that :func:`~dsrbody.fit.fit_dataset` reads.
 
-People come from OpenPose JSONs, box JSONs, or the optional detector (:mod:`dsrbody.demo.inputs`,
-:mod:`dsrbody.demo.detect`); their OpenPose keypoints become the file's ``openpose (N, 25, 3)`` (the 24
-"GT" keypoints are absent: confidence 0). Parsing maps are read from ``DIR/grph_sequences/<stem>.png``
-(CIHP labels, e.g. Graphonomy's output). With the detector, its person mask is written as a parsing
-map ``OUT/grph_sequences/<stem>.png`` labelled "upperclothes" (a clothed-person mask: it carries no
+People come from OpenPose JSONs, box JSONs, or a person detector (:mod:`dsrbody.demo.inputs`,
+:func:`dsrbody.demo.detect.make_detector`; by default the built-in BlazePose); their OpenPose
+keypoints become the file's ``openpose (N, 25, 3)`` (the 24 "GT" keypoints are absent: confidence 0).
+Parsing maps are read from ``DIR/grph_sequences/<stem>.png`` (CIHP labels, e.g. Graphonomy's output).
+With the detector, the person masks of every person of a photo are written as one parsing map
+``OUT/grph_sequences/<stem>.png`` labelled "upperclothes" (a clothed-person mask: it carries no
 minimally-clothed label, so it feeds the silhouette term ``sil`` and not DSR-MC/DSR-C).
 """
 
@@ -46,12 +47,9 @@ def photos_to_npz(
     images = list_images(folder)
     det = None
     if not (bbox or openpose) and detector != "none":
-        from dsrbody.demo.detect import INSTALL_HINT, MediaPipeDetector, detector_available
+        from dsrbody.demo.detect import make_detector
 
-        if detector == "mediapipe" or detector_available():
-            det = MediaPipeDetector()
-        elif not quiet:
-            log.warning(f"dsrbody fit: no boxes and no detector ({INSTALL_HINT}): the whole image is used")
+        det = make_detector(detector)
     boxes = BoxSource(
         openpose=Path(openpose) if openpose else None,
         bbox=Path(bbox) if bbox else None,
@@ -68,18 +66,20 @@ def photos_to_npz(
         except (FileNotFoundError, ValueError) as e:
             boxes.messages.append(f"skipped: {e}")
             continue
+        masks = [p.mask for p in people if p.mask is not None]
+        if masks:  # every person of the photo in one map
+            parsing_root = out
+            (out / "grph_sequences").mkdir(parents=True, exist_ok=True)
+            write_parsing(
+                out / "grph_sequences" / f"{path.stem}.png",
+                np.where(np.logical_or.reduce(masks), upper, 0).astype(np.uint8),
+            )
         for p in people:
             rows["imgname"].append(path.name)
             rows["center"].append(np.asarray(p.center, np.float32))
             rows["scale"].append(np.float32(p.scale))
             kp = p.keypoints if p.keypoints is not None else np.zeros((25, 3))
             rows["openpose"].append(np.asarray(kp, np.float32))
-            if p.mask is not None:
-                parsing_root = out
-                (out / "grph_sequences").mkdir(parents=True, exist_ok=True)
-                write_parsing(
-                    out / "grph_sequences" / f"{path.stem}.png", np.where(p.mask, upper, 0).astype(np.uint8)
-                )
     for m in boxes.messages:
         log.warning(f"dsrbody fit: {m}")
     if not rows["imgname"]:
