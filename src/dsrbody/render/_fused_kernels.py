@@ -14,6 +14,12 @@ pass needs no exponential. Geometry is computed in float64 whatever the input dt
 local to the footprint's first pixel centre; per-pixel sums and statistics are kept in the input dtype
 (as the reference path does), the statistics in float64 for small gamma (fused.py).
 
+Speed: per face, the geometry of its candidate pairs (and in the forward pass their two exponentials)
+is computed first by a loop without branches into a small scratch, which the compiler vectorises (8
+float64 lanes: ``_exp_parts`` is an exponential without a libm call), then a scalar loop applies the kept
+pairs to their pixels. The kernels use numpy's error model (a division by zero gives inf instead of
+raising): Python's ``ZeroDivisionError`` check is a branch per division, which stops the vectorisation.
+
 A face's edge ``k`` goes from vertex ``k`` to vertex ``k + 1``; the barycentric coordinate of the vertex
 opposite edge ``k`` (vertex ``(k + 2) % 3``) is ``cross(e_k, p - v_k) / det``, ``det`` the doubled signed
 area ``cross(v1 - v0, v2 - v0)``; the formulas and the hand-derived backward are those of
@@ -32,7 +38,7 @@ from dsrbody.render.pairs import MIN_DOUBLE_AREA_PX
 _FM = {"contract", "arcp", "nsz", "reassoc"}
 
 
-@njit(cache=True, nogil=True, fastmath=_FM)
+@njit(cache=True, nogil=True, fastmath=_FM, error_model="numpy")
 def _corners(proj, faces, V, F, i):
     """Vertex rows of face ``i`` in ``proj``."""
     b = i // F
@@ -41,7 +47,7 @@ def _corners(proj, faces, V, F, i):
     return base + faces[f, 0], base + faces[f, 1], base + faces[f, 2]
 
 
-@njit(cache=True, nogil=True, parallel=True, fastmath=_FM)
+@njit(cache=True, nogil=True, parallel=True, fastmath=_FM, error_model="numpy")
 def footprints(proj, faces, V, ok, H, W, radius, foot):
     """Validity and footprint of every face (as :func:`dsrbody.render.pairs.prepare_faces`): a face is drawn
     when its sample is ``ok``, its three vertices have ``z > 0`` and its doubled projected area exceeds
@@ -81,7 +87,7 @@ def footprints(proj, faces, V, ok, H, W, radius, foot):
         foot[i, 3] = bh
 
 
-@njit(cache=True, nogil=True, fastmath=_FM)
+@njit(cache=True, nogil=True, fastmath=_FM, error_model="numpy")
 def _setup(proj, faces, V, F, i, c0, r0):
     """Face ``i`` in coordinates local to its footprint's first pixel centre: vertices, edge vectors,
     inverse squared edge lengths, ``1 / det`` and inverse depths."""
@@ -104,7 +110,7 @@ def _setup(proj, faces, V, F, i, c0, r0):
     return (x0, y0, x1, y1, x2, y2, ex0, ey0, ex1, ey1, ex2, ey2, il0, il1, il2, idet, iz0, iz1, iz2)
 
 
-@njit(cache=True, nogil=True, fastmath=_FM)
+@njit(cache=True, nogil=True, fastmath=_FM, error_model="numpy")
 def _segment(dx, dy, ex, ey, il):
     """Clamped parameter, residual and squared distance of the point at offset ``(dx, dy)`` from an edge's
     first vertex to the edge segment ``t (ex, ey)``, ``t`` in [0, 1]."""
@@ -114,7 +120,7 @@ def _segment(dx, dy, ex, ey, il):
     return t, rx, ry, rx * rx + ry * ry
 
 
-@njit(cache=True, nogil=True, fastmath=_FM)
+@njit(cache=True, nogil=True, fastmath=_FM, error_model="numpy")
 def _geometry(px, py, x0, y0, x1, y1, x2, y2, ex0, ey0, ex1, ey1, ex2, ey2, il0, il1, il2, idet, thr):
     """One pair: ``keep, inside, d2, sel, w0, w1, w2``: the keep test (inside, or squared distance below
     ``thr``), the squared distance ``d2`` to the triangle boundary (the least of the three segment
@@ -141,88 +147,39 @@ def _geometry(px, py, x0, y0, x1, y1, x2, y2, ex0, ey0, ex1, ey1, ex2, ey2, il0,
     return inside | (d2 < thr), inside, d2, sel, w0, w1, w2
 
 
-@njit(cache=True, nogil=True, fastmath=_FM)
-def _exp(x, lowp):
-    """``exp(x)``, in single precision when ``lowp``: glibc's ``expf`` takes about a quarter of the time of
-    ``exp`` here (3.7 against 14 ns in a loop of them) and its relative error (~1e-7) is that of the float32
-    results it serves."""
-    if lowp:
-        return float(math.exp(np.float32(x)))
-    return math.exp(x)
-
-
-#: Candidates whose geometry is computed in one vectorised block (:func:`_geometry_block`).
+#: Candidates whose geometry is computed in one vectorised block (:func:`_pair_block`).
 _CHUNK = 64
+_LOG2E = 1.4426950408889634
+_LN2_HI = 0.6931471803691238  # ln 2 in two parts (Cody and Waite)
+_LN2_LO = 1.9082149292705877e-10
 
 
-@njit(cache=True, nogil=True, fastmath=_FM)
-def _geometry_block(
-    k0, k1, bw, py0, x0, y0, x1, y1, x2, y2, ex0, ey0, ex1, ey1, ex2, ey2, il0, il1, il2, idet, thr, ksig,
-    keep, xs, w0s, w1s, w2s,
-):  # fmt: skip
-    """:func:`_geometry` of candidates ``k0 .. k1 - 1`` of a face (row-major in a footprint ``bw`` wide, from
-    local row ``py0``) into ``keep``, the coverage argument ``xs`` (``+-d2 ksig``) and the barycentrics,
-    from index 0. Without branches, so that the compiler vectorises it over the candidates (the pair loop
-    itself, with its exponentials and scattered pixel updates, does not vectorise); the pixel's column and
-    row come from ``k`` in floating point (exact: ``(k + 0.5) / bw`` is at least ``0.5 / bw`` from an
-    integer)."""
-    inv_bw = 1.0 / bw
-    for k in range(k0, k1):
-        kf = float(k)
-        rr = math.floor((kf + 0.5) * inv_bw)
-        px = kf - rr * bw
-        py = py0 + rr
-        kp, inside, d2, _, w0, w1, w2 = _geometry(
-            px, py, x0, y0, x1, y1, x2, y2, ex0, ey0, ex1, ey1, ex2, ey2, il0, il1, il2, idet, thr
-        )
-        j = k - k0
-        keep[j] = kp
-        xs[j] = d2 * ksig if inside else -d2 * ksig
-        w0s[j] = w0
-        w1s[j] = w1
-        w2s[j] = w2
+@njit(cache=True, nogil=True, fastmath=_FM, error_model="numpy", inline="always")
+def _exp_parts(x):
+    """``exp(x) = p 2^n`` for ``x`` clamped to [-708, 709]: ``p = exp(r)``, ``r = x - n ln 2`` in
+    [-0.35, 0.35], by its Taylor polynomial of degree 11 (relative error below 1e-13), and the bits of
+    ``2^n`` as an int64 (``(n + 1023) << 52``), to be viewed as float64. Branch-free and without a call into
+    libm, so that a loop of them vectorises (glibc's ``exp`` does not: 14-32 ns each in a loop of them on
+    this machine, against 1.3 ns per element)."""
+    x = min(max(x, -708.0), 709.0)
+    n = math.floor(x * _LOG2E + 0.5)
+    r = (x - n * _LN2_HI) - n * _LN2_LO
+    q = 1.0 / 39916800.0
+    q = 1.0 / 3628800.0 + r * q
+    q = 1.0 / 362880.0 + r * q
+    q = 1.0 / 40320.0 + r * q
+    q = 1.0 / 5040.0 + r * q
+    q = 1.0 / 720.0 + r * q
+    q = 1.0 / 120.0 + r * q
+    q = 1.0 / 24.0 + r * q
+    q = 1.0 / 6.0 + r * q
+    q = 0.5 + r * q
+    q = 1.0 + r * q
+    q = 1.0 + r * q
+    return q, (np.int64(n) + 1023) << 52
 
 
-@njit(cache=True, nogil=True, fastmath=_FM)
-def _geometry_block_grad(
-    n, bw, x0, y0, x1, y1, x2, y2, ex0, ey0, ex1, ey1, ex2, ey2, il0, il1, il2, idet, thr, keep, ins, sels,
-    w0s, w1s, w2s, ts, rxs, rys,
-):  # fmt: skip
-    """:func:`_geometry_block` for the backward pass: candidates ``0 .. n - 1`` of a whole footprint into
-    ``keep``, ``ins`` (inside), the edge ``sels`` of the distance, the barycentrics and that edge's
-    clamped foot parameter ``ts`` and residual ``(rxs, rys)``."""
-    inv_bw = 1.0 / bw
-    for k in range(n):
-        kf = float(k)
-        rr = math.floor((kf + 0.5) * inv_bw)
-        px = kf - rr * bw
-        py = rr
-        kp, inside, _, sel, w0, w1, w2 = _geometry(
-            px, py, x0, y0, x1, y1, x2, y2, ex0, ey0, ex1, ey1, ex2, ey2, il0, il1, il2, idet, thr
-        )
-        t0, rx0, ry0, _ = _segment(px - x0, py - y0, ex0, ey0, il0)
-        t1, rx1, ry1, _ = _segment(px - x1, py - y1, ex1, ey1, il1)
-        t2, rx2, ry2, _ = _segment(px - x2, py - y2, ex2, ey2, il2)
-        keep[k] = kp
-        ins[k] = inside
-        sels[k] = sel
-        w0s[k] = w0
-        w1s[k] = w1
-        w2s[k] = w2
-        ts[k] = t0 if sel == 0 else (t1 if sel == 1 else t2)
-        rxs[k] = rx0 if sel == 0 else (rx1 if sel == 1 else rx2)
-        rys[k] = ry0 if sel == 0 else (ry1 if sel == 1 else ry2)
-
-
-@njit(cache=True, nogil=True, fastmath=_FM)
-def _sigmoid_pair(x, lowp):
-    """``(sigmoid(x), 1 - sigmoid(x))``, both to full relative precision (of the dtype, when ``lowp``)."""
-    ex = _exp(-x, lowp)  # kept pairs have x > ln(1e-4 / (1 - 1e-4)): no overflow
-    D = 1.0 / (1.0 + ex)
-    return D, ex * D
-
-
-@njit(cache=True, nogil=True, fastmath=_FM)
+@njit(cache=True, nogil=True, fastmath=_FM, error_model="numpy")
 def _depth(w0, w1, w2, iz0, iz1, iz2):
     """Clipped renormalised barycentrics, the inverse of their sum before renormalising, and
     ``s = 1 / zp``."""
@@ -237,10 +194,10 @@ def _depth(w0, w1, w2, iz0, iz1, iz2):
     return c0, c1, c2, isw, c0 * iz0 + c1 * iz1 + c2 * iz2
 
 
-@njit(cache=True, nogil=True, fastmath=_FM)
+@njit(cache=True, nogil=True, fastmath=_FM, error_model="numpy")
 def _forward_band(
     b, R0, R1, proj, faces, V, foot, off, feat, B, H, W, thr, ksig, gamma, near, far, eps, per_pixel_max,
-    I, S, P, Z, M, De, store, lowp,
+    I, S, P, Z, M, De, store,
 ):  # fmt: skip
     """:func:`forward` for rows ``[R0, R1)`` of sample ``b``."""
     F = faces.shape[0]
@@ -250,11 +207,13 @@ def _forward_band(
     inv_range = 1.0 / (far - near)
     inv_gamma = 1.0 / gamma
     z_init = 1.0 if per_pixel_max else math.exp((eps - 1.0) * inv_gamma)
-    g_keep = np.empty(_CHUNK, dtype=np.bool_)
-    g_x = np.empty(_CHUNK)
-    g_w0 = np.empty(_CHUNK)
-    g_w1 = np.empty(_CHUNK)
-    g_w2 = np.empty(_CHUNK)
+    g_D = np.empty(_CHUNK)
+    g_omD = np.empty(_CHUNK)
+    g_z = np.empty(_CHUNK)
+    g_n1 = np.empty(_CHUNK, dtype=np.int64)
+    g_n2 = np.empty(_CHUNK, dtype=np.int64)
+    g_s1 = g_n1.view(np.float64)
+    g_s2 = g_n2.view(np.float64)
     for p in range(b * H * W + R0 * W, b * H * W + R1 * W):
         for ch in range(C):
             I[p, ch] = 0.0
@@ -277,41 +236,66 @@ def _forward_band(
         rs = max(r0, R0)
         n = (min(r0 + bh, R1) - rs) * bw  # this band's candidates of the face, row-major
         o = off[i] + (rs - r0) * bw  # their first slot in De
+        inv_bw = 1.0 / bw
+        py0 = float(rs - r0)
         for k0 in range(0, n, _CHUNK):
             k1 = min(n, k0 + _CHUNK)
-            _geometry_block(  # padded to whole vectors of 8 (the extra candidates are ignored)
-                k0, k0 + (k1 - k0 + 7) // 8 * 8, bw, float(rs - r0), x0, y0, x1, y1, x2, y2, ex0, ey0, ex1,
-                ey1, ex2, ey2, il0, il1, il2, idet, thr, ksig, g_keep, g_x, g_w0, g_w1, g_w2,
-            )  # fmt: skip
+            # Everything of candidates k0 .. k1 - 1 that does not touch a pixel, into the scratch from index
+            # 0: g_D the coverage D (-1 for a pair that is not kept), g_omD 1 - D and g_z the softmax term e
+            # (0 where the depth lies outside [near, far]) or, with per_pixel_max, the normalised depth (-1
+            # outside; its exponential needs the pixel's running maximum). Two loops without branches
+            # (the exponentials split by _exp_parts), which the compiler vectorises over the candidates
+            # (8 float64 lanes), padded to whole vectors (the extra candidates are ignored); the pair loop
+            # below, with its scattered pixel updates, does not vectorise. Written out here rather than as
+            # a function: a call per face with its arrays costs more than the loops.
+            for k in range(k0, k0 + (k1 - k0 + 7) // 8 * 8):
+                kf = float(k)
+                rf = math.floor((kf + 0.5) * inv_bw)  # exact: (k + 0.5) / bw is >= 0.5 / bw from an integer
+                kp, inside, d2, _, w0, w1, w2 = _geometry(
+                    kf - rf * bw, py0 + rf, x0, y0, x1, y1, x2, y2, ex0, ey0, ex1, ey1, ex2, ey2, il0, il1,
+                    il2, idet, thr,
+                )  # fmt: skip
+                j = k - k0
+                # sigmoid(x) = 1 / (1 + exp(-x)), x = +-d2 ksig: kept pairs have x > ln(1e-4 / (1 - 1e-4))
+                q1, g_n1[j] = _exp_parts(-d2 * ksig if inside else d2 * ksig)
+                g_D[j] = q1 if kp else -1.0
+                _, _, _, _, s = _depth(w0, w1, w2, iz0, iz1, iz2)
+                zp = 1.0 / s
+                valid = (zp >= near) & (zp <= far)
+                zn = (far - zp) * inv_range
+                q2, g_n2[j] = _exp_parts((zn - 1.0) * inv_gamma)  # (unused with per_pixel_max)
+                g_omD[j] = q2
+                g_z[j] = (zn if valid else -1.0) if per_pixel_max else (1.0 if valid else 0.0)
+            for j in range(k1 - k0):
+                q1 = g_D[j]
+                ex = q1 * g_s1[j]
+                D = 1.0 / (1.0 + ex)
+                ez = g_omD[j] * g_s2[j]
+                g_D[j] = D if q1 >= 0.0 else -1.0
+                g_omD[j] = ex * D
+                if not per_pixel_max:
+                    g_z[j] = D * ez * g_z[j]
             r = rs + k0 // bw
             c = k0 - (r - rs) * bw
             for j in range(k1 - k0):
-                keep = g_keep[j]
+                D = g_D[j]
                 cc = c
                 rr = r
                 c += 1
                 if c == bw:
                     c = 0
                     r += 1
-                if not keep:
+                if D < 0.0:  # not kept
                     continue
                 p = b * H * W + rr * W + c0 + cc
                 slot = o + k0 + j
-                w0 = g_w0[j]
-                w1 = g_w1[j]
-                w2 = g_w2[j]
-                D, omD = _sigmoid_pair(g_x[j], lowp)
-                P[p] *= omD
+                P[p] *= g_omD[j]
                 if store:
                     De[slot, 0] = D
-                wc0, wc1, wc2, _, s = _depth(w0, w1, w2, iz0, iz1, iz2)
-                zp = 1.0 / s
-                if zp < near or zp > far:
-                    if store:
-                        De[slot, 1] = 0.0
-                    continue
-                zn = (far - zp) * inv_range
                 if per_pixel_max:
+                    zn = g_z[j]
+                    if zn < 0.0:  # depth outside [near, far]
+                        continue
                     m = M[p]
                     if zn > m:
                         scale = math.exp((m - zn) * inv_gamma)
@@ -322,7 +306,7 @@ def _forward_band(
                         m = zn
                     e = D * math.exp((zn - m) * inv_gamma)  # the final maximum is known only at the end
                 else:
-                    e = D * _exp((zn - 1.0) * inv_gamma, lowp)
+                    e = g_z[j]  # 0 outside [near, far], which adds nothing below
                     if store:
                         De[slot, 1] = e
                 Z[p] += e
@@ -331,6 +315,11 @@ def _forward_band(
                     for ch in range(C):
                         I[p, ch] += et * feat[fi, 0, ch]
                 else:
+                    _, _, _, _, w0, w1, w2 = _geometry(
+                        float(cc), float(rr - r0), x0, y0, x1, y1, x2, y2, ex0, ey0, ex1, ey1, ex2, ey2, il0,
+                        il1, il2, idet, thr,
+                    )  # fmt: skip
+                    wc0, wc1, wc2, _, s = _depth(w0, w1, w2, iz0, iz1, iz2)
                     wp0 = wc0 * iz0 / s
                     wp1 = wc1 * iz1 / s
                     wp2 = wc2 * iz2 / s
@@ -345,10 +334,10 @@ def _forward_band(
         S[p] = 1.0 - P[p]
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@njit(cache=True, nogil=True, parallel=True, error_model="numpy")
 def forward(
     proj, faces, V, foot, off, feat, B, H, W, nband, thr, ksig, gamma, near, far, eps, per_pixel_max,
-    I, S, P, Z, M, De, store, lowp,
+    I, S, P, Z, M, De, store,
 ):  # fmt: skip
     """The soft render: every kept face-pixel pair aggregated into its pixel.
 
@@ -360,8 +349,6 @@ def forward(
     ``per_pixel_max``), with ``e_j = D_j exp((z_j - shift) / gamma)``, ``shift = M`` or 1.
 
     ``De`` gets each candidate pair's ``D`` and ``e`` (``e`` only without ``per_pixel_max``) when ``store``.
-    ``lowp``: take the exponentials of the coverage and the depth term in single precision (float32 outputs
-    without ``per_pixel_max``, whose shifted depths need the double one).
     Parallel over (sample, band of rows) tasks (``nband`` bands per sample), each of which owns its pixels:
     it initialises them, visits every face whose footprint reaches the band, and finishes them.
     """
@@ -371,11 +358,11 @@ def forward(
         R0 = (task - b * nband) * band_h
         _forward_band(
             b, R0, min(R0 + band_h, H), proj, faces, V, foot, off, feat, B, H, W, thr, ksig, gamma, near, far,
-            eps, per_pixel_max, I, S, P, Z, M, De, store, lowp,
+            eps, per_pixel_max, I, S, P, Z, M, De, store,
         )  # fmt: skip
 
 
-@njit(cache=True, nogil=True, parallel=True, fastmath=_FM)
+@njit(cache=True, nogil=True, parallel=True, fastmath=_FM, error_model="numpy")
 def pixel_stats(gI, gS, I, P, Z, M, per_pixel_max, st):
     """Per-pixel quantities of the backward pass, ``st (B H W, 4)``: ``a = gS (1 - S)`` (so that
     ``dL/dx_j = ... + a D_j``), ``q = gI . I``, ``1 / Z`` and the softmax shift (``M`` or 1)."""
@@ -390,7 +377,7 @@ def pixel_stats(gI, gS, I, P, Z, M, per_pixel_max, st):
         st[p, 3] = M[p] if per_pixel_max else 1.0
 
 
-@njit(cache=True, nogil=True, fastmath=_FM)
+@njit(cache=True, nogil=True, fastmath=_FM, error_model="numpy")
 def _backward_faces(
     i0, i1, proj, faces, V, foot, off, feat, H, W, thr, ksig, gamma, near, far, per_pixel_max, De, gI, st,
     want_feat, g_corner, g_feat,
@@ -405,9 +392,7 @@ def _backward_faces(
     inv_range = 1.0 / (far - near)
     inv_gamma = 1.0 / gamma
     m = 64
-    g_keep = np.empty(m, dtype=np.bool_)
-    g_in = np.empty(m, dtype=np.bool_)
-    g_sel = np.empty(m, dtype=np.int64)
+    g_code = np.empty(m)
     g_w0 = np.empty(m)
     g_w1 = np.empty(m)
     g_w2 = np.empty(m)
@@ -436,39 +421,55 @@ def _backward_faces(
         gex0 = gey0 = gex1 = gey1 = gex2 = gey2 = 0.0
         gidet = giz0 = giz1 = giz2 = 0.0
         n = bw * bh
-        if n > g_keep.shape[0]:  # a footprint larger than any so far: grow the scratch
-            m = max(n, 2 * g_keep.shape[0]) + 8
-            g_keep = np.empty(m, dtype=np.bool_)
-            g_in = np.empty(m, dtype=np.bool_)
-            g_sel = np.empty(m, dtype=np.int64)
+        if n > g_code.shape[0]:  # a footprint larger than any so far: grow the scratch
+            m = max(n, 2 * g_code.shape[0]) + 8
+            g_code = np.empty(m)
             g_w0 = np.empty(m)
             g_w1 = np.empty(m)
             g_w2 = np.empty(m)
             g_t = np.empty(m)
             g_rx = np.empty(m)
             g_ry = np.empty(m)
-        _geometry_block_grad(  # padded to whole vectors of 8 (the extra candidates are ignored)
-            (n + 7) // 8 * 8, bw, x0, y0, x1, y1, x2, y2, ex0, ey0, ex1, ey1, ex2, ey2, il0, il1, il2, idet,
-            thr, g_keep, g_in, g_sel, g_w0, g_w1, g_w2, g_t, g_rx, g_ry,
-        )  # fmt: skip
+        # The geometry of every candidate into the scratch, as in the forward pass (a loop without
+        # branches that vectorises, padded to whole vectors of 8): g_code -1 for a pair that is not kept,
+        # else the edge of the distance plus 4 when inside; the barycentrics; that edge's clamped foot
+        # parameter and residual (for the distance's gradient).
+        inv_bw = 1.0 / bw
+        for k in range((n + 7) // 8 * 8):
+            kf = float(k)
+            rf = math.floor((kf + 0.5) * inv_bw)
+            px = kf - rf * bw
+            kp, inside, _, sel, w0, w1, w2 = _geometry(
+                px, rf, x0, y0, x1, y1, x2, y2, ex0, ey0, ex1, ey1, ex2, ey2, il0, il1, il2, idet, thr
+            )
+            t0, rx0, ry0, _ = _segment(px - x0, rf - y0, ex0, ey0, il0)
+            t1, rx1, ry1, _ = _segment(px - x1, rf - y1, ex1, ey1, il1)
+            t2, rx2, ry2, _ = _segment(px - x2, rf - y2, ex2, ey2, il2)
+            g_code[k] = (float(sel) + (4.0 if inside else 0.0)) if kp else -1.0
+            g_w0[k] = w0
+            g_w1[k] = w1
+            g_w2[k] = w2
+            g_t[k] = t0 if sel == 0 else (t1 if sel == 1 else t2)
+            g_rx[k] = rx0 if sel == 0 else (rx1 if sel == 1 else rx2)
+            g_ry[k] = ry0 if sel == 0 else (ry1 if sel == 1 else ry2)
         r = 0
         c = 0
         for k in range(n):
-            keep = g_keep[k]
+            code = g_code[k]
             cc = c
             rr = r
             c += 1
             if c == bw:
                 c = 0
                 r += 1
-            if not keep:
+            if code < 0.0:  # not kept
                 continue
             px = float(cc)
             py = float(rr)
             p = b * H * W + (r0 + rr) * W + c0 + cc
             slot = off[i] + k
-            inside = g_in[k]
-            sel = g_sel[k]
+            inside = code >= 4.0
+            sel = int(code) - (4 if inside else 0)
             w0 = g_w0[k]
             w1 = g_w1[k]
             w2 = g_w2[k]
@@ -616,7 +617,7 @@ def _backward_faces(
         g_corner[i, 2, 2] = -giz2 * iz2 * iz2
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@njit(cache=True, nogil=True, parallel=True, error_model="numpy")
 def backward(
     proj, faces, V, foot, off, feat, H, W, thr, ksig, gamma, near, far, per_pixel_max, De, gI, st, want_feat,
     g_corner, g_feat, nchunk,
@@ -634,7 +635,7 @@ def backward(
         )  # fmt: skip
 
 
-@njit(cache=True, nogil=True, parallel=True, fastmath=_FM)
+@njit(cache=True, nogil=True, parallel=True, fastmath=_FM, error_model="numpy")
 def scatter_corners(g_corner, faces, V, g_proj):
     """``g_proj (B V, 3) += `` the corner gradients of every face, parallel over samples."""
     F = faces.shape[0]

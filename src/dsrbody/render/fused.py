@@ -232,7 +232,6 @@ class _FusedRasterize(torch.autograd.Function):
             P.numpy(), cfg.faces_np, cfg.V, foot.numpy(), off.numpy(), fe.numpy(), B, H, W, nband, cfg.thr_px,
             cfg.k_sig, raster.gamma, raster.near, raster.far, raster.eps, cfg.per_pixel_max, I.numpy(),
             S.numpy(), prod.numpy(), Z.numpy(), M.numpy(), De.numpy(), store,
-            dtype == torch.float32 and not cfg.per_pixel_max,
         )  # fmt: skip
         ctx.cfg = cfg
         ctx.save_for_backward(P, fe, foot, off, De, I, prod, Z, M)
