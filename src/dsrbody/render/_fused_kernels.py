@@ -399,6 +399,11 @@ def _backward_faces(
     g_t = np.empty(m)
     g_rx = np.empty(m)
     g_ry = np.empty(m)
+    g_gx = np.empty(m)
+    g_gs = np.empty(m)
+    g_gp0 = np.empty(m)
+    g_gp1 = np.empty(m)
+    g_gp2 = np.empty(m)
     for i in range(i0, i1):
         bw = foot[i, 2]
         if bw == 0:
@@ -430,6 +435,11 @@ def _backward_faces(
             g_t = np.empty(m)
             g_rx = np.empty(m)
             g_ry = np.empty(m)
+            g_gx = np.empty(m)
+            g_gs = np.empty(m)
+            g_gp0 = np.empty(m)
+            g_gp1 = np.empty(m)
+            g_gp2 = np.empty(m)
         # The geometry of every candidate into the scratch, as in the forward pass (a loop without
         # branches that vectorises, padded to whole vectors of 8): g_code -1 for a pair that is not kept,
         # else the edge of the distance plus 4 when inside; the barycentrics; that edge's clamped foot
@@ -452,41 +462,43 @@ def _backward_faces(
             g_t[k] = t0 if sel == 0 else (t1 if sel == 1 else t2)
             g_rx[k] = rx0 if sel == 0 else (rx1 if sel == 1 else rx2)
             g_ry[k] = ry0 if sel == 0 else (ry1 if sel == 1 else ry2)
+        # Per kept pair, what needs its pixel (scalar: gathers from the per-pixel statistics and gI), into
+        # the scratch: g_gx = dL/dx_j (x_j = +-d2 ksig, the coverage's argument), g_gs = dL/de_j e_j and
+        # g_gp_k = dL/dwp_k (the corner weights of per-corner features; 0 for per-face ones); zeros for the
+        # pairs that are not kept, for the padding, and for the depth terms of pairs whose depth lies
+        # outside [near, far] (e_j = 0), so that they add nothing below. The feature gradient is summed
+        # here.
+        npad = (n + 7) // 8 * 8
         r = 0
         c = 0
-        for k in range(n):
-            code = g_code[k]
+        for k in range(npad):
+            code = g_code[k] if k < n else -1.0
             cc = c
             rr = r
             c += 1
             if c == bw:
                 c = 0
                 r += 1
+            g_gx[k] = 0.0
+            g_gs[k] = 0.0
+            g_gp0[k] = 0.0
+            g_gp1[k] = 0.0
+            g_gp2[k] = 0.0
             if code < 0.0:  # not kept
                 continue
-            px = float(cc)
-            py = float(rr)
             p = b * H * W + (r0 + rr) * W + c0 + cc
             slot = off[i] + k
-            inside = code >= 4.0
-            sel = int(code) - (4 if inside else 0)
-            w0 = g_w0[k]
-            w1 = g_w1[k]
-            w2 = g_w2[k]
-            sgn = ksig if inside else -ksig
             D = De[slot, 0]
-            omD = 1.0 - D
-            a = st[p, 0]
-            gx = a * D  # dL/dx_j, x_j = sgn d2
-            gw0 = gw1 = gw2 = 0.0
-            wc0, wc1, wc2, isw, s = _depth(w0, w1, w2, iz0, iz1, iz2)
-            zp = 1.0 / s
-            if zp >= near and zp <= far:
+            gx = st[p, 0] * D  # dL/dx_j from the silhouette, a D_j
+            if per_pixel_max:  # small gamma: the depth from the geometry (float64), not De
+                _, _, _, _, s = _depth(g_w0[k], g_w1[k], g_w2[k], iz0, iz1, iz2)
+                zp = 1.0 / s
+                valid = zp >= near and zp <= far
+                e = D * math.exp(((far - zp) * inv_range - st[p, 3]) * inv_gamma) if valid else 0.0
+            else:
+                e = De[slot, 1]  # 0 outside [near, far]
+            if e != 0.0:
                 iZ = st[p, 2]
-                if per_pixel_max:  # small gamma: the depth from the geometry (float64), not De
-                    e = D * math.exp(((far - zp) * inv_range - st[p, 3]) * inv_gamma)
-                else:
-                    e = De[slot, 1]
                 we = e * iZ  # the pair's softmax weight
                 if K == 1:
                     dot = gI[p, 0] * feat[fi, 0, 0] if C > 0 else gI.dtype.type(0.0)
@@ -496,17 +508,8 @@ def _backward_faces(
                         wet = g_feat.dtype.type(we)
                         for ch in range(C):
                             g_feat[i, 0, ch] += gI[p, ch] * wet
-                    ge = (dot - st[p, 1]) * iZ  # dL/de_j
-                    gx += omD * e * ge
-                    gs = ge * e * inv_gamma * inv_range * zp * zp  # dL/ds, zn = (far - 1/s) / (far - near)
-                    giz0 += gs * wc0
-                    giz1 += gs * wc1
-                    giz2 += gs * wc2
-                    gsw = gs * isw
-                    gw0 = (iz0 - s) * gsw
-                    gw1 = (iz1 - s) * gsw
-                    gw2 = (iz2 - s) * gsw
                 else:
+                    wc0, wc1, wc2, _, s = _depth(g_w0[k], g_w1[k], g_w2[k], iz0, iz1, iz2)
                     wp0 = wc0 * iz0 / s
                     wp1 = wc1 * iz1 / s
                     wp2 = wc2 * iz2 / s
@@ -526,80 +529,84 @@ def _backward_faces(
                             g_feat[i, 0, ch] += wp0 * g
                             g_feat[i, 1, ch] += wp1 * g
                             g_feat[i, 2, ch] += wp2 * g
-                    gp0 *= we
-                    gp1 *= we
-                    gp2 *= we
-                    ge = (dot - st[p, 1]) * iZ
-                    gx += omD * e * ge
-                    gs = ge * e * inv_gamma * inv_range * zp * zp
-                    inv_s = zp
-                    gs2 = -(gp0 * wp0 + gp1 * wp1 + gp2 * wp2) * inv_s
-                    h0 = gp0 * inv_s + gs2
-                    h1 = gp1 * inv_s + gs2
-                    h2 = gp2 * inv_s + gs2
-                    giz0 += (gs + h0) * wc0
-                    giz1 += (gs + h1) * wc1
-                    giz2 += (gs + h2) * wc2
-                    gc0 = (gs + h0) * iz0
-                    gc1 = (gs + h1) * iz1
-                    gc2 = (gs + h2) * iz2
-                    sm = gc0 * wc0 + gc1 * wc1 + gc2 * wc2
-                    gw0 = (gc0 - sm) * isw
-                    gw1 = (gc1 - sm) * isw
-                    gw2 = (gc2 - sm) * isw
-                # clamp(0, 1) passes the gradient on [0, 1]
-                if w0 < 0.0 or w0 > 1.0:
-                    gw0 = 0.0
-                if w1 < 0.0 or w1 > 1.0:
-                    gw1 = 0.0
-                if w2 < 0.0 or w2 > 1.0:
-                    gw2 = 0.0
-                # w_k = cr_k idet
-                gidet += (gw0 * w0 + gw1 * w1 + gw2 * w2) * det
-                gw0 *= idet
-                gw1 *= idet
-                gw2 *= idet
-                # cr opposite edge k: ex_k dy_k - ey_k dx_k (edge 0 -> w2, 1 -> w0, 2 -> w1)
-                dx0, dy0 = px - x0, py - y0
-                dx1, dy1 = px - x1, py - y1
-                dx2, dy2 = px - x2, py - y2
-                gex0 += gw2 * dy0
-                gey0 -= gw2 * dx0
-                gx0 += gw2 * ey0
-                gy0 -= gw2 * ex0
-                gex1 += gw0 * dy1
-                gey1 -= gw0 * dx1
-                gx1 += gw0 * ey1
-                gy1 -= gw0 * ex1
-                gex2 += gw1 * dy2
-                gey2 -= gw1 * dx2
-                gx2 += gw1 * ey2
-                gy2 -= gw1 * ex2
+                    g_gp0[k] = gp0 * we
+                    g_gp1[k] = gp1 * we
+                    g_gp2[k] = gp2 * we
+                ge = (dot - st[p, 1]) * iZ  # dL/de_j
+                gx += (1.0 - D) * e * ge
+                g_gs[k] = ge * e
+            g_gx[k] = gx
+        # The chain from those to the face table, for every candidate at once (a loop without branches
+        # that vectorises; its sums are reductions). With zp = 1 / s, s = sum_k wc_k iz_k, wc the clipped
+        # renormalised barycentrics, zn = (far - zp) / (far - near), e_j = D_j exp((zn - shift) / gamma), and
+        # wp_k = wc_k iz_k zp the perspective-correct corner weights.
+        c_gs = inv_gamma * inv_range
+        for k in range(npad):
+            kf = float(k)
+            py = math.floor((kf + 0.5) * inv_bw)
+            px = kf - py * bw
+            code = g_code[k] if k < n else 0.0
+            inside = code >= 4.0
+            sel = code - (4.0 if inside else 0.0)
+            w0 = g_w0[k]
+            w1 = g_w1[k]
+            w2 = g_w2[k]
+            wc0, wc1, wc2, isw, s = _depth(w0, w1, w2, iz0, iz1, iz2)
+            zp = 1.0 / s
+            gs = g_gs[k] * c_gs * zp * zp  # dL/ds
+            gp0 = g_gp0[k]
+            gp1 = g_gp1[k]
+            gp2 = g_gp2[k]
+            gs2 = -(gp0 * wc0 * iz0 + gp1 * wc1 * iz1 + gp2 * wc2 * iz2) * zp * zp
+            h0 = gs + gp0 * zp + gs2  # dL/d(wc_k iz_k) through s and the corner weights
+            h1 = gs + gp1 * zp + gs2
+            h2 = gs + gp2 * zp + gs2
+            giz0 += h0 * wc0
+            giz1 += h1 * wc1
+            giz2 += h2 * wc2
+            gc0 = h0 * iz0
+            gc1 = h1 * iz1
+            gc2 = h2 * iz2
+            sm = gc0 * wc0 + gc1 * wc1 + gc2 * wc2
+            # renormalisation, then clamp(0, 1), which passes the gradient on [0, 1]
+            gw0 = (gc0 - sm) * isw if (w0 >= 0.0) & (w0 <= 1.0) else 0.0
+            gw1 = (gc1 - sm) * isw if (w1 >= 0.0) & (w1 <= 1.0) else 0.0
+            gw2 = (gc2 - sm) * isw if (w2 >= 0.0) & (w2 <= 1.0) else 0.0
+            # w_k = cr_k idet
+            gidet += (gw0 * w0 + gw1 * w1 + gw2 * w2) * det
+            gw0 *= idet
+            gw1 *= idet
+            gw2 *= idet
+            # cr opposite edge k: ex_k dy_k - ey_k dx_k (edge 0 -> w2, 1 -> w0, 2 -> w1)
+            dx0 = px - x0
+            dy0 = py - y0
+            dx1 = px - x1
+            dy1 = py - y1
+            dx2 = px - x2
+            dy2 = py - y2
             # distance: d2 = min_k |d_k - t_k e_k|^2, d/dv_k = -2 r, d/de_k = -2 t r (envelope theorem);
             # ties go to the lowest edge
-            gd = -2.0 * gx * sgn
+            gd = -2.0 * g_gx[k] * (ksig if inside else -ksig)
+            gvx = gd * g_rx[k]
+            gvy = gd * g_ry[k]
             t = g_t[k]
-            rx = g_rx[k]
-            ry = g_ry[k]
-            gvx = gd * rx
-            gvy = gd * ry
             gvex = gvx * t
             gvey = gvy * t
-            s0 = sel == 0
-            s1 = sel == 1
-            s2 = sel == 2
-            gx0 += gvx * s0
-            gy0 += gvy * s0
-            gex0 += gvex * s0
-            gey0 += gvey * s0
-            gx1 += gvx * s1
-            gy1 += gvy * s1
-            gex1 += gvex * s1
-            gey1 += gvey * s1
-            gx2 += gvx * s2
-            gy2 += gvy * s2
-            gex2 += gvex * s2
-            gey2 += gvey * s2
+            s0 = 1.0 if sel == 0.0 else 0.0
+            s1 = 1.0 if sel == 1.0 else 0.0
+            s2 = 1.0 if sel == 2.0 else 0.0
+            gex0 += gw2 * dy0 + gvex * s0
+            gey0 += gvey * s0 - gw2 * dx0
+            gx0 += gw2 * ey0 + gvx * s0
+            gy0 += gvy * s0 - gw2 * ex0
+            gex1 += gw0 * dy1 + gvex * s1
+            gey1 += gvey * s1 - gw0 * dx1
+            gx1 += gw0 * ey1 + gvx * s1
+            gy1 += gvy * s1 - gw0 * ex1
+            gex2 += gw1 * dy2 + gvex * s2
+            gey2 += gvey * s2 - gw1 * dx2
+            gx2 += gw1 * ey2 + gvx * s2
+            gy2 += gvy * s2 - gw1 * ex2
         # face table -> corners: e_k = v_{k+1} - v_k, det = ex2 ey0 - ex0 ey2, iz_k = 1 / z_k
         gdet = -gidet * idet * idet
         gex2 += gdet * ey0
