@@ -130,14 +130,34 @@ def test_people_without_keypoints_are_left_alone(regressor, regressed):
 
 def test_refinement_with_a_mask_keeps_the_body_inside(regressor, regressed):
     _, result = regressed
-    result.person.keypoints = target_keypoints(regressor, result)
+    kp = target_keypoints(regressor, result)
+    result.person.keypoints = kp
+    seen = kp[kp[:, 2] > 0, :2]
+    x0, y0 = np.floor(seen.min(0) - 25).astype(int)
+    x1, y1 = np.ceil(seen.max(0) + 25).astype(int)
     mask = np.zeros((224, 224), bool)
-    mask[20:210, 60:170] = True
+    mask[max(y0, 0) : y1, max(x0, 0) : x1] = True  # the target body's region, with a margin
     result.person.mask = mask
     before, _ = keypoint_error_px(result)
     (refined,), (report,) = refine_people(regressor, [result], RefineOptions(iters=15, init_weight=0.0))
     result.person.mask = None
     assert refined.refined and report.error_after_px < before
+
+
+def test_mask_term_counts_the_crop_beyond_the_image_as_person():
+    """A person cut by the image border: the crop's pixels outside the image are "person" for the
+    inside form (the body may continue there), background for the IoU form."""
+    from dsrbody.demo.refine import _mask_targets
+
+    mask = np.zeros((100, 100), bool)
+    mask[40:, 30:70] = True  # the person runs off the bottom edge
+    p = Person(np.array([50.0, 80.0]), 0.8, "bbox", mask=mask)  # crop x -30..130, y 0..160 (64 px)
+    inside = _mask_targets([p], 64, outside_image_allowed=True).merged[0].numpy() > 0
+    plain = _mask_targets([p], 64).merged[0].numpy() > 0
+    assert inside[-1].all() and not plain[-1].any()  # the crop's last row is beyond the image
+    assert (inside | ~plain).all() and inside.sum() > plain.sum()
+    assert not inside[4, 16] and not plain[4, 16]  # image pixel (10, 10): outside the mask, in the image
+    assert inside[4, 4] and not plain[4, 4]  # x < 0: beyond the image
 
 
 def test_refinement_with_a_spin_checkpoint(smpl_dir, synth_dir, tmp_path):

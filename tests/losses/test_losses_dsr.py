@@ -233,6 +233,25 @@ def test_dsrloss_one_render_call_for_all_channels_and_validity():
     assert "dsr_c" not in out2
 
 
+def test_dsrloss_inside_form_needs_only_the_person_mask():
+    """DSR-C's "inside" form is valid wherever the map has person pixels (sample 1 has no minimally
+    clothed label: no DSR-MC, no "nll" DSR-C, but "inside" DSR-C)."""
+    face_labels, verts, faces, labels = _scene()
+    targets = DSRTargets.from_parsing(labels)
+    render = _SplatRender()
+    loss = DSRLoss(faces, _Prior(face_labels), render_fn=render, c_form="inside", img_res=16)
+    out = loss(verts, targets, mc=False)
+    assert out["dsr_c_valid"].tolist() == [True, True, True] and render.calls[0][0] == 3
+    expected = dsr_c_loss(None, targets.merged, None, "inside", silhouette=out["rendered_silhouette"])
+    assert torch.allclose(out["dsr_c"], expected)
+    both = DSRLoss(faces, _Prior(face_labels), render_fn=_SplatRender(), c_form="inside", img_res=16)(
+        verts, targets
+    )
+    assert both["dsr_mc_valid"].tolist() == [True, False, True] and both["dsr_c_valid"].all()
+    nll = DSRLoss(faces, _Prior(face_labels), render_fn=_SplatRender(), img_res=16)(verts, targets, mc=False)
+    assert nll["dsr_c_valid"].tolist() == [True, False, True]
+
+
 def test_dsrloss_no_valid_sample_renders_nothing():
     face_labels, verts, faces, labels = _scene()
     render = _SplatRender()

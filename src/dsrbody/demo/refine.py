@@ -6,8 +6,10 @@ regressor's estimate: rotations (6D), the raw shape vector and the crop's weak-p
 with ``dsrbody fit``'s objective (``docs/fitting.md``): SPIN's keypoint term on the 25 OpenPose
 keypoints, normalised to the person's crop, plus the pose (angle Gaussian, joint limits), shape and
 camera priors and a pull towards the regressor's pose (``init``: keypoints fix only the joints'
-image positions, so depth and twist stay the regressor's). With a person mask (the MediaPipe
-detector's), the silhouette term asks the rendered body to stay inside it (1 - IoU with the mask).
+image positions, so depth and twist stay the regressor's). With a person mask (the detector's), a
+mask term asks the rendered body to stay inside it: by default DSR-C's ``"inside"`` form, the share of
+the rendered silhouette outside the mask (clothes and hair may stick out of the body; the naive
+``1 - IoU``, ``mask_form="iou"``, pulls the body onto them).
 
 The result replaces the person's :class:`~dsrbody.demo.run.PersonResult` (same camera; the crop's box
 is unchanged), and :class:`RefineReport` records the keypoint error in pixels before and after and the
@@ -50,6 +52,10 @@ class RefineOptions:
         init_weight: weight of ``||pose6d - regressor's||^2`` (``FitWeights.init``).
         pose_prior, shape_prior: the priors' weights (``FitWeights``; ``dsrbody fit``'s defaults are 0.01).
         silhouette: weight of the mask term where a person has a mask (0 turns it off).
+        mask_form: ``"inside"`` (the share of the rendered body outside the person mask: the body
+            stays inside it, clothes and hair may stick out; DSR-C's ``"inside"`` form) or ``"iou"``
+            (``1 - IoU`` with the mask, the naive silhouette term, which pulls the body onto the
+            clothes).
     """
 
     iters: int = 40
@@ -60,6 +66,7 @@ class RefineOptions:
     pose_prior: float = 0.01
     shape_prior: float = 0.01
     silhouette: float = 0.1
+    mask_form: str = "inside"
 
 
 @dataclass
@@ -147,19 +154,26 @@ def keypoint_pck(
     return hits, len(idx)
 
 
-def _mask_targets(people, res: int):
-    """DSR targets of the people's masks (labelled "upperclothes", so they feed the silhouette term only)."""
+def _mask_targets(people, res: int, outside_image_allowed: bool = False):
+    """DSR targets of the people's masks in their crops (labelled "upperclothes": they feed the mask
+    terms only). With ``outside_image_allowed``, the crop's pixels beyond the image border count as the
+    person too: a person cut by the border has a body there that the mask cannot show."""
     from dsrbody.data.crop_augment import AugmentParams, parsing_processing
     from dsrbody.losses import DSRTargets
     from dsrbody.semantics.labels import CIHP
 
     upper = list(CIHP.names).index("upperclothes")
-    maps = [
-        parsing_processing(
+    maps = []
+    for p in people:
+        m = parsing_processing(
             np.where(p.mask, upper, 0).astype(np.uint8), p.center, p.scale, AugmentParams(), res
         )
-        for p in people
-    ]
+        if outside_image_allowed:
+            inside = parsing_processing(
+                np.ones(p.mask.shape, np.uint8), p.center, p.scale, AugmentParams(), res
+            )
+            m = np.where(np.asarray(inside) > 0, m, upper)
+        maps.append(m)
     return DSRTargets.from_parsing(torch.from_numpy(np.stack(maps)).long())
 
 
@@ -206,15 +220,21 @@ def refine_people(regressor, results: list, options: RefineOptions | None = None
         pose_prior=o.pose_prior,
         shape_prior=o.shape_prior,
         silhouette=o.silhouette,
+        dsr_c=o.silhouette,
     )
+    if o.mask_form not in ("inside", "iou"):
+        raise ValueError(f"mask_form must be 'inside' or 'iou', got {o.mask_form!r}")
+    mask_losses = ("kp", "c") if o.mask_form == "inside" else ("kp", "sil")
     dev = next(regressor.parameters()).device
     n_kp = int(results[todo[0]].joints_cam.shape[0])  # the regressor's keypoint set (SPIN-49)
-    for group, losses in (([i for i in todo if i not in with_mask], ("kp",)), (with_mask, ("kp", "sil"))):
+    for group, losses in (([i for i in todo if i not in with_mask], ("kp",)), (with_mask, mask_losses)):
         if not group:
             continue
         t0 = time.perf_counter()
         fitter = BodyFitter(
-            regressor, FitConfig(losses=losses, iters=o.iters, lr=o.lr, weights=weights), prior
+            regressor,
+            FitConfig(losses=losses, iters=o.iters, lr=o.lr, weights=weights, c_form="inside"),
+            prior,
         )
         kp = np.zeros((len(group), max(n_kp, 25), 3), np.float32)
         for k, i in enumerate(group):
@@ -226,8 +246,8 @@ def refine_people(regressor, results: list, options: RefineOptions | None = None
             "cam": torch.from_numpy(np.stack([results[i].cam for i in group])).float(),
         }
         targets = (
-            _mask_targets([results[i].person for i in group], int(regressor.img_res))
-            if "sil" in losses
+            _mask_targets([results[i].person for i in group], int(regressor.img_res), o.mask_form == "inside")
+            if len(losses) > 1
             else None
         )
         fit = fitter.fit(torch.from_numpy(kp).to(dev), targets, start)

@@ -14,7 +14,8 @@ Loss functions take rendered maps and targets and return one value per sample:
   p(background) = 1 - sum of the 7 body classes), ``"official"`` (the official code's
   ``cross_entropy`` over the raw rendered channels, i.e. a softmax over values in [0, 1]),
   ``"inside"`` (the paper's "body inside the clothing mask" reading: the fraction of the rendered
-  silhouette falling outside the person's clothed + MC mask).
+  silhouette falling outside the person's clothed + MC mask; valid wherever the map has person pixels,
+  while the other forms, like DSR-MC, need a minimally-clothed label).
 - :func:`silhouette_loss`: a naive ``1 - IoU`` between the rendered silhouette and the whole
   person mask (the ablation baseline that inflates bodies).
 
@@ -402,9 +403,13 @@ class DSRLoss(nn.Module):
             else torch.ones(B, dtype=torch.bool, device=dev)
         )
         valid_sil = has_parsing & person.flatten(1).any(dim=1)
+        # DSR-C's "inside" form needs only the person's pixels, not a minimally-clothed label
+        valid_c0 = valid_sil if self.c_form == "inside" else valid_dsr
         need = torch.zeros(B, dtype=torch.bool, device=dev)
-        if mc or clothing:
+        if mc:
             need |= valid_dsr
+        if clothing:
+            need |= valid_c0
         if silhouette:
             need |= valid_sil
         idx = torch.nonzero(need).squeeze(1)
@@ -413,7 +418,7 @@ class DSRLoss(nn.Module):
         if idx.numel() == 0:
             for name, flag, v in (
                 ("dsr_mc", mc, valid_dsr),
-                ("dsr_c", clothing, valid_dsr),
+                ("dsr_c", clothing, valid_c0),
                 ("silhouette", silhouette, valid_sil),
             ):
                 if flag:
@@ -439,7 +444,7 @@ class DSRLoss(nn.Module):
             labels = targets.merged.to(dev)[idx].long()
             weights = targets.class_weights.to(dev)[idx]
             has_weight = torch.gather(weights, 1, labels.flatten(1)).sum(dim=1) > 0
-            valid_c = valid_dsr
+            valid_c = valid_c0
             if self.c_form != "inside":  # a sample with no weighted pixel has no DSR-C
                 valid_c = valid_c & torch.zeros_like(valid_dsr).index_put((idx,), has_weight)
             out["dsr_c_valid"] = valid_c
