@@ -15,8 +15,9 @@ through a sigmoid (raw values clipped at +-100), weighted non-maximum suppressio
 centre, its side 2 x 1.25 times the distance to the size point, rotated so that this point is up;
 the landmark model's input is in ``[0, 1]`` with replicated borders, a person is kept when the
 presence score is at least 0.5. Unlike MediaPipe's single-person legacy graph, every detection is
-followed; people whose keypoint boxes overlap by more than ``dedup_iou`` are one person (the more
-confident kept).
+followed, and the image is also seen in overlapping windows (small people); detections that are one
+person (:meth:`BlazePoseDetector.same_person`: overlapping boxes, a much smaller box inside another, the
+same nose or shoulders) are kept once, the most confident.
 
 Coordinates here are continuous pixels: pixel ``(i, j)`` covers ``[j, j+1) x [i, i+1)``.
 """
@@ -212,9 +213,8 @@ class BlazePoseDetector:
         min_score: detection score threshold (MediaPipe: 0.5).
         min_presence: landmark presence threshold (MediaPipe: 0.5).
         mask_threshold: segmentation probability for the person mask.
-        dedup_iou, dedup_distance: two detections are one person when their landmark boxes overlap
-            by more than ``dedup_iou`` or their noses or mid-shoulders are within ``dedup_distance``
-            times the larger box's height (:meth:`same_person`).
+        dedup_iou, dedup_inside, dedup_height, dedup_distance: when two detections are one person
+            (:meth:`same_person`).
         max_people: at most this many people per image (the most confident).
         window_scales: besides the whole image, the detector also looks at square windows of these
             fractions of the image's shorter side (overlapping by half); ``()`` for the whole image only.
@@ -230,6 +230,8 @@ class BlazePoseDetector:
         mask_threshold: float = 0.5,
         dedup_iou: float = 0.5,
         dedup_distance: float = 0.1,
+        dedup_inside: float = 0.8,
+        dedup_height: float = 0.6,
         max_people: int = 20,
         window_scales: tuple[float, ...] = (1.0, 0.5),
     ):
@@ -241,6 +243,8 @@ class BlazePoseDetector:
         self.mask_threshold = float(mask_threshold)
         self.dedup_iou = float(dedup_iou)
         self.dedup_distance = float(dedup_distance)
+        self.dedup_inside = float(dedup_inside)
+        self.dedup_height = float(dedup_height)
         self.max_people = int(max_people)
         self.window_scales = tuple(float(f) for f in window_scales)
 
@@ -343,10 +347,19 @@ class BlazePoseDetector:
         return kept[: self.max_people]
 
     def same_person(self, a: PoseDetection, b: PoseDetection) -> bool:
-        """Two detections of one person: their landmark boxes overlap by more than ``dedup_iou``, or
-        their noses or mid-shoulders lie within ``dedup_distance`` of the larger box's height (a second
-        crop of one person, e.g. from a window that shows part of them)."""
+        """Two detections of one person: their boxes overlap by more than ``dedup_iou``; or the
+        shorter box lies more than ``dedup_inside`` inside the other and is less than
+        ``dedup_height`` of its height (a body part taken for a person, e.g. legs seen in a small
+        window); or their noses or mid-shoulders lie within ``dedup_distance`` of the larger box's
+        height (a second crop of one person)."""
         if box_iou(a.box, b.box)[0, 0] > self.dedup_iou:
+            return True
+        small, large = (a.box, b.box) if a.box[3] - a.box[1] <= b.box[3] - b.box[1] else (b.box, a.box)
+        inter = np.prod(np.clip(np.minimum(small[2:], large[2:]) - np.maximum(small[:2], large[:2]), 0, None))
+        area = np.prod(small[2:] - small[:2])
+        if inter > self.dedup_inside * area and small[3] - small[1] < self.dedup_height * (
+            large[3] - large[1]
+        ):  # a much smaller "person" inside someone's box: a body part seen in a small window
             return True
         height = max(a.box[3] - a.box[1], b.box[3] - b.box[1])
         for pa, pb in ((a.landmarks[0, :2], b.landmarks[0, :2]), (_mid_shoulder(a), _mid_shoulder(b))):
