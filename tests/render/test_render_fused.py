@@ -183,3 +183,105 @@ def test_fused_backend_is_cpu_only():
     assert torch.equal(a[0], b[0])
     with pytest.raises(ValueError, match="CPU only"):
         soft_render(v, faces, face_features=ff, **CAM, backend="fused")
+
+
+@needs_fused
+@pytest.mark.parametrize("gamma", [1e-1, 1e-3])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_sample_parallel_threads_change_nothing(gamma, dtype):
+    """With at least twice as many samples as threads the forward kernel runs one task per sample and the
+    backward one per range of faces; every pixel and every face is computed as with one thread, so the
+    results, feature gradients summed over the batch included, are bitwise those of one thread."""
+    v, faces, ff, _ = random_scene(45, B=5, F=30)
+    kw = dict(CAM, sigma=1e-2, gamma=gamma, backend="fused")
+    gI, gS = _grads(5, ff.shape[1], (5, H, W), dtype)
+    before = torch.get_num_threads()
+    runs = []
+    try:
+        for threads in (1, 2, 3):
+            torch.set_num_threads(threads)
+            runs.append(_run(soft_render, v.to(dtype), faces, {"face_features": ff.to(dtype)}, gI, gS, **kw))
+    finally:
+        torch.set_num_threads(before)
+    for other in runs[1:]:
+        for a, b in zip(runs[0], other):
+            assert torch.equal(a, b)
+
+
+@needs_fused
+def test_reused_scratch_is_safe_across_shapes_and_interleaved_calls():
+    """The backward pass reuses its scratch from call to call (fused._WORKSPACE); what is saved for the
+    backward pass is not reused. Two renders of different shapes, both forwards before either backward,
+    the backward passes in the other order, then the first again: every result is bitwise that of the
+    same render alone with an empty workspace."""
+    big = random_scene(47, B=3, F=30)
+    small = random_scene(49, B=1, F=5)
+    kw = dict(CAM, sigma=1e-2, backend="fused")
+
+    def alone(scene, seed):
+        fused._WORKSPACE.clear()
+        v, faces, ff, _ = scene
+        gI, gS = _grads(seed, ff.shape[1], (v.shape[0], H, W), torch.float32)
+        return _run(soft_render, v.float(), faces, {"face_features": ff.float()}, gI, gS, **kw)
+
+    want_big, want_small = alone(big, 1), alone(small, 2)
+    fused._WORKSPACE.clear()
+    outs = []
+    for scene, seed in ((big, 1), (small, 2)):
+        v, faces, ff, _ = scene
+        vg = v.float().requires_grad_(True)
+        fg = ff.float().requires_grad_(True)
+        I, S = soft_render(vg, faces, face_features=fg, **kw)
+        gI, gS = _grads(seed, ff.shape[1], (v.shape[0], H, W), torch.float32)
+        outs.append((vg, fg, I, S, (I * gI).sum() + (S * gS).sum()))
+    for *_, loss in reversed(outs):  # small first: its scratch is the smaller one
+        loss.backward()
+    for (vg, fg, I, S, _), want in zip(outs, (want_big, want_small)):
+        for a, b in zip((I.detach(), S.detach(), vg.grad, fg.grad), want):
+            assert torch.equal(a, b)
+    gI, gS = _grads(1, big[2].shape[1], (3, H, W), torch.float32)  # after the small one, without clearing
+    again = _run(soft_render, big[0].float(), big[1], {"face_features": big[2].float()}, gI, gS, **kw)
+    for a, b in zip(again, want_big):
+        assert torch.equal(a, b)
+
+
+@needs_fused
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_large_footprints_match_the_reference(dtype):
+    """A triangle whose footprint holds some 1,500 candidate pairs (the kernels compute the pairs of a face
+    in blocks of 64 and grow their scratch for it) and a sliver, against the reference path and the brute
+    force."""
+    v = torch.tensor(
+        [[[-0.9, -0.8, 2.0], [0.8, -0.9, 2.1], [0.1, 0.9, 2.3], [0.3, 0.2, 1.9], [0.35, 0.21, 1.9]]],
+        dtype=torch.float64,
+    )
+    faces = torch.tensor([[0, 1, 2], [3, 4, 2]])
+    ff = torch.tensor([[0.2, 0.7], [0.9, 0.1]], dtype=torch.float64)
+    kw = dict(focal=40.0, principal_point=(20.0, 19.0), image_size=(40, 41), sigma=1e-3, gamma=0.1)
+    gI, gS = _grads(13, 2, (1, 40, 41), torch.float64)
+    brute = _run(reference_render, v, faces, {"face_features": ff}, gI, gS, **kw)
+    got, ref = _both(v.to(dtype), faces, {"face_features": ff.to(dtype)}, gI.to(dtype), gS.to(dtype), **kw)
+    tol_img, tol_grad = (1e-10, 1e-10) if dtype == torch.float64 else (1e-5, 1e-4)
+    assert float(ref[1].mean()) > 0.25
+    for other in (brute, ref):
+        assert _max_err(got[0], other[0]) < tol_img and _max_err(got[1], other[1]) < tol_img
+        for a, b in zip(got[2:], other[2:]):
+            assert _max_err(a, b) < tol_grad * max(1.0, float(b.abs().max()))
+
+
+@needs_fused
+def test_branch_free_exponential():
+    """The kernels' exponential (a polynomial and an exponent assembled in bits, so that loops of it
+    vectorise) against math.exp over the clamped range, and its clamping beyond."""
+    import math
+
+    import numpy as np
+
+    from dsrbody.render._fused_kernels import _exp_parts
+
+    for x in [*np.linspace(-708.0, 709.0, 2001), -1e-300, 0.0, 1e-12, -0.3465, 0.3466, -87.3, 9.2]:
+        q, bits = _exp_parts(float(x))
+        got = q * float(np.array([bits], dtype=np.int64).view(np.float64)[0])
+        assert abs(got / math.exp(x) - 1.0) < 1e-13, x
+    q, bits = _exp_parts(-2000.0)
+    assert q * float(np.array([bits]).view(np.float64)[0]) == pytest.approx(math.exp(-708.0), rel=1e-13)

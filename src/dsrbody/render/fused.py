@@ -17,6 +17,13 @@ gamma, the running maximum) besides the outputs, a footprint per face, and two n
 pair (the coverage and the softmax term, in the input dtype: 8 bytes in float32, where the reference
 path keeps 24 bytes of indices per kept pair), which spare the backward pass its exponentials.
 
+Memory: the buffers of a call are allocated through numpy, which asks for transparent huge pages (one
+page fault per 2 MiB instead of per 4 KiB: on the 2-core machine of docs/benchmarks.md, faulting in
+fresh per-call buffers had cost ~3-4 ms per image at B = 32); the backward pass's scratch (per-pixel
+statistics and per-face corner gradients, ~40 MB at B = 32, 224 x 224) is kept from call to call in
+``_WORKSPACE`` and only used under the kernels' lock within one call, never for what a forward saves for
+its backward, so two forwards before their backwards are safe; ``_WORKSPACE.clear()`` frees it.
+
 The kernels (:mod:`dsrbody.render._fused_kernels`) are numba functions compiled on first use and cached
 on disk, so there is no build step at install. Where numba cannot be imported the ``"auto"`` backend
 falls back to the reference path and says so once (a logging warning). There is no CUDA kernel: on a
