@@ -23,6 +23,11 @@ can be read from the process's peak RSS, ``VmHWM``):
   ``pytorch3d`` is importable (else skipped with a note), and only for batches of at most
   ``--p3d-max-batch`` (it takes seconds per image on a CPU).
 
+``--same-process`` adds ``alternating``: ``fused`` and ``reference`` timed call by call in turn in one
+process, reported as the median of the per-repeat ratios (the least disturbed by other work on a shared
+machine). ``--thp`` runs the workers with ``THP_MEM_ALLOC_ENABLE=1``, which makes torch's own allocator ask
+for transparent huge pages (it affects both paths: the loss's buffers and the reference path's).
+
 Reported: forward (no grad) and forward+backward milliseconds per image (median of ``--repeats``;
 wall clock, and the process's CPU time, which is what an idle core would take on a shared machine),
 peak RSS increase over the process's state before the first render (MiB; for ``fused`` after numba,
@@ -34,6 +39,8 @@ without the ``anny`` package can run the benchmark. Usage::
 
     .venv/bin/python benchmarks/render.py                 # all meshes, B = 1, 8, 32
     .venv/bin/python benchmarks/render.py --threads 1 --batch 32 --mesh body14k --no-brute --constant-features
+    .venv/bin/python benchmarks/render.py --threads 1 --batch 32 --mesh body14k --no-brute --no-nine \
+        --constant-features --same-process --repeats 7
     .venv/bin/python benchmarks/render.py --mesh-cache meshes.npz --device cuda --batch 32 128 --no-brute
 """
 
@@ -254,7 +261,8 @@ def worker(args) -> None:
 
     B = verts.shape[0]
     lib = _rss_mib()
-    if args.method == "fused":  # numba, LLVM and the kernels, once per process: reported on their own
+    # numba, LLVM and the kernels, once per process: reported on their own
+    if args.method in ("fused", "alternating"):
         tri = torch.tensor([[[0.0, 0.0, 2.0], [1.0, 0.0, 2.0], [0.0, 1.0, 2.0]]], requires_grad=True)
         one = torch.ones(1, 1)
         I, S = soft_render(tri, torch.tensor([[0, 1, 2]]), face_features=one, **kw, **dsr("fused"))
@@ -263,18 +271,18 @@ def worker(args) -> None:
     lib = base - lib
     _reset_peak()
 
-    def run(grad: bool):
+    def run(grad: bool, method: str = args.method):
         v = verts.clone().requires_grad_(grad)
         ff = feats.clone().requires_grad_(grad and not args.constant_features)
-        if args.method == "brute":
+        if method == "brute":
             with torch.no_grad():
                 return brute_force(v, faces, ff)
         ctx = torch.enable_grad() if grad else torch.no_grad()
         with ctx:
-            if args.method in ("fused", "reference"):
-                I, S = soft_render(v, faces, face_features=ff, **kw, **dsr(args.method))
+            if method in ("fused", "reference"):
+                I, S = soft_render(v, faces, face_features=ff, **kw, **dsr(method))
                 loss = (I * I).sum() + S.sum()
-            elif args.method == "pytorch3d":
+            elif method == "pytorch3d":
                 I, S = pytorch3d_render(v, faces, ff, faces_per_pixel=args.p3d_faces)
                 loss = (I * I).sum() + S.sum()
             else:  # nine single-channel calls of the reference path
@@ -286,6 +294,9 @@ def worker(args) -> None:
                 loss.backward()
         return I, S
 
+    if args.method == "alternating":
+        print(json.dumps(alternate(run, B, args.repeats)))
+        return
     result = {"method": args.method, "B": B}
     modes = [False] if args.method == "brute" else [False, True]
     for grad in modes:
@@ -329,6 +340,31 @@ def worker(args) -> None:
     print(json.dumps(result))
 
 
+def alternate(run, B: int, repeats: int) -> dict:
+    """``fused`` and ``reference`` in this one process, alternating call by call (after a warm-up of
+    each): medians of wall and CPU milliseconds per image, and the median of the per-repeat ratios
+    reference / fused, which a machine shared with other work disturbs least."""
+    out: dict = {"method": "alternating", "B": B}
+    for grad in (False, True):
+        key = "fwdbwd" if grad else "fwd"
+        t: dict = {"fused": [], "reference": []}
+        c: dict = {"fused": [], "reference": []}
+        for m in t:
+            run(grad, m)
+        for _ in range(repeats):
+            for m in t:
+                t0, c0 = time.perf_counter(), time.process_time()
+                run(grad, m)
+                t[m].append(time.perf_counter() - t0)
+                c[m].append(time.process_time() - c0)
+        for m in t:
+            out[f"{m}_{key}_ms"] = 1e3 * float(np.median(t[m])) / B
+            out[f"{m}_{key}_cpu_ms"] = 1e3 * float(np.median(c[m])) / B
+        out[f"ratio_{key}"] = float(np.median(np.array(t["reference"]) / np.array(t["fused"])))
+        out[f"ratio_{key}_cpu"] = float(np.median(np.array(c["reference"]) / np.array(c["fused"])))
+    return out
+
+
 def count_pairs(verts, faces, sigma=1e-5) -> int:
     """Kept face-pixel pairs (inside, or outside with D >= 1e-4)."""
     from dsrbody.render import pairs
@@ -363,6 +399,16 @@ def main() -> None:
         "--constant-features",
         action="store_true",
         help="no gradient w.r.t. the features (the DSR losses' case)",
+    )
+    ap.add_argument(
+        "--same-process",
+        action="store_true",
+        help="also time fused and reference alternately in one process (median of per-repeat ratios)",
+    )
+    ap.add_argument(
+        "--thp",
+        action="store_true",
+        help="run the workers with THP_MEM_ALLOC_ENABLE=1 (torch's allocator asks for huge pages)",
     )
     ap.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     ap.add_argument("--mesh-cache", help="an .npz of the meshes: read when it exists, else written")
@@ -400,6 +446,7 @@ def main() -> None:
     header = f"{'mesh':>8} {'faces':>6} {'B':>3} {'method':>9} {'fwd ms/img':>10} {'f+b ms/img':>10}"
     header += f" {'peak MiB':>9} {'fwd cpu':>8} {'f+b cpu':>8} {'lib MiB':>8}"
     rows = []
+    env = dict(os.environ, THP_MEM_ALLOC_ENABLE="1") if args.thp else None
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.mesh:
             v, f = meshes[name]
@@ -411,6 +458,7 @@ def main() -> None:
                 methods += [] if args.no_nine else ["9x1ch"]
                 methods += [] if (args.no_brute or B != 1 or name not in args.brute_mesh) else ["brute"]
                 methods += ["pytorch3d"] if (have_p3d and B <= args.p3d_max_batch) else []
+                methods += ["alternating"] if (args.same_process and have_fused) else []
                 res = {}
                 for m in methods:
                     cmd = [sys.executable, __file__, "--worker", "--method", m, "--scene-file", str(path)]
@@ -424,11 +472,12 @@ def main() -> None:
                     ]
                     cmd += ["--constant-features"] if args.constant_features else []
                     cmd += ["--p3d-faces", str(args.p3d_faces)]
-                    out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+                    out = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
                     if out.returncode != 0:
                         print(out.stderr[-2000:], file=sys.stderr)
                         continue
                     res[m] = json.loads(out.stdout.strip().splitlines()[-1])
+                alt = res.pop("alternating", None)
                 o = res.get("fused", res.get("reference", {}))
                 print(
                     f"\n{name}: {len(f)} faces, B={B}: coverage {o.get('coverage', float('nan')):.3f}, "
@@ -461,6 +510,17 @@ def main() -> None:
                         f"  ratio brute / {base} (forward): {brute:.1f}x "
                         f"(max |difference| of the images: {res['brute']['max_abs_diff']:.1e})"
                     )
+                if alt:
+                    a = alt
+                    print(
+                        f"  same process, alternating ({args.repeats} repeats): fused f+b "
+                        f"{a['fused_fwdbwd_ms']:.1f} ms/img (CPU {a['fused_fwdbwd_cpu_ms']:.1f}), reference "
+                        f"{a['reference_fwdbwd_ms']:.1f} (CPU {a['reference_fwdbwd_cpu_ms']:.1f}); "
+                        f"reference / fused, median of the per-repeat ratios: forward {a['ratio_fwd']:.2f}x "
+                        f"(CPU {a['ratio_fwd_cpu']:.2f}x), forward+backward {a['ratio_fwdbwd']:.2f}x (CPU "
+                        f"{a['ratio_fwdbwd_cpu']:.2f}x)"
+                    )
+                    rows.append((name, B, "alternating", alt))
 
 
 if __name__ == "__main__":
