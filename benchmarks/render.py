@@ -320,6 +320,8 @@ def worker(args) -> None:
     else:
         result["peak_mib"] = _peak_mib() - base
         result["lib_mib"] = lib
+    if args.profile and args.method == "fused":
+        result["profile"] = profile_fused(run, B, args.repeats)
     if args.method == "brute":  # the two implementations agree
         Ib, Sb = last
         with torch.no_grad():
@@ -338,6 +340,44 @@ def worker(args) -> None:
         result["coverage"] = float((S > 0.5).float().mean())
         result["pairs_per_image"] = count_pairs(verts, faces) / B
     print(json.dumps(result))
+
+
+def profile_fused(run, B: int, repeats: int) -> dict:
+    """CPU milliseconds per image of each fused kernel and of the rest of a forward+backward call (the
+    glue, the loss and its backward), with process-CPU timers around the kernels (they may run in numba's
+    worker thread); medians over ``repeats`` calls, after the timed ones."""
+    from dsrbody.render import fused
+
+    kernels = fused._load()
+    names = ["footprints", "forward", "pixel_stats", "backward", "scatter_corners"]
+    acc = dict.fromkeys(names, 0.0)
+    original = {n: getattr(kernels, n) for n in names}
+
+    def timed(name):
+        def call(*a):
+            c0 = time.process_time()
+            out = original[name](*a)
+            acc[name] += time.process_time() - c0
+            return out
+
+        return call
+
+    rows = []
+    try:
+        for n in names:
+            setattr(kernels, n, timed(n))
+        for _ in range(repeats):
+            for n in names:
+                acc[n] = 0.0
+            c0 = time.process_time()
+            run(True, "fused")
+            total = time.process_time() - c0
+            rows.append([acc[n] for n in names] + [total - sum(acc.values()), total])
+    finally:
+        for n in names:
+            setattr(kernels, n, original[n])
+    med = 1e3 * np.median(np.array(rows), 0) / B
+    return dict(zip([*names, "rest", "total"], (float(x) for x in med)))
 
 
 def alternate(run, B: int, repeats: int) -> dict:
@@ -406,6 +446,11 @@ def main() -> None:
         help="also time fused and reference alternately in one process (median of per-repeat ratios)",
     )
     ap.add_argument(
+        "--profile",
+        action="store_true",
+        help="fused: also report the CPU time of each kernel and of the rest of the call",
+    )
+    ap.add_argument(
         "--thp",
         action="store_true",
         help="run the workers with THP_MEM_ALLOC_ENABLE=1 (torch's allocator asks for huge pages)",
@@ -471,6 +516,7 @@ def main() -> None:
                         args.device,
                     ]
                     cmd += ["--constant-features"] if args.constant_features else []
+                    cmd += ["--profile"] if args.profile else []
                     cmd += ["--p3d-faces", str(args.p3d_faces)]
                     out = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
                     if out.returncode != 0:
@@ -509,6 +555,12 @@ def main() -> None:
                     print(
                         f"  ratio brute / {base} (forward): {brute:.1f}x "
                         f"(max |difference| of the images: {res['brute']['max_abs_diff']:.1e})"
+                    )
+                prof = res.get("fused", {}).get("profile")
+                if prof:
+                    print(
+                        "  fused, CPU ms per image of a forward+backward call: "
+                        + ", ".join(f"{k} {v:.2f}" for k, v in prof.items())
                     )
                 if alt:
                     a = alt
