@@ -1,7 +1,8 @@
 """PCK of the demo's bodies on the annotated real people of ``../shared/real`` (COCO and MPII photos).
 
     python benchmarks/real_keypoints.py [--real ../shared/real] [--ckpt K [--model-path SMPL]]
-        [--iters 40] [--holdout sides|alternate] [--json OUT.json]
+        [--iters 40] [--holdout sides|alternate] [--detector blazepose|hog] [--refine-mask inside|iou|none]
+        [--json OUT.json]
 
 People: every COCO person of ``coco/test_coco.json`` with at least 6 labelled keypoints (the demo's
 ``--coco`` rule) and the one annotated person of each MPII image (``mpii/test_mpii.json``). Their
@@ -251,6 +252,9 @@ def main() -> None:
     ap.add_argument("--ckpt", default=None, help="checkpoint (default: the shipped model)")
     ap.add_argument("--model-path", default=None, help="SMPL files for SPIN/DSR checkpoints")
     ap.add_argument("--iters", type=int, default=RefineOptions().iters, help="refinement steps")
+    ap.add_argument(
+        "--refine-mask", choices=("inside", "iou", "none"), default="inside", help="as dsrbody demo's"
+    )
     ap.add_argument("--holdout", choices=sorted(HOLDOUT), default="sides", help="the held-out folds")
     ap.add_argument("--detector", choices=("blazepose", "hog"), default="blazepose", help="person detector")
     ap.add_argument("--iou", type=float, default=0.5, help="IoU a detection needs to match a person")
@@ -269,9 +273,16 @@ def main() -> None:
     reg = loaded.regressor.eval()
     mean_reg = at_mean(reg).eval()
     opts = RefineOptions(iters=args.iters)
+    if args.refine_mask == "none":
+        opts.silhouette = 0.0
+    else:
+        opts.mask_form = args.refine_mask
     holdout = HOLDOUT[args.holdout]
     assert sorted(holdout[0] + holdout[1]) == sorted(LIMB_KEYPOINTS)
-    print(f"{loaded.describe()}; {args.iters} refinement steps; held-out folds: {args.holdout}")
+    print(
+        f"{loaded.describe()}; {args.iters} refinement steps; mask term: {args.refine_mask}; "
+        f"held-out folds: {args.holdout}"
+    )
 
     names = {
         "mean": "mean pose, annotated box",

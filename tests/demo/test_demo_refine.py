@@ -158,6 +158,8 @@ def test_mask_term_counts_the_crop_beyond_the_image_as_person():
     assert (inside | ~plain).all() and inside.sum() > plain.sum()
     assert not inside[4, 16] and not plain[4, 16]  # image pixel (10, 10): outside the mask, in the image
     assert inside[4, 4] and not plain[4, 4]  # x < 0: beyond the image
+    grown = _mask_targets([p], 64, margin=0.05).merged[0].numpy() > 0  # a disk of radius 3 px
+    assert (grown >= plain).all() and grown[30, 22] and not plain[30, 22] and not grown[30, 19]
 
 
 def test_refinement_with_a_spin_checkpoint(smpl_dir, synth_dir, tmp_path):

@@ -66,6 +66,13 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
         "--refine-iters", type=int, default=None, help="refinement steps per person (default 40)"
     )
     parser.add_argument(
+        "--refine-mask",
+        default="inside",
+        choices=("inside", "iou", "none"),
+        help="refinement's mask term where the detector gives a person mask: inside (the body stays "
+        "inside the mask, grown by 6%% of the crop; default), iou (1 - IoU with the mask), none",
+    )
+    parser.add_argument(
         "--smooth",
         type=float,
         default=1.5,
@@ -139,9 +146,13 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"--refine-iters must be at least 1, got {args.refine_iters}")
     if args.max_frames is not None and args.max_frames < 1:
         raise CLIError(f"--max-frames must be at least 1, got {args.max_frames}")
-    refine_opts = (
-        RefineOptions() if args.refine_iters is None else RefineOptions(iters=int(args.refine_iters))
-    )
+    refine_opts = RefineOptions()
+    if args.refine_iters is not None:
+        refine_opts.iters = int(args.refine_iters)
+    if args.refine_mask == "none":
+        refine_opts.silhouette = 0.0
+    else:
+        refine_opts.mask_form = args.refine_mask
     options = DemoOptions(
         side_size=int(args.side_size),
         batch_size=int(args.batch_size),

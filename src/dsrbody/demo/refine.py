@@ -23,6 +23,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
+from scipy import ndimage
 
 from dsrbody.body.factory import body_spec
 
@@ -56,6 +57,8 @@ class RefineOptions:
             stays inside it, clothes and hair may stick out; DSR-C's ``"inside"`` form) or ``"iou"``
             (``1 - IoU`` with the mask, the naive silhouette term, which pulls the body onto the
             clothes).
+        mask_margin: for ``"inside"``, the mask is grown by this fraction of the crop side first (a
+            segmentation misses thin limbs; the body may stick out that far for free).
     """
 
     iters: int = 40
@@ -67,6 +70,7 @@ class RefineOptions:
     shape_prior: float = 0.01
     silhouette: float = 0.1
     mask_form: str = "inside"
+    mask_margin: float = 0.06
 
 
 @dataclass
@@ -154,9 +158,10 @@ def keypoint_pck(
     return hits, len(idx)
 
 
-def _mask_targets(people, res: int, outside_image_allowed: bool = False):
+def _mask_targets(people, res: int, outside_image_allowed: bool = False, margin: float = 0.0):
     """DSR targets of the people's masks in their crops (labelled "upperclothes": they feed the mask
-    terms only). With ``outside_image_allowed``, the crop's pixels beyond the image border count as the
+    terms only), grown by ``margin`` x the crop side (a disk). With ``outside_image_allowed``, the crop's
+    pixels beyond the image border count as the
     person too: a person cut by the border has a body there that the mask cannot show."""
     from dsrbody.data.crop_augment import AugmentParams, parsing_processing
     from dsrbody.losses import DSRTargets
@@ -168,6 +173,10 @@ def _mask_targets(people, res: int, outside_image_allowed: bool = False):
         m = parsing_processing(
             np.where(p.mask, upper, 0).astype(np.uint8), p.center, p.scale, AugmentParams(), res
         )
+        if margin > 0:
+            r = max(1, round(margin * res))
+            disk = np.hypot(*np.mgrid[-r : r + 1, -r : r + 1]) <= r
+            m = np.where(ndimage.binary_dilation(np.asarray(m) > 0, structure=disk), upper, 0)
         if outside_image_allowed:
             inside = parsing_processing(
                 np.ones(p.mask.shape, np.uint8), p.center, p.scale, AugmentParams(), res
@@ -246,7 +255,12 @@ def refine_people(regressor, results: list, options: RefineOptions | None = None
             "cam": torch.from_numpy(np.stack([results[i].cam for i in group])).float(),
         }
         targets = (
-            _mask_targets([results[i].person for i in group], int(regressor.img_res), o.mask_form == "inside")
+            _mask_targets(
+                [results[i].person for i in group],
+                int(regressor.img_res),
+                o.mask_form == "inside",
+                o.mask_margin if o.mask_form == "inside" else 0.0,
+            )
             if len(losses) > 1
             else None
         )
