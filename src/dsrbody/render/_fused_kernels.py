@@ -328,10 +328,12 @@ def _forward_band(
                             wp0 * feat[fi, 0, ch] + wp1 * feat[fi, 1, ch] + wp2 * feat[fi, 2, ch]
                         )
     for p in range(b * H * W + R0 * W, b * H * W + R1 * W):
+        S[p] = 1.0 - P[p]
+        if P[p] == 1.0:  # no kept pair: the channels are still 0
+            continue
         iz = 1.0 / Z[p]
         for ch in range(C):
             I[p, ch] *= iz
-        S[p] = 1.0 - P[p]
 
 
 @njit(cache=True, nogil=True, parallel=True, error_model="numpy")
@@ -365,9 +367,12 @@ def forward(
 @njit(cache=True, nogil=True, parallel=True, fastmath=_FM, error_model="numpy")
 def pixel_stats(gI, gS, I, P, Z, M, per_pixel_max, st):
     """Per-pixel quantities of the backward pass, ``st (B H W, 4)``: ``a = gS (1 - S)`` (so that
-    ``dL/dx_j = ... + a D_j``), ``q = gI . I``, ``1 / Z`` and the softmax shift (``M`` or 1)."""
+    ``dL/dx_j = ... + a D_j``), ``q = gI . I``, ``1 / Z`` and the softmax shift (``M`` or 1); left unset
+    for the pixels that no kept pair reaches (most of an image), which the backward kernel never reads."""
     C = I.shape[1]
     for p in prange(P.shape[0]):
+        if P[p] == 1.0:  # no kept pair (D >= 1e-4 for each): nothing reads this pixel's statistics
+            continue
         q = 0.0
         for ch in range(C):
             q += float(gI[p, ch]) * float(I[p, ch])
