@@ -134,3 +134,20 @@ def test_both_seated_people_of_a_real_photo(detector):
     found = detector.find(iio.imread(REAL / "coco" / "000000040083.jpg"))
     iou = box_iou(np.array(boxes), np.array([d.box for d in found]))
     assert (iou.max(1) >= 0.5).all()
+
+
+def test_a_detector_that_cannot_load_is_a_one_line_error(monkeypatch, tmp_path):
+    import dsrbody.demo.blazepose as bp
+    from dsrbody.demo.detect import DetectorUnavailable, make_detector
+
+    monkeypatch.setattr(bp, "DETECTOR_FILE", "no_such_detector.npz")
+    bp._graph.cache_clear()
+    try:
+        with pytest.raises(
+            DetectorUnavailable, match="the blazepose detector cannot load its model: .*no_such"
+        ):
+            make_detector("auto")
+    finally:
+        bp._graph.cache_clear()
+    with pytest.raises(ValueError, match="unknown detector 'yolo'"):
+        make_detector("yolo")
