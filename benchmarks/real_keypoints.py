@@ -2,6 +2,7 @@
 
     python benchmarks/real_keypoints.py [--real ../shared/real] [--ckpt K [--model-path SMPL]]
         [--iters 40] [--holdout sides|alternate] [--detector blazepose|hog] [--refine-mask inside|iou|none]
+        [--mask-margin 0.06]
         [--json OUT.json]
 
 People: every COCO person of ``coco/test_coco.json`` with at least 6 labelled keypoints (the demo's
@@ -255,6 +256,12 @@ def main() -> None:
     ap.add_argument(
         "--refine-mask", choices=("inside", "iou", "none"), default="inside", help="as dsrbody demo's"
     )
+    ap.add_argument(
+        "--mask-margin",
+        type=float,
+        default=None,
+        help="grow the mask by this share of the crop (default 0.06)",
+    )
     ap.add_argument("--holdout", choices=sorted(HOLDOUT), default="sides", help="the held-out folds")
     ap.add_argument("--detector", choices=("blazepose", "hog"), default="blazepose", help="person detector")
     ap.add_argument("--iou", type=float, default=0.5, help="IoU a detection needs to match a person")
@@ -277,6 +284,8 @@ def main() -> None:
         opts.silhouette = 0.0
     else:
         opts.mask_form = args.refine_mask
+    if args.mask_margin is not None:
+        opts.mask_margin = float(args.mask_margin)
     holdout = HOLDOUT[args.holdout]
     assert sorted(holdout[0] + holdout[1]) == sorted(LIMB_KEYPOINTS)
     print(
