@@ -32,6 +32,7 @@ DSRBODY := $(VENV)/bin/dsrbody
 
 run: $(STAMP)
 	$(DSRBODY) demo --folder examples/images --bbox examples/images/boxes.json --out $(OUT)/demo --no-mesh
+	$(DSRBODY) demo --image examples/images/astronaut.jpg --out $(OUT)/detect --no-mesh
 	$(DSRBODY) synth --out $(OUT)/test --num $(RUN_TEST) --split test --seed 7 --res 128 --workers 2 --resume
 	$(DSRBODY) eval --data $(OUT)/test --mean-body --out $(OUT)/eval
 
