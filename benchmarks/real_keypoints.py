@@ -2,7 +2,7 @@
 
     python benchmarks/real_keypoints.py [--real ../shared/real] [--ckpt K [--model-path SMPL]]
         [--iters 40] [--holdout sides|alternate] [--detector blazepose|hog] [--refine-mask inside|iou|none]
-        [--mask-margin 0.06]
+        [--mask-margin 0.06] [--window-scales 1 0.5] [--detect-only]
         [--json OUT.json]
 
 People: every COCO person of ``coco/test_coco.json`` with at least 6 labelled keypoints (the demo's
@@ -262,6 +262,10 @@ def main() -> None:
         default=None,
         help="grow the mask by this share of the crop (default 0.06)",
     )
+    ap.add_argument(
+        "--window-scales", type=float, nargs="*", default=None, help="BlazePose's windows (default 1 0.5)"
+    )
+    ap.add_argument("--detect-only", action="store_true", help="only count the people the detector finds")
     ap.add_argument("--holdout", choices=sorted(HOLDOUT), default="sides", help="the held-out folds")
     ap.add_argument("--detector", choices=("blazepose", "hog"), default="blazepose", help="person detector")
     ap.add_argument("--iou", type=float, default=0.5, help="IoU a detection needs to match a person")
@@ -313,8 +317,29 @@ def main() -> None:
     by_image: dict[Path, list[Annotated]] = {}
     for a in people:
         by_image.setdefault(a.image, []).append(a)
-    detector = BlazePoseDetector() if args.detector == "blazepose" else HOGPeopleDetector()
-    print(f"detector: {args.detector}")
+    if args.detector == "blazepose":
+        scales = (1.0, 0.5) if args.window_scales is None else tuple(args.window_scales)
+        detector = BlazePoseDetector(window_scales=scales)
+        print(f"detector: blazepose, window scales {scales}")
+    else:
+        detector = HOGPeopleDetector()
+        print("detector: hog")
+    if args.detect_only:
+        found_n = dets = 0
+        seconds = []
+        for path, ann in sorted(by_image.items()):
+            img = read_image(path)
+            t0 = time.perf_counter()
+            found = detector(img)
+            seconds.append(time.perf_counter() - t0)
+            boxes = np.array([detection_box(p) for p in found]).reshape(-1, 4)
+            found_n += sum(m is not None for m in match_detections(boxes, [a.box for a in ann], args.iou))
+            dets += len(found)
+        print(
+            f"detector: {found_n} of {len(people)} annotated people found (IoU >= {args.iou}), {dets} "
+            f"detections, {np.mean(seconds):.2f} s per image"
+        )
+        return
     det_log = []
     for path, ann in sorted(by_image.items()):
         img = read_image(path)
