@@ -258,7 +258,7 @@ def run(args: argparse.Namespace) -> int:
 
         try:
             npz, img_dir, parsing_root = photos_to_npz(
-                data, out, bbox=args.bbox, openpose=args.openpose, detector=args.detector, quiet=args.quiet
+                data, out, bbox=args.bbox, openpose=args.openpose, detector=args.detector
             )
         except DetectorUnavailable as e:
             raise CLIError(str(e)) from None

@@ -121,7 +121,8 @@ def weighted_nms(
                 float(scores[top]),
             )
         )
-        order = [k for k in order if k not in set(group)]
+        merged = set(group)
+        order = [k for k in order if k not in merged]
     return out
 
 

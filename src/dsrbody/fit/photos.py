@@ -28,7 +28,6 @@ def photos_to_npz(
     bbox: str | None = None,
     openpose: str | None = None,
     detector: str = "auto",
-    quiet: bool = False,
 ) -> tuple[Path, Path, Path]:
     """Write ``OUT/photos.npz`` for the photos of ``folder``.
 
@@ -37,6 +36,7 @@ def photos_to_npz(
 
     Raises:
         FileNotFoundError, ValueError: no images; bad JSONs; nobody found in any photo.
+        DetectorUnavailable: the detector cannot load (:func:`dsrbody.demo.detect.make_detector`).
     """
     from dsrbody.data.spin_npz import read_image
     from dsrbody.demo.run import BoxSource, list_images
