@@ -982,8 +982,25 @@ class SpinNpzDataset(SpinAnnotations, Dataset):
             rot_zero_prob=rot_zero_prob,
         )
         self.skipped = SkipLog()
+        # a frozen backbone's cached features (dsrbody.data.feature_cache.attach_feature_cache)
+        self.feature_file: Path | None = None
+        self.feature_channels = 0
+        self._features: np.ndarray | None = None
 
         SpinAnnotations.__init__(self, data, self.npz_path, ignore_3d=ignore_3d, pose_joints=pose_joints)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_features"] = None  # a worker opens its own memory map
+        return state
+
+    def cached_features(self, index: int) -> torch.Tensor:
+        """``(C,)`` float32 features of sample ``index`` from the attached cache."""
+        if self._features is None:
+            from dsrbody.data.feature_cache import load_feature_cache
+
+            self._features = load_feature_cache(self.feature_file, len(self), self.feature_channels)
+        return torch.from_numpy(np.asarray(self._features[index], dtype=np.float32))
 
     @property
     def epoch(self) -> int:
@@ -1025,7 +1042,7 @@ class SpinNpzDataset(SpinAnnotations, Dataset):
         def load_parsing(shape: tuple[int, int]) -> tuple[np.ndarray, bool]:
             return _fit_parsing_to_image(_read_parsing_raw(ppath), shape, ppath), True
 
-        return build_item(
+        item = build_item(
             self,
             index,
             index=index,
@@ -1039,6 +1056,9 @@ class SpinNpzDataset(SpinAnnotations, Dataset):
             parsing_interp=self.parsing_interp,
             skipped=self.skipped,
         )
+        if self.feature_file is not None:
+            item["features"] = self.cached_features(index)
+        return item
 
 
 def drop_nonfinite_samples(

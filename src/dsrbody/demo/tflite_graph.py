@@ -102,11 +102,46 @@ class TFLiteGraph(torch.nn.Module):
     def _value(self, env: dict[int, torch.Tensor], t: int) -> torch.Tensor:
         return env[t] if t in env else self._const[t]
 
+    def producer(self, tensor: int) -> dict:
+        """The operator that writes tensor id ``tensor``.
+
+        Raises:
+            KeyError: no operator writes it (a constant or the input).
+        """
+        for op in self.ops:
+            if op["outputs"][0] == tensor:
+                return op
+        raise KeyError(f"{self.name}: no operator writes tensor {tensor}")
+
+    def needed(self, tensors: list[int]) -> list[int]:
+        """Indices of the operators that ``tensors`` depend on, in graph order."""
+        writer = {op["outputs"][0]: i for i, op in enumerate(self.ops)}
+        keep: set[int] = set()
+        todo = [t for t in tensors if t in writer]
+        while todo:
+            i = writer[todo.pop()]
+            if i not in keep:
+                keep.add(i)
+                todo.extend(t for t in self.ops[i]["inputs"] if t in writer)
+        return sorted(keep)
+
+    def run(self, x: torch.Tensor, tensors: list[int] | None = None) -> dict[int, torch.Tensor]:
+        """Run the graph on ``x (N, H, W, C)`` (NHWC, float32): the tensors it computes, by id, in NCHW
+        (4-D) or as the operator wrote it (intermediate features for a backbone).
+
+        Args:
+            tensors: compute only what these tensor ids need (None: the whole graph).
+        """
+        env: dict[int, torch.Tensor] = {self.spec["input"]: x.permute(0, 3, 1, 2)}
+        order = range(len(self.ops)) if tensors is None else self.needed(tensors)
+        for i in order:
+            op = self.ops[i]
+            env[op["outputs"][0]] = _HANDLERS[op["op"]](self, i, op, env)
+        return env
+
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Run the graph on ``x (N, H, W, C)`` (NHWC, float32); the outputs in TFLite's order and layout."""
-        env: dict[int, torch.Tensor] = {self.spec["input"]: x.permute(0, 3, 1, 2)}
-        for i, op in enumerate(self.ops):
-            env[op["outputs"][0]] = _HANDLERS[op["op"]](self, i, op, env)
+        env = self.run(x)
         outs = []
         for t in self.spec["outputs"]:
             y = env[t]

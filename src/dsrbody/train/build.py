@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import warnings
 from pathlib import Path
 
@@ -10,6 +11,9 @@ from torch import nn
 
 from dsrbody.data.spin_npz import EXPECTED_LAYOUT
 from dsrbody.losses import LossWeights
+from dsrbody.train.config import ConfigError
+
+_log = logging.getLogger(__name__)
 
 __all__ = [
     "body_options",
@@ -20,6 +24,7 @@ __all__ = [
     "training_keys",
     "build_train_set",
     "build_eval_set",
+    "attach_feature_caches",
 ]
 
 
@@ -182,6 +187,12 @@ def build_train_set(cfg: DictConfig):
         raise ValueError("the config lists no training dataset (data.train is empty)")
     need = training_keys(cfg)
     sets = [build_dataset(s, cfg, augment=bool(cfg.data.augment), required=need) for s in specs]
+    if bool(cfg.model.get("feature_cache", False)):
+        if bool(cfg.data.augment):
+            raise ConfigError(
+                "model.feature_cache: the cached features are of the plain crops; set data.augment: false"
+            )
+        attach_feature_caches(sets, cfg)
     return MixedDataset(
         sets, [float(s.ratio) for s in specs], length=cfg.data.epoch_length, seed=int(cfg.seed)
     )
@@ -200,4 +211,39 @@ def build_eval_set(cfg: DictConfig, split: str = "val"):
     specs = list(specs or [])
     if not specs:
         return None
-    return EvalConcatDataset([build_dataset(s, cfg, augment=False) for s in specs])
+    sets = [build_dataset(s, cfg, augment=False) for s in specs]
+    if bool(cfg.model.get("feature_cache", False)):
+        attach_feature_caches(sets, cfg)
+    return EvalConcatDataset(sets)
+
+
+def attach_feature_caches(sets: list, cfg: DictConfig, progress: bool = True) -> None:
+    """Give every dataset the cached features of ``cfg.model.backbone`` (a frozen backbone), building
+    the missing caches first (:mod:`dsrbody.data.feature_cache`; one pass of the backbone per sample).
+
+    Raises:
+        ConfigError: the backbone is not frozen, or a dataset is not an annotation file.
+    """
+    from dsrbody.data import SpinNpzDataset
+    from dsrbody.data.feature_cache import attach_feature_cache, build_feature_cache, feature_cache_path
+    from dsrbody.models.backbones import build_backbone
+
+    name, res = str(cfg.model.backbone), int(cfg.model.img_res)
+    backbone = None
+    for ds in sets:
+        if not isinstance(ds, SpinNpzDataset):
+            raise ConfigError(
+                f"model.feature_cache: dataset {getattr(ds, 'name', ds)!r} is not an annotation file "
+                "(streamed synthetic data has no fixed samples to cache)"
+            )
+        path = feature_cache_path(ds.npz_path, ds.img_dir, name, res)
+        if backbone is None:
+            backbone, dim = build_backbone(name)
+            if not getattr(backbone, "frozen", False):
+                raise ConfigError(
+                    f"model.feature_cache: backbone {name!r} trains, its features cannot be cached"
+                )
+        if not path.is_file():
+            _log.info("building the %s feature cache of %s: %s", name, ds.name, path)
+            build_feature_cache(ds, backbone, path, num_workers=int(cfg.data.num_workers), progress=progress)
+        attach_feature_cache(ds, path, dim)

@@ -103,6 +103,9 @@ class ModelConfig:
         keypoints: 0, or the number of 2D keypoints (24: SPIN-49's ground-truth joints) of the head's
             keypoint branch, heatmaps on the backbone's feature pyramid whose soft-argmax coordinates
             feed the head; supervise it with ``loss.weights.keypoints_2d_direct`` (docs/training.md).
+        feature_cache: train the head on a frozen backbone's features computed once per sample
+            (:mod:`dsrbody.data.feature_cache`; ``blazepose``), built at the start of training; needs
+            ``data.augment: false`` and npz datasets.
     """
 
     backbone: str = "resnet50"
@@ -114,6 +117,7 @@ class ModelConfig:
     channels_last: bool = False
     spatial_channels: int = 0
     keypoints: int = 0
+    feature_cache: bool = False
 
 
 @dataclass

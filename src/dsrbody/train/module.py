@@ -142,6 +142,13 @@ class DSRModule(L.LightningModule):
             images = images.contiguous(memory_format=torch.channels_last)
         return self.model(images)
 
+    def predict_batch(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """The regressor's output for a batch: from its cached backbone features ``features (B, C)``
+        when the datasets carry them (``model.feature_cache``), else from ``img``."""
+        if "features" in batch:
+            return self.model.forward_features(batch["features"].float()[:, :, None, None])
+        return self(batch["img"])
+
     # ------------------------------------------------------------------------------------------
     def loss_targets(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         """The ground-truth dict of :func:`~dsrbody.losses.spin_loss_terms` for a batch
@@ -229,7 +236,7 @@ class DSRModule(L.LightningModule):
         bs = max(n, 1)
         if n == 0:  # every sample of the batch was unreadable or non-finite
             return self._skip_step("no_valid_sample")
-        pred = self(batch["img"])
+        pred = self.predict_batch(batch)
         dsr = self.dsr_active()
         total, means, dropped, dsr_out = self.compute_losses(batch, pred, dsr)
         log_kw = dict(on_step=True, on_epoch=True, batch_size=bs)
@@ -275,7 +282,7 @@ class DSRModule(L.LightningModule):
         if int(batch["num_valid"]) == 0:
             return
         body = self.eval_body()
-        preds = [(self._val_acc, self(batch["img"]))]
+        preds = [(self._val_acc, self.predict_batch(batch))]
         if self._ref_acc is not None:  # the mean body on the same samples: the line to beat
             from dsrbody.models import at_mean
 

@@ -15,6 +15,12 @@ from pathlib import Path
 
 from torch import nn
 
+from dsrbody.models.backbones.blazepose import (
+    BLAZEPOSE_FEATURES,
+    BLAZEPOSE_MARKER,
+    BlazePoseBackbone,
+    recognise_blazepose,
+)
 from dsrbody.models.backbones.resnet import (
     RESNET_KEY_ROOTS,
     RESNET_SPECS,
@@ -32,6 +38,7 @@ __all__ = [
     "BACKBONES",
     "FAMILIES",
     "BackboneFamily",
+    "BlazePoseBackbone",
     "backbone_keys",
     "infer_backbone",
     "register_family",
@@ -82,7 +89,14 @@ FAMILIES: list[BackboneFamily] = [
         feature_dim=lambda name: 512 * RESNET_SPECS[name][0].expansion,
         key_roots=RESNET_KEY_ROOTS,
         recognise=recognise_resnet,
-    )
+    ),
+    BackboneFamily(
+        names=("blazepose",),
+        build=lambda name: BlazePoseBackbone(),
+        feature_dim=lambda name: BLAZEPOSE_FEATURES,
+        key_roots=(BLAZEPOSE_MARKER,),
+        recognise=recognise_blazepose,
+    ),
 ]
 
 #: backbone name -> feature channels of its last feature map (every registered family).
@@ -159,6 +173,8 @@ def build_backbone(name: str, pretrained: str | Path | None = None) -> tuple[nn.
     """
     family = _family(name)
     model = family.build(name)
+    if pretrained is not None and getattr(model, "frozen", False):
+        raise ValueError(f"backbone {name!r} ships its own frozen weights; pretrained_backbone must be null")
     if pretrained is not None:
         load_pretrained(model, pretrained)
     return model, int(model.feature_dim)

@@ -1,0 +1,164 @@
+"""Features of a frozen backbone, computed once per sample and read back in training.
+
+A frozen backbone (:attr:`frozen` true, such as :class:`~dsrbody.models.backbones.BlazePoseBackbone`)
+gives the same features for the same crop every time, so a recipe with ``model.feature_cache: true``
+runs it once over each dataset's plain (un-augmented) crops and trains the head on the stored vectors:
+for BlazePose that is a 50 ms forward per image once instead of on every step (docs/training.md,
+"BlazePose features").
+
+A cache is one ``.npy`` file per annotation file and backbone: ``(N, C)`` float16, row ``i`` the features
+of sample ``i``, in ``<img_dir>/features/<npz stem>.<backbone>_<res>.npy``. It is written into
+``<name>.partial.npy`` with a small JSON record of how many rows are complete (updated after the rows
+are flushed), so a killed run resumes at the first incomplete row; the file takes its final name when
+every row is written. A sample whose image cannot be read gets a row of zeros (training skips it
+anyway: its item is invalid). Reading checks the shape against the annotation file and refuses a cache
+of another backbone or size with a one-line error naming the file.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Subset
+from tqdm.auto import tqdm
+
+__all__ = ["feature_cache_path", "build_feature_cache", "load_feature_cache", "attach_feature_cache"]
+
+_log = logging.getLogger(__name__)
+
+
+def feature_cache_path(
+    npz_path: str | os.PathLike, img_dir: str | os.PathLike, backbone: str, res: int
+) -> Path:
+    """Where the cache of an annotation file lives: ``<img_dir>/features/<stem>.<backbone>_<res>.npy``."""
+    return Path(img_dir) / "features" / f"{Path(npz_path).stem}.{backbone}_{int(res)}.npy"
+
+
+def _collate_images(items: list[dict[str, Any]]) -> tuple[torch.Tensor, torch.Tensor]:
+    imgs = torch.stack([it["img"] for it in items])
+    valid = torch.tensor([bool(it["valid"]) for it in items])
+    return imgs, valid
+
+
+def _write_record(path: Path, record: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(record))
+    os.replace(tmp, path)
+
+
+def build_feature_cache(
+    dataset: Dataset,
+    backbone: nn.Module,
+    path: str | os.PathLike,
+    *,
+    batch_size: int = 32,
+    num_workers: int = 0,
+    progress: bool = True,
+) -> Path:
+    """Compute (or finish) the cache of ``dataset``'s plain crops under ``backbone``.
+
+    Args:
+        dataset: a dataset without augmentation whose items have ``img (3, res, res)`` and ``valid``.
+        backbone: a frozen backbone, ``(B, 3, res, res) -> (B, C, 1, 1)`` or ``(B, C)``.
+        path: the cache file (:func:`feature_cache_path`).
+        batch_size, num_workers: how the crops are read.
+        progress: show a progress bar.
+
+    Returns:
+        ``path``, complete.
+
+    Raises:
+        ValueError: the dataset draws augmentation, or an unfinished cache at ``path`` was started
+            for another number of samples or channels.
+    """
+    path = Path(path)
+    if path.is_file():
+        return path
+    if getattr(dataset, "augment", False):
+        raise ValueError(f"{path}: features are cached for plain crops; the dataset draws augmentation")
+    partial = path.with_name(path.stem + ".partial.npy")
+    record_path = path.with_name(path.stem + ".partial.json")
+    n = len(dataset)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    done = 0
+    feats = None
+    if partial.is_file() and record_path.is_file():
+        try:
+            record = json.loads(record_path.read_text())
+            feats = np.load(partial, mmap_mode="r+")
+        except (ValueError, OSError) as e:
+            _log.warning("%s: unreadable partial cache (%s); starting again", partial, e)
+            feats = None
+        else:
+            if feats.shape[0] != n:
+                raise ValueError(
+                    f"{partial}: an unfinished cache of {feats.shape[0]} samples, the dataset has {n}"
+                )
+            done = int(record.get("done", 0))
+    backbone = backbone.eval()
+    bar = tqdm(total=n, initial=done, desc=f"features {path.name}", unit="img", disable=not progress)
+    loader = DataLoader(
+        Subset(dataset, range(done, n)),
+        batch_size=batch_size,
+        num_workers=num_workers,
+        collate_fn=_collate_images,
+    )
+    with torch.no_grad():
+        for imgs, valid in loader:
+            f = backbone(imgs).reshape(len(imgs), -1)
+            f[~valid] = 0.0
+            if feats is None:
+                feats = np.lib.format.open_memmap(partial, mode="w+", dtype=np.float16, shape=(n, f.shape[1]))
+            elif feats.shape[1] != f.shape[1]:
+                raise ValueError(
+                    f"{partial}: an unfinished cache of {feats.shape[1]} channels, "
+                    f"the backbone gives {f.shape[1]}"
+                )
+            feats[done : done + len(imgs)] = f.numpy().astype(np.float16)
+            feats.flush()
+            done += len(imgs)
+            _write_record(record_path, {"done": done, "n": n})
+            bar.update(len(imgs))
+    bar.close()
+    if feats is None:  # an empty dataset
+        feats = np.lib.format.open_memmap(partial, mode="w+", dtype=np.float16, shape=(0, 0))
+    del feats
+    os.replace(partial, path)
+    record_path.unlink(missing_ok=True)
+    return path
+
+
+def load_feature_cache(path: str | os.PathLike, n: int, channels: int) -> np.ndarray:
+    """Open a complete cache (memory-mapped, read-only) and check it is ``(n, channels)``.
+
+    Raises:
+        FileNotFoundError: no such file. ValueError: not a ``.npy`` array of that shape.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no feature cache (it is built at the start of training)")
+    try:
+        arr = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError) as e:
+        raise ValueError(f"{path}: not a feature cache ({e})") from None
+    if arr.shape != (n, channels):
+        raise ValueError(
+            f"{path}: feature cache of shape {arr.shape}, expected ({n}, {channels}) (another dataset or "
+            "backbone? delete it to rebuild)"
+        )
+    return arr
+
+
+def attach_feature_cache(dataset: Any, path: str | os.PathLike, channels: int) -> None:
+    """Make ``dataset`` (a :class:`~dsrbody.data.SpinNpzDataset`) add ``features (C,)`` float32 to its
+    items, read from the cache at ``path`` (checked now, opened lazily in each worker)."""
+    load_feature_cache(path, len(dataset), channels)
+    dataset.feature_file = Path(path)
+    dataset.feature_channels = int(channels)

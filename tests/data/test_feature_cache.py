@@ -1,0 +1,102 @@
+"""Cached backbone features: the stored rows are the backbone's output on each plain crop, a killed
+build resumes at the first incomplete row, and wrong caches are refused with the file named."""
+
+from __future__ import annotations
+
+import json
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from dsrbody.data import SpinNpzDataset
+from dsrbody.data.feature_cache import (
+    attach_feature_cache,
+    build_feature_cache,
+    feature_cache_path,
+    load_feature_cache,
+)
+
+
+class StatsBackbone(nn.Module):
+    """A frozen stand-in: per crop, the mean and standard deviation of each colour channel ``(B, 6, 1, 1)``;
+    counts the crops it saw and can fail after ``fail_after`` batches (a killed run)."""
+
+    frozen = True
+
+    def __init__(self, fail_after: int | None = None):
+        super().__init__()
+        self.seen, self.batches, self.fail_after = 0, 0, fail_after
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.fail_after is not None and self.batches >= self.fail_after:
+            raise KeyboardInterrupt("killed")
+        self.batches += 1
+        self.seen += len(x)
+        return torch.cat([x.mean((2, 3)), x.std((2, 3))], 1)[:, :, None, None]
+
+
+def _dataset(make_dataset, n=5, **kw) -> SpinNpzDataset:
+    npz, img_dir, _ = make_dataset(n=n)
+    return SpinNpzDataset(npz, img_dir, parsing=False, res=32, **kw)
+
+
+def test_rows_are_the_backbone_on_each_plain_crop(make_dataset):
+    ds = _dataset(make_dataset)
+    path = feature_cache_path(ds.npz_path, ds.img_dir, "stats", 32)
+    assert path == ds.img_dir / "features" / "train.stats_32.npy"
+    build_feature_cache(ds, StatsBackbone(), path, batch_size=2, progress=False)
+    feats = load_feature_cache(path, len(ds), 6)
+    assert feats.dtype == np.float16
+    for i in range(len(ds)):
+        want = StatsBackbone()(ds[i]["img"][None]).flatten()
+        np.testing.assert_allclose(feats[i], want.numpy(), rtol=2e-3, atol=2e-3)
+    attach_feature_cache(ds, path, 6)
+    item = pickle.loads(pickle.dumps(ds))[3]  # as a DataLoader worker gets it
+    np.testing.assert_allclose(item["features"].numpy(), feats[3].astype(np.float32))
+    assert item["features"].dtype == torch.float32
+
+
+def test_a_killed_build_resumes_where_it_stopped(make_dataset):
+    ds = _dataset(make_dataset)
+    path = feature_cache_path(ds.npz_path, ds.img_dir, "stats", 32)
+    with pytest.raises(KeyboardInterrupt):
+        build_feature_cache(ds, StatsBackbone(fail_after=2), path, batch_size=2, progress=False)
+    assert not path.exists()
+    record = json.loads(path.with_name(path.stem + ".partial.json").read_text())
+    assert record == {"done": 4, "n": 5}
+    again = StatsBackbone()
+    build_feature_cache(ds, again, path, batch_size=2, progress=False)
+    assert again.seen == 1  # only the fifth crop was left
+    assert not path.with_name(path.stem + ".partial.npy").exists()
+    fresh = path.with_name("fresh.npy")
+    build_feature_cache(ds, StatsBackbone(), fresh, batch_size=2, progress=False)
+    np.testing.assert_array_equal(np.load(path), np.load(fresh))
+
+
+def test_wrong_caches_and_augmented_datasets_are_refused(make_dataset):
+    ds = _dataset(make_dataset)
+    path = feature_cache_path(ds.npz_path, ds.img_dir, "stats", 32)
+    build_feature_cache(ds, StatsBackbone(), path, batch_size=4, progress=False)
+    wrong = r"train\.stats_32\.npy: feature cache of shape \(5, 6\), expected \(5, 7\)"
+    with pytest.raises(ValueError, match=wrong):
+        attach_feature_cache(ds, path, 7)
+    with pytest.raises(FileNotFoundError, match="no feature cache"):
+        load_feature_cache(path.with_name("missing.npy"), 5, 6)
+    path.with_name("junk.npy").write_bytes(b"not numpy")
+    with pytest.raises(ValueError, match="junk.npy: not a feature cache"):
+        load_feature_cache(path.with_name("junk.npy"), 5, 6)
+    aug = _dataset(make_dataset, augment=True)
+    with pytest.raises(ValueError, match="plain crops"):
+        build_feature_cache(aug, StatsBackbone(), path.with_name("aug.npy"), progress=False)
+
+
+def test_unreadable_images_get_zero_rows(make_dataset):
+    ds = _dataset(make_dataset)
+    (ds.img_dir / ds.imgname[1]).write_bytes(b"\xff\xd8broken")
+    path = feature_cache_path(ds.npz_path, ds.img_dir, "stats", 32)
+    build_feature_cache(ds, StatsBackbone(), path, batch_size=5, progress=False)
+    feats = np.load(path)
+    assert not feats[1].any() and feats[0].any()

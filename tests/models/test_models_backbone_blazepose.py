@@ -1,0 +1,76 @@
+"""The frozen BlazePose backbone: which tensors its 1,465 features are, that nothing in it trains, and
+that checkpoints trained on it are recognised."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from models_testkit import TinyBody
+
+from dsrbody.data.crop_augment import IMG_NORM_MEAN, IMG_NORM_STD
+from dsrbody.models.backbones import BACKBONES, build_backbone, infer_backbone
+from dsrbody.models.backbones.blazepose import BLAZEPOSE_FEATURES, BlazePoseBackbone
+from dsrbody.models.hmr import Regressor
+
+
+@pytest.fixture(scope="module")
+def backbone() -> BlazePoseBackbone:
+    return BlazePoseBackbone()
+
+
+def _crops(n: int, res: int = 256, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` smooth random RGB crops in [0, 1] (N, 3, res, res) and the same ImageNet-normalised."""
+    g = torch.Generator().manual_seed(seed)
+    rgb = F.interpolate(torch.rand(n, 3, 8, 8, generator=g), size=(res, res), mode="bilinear")
+    mean, std = torch.tensor(IMG_NORM_MEAN).view(1, 3, 1, 1), torch.tensor(IMG_NORM_STD).view(1, 3, 1, 1)
+    return rgb, (rgb - mean) / std
+
+
+def test_features_are_the_graph_outputs(backbone):
+    rgb, x = _crops(2)
+    feats = backbone(x)[:, :, 0, 0]
+    assert feats.shape == (2, BLAZEPOSE_FEATURES) and BACKBONES["blazepose"] == BLAZEPOSE_FEATURES
+    lm, presence, _seg, _heat, world = backbone.graph(rgb.permute(0, 2, 3, 1).contiguous())
+    f2, coords, extra = feats[:, :1152], feats[:, 1152:1347].reshape(2, 39, 5), feats[:, 1347:]
+    lm = lm.reshape(2, 39, 5)
+    torch.testing.assert_close(coords[..., :2], lm[..., :2] / 128 - 1, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(coords[..., 2], lm[..., 2] / 128, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(coords[..., 3:], torch.sigmoid(lm[..., 3:]), atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(extra[:, :117], world, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(extra[:, 117:], presence, atol=1e-4, rtol=1e-4)
+    # the first block is the map the landmark head reads: its 2 x 2 convolution gives the landmarks
+    head = backbone.graph.producer(backbone.graph.producer(backbone._lm)["inputs"][0])
+    i = backbone.graph.ops.index(head)
+    w, b = getattr(backbone.graph, f"w{i}"), getattr(backbone.graph, f"b{i}")
+    again = F.conv2d(f2.reshape(2, 288, 2, 2), w, b).flatten(1)
+    torch.testing.assert_close(again, lm.flatten(1), atol=1e-3, rtol=1e-4)
+
+
+def test_other_crop_sizes_are_resized(backbone):
+    _, x = _crops(1, res=128, seed=1)
+    up = F.interpolate(x, size=(256, 256), mode="bilinear", align_corners=False)
+    torch.testing.assert_close(backbone(x), backbone(up))
+
+
+def test_frozen(backbone):
+    assert list(backbone.parameters()) == []
+    backbone.train()
+    assert not backbone.training
+    assert list(backbone.state_dict()) == ["blazepose_full_version"]
+    with pytest.raises(ValueError, match="frozen"):
+        build_backbone("blazepose", pretrained="weights.pt")
+
+
+def test_a_regressor_on_it_trains_only_its_head_and_is_recognised(backbone):
+    reg = Regressor(backbone, BLAZEPOSE_FEATURES, TinyBody(), img_res=256)
+    names = {n.split(".")[0] for n, p in reg.named_parameters() if p.requires_grad}
+    assert names == {"head"}
+    keys = list(reg.state_dict())
+    assert "backbone.blazepose_full_version" in keys
+    assert infer_backbone(keys) == "blazepose"
+    _, x = _crops(2, seed=2)
+    reg.eval()
+    out = reg(x)
+    again = reg.forward_features(backbone(x))
+    torch.testing.assert_close(out["joints"], again["joints"])
