@@ -285,3 +285,83 @@ def test_branch_free_exponential():
         assert abs(got / math.exp(x) - 1.0) < 1e-13, x
     q, bits = _exp_parts(-2000.0)
     assert q * float(np.array([bits]).view(np.float64)[0]) == pytest.approx(math.exp(-708.0), rel=1e-13)
+
+
+@needs_fused
+def test_pair_offsets_are_the_exclusive_sums_of_the_footprints():
+    """``pair_offsets``: each face's first slot among the candidate pairs (``bw bh`` per face, none for an
+    undrawn one) and the number of candidates in all."""
+    import numpy as np
+
+    from dsrbody.render._fused_kernels import pair_offsets
+
+    rng = np.random.default_rng(3)
+    foot = rng.integers(0, 9, size=(500, 4)).astype(np.int32)
+    foot[::7, 2:] = 0  # faces that are not drawn
+    off = np.full(500, -1, dtype=np.int64)
+    total = pair_offsets(foot, off)
+    counts = foot[:, 2].astype(np.int64) * foot[:, 3]
+    assert total == counts.sum()
+    assert np.array_equal(off, np.cumsum(counts) - counts)
+    assert pair_offsets(np.zeros((0, 4), dtype=np.int32), np.zeros(0, dtype=np.int64)) == 0
+
+
+def test_recycler_hands_out_a_buffer_again_only_once_nothing_refers_to_it():
+    """``fused._Recycler``: a buffer comes back once every tensor on it (views included) has died, never
+    while one lives; at most ``keep`` buffers per name are kept, the others are fresh and dropped; a free
+    buffer too small for a request is replaced; ``clear`` forgets them all."""
+    rec = fused._Recycler(keep=2)
+    a = rec.take("x", (4, 3), torch.float32)
+    assert a.shape == (4, 3) and a.dtype == torch.float32 and a.is_contiguous()
+    ptr_a = a.data_ptr()
+    view = a[1:]
+    del a
+    b = rec.take("x", (4, 3), torch.float32)  # a's view is alive: another buffer
+    assert b.data_ptr() != ptr_a
+    c = rec.take("x", 12, torch.float32)  # two live ones kept: a fresh, untracked one
+    assert c.data_ptr() not in (ptr_a, b.data_ptr())
+    del view
+    d = rec.take("x", (2, 5), torch.float32)  # a's buffer is free again (10 <= 12 elements)
+    assert d.data_ptr() == ptr_a and d.shape == (2, 5)
+    assert rec.take("x", 3, torch.float64).data_ptr() not in (ptr_a, b.data_ptr())  # another dtype
+    ptr_b = b.data_ptr()
+    del b, c
+    e = rec.take("x", 1000, torch.float32)  # larger than the free buffer: it is replaced
+    assert e.numel() == 1000 and e.data_ptr() != ptr_b
+    del e
+    assert rec.take("x", 1000, torch.float32).numel() == 1000
+    rec.clear()
+    assert rec._bufs == {}
+
+
+@needs_fused
+def test_recycled_buffers_keep_retained_graphs_and_held_outputs_intact():
+    """The forward's outputs and saved tensors are recycled (fused._RECYCLER) only once unreferenced: a
+    graph kept with ``retain_graph`` gives the same gradients after other renders have run in between,
+    outputs held by the caller keep their values, and repeated renders into recycled buffers are bitwise
+    those of a render with no buffer to recycle."""
+    v, faces, ff, _ = random_scene(51, B=2, F=20)
+    kw = dict(CAM, sigma=1e-2, backend="fused")
+    gI, gS = _grads(3, ff.shape[1], (2, H, W), torch.float32)
+    fused._RECYCLER.clear()
+    want = [
+        t.clone() for t in _run(soft_render, v.float(), faces, {"face_features": ff.float()}, gI, gS, **kw)
+    ]
+    vg = v.float().requires_grad_(True)
+    I, S = soft_render(vg, faces, face_features=ff.float(), **kw)
+    held = (I.detach().clone(), S.detach().clone())
+    loss = (I * gI).sum() + (S * gS).sum()
+    loss.backward(retain_graph=True)
+    first = vg.grad.clone()
+    for seed in (53, 55, 57):  # other renders, forward and backward, while the graph and outputs live
+        v2, f2, ff2, _ = random_scene(seed, B=2, F=20)
+        _run(soft_render, v2.float(), f2, {"face_features": ff2.float()}, gI, gS, **kw)
+    assert torch.equal(I, held[0]) and torch.equal(S, held[1])
+    vg.grad = None
+    loss.backward()
+    assert torch.equal(vg.grad, first)
+    for _ in range(3):  # into recycled buffers
+        again = _run(soft_render, v.float(), faces, {"face_features": ff.float()}, gI, gS, **kw)
+        for a, b in zip(again, want):
+            assert torch.equal(a, b)
+        del again, a, b

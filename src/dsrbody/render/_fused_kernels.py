@@ -16,8 +16,10 @@ local to the footprint's first pixel centre; per-pixel sums and statistics are k
 
 Speed: per face, the geometry of its candidate pairs (and in the forward pass their two exponentials)
 is computed first by a loop without branches into a small scratch, which the compiler vectorises (8
-float64 lanes: ``_exp_parts`` is an exponential without a libm call), then a scalar loop applies the kept
-pairs to their pixels. The kernels use numpy's error model (a division by zero gives inf instead of
+float64 lanes: ``_exp_parts`` is an exponential without a libm call), together with each candidate's pixel
+offset; the kept candidates are then listed without a branch, and a scalar loop applies them to their
+pixels (a fifth of the candidates are dropped in no predictable pattern: the list spares the pair loops
+that branch). The kernels use numpy's error model (a division by zero gives inf instead of
 raising): Python's ``ZeroDivisionError`` check is a branch per division, which stops the vectorisation.
 
 A face's edge ``k`` goes from vertex ``k`` to vertex ``k + 1``; the barycentric coordinate of the vertex
@@ -85,6 +87,17 @@ def footprints(proj, faces, V, ok, H, W, radius, foot):
         foot[i, 1] = r0
         foot[i, 2] = bw
         foot[i, 3] = bh
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def pair_offsets(foot, off):
+    """``off[i]``: the first slot of face ``i``'s candidate pairs (``bw bh`` of them, row-major in its
+    footprint) in ``De``; returns the number of candidates in all."""
+    total = 0
+    for i in range(foot.shape[0]):
+        off[i] = total
+        total += np.int64(foot[i, 2]) * np.int64(foot[i, 3])
+    return total
 
 
 @njit(cache=True, nogil=True, fastmath=_FM, error_model="numpy")
@@ -214,6 +227,8 @@ def _forward_band(
     g_n2 = np.empty(_CHUNK, dtype=np.int64)
     g_s1 = g_n1.view(np.float64)
     g_s2 = g_n2.view(np.float64)
+    g_pix = np.empty(_CHUNK)  # pixel offset of each candidate from the band's first footprint pixel
+    g_kept = np.empty(_CHUNK, dtype=np.int64)  # the kept candidates of a block, in order
     for p in range(b * H * W + R0 * W, b * H * W + R1 * W):
         for ch in range(C):
             I[p, ch] = 0.0
@@ -256,6 +271,7 @@ def _forward_band(
                     il2, idet, thr,
                 )  # fmt: skip
                 j = k - k0
+                g_pix[j] = rf * W + (kf - rf * bw)  # exact integers in float64
                 # sigmoid(x) = 1 / (1 + exp(-x)), x = +-d2 ksig: kept pairs have x > ln(1e-4 / (1 - 1e-4))
                 q1, g_n1[j] = _exp_parts(-d2 * ksig if inside else d2 * ksig)
                 g_D[j] = q1 if kp else -1.0
@@ -266,7 +282,7 @@ def _forward_band(
                 q2, g_n2[j] = _exp_parts((zn - 1.0) * inv_gamma)  # (unused with per_pixel_max)
                 g_omD[j] = q2
                 g_z[j] = (zn if valid else -1.0) if per_pixel_max else (1.0 if valid else 0.0)
-            for j in range(k1 - k0):
+            for j in range((k1 - k0 + 7) // 8 * 8):  # padded as above: no scalar remainder
                 q1 = g_D[j]
                 ex = q1 * g_s1[j]
                 D = 1.0 / (1.0 + ex)
@@ -275,19 +291,17 @@ def _forward_band(
                 g_omD[j] = ex * D
                 if not per_pixel_max:
                     g_z[j] = D * ez * g_z[j]
-            r = rs + k0 // bw
-            c = k0 - (r - rs) * bw
+            # the kept candidates' indices, without a branch (a fifth of the candidates are dropped in no
+            # predictable pattern), then the pairs applied to their pixels in the same order as before
+            nk = 0
             for j in range(k1 - k0):
+                g_kept[nk] = j
+                nk += g_D[j] >= 0.0
+            p_base = b * H * W + rs * W + c0
+            for t in range(nk):
+                j = g_kept[t]
                 D = g_D[j]
-                cc = c
-                rr = r
-                c += 1
-                if c == bw:
-                    c = 0
-                    r += 1
-                if D < 0.0:  # not kept
-                    continue
-                p = b * H * W + rr * W + c0 + cc
+                p = p_base + np.int64(g_pix[j])
                 slot = o + k0 + j
                 P[p] *= g_omD[j]
                 if store:
@@ -315,9 +329,11 @@ def _forward_band(
                     for ch in range(C):
                         I[p, ch] += et * feat[fi, 0, ch]
                 else:
+                    rr = (k0 + j) // bw  # row and column in the band's part of the footprint
+                    cc = k0 + j - rr * bw
                     _, _, _, _, w0, w1, w2 = _geometry(
-                        float(cc), float(rr - r0), x0, y0, x1, y1, x2, y2, ex0, ey0, ex1, ey1, ex2, ey2, il0,
-                        il1, il2, idet, thr,
+                        float(cc), float(rs - r0 + rr), x0, y0, x1, y1, x2, y2, ex0, ey0, ex1, ey1, ex2, ey2,
+                        il0, il1, il2, idet, thr,
                     )  # fmt: skip
                     wc0, wc1, wc2, _, s = _depth(w0, w1, w2, iz0, iz1, iz2)
                     wp0 = wc0 * iz0 / s
@@ -409,6 +425,8 @@ def _backward_faces(
     g_gp0 = np.empty(m)
     g_gp1 = np.empty(m)
     g_gp2 = np.empty(m)
+    g_pix = np.empty(m)
+    g_kept = np.empty(m, dtype=np.int64)
     for i in range(i0, i1):
         bw = foot[i, 2]
         if bw == 0:
@@ -445,6 +463,8 @@ def _backward_faces(
             g_gp0 = np.empty(m)
             g_gp1 = np.empty(m)
             g_gp2 = np.empty(m)
+            g_pix = np.empty(m)
+            g_kept = np.empty(m, dtype=np.int64)
         # The geometry of every candidate into the scratch, as in the forward pass (a loop without
         # branches that vectorises, padded to whole vectors of 8): g_code -1 for a pair that is not kept,
         # else the edge of the distance plus 4 when inside; the barycentrics; that edge's clamped foot
@@ -467,6 +487,7 @@ def _backward_faces(
             g_t[k] = t0 if sel == 0 else (t1 if sel == 1 else t2)
             g_rx[k] = rx0 if sel == 0 else (rx1 if sel == 1 else rx2)
             g_ry[k] = ry0 if sel == 0 else (ry1 if sel == 1 else ry2)
+            g_pix[k] = rf * W + px  # offset from the footprint's first pixel (exact in float64)
         # Per kept pair, what needs its pixel (scalar: gathers from the per-pixel statistics and gI), into
         # the scratch: g_gx = dL/dx_j (x_j = +-d2 ksig, the coverage's argument), g_gs = dL/de_j e_j and
         # g_gp_k = dL/dwp_k (the corner weights of per-corner features; 0 for per-face ones); zeros for the
@@ -474,24 +495,21 @@ def _backward_faces(
         # outside [near, far] (e_j = 0), so that they add nothing below. The feature gradient is summed
         # here.
         npad = (n + 7) // 8 * 8
-        r = 0
-        c = 0
         for k in range(npad):
-            code = g_code[k] if k < n else -1.0
-            cc = c
-            rr = r
-            c += 1
-            if c == bw:
-                c = 0
-                r += 1
             g_gx[k] = 0.0
             g_gs[k] = 0.0
             g_gp0[k] = 0.0
             g_gp1[k] = 0.0
             g_gp2[k] = 0.0
-            if code < 0.0:  # not kept
-                continue
-            p = b * H * W + (r0 + rr) * W + c0 + cc
+        # the kept candidates, listed without a branch (a fifth are dropped in no predictable pattern)
+        nk = 0
+        for k in range(n):
+            g_kept[nk] = k
+            nk += g_code[k] >= 0.0
+        p_base = b * H * W + r0 * W + c0
+        for t in range(nk):
+            k = g_kept[t]
+            p = p_base + np.int64(g_pix[k])
             slot = off[i] + k
             D = De[slot, 0]
             gx = st[p, 0] * D  # dL/dx_j from the silhouette, a D_j

@@ -19,7 +19,11 @@ path keeps 24 bytes of indices per kept pair), which spare the backward pass its
 
 Memory: the buffers of a call are allocated through numpy, which asks for transparent huge pages (one
 page fault per 2 MiB instead of per 4 KiB: on the 2-core machine of docs/benchmarks.md, faulting in
-fresh per-call buffers had cost ~3-4 ms per image at B = 32); the backward pass's scratch (per-pixel
+fresh per-call buffers had cost ~3-4 ms per image at B = 32). The outputs and what a forward saves for
+its backward are recycled by ``_RECYCLER``: handed out again only once no tensor refers to them any more
+(so retained graphs and outputs the caller keeps are never overwritten), at most two per name, which
+spares a training loop the faulting-in of ~130 MB per call at B = 32; ``_RECYCLER.clear()`` frees them.
+The backward pass's scratch (per-pixel
 statistics and per-face corner gradients, ~40 MB at B = 32, 224 x 224) is kept from call to call in
 ``_WORKSPACE`` and only used under the kernels' lock within one call, never for what a forward saves for
 its backward, so two forwards before their backwards are safe; ``_WORKSPACE.clear()`` frees it.
@@ -39,6 +43,7 @@ import logging
 import math
 import os
 import threading
+import weakref
 from types import ModuleType
 
 import numpy as np
@@ -177,6 +182,52 @@ class _Workspace:
 _WORKSPACE = _Workspace()
 
 
+class _Recycler:
+    """Buffers for a call's outputs and for what its forward saves for its backward, handed out again
+    once nothing refers to them any more, so that a training loop renders into memory whose pages are
+    already faulted in (fresh ones, even with huge pages, cost 2-6 % of a B = 32 forward+backward call on
+    the machine of docs/benchmarks.md, alternating in one process).
+
+    A buffer is a numpy array kept here; what a call gets is a tensor on a fresh numpy *view* of it, of
+    which this class keeps a weak reference only. The buffer is free again when that view has died, that
+    is when every tensor on it has (the caller dropped the outputs; autograd freed the saved tensors after
+    the backward pass, or with the graph): so a retained graph, two forwards before their backwards, or
+    outputs kept by the caller are never overwritten. At most ``keep`` buffers per name (the latest call's
+    and the one before, which a loop like ``out = render(...)`` still holds during the next call); more
+    are allocated fresh and dropped. Every use writes all it reads. ``clear()`` frees them."""
+
+    def __init__(self, keep: int = 2) -> None:
+        self.keep = keep
+        self._bufs: dict[tuple[str, torch.dtype], list[list]] = {}  # [buffer, weakref to the view or None]
+
+    def take(self, name: str, shape: tuple[int, ...] | int, dtype: torch.dtype) -> torch.Tensor:
+        shape = (shape,) if isinstance(shape, int) else tuple(shape)
+        n = max(math.prod(shape), 1)
+        slots = self._bufs.setdefault((name, dtype), [])
+        free = [s for s in slots if s[1] is None or s[1]() is None]
+        slot = next((s for s in free if s[0].size >= n), None)
+        if slot is None:
+            buf = _empty(n, dtype).numpy()
+            if len(slots) < self.keep:
+                slot = [buf, None]
+                slots.append(slot)
+            elif free:  # replace a free buffer that is too small
+                slot = free[0]
+                slot[0] = buf
+            else:
+                return torch.from_numpy(buf[: math.prod(shape)].reshape(shape))
+        view = slot[0][: math.prod(shape)].reshape(shape)
+        slot[1] = weakref.ref(view)
+        return torch.from_numpy(view)
+
+    def clear(self) -> None:
+        self._bufs.clear()
+
+
+#: Outputs and saved tensors of the kernels, recycled once unreferenced (under ``_LOCK``).
+_RECYCLER = _Recycler()
+
+
 def _threads(kernels: ModuleType) -> None:
     import numba
 
@@ -216,23 +267,24 @@ class _FusedRasterize(torch.autograd.Function):
         dtype = proj.dtype
         P = proj.detach().contiguous()
         fe = feat.detach().contiguous()
-        foot = _empty((N, 4), torch.int32)
+        take = _RECYCLER.take
+        foot = take("foot", (N, 4), torch.int32)
         k.footprints(P.numpy(), cfg.faces_np, cfg.V, cfg.ok, H, W, cfg.radius_px, foot.numpy())
-        I = _empty((npix, C), dtype)
-        S = _empty(npix, dtype)
+        I = take("I", (npix, C), dtype)
+        S = take("S", npix, dtype)
         # per-pixel statistics in the input dtype, as the reference path; in float64 when the softmax
         # needs its running maximum (small gamma amplifies their rounding by 1 / gamma)
         sdtype = torch.float64 if cfg.per_pixel_max else dtype
-        prod = _empty(npix, sdtype)
-        Z = _empty(npix, sdtype)
-        M = _empty(npix if cfg.per_pixel_max else 1, sdtype)
-        counts = foot[:, 2].to(torch.int64) * foot[:, 3]
-        off = counts.cumsum(0) - counts  # each face's first slot in De
+        prod = take("prod", npix, sdtype)
+        Z = take("Z", npix, sdtype)
+        M = take("M", npix if cfg.per_pixel_max else 1, sdtype)
+        off = take("off", N, torch.int64)
+        total = k.pair_offsets(foot.numpy(), off.numpy())  # each face's first slot in De
         # per candidate pair: coverage D and softmax term e (with the running maximum, small gamma, only D:
         # e is recomputed against the final maximum), so that the backward pass needs no exponential;
         # nothing when no gradient will be asked for
         store = any(ctx.needs_input_grad[:2])
-        De = _empty((int(counts.sum()) if store else 1, 2), dtype)
+        De = take("De", (total if store else 1, 2), dtype)
         nthreads = torch.get_num_threads()
         nband = 1 if nthreads == 1 or B >= 2 * nthreads else min(H, -(-4 * nthreads // max(B, 1)))
         k.forward(
