@@ -345,7 +345,9 @@ def worker(args) -> None:
 def profile_fused(run, B: int, repeats: int) -> dict:
     """CPU milliseconds per image of each fused kernel and of the rest of a forward+backward call (the
     glue, the loss and its backward), with process-CPU timers around the kernels (they may run in numba's
-    worker thread); medians over ``repeats`` calls, after the timed ones."""
+    worker thread); medians over ``repeats`` calls, after the timed ones. ``loss``: the benchmark's loss
+    and its backward timed alone on leaf tensors like the outputs; ``glue``: ``rest`` less ``loss`` (the
+    renderer's own work outside its kernels: argument checks, projection, autograd)."""
     from dsrbody.render import fused
 
     kernels = fused._load()
@@ -377,7 +379,20 @@ def profile_fused(run, B: int, repeats: int) -> dict:
         for n in names:
             setattr(kernels, n, original[n])
     med = 1e3 * np.median(np.array(rows), 0) / B
-    return dict(zip([*names, "rest", "total"], (float(x) for x in med)))
+    out = dict(zip([*names, "rest", "total"], (float(x) for x in med)))
+    # the benchmark's loss on its own: the same expression, forward and backward, on leaf tensors of the
+    # outputs' shapes and strides (fresh per call, as the renderer's); "glue" is what the rest leaves
+    I, S = run(False, "fused")
+    loss_cpu = []
+    for _ in range(repeats):
+        Il = torch.empty_like(I).copy_(I).requires_grad_(True)
+        Sl = S.clone().requires_grad_(True)
+        c0 = time.process_time()
+        ((Il * Il).sum() + Sl.sum()).backward()
+        loss_cpu.append(time.process_time() - c0)
+    out["loss"] = 1e3 * float(np.median(loss_cpu)) / B
+    out["glue"] = out["rest"] - out["loss"]
+    return out
 
 
 def alternate(run, B: int, repeats: int) -> dict:
