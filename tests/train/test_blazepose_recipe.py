@@ -41,3 +41,11 @@ def test_blazepose_recipe_trains_its_head_on_cached_features(synth16, tmp_path):
         live = reg(imgs)
         cached = reg.forward_features(feats[:, :, None, None])
     torch.testing.assert_close(live["joints"], cached["joints"], atol=5e-3, rtol=0)
+
+    # dsrbody eval runs the backbone on the images: it writes no cache into the data folder
+    test_cache.unlink()
+    metrics = tmp_path / "eval"
+    assert main(["eval", "--ckpt", str(out / "checkpoints" / "last.ckpt"), "--data", str(synth16),
+                 "--out", str(metrics), "--pictures", "0", "--quiet"]) == 0  # fmt: skip
+    assert (metrics / "metrics_test.json").is_file()
+    assert not test_cache.exists()

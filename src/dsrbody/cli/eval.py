@@ -202,7 +202,7 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = eval_config(args)
     reg, body = load_trained(cfg, args.ckpt, args.device)
-    dataset = build_eval_set(cfg, args.split)
+    dataset = build_eval_set(cfg, args.split, features=False)  # the backbone runs on the images
     if dataset is None:
         raise ValueError(
             f"{args.config or args.ckpt}: the recipe lists no '{args.split}' data (data.{args.split})"

@@ -198,9 +198,13 @@ def build_train_set(cfg: DictConfig):
     )
 
 
-def build_eval_set(cfg: DictConfig, split: str = "val"):
+def build_eval_set(cfg: DictConfig, split: str = "val", features: bool | None = None):
     """Every sample of ``cfg.data.<split>`` once (:class:`~dsrbody.data.EvalConcatDataset`), or None
-    when the split lists nothing. ``split`` ``"test"`` falls back to ``val`` when ``data.test`` is unset."""
+    when the split lists nothing. ``split`` ``"test"`` falls back to ``val`` when ``data.test`` is unset.
+
+    ``features``: attach the frozen backbone's cached features (:func:`attach_feature_caches`, building
+    them); None follows ``model.feature_cache``. ``dsrbody eval`` passes False: it runs the backbone on
+    the images and writes nothing into the data folder."""
     from dsrbody.data import EvalConcatDataset
 
     if split not in ("val", "test", "train"):
@@ -212,7 +216,9 @@ def build_eval_set(cfg: DictConfig, split: str = "val"):
     if not specs:
         return None
     sets = [build_dataset(s, cfg, augment=False) for s in specs]
-    if bool(cfg.model.get("feature_cache", False)):
+    if features is None:
+        features = bool(cfg.model.get("feature_cache", False))
+    if features:
         attach_feature_caches(sets, cfg)
     return EvalConcatDataset(sets)
 
