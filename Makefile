@@ -37,9 +37,10 @@ run: $(STAMP)
 	$(DSRBODY) eval --data $(OUT)/test --mean-body --out $(OUT)/eval
 
 # `make train-cpu`: the shipped model's data and training run from scratch (docs/model_card.md;
-# ~25 min of data generation and ~2 h of training on a 2-core CPU). DATA and TRAIN_OUT are variables.
+# on a 2-core CPU ~25 min of data generation, ~45 min of BlazePose features, ~50 min of training).
+# DATA and TRAIN_OUT are variables.
 DATA ?= data/synth
-TRAIN_OUT ?= runs/synth_cpu
+TRAIN_OUT ?= runs/synth_blazepose
 
 train-cpu: $(STAMP)
 	$(DSRBODY) synth --out $(DATA)/train128 --num 10000 --split train --seed 0 --res 128 --workers 2 --resume
@@ -48,7 +49,7 @@ train-cpu: $(STAMP)
 	$(DSRBODY) synth --out $(DATA)/val128 --num 256 --split val --seed 9 --res 128 --workers 2 --resume
 	$(DSRBODY) synth --out $(DATA)/test128 --num 256 --split test --seed 7 --res 128 --workers 2 --resume
 	$(DSRBODY) synth --out $(DATA)/test128_hard --num 256 --split test --seed 8 --res 128 --hard --workers 2 --resume
-	$(DSRBODY) train --config configs/synth_cpu.yaml data.root=$(DATA) --out $(TRAIN_OUT) --resume-if-any
+	$(DSRBODY) train --config configs/synth_blazepose.yaml data.root=$(DATA) --out $(TRAIN_OUT) --resume-if-any
 	$(DSRBODY) export --ckpt $(TRAIN_OUT)/checkpoints/best.ckpt --out $(TRAIN_OUT)/dsrbody_synth_cpu.pt
 
 test: $(STAMP)

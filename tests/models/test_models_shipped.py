@@ -85,7 +85,9 @@ def test_exported_weights_predict_what_the_checkpoint_predicts(loaded):
     for key in HEAD_KEYS:
         err = (out["fp16"][key] - out["ckpt"][key]).abs().max()
         moved = (out["ckpt"][key] - start[key]).abs().max()  # how far the 4 steps took it from the start
-        assert err < 2e-3 and moved > 50 * err, (key, float(err), float(moved))
+        # fp16 rounds each weight to ~5e-4 of itself: the error scales with the output's size
+        size = max(1.0, float(out["ckpt"][key].abs().max()))
+        assert err < 1e-3 * size and moved > 50 * err, (key, float(err), float(moved))
 
 
 def test_export_refuses_what_is_not_a_dsrbody_checkpoint(tmp_path):
