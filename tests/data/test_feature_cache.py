@@ -16,6 +16,7 @@ from dsrbody.data.feature_cache import (
     attach_feature_cache,
     build_feature_cache,
     feature_cache_path,
+    file_fingerprint,
     load_feature_cache,
 )
 
@@ -100,3 +101,18 @@ def test_unreadable_images_get_zero_rows(make_dataset):
     build_feature_cache(ds, StatsBackbone(), path, batch_size=5, progress=False)
     feats = np.load(path)
     assert not feats[1].any() and feats[0].any()
+
+
+def test_a_cache_of_other_data_is_refused(make_dataset):
+    ds = _dataset(make_dataset)
+    path = feature_cache_path(ds.npz_path, ds.img_dir, "stats", 32)
+    before = file_fingerprint(ds.npz_path)
+    build_feature_cache(ds, StatsBackbone(), path, batch_size=4, progress=False, fingerprint=before)
+    assert json.loads(path.with_suffix(".json").read_text()) == {"fingerprint": before, "rows": 5}
+    attach_feature_cache(ds, path, 6, fingerprint=before)
+    with np.load(ds.npz_path) as z:  # the annotation file regenerated: same samples, other values
+        arrays = {k: z[k] for k in z.files}
+    arrays["scale"] = arrays["scale"] * 1.1
+    np.savez(ds.npz_path, **arrays)
+    with pytest.raises(ValueError, match=r"train\.stats_32\.npy: feature cache made from another version"):
+        attach_feature_cache(ds, path, 6, fingerprint=file_fingerprint(ds.npz_path))

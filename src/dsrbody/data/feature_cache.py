@@ -10,13 +10,16 @@ A cache is one ``.npy`` file per annotation file and backbone: ``(N, C)`` float1
 of sample ``i``, in ``<img_dir>/features/<npz stem>.<backbone>_<res>.npy``. It is written into
 ``<name>.partial.npy`` with a small JSON record of how many rows are complete (updated after the rows
 are flushed), so a killed run resumes at the first incomplete row; the file takes its final name when
-every row is written. A sample whose image cannot be read gets a row of zeros (training skips it
-anyway: its item is invalid). Reading checks the shape against the annotation file and refuses a cache
-of another backbone or size with a one-line error naming the file.
+every row is written, beside ``<name>.json`` holding a fingerprint of the annotation file it was made
+from. A sample whose image cannot be read gets a row of zeros (training skips it anyway: its item is
+invalid). Reading checks the shape against the annotation file and the fingerprint against the file as
+it is now, and refuses a cache of another backbone, size or version of the data with a one-line error
+naming the file.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -29,7 +32,13 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
-__all__ = ["feature_cache_path", "build_feature_cache", "load_feature_cache", "attach_feature_cache"]
+__all__ = [
+    "feature_cache_path",
+    "file_fingerprint",
+    "build_feature_cache",
+    "load_feature_cache",
+    "attach_feature_cache",
+]
 
 _log = logging.getLogger(__name__)
 
@@ -39,6 +48,19 @@ def feature_cache_path(
 ) -> Path:
     """Where the cache of an annotation file lives: ``<img_dir>/features/<stem>.<backbone>_<res>.npy``."""
     return Path(img_dir) / "features" / f"{Path(npz_path).stem}.{backbone}_{int(res)}.npy"
+
+
+def file_fingerprint(path: str | os.PathLike) -> str:
+    """SHA-1 of a file's bytes (an annotation file: a few MB, milliseconds)."""
+    h = hashlib.sha1()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _meta_path(path: Path) -> Path:
+    return path.with_suffix(".json")
 
 
 def _collate_images(items: list[dict[str, Any]]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -61,6 +83,7 @@ def build_feature_cache(
     batch_size: int = 32,
     num_workers: int = 0,
     progress: bool = True,
+    fingerprint: str | None = None,
 ) -> Path:
     """Compute (or finish) the cache of ``dataset``'s plain crops under ``backbone``.
 
@@ -70,6 +93,8 @@ def build_feature_cache(
         path: the cache file (:func:`feature_cache_path`).
         batch_size, num_workers: how the crops are read.
         progress: show a progress bar.
+        fingerprint: what the data were (:func:`file_fingerprint` of the annotation file), stored
+            beside the cache for :func:`attach_feature_cache` to check.
 
     Returns:
         ``path``, complete.
@@ -130,6 +155,7 @@ def build_feature_cache(
     if feats is None:  # an empty dataset
         feats = np.lib.format.open_memmap(partial, mode="w+", dtype=np.float16, shape=(0, 0))
     del feats
+    _write_record(_meta_path(path), {"fingerprint": fingerprint, "rows": n})
     os.replace(partial, path)
     record_path.unlink(missing_ok=True)
     return path
@@ -156,9 +182,30 @@ def load_feature_cache(path: str | os.PathLike, n: int, channels: int) -> np.nda
     return arr
 
 
-def attach_feature_cache(dataset: Any, path: str | os.PathLike, channels: int) -> None:
+def attach_feature_cache(
+    dataset: Any, path: str | os.PathLike, channels: int, fingerprint: str | None = None
+) -> None:
     """Make ``dataset`` (a :class:`~dsrbody.data.SpinNpzDataset`) add ``features (C,)`` float32 to its
-    items, read from the cache at ``path`` (checked now, opened lazily in each worker)."""
+    items, read from the cache at ``path`` (checked now, opened lazily in each worker).
+
+    Args:
+        fingerprint: the annotation file's :func:`file_fingerprint` now; a cache that stored another
+            one was made from other data and is refused.
+
+    Raises:
+        FileNotFoundError, ValueError: as :func:`load_feature_cache`; ValueError also for a stale cache.
+    """
     load_feature_cache(path, len(dataset), channels)
+    meta = _meta_path(Path(path))
+    if fingerprint is not None and meta.is_file():
+        try:
+            stored = json.loads(meta.read_text()).get("fingerprint")
+        except (ValueError, OSError, AttributeError):
+            stored = None
+        if stored is not None and stored != fingerprint:
+            raise ValueError(
+                f"{path}: feature cache made from another version of the annotation file; delete it "
+                "(and its .json) to rebuild"
+            )
     dataset.feature_file = Path(path)
     dataset.feature_channels = int(channels)

@@ -231,7 +231,12 @@ def attach_feature_caches(sets: list, cfg: DictConfig, progress: bool = True) ->
         ConfigError: the backbone is not frozen, or a dataset is not an annotation file.
     """
     from dsrbody.data import SpinNpzDataset
-    from dsrbody.data.feature_cache import attach_feature_cache, build_feature_cache, feature_cache_path
+    from dsrbody.data.feature_cache import (
+        attach_feature_cache,
+        build_feature_cache,
+        feature_cache_path,
+        file_fingerprint,
+    )
     from dsrbody.models.backbones import build_backbone
 
     name, res = str(cfg.model.backbone), int(cfg.model.img_res)
@@ -249,7 +254,15 @@ def attach_feature_caches(sets: list, cfg: DictConfig, progress: bool = True) ->
                 raise ConfigError(
                     f"model.feature_cache: backbone {name!r} trains, its features cannot be cached"
                 )
+        fingerprint = file_fingerprint(ds.npz_path)
         if not path.is_file():
             _log.info("building the %s feature cache of %s: %s", name, ds.name, path)
-            build_feature_cache(ds, backbone, path, num_workers=int(cfg.data.num_workers), progress=progress)
-        attach_feature_cache(ds, path, dim)
+            build_feature_cache(
+                ds,
+                backbone,
+                path,
+                num_workers=int(cfg.data.num_workers),
+                progress=progress,
+                fingerprint=fingerprint,
+            )
+        attach_feature_cache(ds, path, dim, fingerprint=fingerprint)
