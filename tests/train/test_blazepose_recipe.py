@@ -49,3 +49,29 @@ def test_blazepose_recipe_trains_its_head_on_cached_features(synth16, tmp_path):
                  "--out", str(metrics), "--pictures", "0", "--quiet"]) == 0  # fmt: skip
     assert (metrics / "metrics_test.json").is_file()
     assert not test_cache.exists()
+
+
+def test_feature_caches_are_built_in_prepare_data(synth16, tmp_path):
+    """Lightning calls prepare_data once per machine: the caches are complete before any DDP rank's
+    setup, which then only attaches them."""
+    from dsrbody.train import load_config
+    from dsrbody.train.datamodule import DSRDataModule
+
+    root = tmp_path / "root"
+    for name in ("train128", "train128b", "train128_hard"):  # the recipe's layout, each a copy
+        (root / name).mkdir(parents=True)
+        for f in ("synth_train.npz", "images"):
+            (root / name / f).symlink_to(synth16 / f, target_is_directory=f == "images")
+    test = [
+        f"data.val.0.{k}={v}"
+        for k, v in (("npz", synth16 / "synth_test.npz"), ("img_dir", root / "train128"))
+    ]
+    dm = DSRDataModule(load_config(CONFIG, tiny_overrides(root, *test)))
+    dm.prepare_data()
+    made = sorted(p.relative_to(root).as_posix() for p in root.glob("*/features/*.npy"))
+    want = [("train128", "test"), ("train128", "train"), ("train128_hard", "train"), ("train128b", "train")]
+    assert made == [f"{n}/features/synth_{s}.blazepose_256.npy" for n, s in want]
+    stamps = {p: p.stat().st_mtime_ns for p in root.glob("*/features/*.npy")}
+    dm.setup("fit")
+    assert {p: p.stat().st_mtime_ns for p in root.glob("*/features/*.npy")} == stamps
+    assert "features" in dm.train_set[0] and "features" in dm.val_set[0]

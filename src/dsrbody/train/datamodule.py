@@ -34,6 +34,14 @@ class DSRDataModule(L.LightningDataModule):
         self.train_set = None
         self.val_set = None
 
+    def prepare_data(self) -> None:
+        """Build the frozen backbone's feature caches (``model.feature_cache``) before ``setup``: Lightning
+        calls this in one process per machine, so DDP ranks never write the same cache file at once;
+        ``setup`` then finds them complete and only attaches them."""
+        if bool(self.cfg.model.get("feature_cache", False)):
+            build_train_set(self.cfg)
+            build_eval_set(self.cfg, "val")
+
     def setup(self, stage: str | None = None) -> None:
         if stage in (None, "fit") and self.train_set is None:
             self.train_set = build_train_set(self.cfg)

@@ -6,7 +6,7 @@ trained on many real people: the landmark model of MediaPipe Pose ("BlazePose GH
 Apache-2.0; ``dsrbody/assets/blazepose_landmark_full.npz``, run by
 :class:`~dsrbody.demo.tflite_graph.TFLiteGraph`). As a backbone it is frozen (its weights are buffers
 loaded from the asset, not trained and not stored in checkpoints) and gives one feature vector per
-crop (docs/design.md, "Backbones"):
+crop (docs/design.md, "A frozen backbone: BlazePose"):
 
 - the last feature map before its heads, ``(288, 2, 2)`` flattened (1,152 values);
 - its 39 landmarks: crop coordinates ``x, y`` and relative depth ``z`` mapped to ``[-1, 1]`` (pixel /
