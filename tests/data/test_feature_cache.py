@@ -67,7 +67,7 @@ def test_a_killed_build_resumes_where_it_stopped(make_dataset):
         build_feature_cache(ds, StatsBackbone(fail_after=2), path, batch_size=2, progress=False)
     assert not path.exists()
     record = json.loads(path.with_name(path.stem + ".partial.json").read_text())
-    assert record == {"done": 4, "n": 5}
+    assert record == {"done": 4, "n": 5, "fingerprint": None}
     again = StatsBackbone()
     build_feature_cache(ds, again, path, batch_size=2, progress=False)
     assert again.seen == 1  # only the fifth crop was left
@@ -116,3 +116,14 @@ def test_a_cache_of_other_data_is_refused(make_dataset):
     np.savez(ds.npz_path, **arrays)
     with pytest.raises(ValueError, match=r"train\.stats_32\.npy: feature cache made from another version"):
         attach_feature_cache(ds, path, 6, fingerprint=file_fingerprint(ds.npz_path))
+
+
+def test_an_unfinished_cache_of_other_data_starts_again(make_dataset):
+    ds = _dataset(make_dataset)
+    path = feature_cache_path(ds.npz_path, ds.img_dir, "stats", 32)
+    with pytest.raises(KeyboardInterrupt):
+        killed = StatsBackbone(fail_after=1)
+        build_feature_cache(ds, killed, path, batch_size=2, progress=False, fingerprint="a")
+    again = StatsBackbone()
+    build_feature_cache(ds, again, path, batch_size=2, progress=False, fingerprint="b")
+    assert again.seen == 5  # every row recomputed, none kept from the other data

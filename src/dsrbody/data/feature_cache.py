@@ -122,11 +122,15 @@ def build_feature_cache(
             _log.warning("%s: unreadable partial cache (%s); starting again", partial, e)
             feats = None
         else:
-            if feats.shape[0] != n:
+            if record.get("fingerprint") != fingerprint:  # the annotation file changed since: start again
+                _log.warning("%s: unfinished cache of another version of the data; starting again", partial)
+                feats = None
+            elif feats.shape[0] != n:
                 raise ValueError(
                     f"{partial}: an unfinished cache of {feats.shape[0]} samples, the dataset has {n}"
                 )
-            done = int(record.get("done", 0))
+            else:
+                done = int(record.get("done", 0))
     backbone = backbone.eval()
     bar = tqdm(total=n, initial=done, desc=f"features {path.name}", unit="img", disable=not progress)
     loader = DataLoader(
@@ -149,7 +153,7 @@ def build_feature_cache(
             feats[done : done + len(imgs)] = f.numpy().astype(np.float16)
             feats.flush()
             done += len(imgs)
-            _write_record(record_path, {"done": done, "n": n})
+            _write_record(record_path, {"done": done, "n": n, "fingerprint": fingerprint})
             bar.update(len(imgs))
     bar.close()
     if feats is None:  # an empty dataset
