@@ -420,6 +420,127 @@ def alternate(run, B: int, repeats: int) -> dict:
     return out
 
 
+def _commit_fused(commit: str):
+    """``dsrbody.render.fused`` and its kernel module as of git ``commit``, imported under other names from
+    a folder of their own (kept, so that numba's cache of their kernels survives from run to run)."""
+    import importlib
+
+    root = Path(__file__).resolve().parent.parent
+    sha = subprocess.check_output(["git", "rev-parse", "--short", commit], cwd=root, text=True).strip()
+    folder = Path(tempfile.gettempdir()) / f"dsrbody_ab_{sha}"
+    folder.mkdir(exist_ok=True)
+    for name in ("fused", "_fused_kernels"):
+        src = subprocess.check_output(
+            ["git", "show", f"{sha}:src/dsrbody/render/{name}.py"], cwd=root, text=True
+        )
+        src = src.replace(
+            "from dsrbody.render import _fused_kernels", f"import _ab_{sha}_kernels as _fused_kernels"
+        )
+        path = folder / (f"_ab_{sha}_kernels.py" if name != "fused" else f"_ab_{sha}_fused.py")
+        if not path.is_file() or path.read_text() != src:
+            path.write_text(src)
+    sys.path.insert(0, str(folder))
+    return sha, importlib.import_module(f"_ab_{sha}_fused")
+
+
+def ab_commit(args) -> None:
+    """``--ab-commit``: the fused path of this working tree against that of an earlier commit, in this one
+    process, alternating call by call (order swapped every repeat), forward+backward with the benchmark's
+    loss; CPU ms per image of the whole call and of the kernels alone (process-CPU timers around every
+    kernel call), medians, and the median of the per-repeat ratios; the outputs and vertex gradients of the
+    two compared."""
+    import numba
+
+    from dsrbody.render import fused
+    from dsrbody.render.soft import SoftRasterSettings, soft_render
+
+    torch.set_num_threads(args.threads)
+    sha, old = _commit_fused(args.ab_commit)
+    v0, f0 = build_meshes(args.mesh_cache)[args.mesh[0]]
+    B = args.batch[0]
+    verts = scene(v0, B, args.scale)
+    faces = torch.tensor(f0)
+    feats = torch.rand(len(f0), C, generator=torch.Generator().manual_seed(1))
+    kw = dict(focal=FOCAL, principal_point=(RES / 2, RES / 2), image_size=(RES, RES))
+    settings = SoftRasterSettings(sigma=1e-5, gamma=0.1, backend="fused")
+    new_render = fused.fused_render
+    variants = {"new": (fused, new_render), sha: (old, old.fused_render)}
+    kern_cpu = {}
+
+    def wrap(mod):
+        k = mod._load()
+        for n in dir(k):
+            fn = getattr(k, n)
+            if n.startswith("_") or not isinstance(fn, numba.core.dispatcher.Dispatcher):
+                continue
+
+            def call(*a, _fn=fn, _n=n):
+                c0 = time.process_time()
+                out = _fn(*a)
+                kern_cpu[_n] = kern_cpu.get(_n, 0.0) + time.process_time() - c0
+                return out
+
+            setattr(k, n, call)
+
+    def run(name):
+        mod, render = variants[name]
+        fused.fused_render = render  # soft_render imports it at each call
+        try:
+            v = verts.clone().requires_grad_(True)
+            I, S = soft_render(v, faces, face_features=feats, **kw, settings=settings)
+            ((I * I).sum() + S.sum()).backward()
+        finally:
+            fused.fused_render = new_render
+        return I.detach(), S.detach(), v.grad
+
+    outs = {name: run(name) for name in variants}  # compile / warm up, and compare
+    diff = [
+        float((a - b).abs().max()) / max(float(b.abs().max()), 1e-30) for a, b in zip(outs["new"], outs[sha])
+    ]
+    for mod, _ in variants.values():
+        wrap(mod)
+    tot: dict = {n: [] for n in variants}
+    ker: dict = {n: [] for n in variants}
+    each: dict = {n: {} for n in variants}
+    loads = [os.getloadavg()[0]]
+    for r in range(args.repeats):
+        for name in list(variants)[:: 1 if r % 2 == 0 else -1]:
+            kern_cpu.clear()
+            c0 = time.process_time()
+            run(name)
+            tot[name].append(1e3 * (time.process_time() - c0) / B)
+            ker[name].append(1e3 * sum(kern_cpu.values()) / B)
+            for k, t in kern_cpu.items():
+                each[name].setdefault(k, []).append(1e3 * t / B)
+        loads.append(os.getloadavg()[0])
+    print(
+        f"{args.mesh[0]}, B={B}, threads={args.threads}, {args.repeats} alternating repeats; "
+        f"load average (1 min) {min(loads):.1f}-{max(loads):.1f}"
+    )
+    print(
+        f"max |new - {sha}| / max |{sha}|: image {diff[0]:.1e}, silhouette {diff[1]:.1e}, "
+        f"vertex gradient {diff[2]:.1e}"
+    )
+    for name in variants:
+        print(
+            f"  {name:>8}: forward+backward CPU ms per image {np.median(tot[name]):.2f} "
+            f"(kernels {np.median(ker[name]):.2f}: "
+            + ", ".join(f"{k} {np.median(t):.2f}" for k, t in each[name].items())
+            + ")"
+        )
+    rt = np.median(np.array(tot[sha]) / np.array(tot["new"]))
+    rk = np.median(np.array(ker[sha]) / np.array(ker["new"]))
+    per = {
+        k: np.median(np.array(each[sha][k]) / np.array(each["new"][k]))
+        for k in ("forward", "backward")
+        if k in each[sha] and k in each["new"]
+    }
+    print(
+        f"  {sha} / new, median of the per-repeat ratios: whole call {rt:.3f}x, kernels {rk:.3f}x"
+        + "".join(f", {k} kernel {r:.3f}x" for k, r in per.items())
+    )
+
+
 def count_pairs(verts, faces, sigma=1e-5) -> int:
     """Kept face-pixel pairs (inside, or outside with D >= 1e-4)."""
     from dsrbody.render import pairs
@@ -472,12 +593,20 @@ def main() -> None:
     )
     ap.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     ap.add_argument("--mesh-cache", help="an .npz of the meshes: read when it exists, else written")
+    ap.add_argument(
+        "--ab-commit",
+        help="time this tree's fused path against that of a git commit, alternating in one process "
+        "(first --mesh and --batch; forward+backward, constant features)",
+    )
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--method", help=argparse.SUPPRESS)
     ap.add_argument("--scene-file", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
         worker(args)
+        return
+    if args.ab_commit:
+        ab_commit(args)
         return
     meshes = build_meshes(args.mesh_cache)
     where = f"threads={args.threads}"
