@@ -127,3 +127,32 @@ def test_an_unfinished_cache_of_other_data_starts_again(make_dataset):
     again = StatsBackbone()
     build_feature_cache(ds, again, path, batch_size=2, progress=False, fingerprint="b")
     assert again.seen == 5  # every row recomputed, none kept from the other data
+
+
+class SplitStats(StatsBackbone):
+    """A backbone with a frozen part (``cache_rows``): the channel means of each crop."""
+
+    def cache_rows(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean((2, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # never called by the cache builder
+        raise AssertionError("the cache holds cache_rows, not the whole backbone")
+
+
+def test_a_backbone_with_a_frozen_part_caches_that_part(make_dataset):
+    ds = _dataset(make_dataset, n=3)
+    path = feature_cache_path(ds.npz_path, ds.img_dir, "split", 32)
+    build_feature_cache(ds, SplitStats(), path, batch_size=2, progress=False)
+    feats = load_feature_cache(path, len(ds), 3)
+    for i in range(len(ds)):
+        np.testing.assert_allclose(feats[i], ds[i]["img"].mean((1, 2)).numpy(), rtol=2e-3, atol=2e-3)
+
+
+def test_a_backbone_without_a_frozen_part_is_refused(make_dataset):
+    from dsrbody.train.build import attach_feature_caches
+    from dsrbody.train.config import ConfigError, load_config
+
+    ds = _dataset(make_dataset, n=2)
+    cfg = load_config(None, ["model.backbone=resnet18", "model.feature_cache=true"])
+    with pytest.raises(ConfigError, match="'resnet18' trains as a whole"):
+        attach_feature_caches([ds], cfg)

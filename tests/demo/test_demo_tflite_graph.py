@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from dsrbody.demo.tflite_graph import TFLiteGraph, same_padding
+from dsrbody.demo.tflite_graph import TFLiteGraph, TFLiteSubgraph, same_padding
 
 DATA = Path(__file__).parent / "data"
 
@@ -138,6 +138,55 @@ def test_shipped_graphs_match_litert(name):
         np.testing.assert_allclose(ys[2][128, :, 0], ref["landmark_segmentation_row"], rtol=1e-3, atol=0.05)
         np.testing.assert_allclose(ys[3][:8, :8], ref["landmark_heatmap_corner"], atol=1e-3)
         np.testing.assert_allclose(ys[4], ref["landmark_world"], atol=1e-4)
+
+
+def _two_convs():
+    """input 0 -> CONV (ReLU) -> 3 -> DEPTHWISE -> 6, ADD 3 + 6 -> 7: a small residual block."""
+    rng = np.random.default_rng(3)
+    consts = {1: rng.normal(size=(4, 3, 3, 2)), 2: rng.normal(size=4), 4: rng.normal(size=(1, 3, 3, 4)),
+              5: rng.normal(size=4)}  # fmt: skip
+    ops = [
+        {"op": "CONV_2D", "inputs": [0, 1, 2], "outputs": [3], "padding": 0, "activation": 1},
+        {"op": "DEPTHWISE_CONV_2D", "inputs": [3, 4, 5], "outputs": [6], "padding": 0},
+        {"op": "ADD", "inputs": [3, 6], "outputs": [7]},
+    ]
+    return _graph(ops, {k: v.astype(np.float32) for k, v in consts.items()}, (1, 6, 5, 2), [7])
+
+
+def test_subgraph_from_a_cut_equals_the_whole_graph_and_trains():
+    g = _two_convs()
+    x = torch.randn(2, 6, 5, 2)
+    env = g.run(x)
+    sub = TFLiteSubgraph(g, [3], [7])
+    assert sub.order == [1, 2]
+    assert {n for n, _ in sub.named_parameters()} == {"w1", "b1"}  # only the operators after the cut
+    (y,) = sub(env[3])
+    torch.testing.assert_close(y, env[7])
+    # the parameters are copies: training them leaves the graph as it was
+    with torch.no_grad():
+        sub.w1.add_(1.0)
+    torch.testing.assert_close(g.run(x)[7], env[7])
+    # the gradient of a weight agrees with a finite difference
+    sub = TFLiteSubgraph(g, [3], [7]).double()
+    src = env[3].double()
+    sub(src)[0].square().sum().backward()
+    eps, k = 1e-6, (2, 0, 1, 1)
+    with torch.no_grad():
+        sub.w1[k] += eps
+        up = sub(src)[0].square().sum()
+        sub.w1[k] -= 2 * eps
+        down = sub(src)[0].square().sum()
+    assert abs(sub.w1.grad[k].item() - (up - down).item() / (2 * eps)) < 1e-5 * max(1.0, abs(up.item()))
+
+
+def test_subgraph_refuses_an_incomplete_cut_and_wrong_inputs():
+    g = _two_convs()
+    with pytest.raises(ValueError, match="operator #0 reads tensor 0, not among the sources"):
+        TFLiteSubgraph(g, [6], [7])  # the ADD also reads 3: the cut leaves a path from the input
+    sub = TFLiteSubgraph(g, [0], [7])
+    assert sub.order == [0, 1, 2]
+    with pytest.raises(ValueError, match="1 source tensors expected, got 2"):
+        sub(torch.zeros(1, 2, 6, 5), torch.zeros(1, 2, 6, 5))
 
 
 def test_bad_graph_files_are_one_line_errors(tmp_path):

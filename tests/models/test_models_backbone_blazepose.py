@@ -1,5 +1,5 @@
-"""The frozen BlazePose backbone: which tensors its 1,465 features are, that nothing in it trains, and
-that checkpoints trained on it are recognised."""
+"""The BlazePose backbone: which tensors its 1,465 features are, that nothing in the frozen variant
+trains, what the tuned variant trains and caches, and that checkpoints trained on either are recognised."""
 
 from __future__ import annotations
 
@@ -58,8 +58,10 @@ def test_frozen(backbone):
     backbone.train()
     assert not backbone.training
     assert list(backbone.state_dict()) == ["blazepose_full_version"]
-    with pytest.raises(ValueError, match="frozen"):
+    with pytest.raises(ValueError, match="ships its own weights"):
         build_backbone("blazepose", pretrained="weights.pt")
+    with pytest.raises(ValueError, match="ships its own weights"):
+        build_backbone("blazepose_tuned", pretrained="weights.pt")
 
 
 def test_a_regressor_on_it_trains_only_its_head_and_is_recognised(backbone):
@@ -74,3 +76,42 @@ def test_a_regressor_on_it_trains_only_its_head_and_is_recognised(backbone):
     out = reg(x)
     again = reg.forward_features(backbone(x))
     torch.testing.assert_close(out["joints"], again["joints"])
+
+
+@pytest.fixture(scope="module")
+def tuned() -> BlazePoseBackbone:
+    return build_backbone("blazepose_tuned")[0]
+
+
+def test_tuned_starts_as_the_frozen_network_and_caches_its_first_4x4_block(backbone, tuned):
+    _, x = _crops(2, seed=3)
+    torch.testing.assert_close(tuned(x), backbone(x), atol=1e-4, rtol=1e-4)
+    rows = tuned.cache_rows(x)
+    assert rows.shape == (2, 288 * 4 * 4) and tuned.cache_dim == rows.shape[1]
+    assert not rows.requires_grad
+    torch.testing.assert_close(tuned.from_cache(rows), tuned(x))
+    # the frozen variant's rows are its features
+    torch.testing.assert_close(backbone.from_cache(backbone.cache_rows(x)), backbone(x))
+    with pytest.raises(ValueError, match=r"rows must be \(B, 4608\)"):
+        tuned.from_cache(rows[:, :100])
+
+
+def test_tuned_trains_its_last_stages_only_and_is_recognised(tuned):
+    assert not tuned.frozen
+    names = [n for n, _ in tuned.named_parameters()]
+    assert names and all(n.startswith("tail.") for n in names)
+    assert 1_000_000 < sum(p.numel() for p in tuned.parameters()) < 1_500_000
+    _, x = _crops(2, seed=4)
+    tuned.zero_grad()
+    tuned.from_cache(tuned.cache_rows(x)).square().sum().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in tuned.parameters())
+    tuned.zero_grad()
+    reg = Regressor(tuned, BLAZEPOSE_FEATURES, TinyBody(), img_res=256)
+    keys = list(reg.state_dict())
+    assert "backbone.blazepose_tuned_version" in keys and "backbone.blazepose_full_version" not in keys
+    assert infer_backbone(keys) == "blazepose_tuned"
+    reg.eval()
+    torch.testing.assert_close(reg(x)["joints"], reg.forward_cached(tuned.cache_rows(x))["joints"])
+    tuned.train()
+    assert tuned.training and not tuned.graph.training
+    tuned.eval()

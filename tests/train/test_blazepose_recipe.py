@@ -7,39 +7,53 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from train_testkit import cpu_recipe_root, tiny_overrides
 
 from dsrbody.cli import main
 from dsrbody.data import SpinNpzDataset
+from dsrbody.models.backbones import build_backbone
 from dsrbody.models.loader import load_model
 
-CONFIG = Path(__file__).resolve().parents[2] / "configs" / "synth_blazepose.yaml"
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+CONFIG = CONFIGS / "synth_blazepose.yaml"
 
 
-def test_blazepose_recipe_trains_its_head_on_cached_features(synth16, tmp_path):
+@pytest.mark.parametrize(
+    "recipe,backbone,channels",
+    [("synth_blazepose.yaml", "blazepose", 1465), ("synth_blazepose_tuned.yaml", "blazepose_tuned", 4608)],
+)
+def test_blazepose_recipe_trains_on_cached_features(synth16, tmp_path, recipe, backbone, channels):
     root = cpu_recipe_root(synth16)
     test = [f"data.{s}.0.{k}={v}" for s in ("val", "test")
             for k, v in (("npz", synth16 / "synth_test.npz"), ("img_dir", synth16))]  # fmt: skip
     out = tmp_path / "run"
-    args = ["train", "--config", str(CONFIG), "--out", str(out)]
+    args = ["train", "--config", str(CONFIGS / recipe), "--out", str(out)]
     steps = ["trainer.max_steps=3", "trainer.val_every_n_steps=3", "trainer.checkpoint_every_n_steps=0"]
     args += tiny_overrides(root, *test, *steps, "optim.warmup_steps=1")
     assert main(args) == 0
-    cache = synth16 / "features" / "synth_train.blazepose_256.npy"
-    test_cache = synth16 / "features" / "synth_test.blazepose_256.npy"
+    cache = synth16 / "features" / f"synth_train.{backbone}_256.npy"
+    test_cache = synth16 / "features" / f"synth_test.{backbone}_256.npy"
     assert cache.is_file() and test_cache.is_file()
-    assert np.load(cache).shape == (16, 1465)
+    assert np.load(cache).shape == (16, channels)
 
     loaded = load_model(out / "checkpoints" / "last.ckpt", mesh="train")
-    assert loaded.backbone == "blazepose"
+    assert loaded.backbone == backbone
     reg = loaded.regressor.eval()
+    if backbone == "blazepose_tuned":  # its last stages trained, at a third of the head's rate
+        fresh = build_backbone(backbone)[0]
+        moved = [n for n, p in reg.backbone.named_parameters() if not torch.equal(p, fresh.get_parameter(n))]
+        assert moved
+        ckpt = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+        lrs = [g["lr"] for g in ckpt["optimizer_states"][0]["param_groups"]]
+        assert len(lrs) == 2 and lrs[1] == pytest.approx(lrs[0] * 0.33)
     ds = SpinNpzDataset(synth16 / "synth_test.npz", synth16, parsing=False, res=256)
     imgs = torch.stack([ds[i]["img"] for i in range(len(ds))])
-    feats = torch.from_numpy(np.load(test_cache).astype(np.float32))
+    rows = torch.from_numpy(np.load(test_cache).astype(np.float32))
     with torch.no_grad():
         live = reg(imgs)
-        cached = reg.forward_features(feats[:, :, None, None])
+        cached = reg.forward_cached(rows)
     torch.testing.assert_close(live["joints"], cached["joints"], atol=5e-3, rtol=0)
 
     # dsrbody eval runs the backbone on the images: it writes no cache into the data folder
@@ -75,3 +89,38 @@ def test_feature_caches_are_built_in_prepare_data(synth16, tmp_path):
     dm.setup("fit")
     assert {p: p.stat().st_mtime_ns for p in root.glob("*/features/*.npy")} == stamps
     assert "features" in dm.train_set[0] and "features" in dm.val_set[0]
+
+
+def test_the_tuned_recipe_starts_from_a_frozen_checkpoint(synth16, tmp_path):
+    """model.init_checkpoint of a run on the frozen backbone: the head loads, the tuned stages start
+    from the asset, so the new regressor predicts what the checkpoint does; the reverse is refused."""
+    from dsrbody.train import load_config
+    from dsrbody.train.build import build_body, build_model
+
+    root = cpu_recipe_root(synth16)
+    test = [f"data.{s}.0.{k}={v}" for s in ("val", "test")
+            for k, v in (("npz", synth16 / "synth_test.npz"), ("img_dir", synth16))]  # fmt: skip
+    out = tmp_path / "frozen"
+    steps = ["trainer.max_steps=2", "trainer.val_every_n_steps=0", "trainer.checkpoint_every_n_steps=0"]
+    args = ["train", "--config", str(CONFIG), "--out", str(out)]
+    assert main(args + tiny_overrides(root, *test, *steps, "optim.warmup_steps=1")) == 0
+    ckpt = out / "checkpoints" / "last.ckpt"
+
+    init = f"model.init_checkpoint={ckpt}"
+    cfg = load_config(CONFIGS / "synth_blazepose_tuned.yaml", tiny_overrides(root, init))
+    body = build_body(cfg)
+    tuned = build_model(cfg, body).eval()
+    frozen = load_model(ckpt, mesh="train").regressor.eval()
+    assert any(n.startswith("backbone.tail.") for n, _ in tuned.named_parameters())
+    ds = SpinNpzDataset(synth16 / "synth_test.npz", synth16, parsing=False, res=256)
+    imgs = torch.stack([ds[i]["img"] for i in range(4)])
+    with torch.no_grad():
+        torch.testing.assert_close(tuned(imgs)["joints"], frozen(imgs)["joints"], atol=1e-3, rtol=0)
+
+    tuned_ckpt = tmp_path / "tuned.ckpt"
+    torch.save({"state_dict": {f"model.{k}": v for k, v in tuned.state_dict().items()},
+                "dsrbody": {**torch.load(ckpt, map_location="cpu", weights_only=False)["dsrbody"],
+                            "backbone": "blazepose_tuned"}}, tuned_ckpt)  # fmt: skip
+    back = load_config(CONFIG, tiny_overrides(root, f"model.init_checkpoint={tuned_ckpt}"))
+    with pytest.raises(ValueError, match="backbone 'blazepose_tuned'"):
+        build_model(back, body)

@@ -1,9 +1,10 @@
-"""Features of a frozen backbone, computed once per sample and read back in training.
+"""The output of a backbone's frozen part, computed once per sample and read back in training.
 
-A frozen backbone (:attr:`frozen` true, such as :class:`~dsrbody.models.backbones.BlazePoseBackbone`)
-gives the same features for the same crop every time, so a recipe with ``model.feature_cache: true``
-runs it once over each dataset's plain (un-augmented) crops and trains the head on the stored vectors:
-for BlazePose that is a 50 ms forward per image once instead of on every step (docs/training.md,
+A backbone with a frozen part (``cache_rows(images) -> (B, C)`` and ``from_cache(rows)``, such as
+:class:`~dsrbody.models.backbones.BlazePoseBackbone`: all of it frozen, or its stages before the tuned
+ones) gives the same rows for the same crop every time, so a recipe with ``model.feature_cache: true``
+runs that part once over each dataset's plain (un-augmented) crops and trains the rest on the stored
+rows: for BlazePose that is a 50 ms forward per image once instead of on every step (docs/training.md,
 "BlazePose features").
 
 A cache is one ``.npy`` file per annotation file and backbone: ``(N, C)`` float16, row ``i`` the features
@@ -89,7 +90,8 @@ def build_feature_cache(
 
     Args:
         dataset: a dataset without augmentation whose items have ``img (3, res, res)`` and ``valid``.
-        backbone: a frozen backbone, ``(B, 3, res, res) -> (B, C, 1, 1)`` or ``(B, C)``.
+        backbone: a backbone with ``cache_rows (B, 3, res, res) -> (B, C)`` (its frozen part), or a
+            frozen module ``(B, 3, res, res) -> (B, C, 1, 1)`` or ``(B, C)``.
         path: the cache file (:func:`feature_cache_path`).
         batch_size, num_workers: how the crops are read.
         progress: show a progress bar.
@@ -132,6 +134,7 @@ def build_feature_cache(
             else:
                 done = int(record.get("done", 0))
     backbone = backbone.eval()
+    rows = getattr(backbone, "cache_rows", backbone)
     bar = tqdm(total=n, initial=done, desc=f"features {path.name}", unit="img", disable=not progress)
     loader = DataLoader(
         Subset(dataset, range(done, n)),
@@ -141,7 +144,7 @@ def build_feature_cache(
     )
     with torch.no_grad():
         for imgs, valid in loader:
-            f = backbone(imgs).reshape(len(imgs), -1)
+            f = rows(imgs).reshape(len(imgs), -1)
             f[~valid] = 0.0
             if feats is None:
                 feats = np.lib.format.open_memmap(partial, mode="w+", dtype=np.float16, shape=(n, f.shape[1]))

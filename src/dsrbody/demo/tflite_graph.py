@@ -23,7 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["TFLiteGraph", "same_padding"]
+__all__ = ["TFLiteGraph", "TFLiteSubgraph", "same_padding"]
 
 _ACTIVATIONS = {0: None, 1: F.relu, 3: F.relu6}
 
@@ -113,16 +113,21 @@ class TFLiteGraph(torch.nn.Module):
                 return op
         raise KeyError(f"{self.name}: no operator writes tensor {tensor}")
 
-    def needed(self, tensors: list[int]) -> list[int]:
-        """Indices of the operators that ``tensors`` depend on, in graph order."""
+    def needed(self, tensors: list[int], given: tuple[int, ...] | list[int] = ()) -> list[int]:
+        """Indices of the operators that ``tensors`` depend on, in graph order.
+
+        Args:
+            given: tensor ids whose values are supplied: the operators upstream of them are left out.
+        """
         writer = {op["outputs"][0]: i for i, op in enumerate(self.ops)}
+        stop = set(given)
         keep: set[int] = set()
-        todo = [t for t in tensors if t in writer]
+        todo = [t for t in tensors if t in writer and t not in stop]
         while todo:
             i = writer[todo.pop()]
             if i not in keep:
                 keep.add(i)
-                todo.extend(t for t in self.ops[i]["inputs"] if t in writer)
+                todo.extend(t for t in self.ops[i]["inputs"] if t in writer and t not in stop)
         return sorted(keep)
 
     def run(self, x: torch.Tensor, tensors: list[int] | None = None) -> dict[int, torch.Tensor]:
@@ -134,10 +139,7 @@ class TFLiteGraph(torch.nn.Module):
         """
         env: dict[int, torch.Tensor] = {self.spec["input"]: x.permute(0, 3, 1, 2)}
         order = range(len(self.ops)) if tensors is None else self.needed(tensors)
-        for i in order:
-            op = self.ops[i]
-            env[op["outputs"][0]] = _HANDLERS[op["op"]](self, i, op, env)
-        return env
+        return _execute(self, order, env)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Run the graph on ``x (N, H, W, C)`` (NHWC, float32); the outputs in TFLite's order and layout."""
@@ -147,6 +149,55 @@ class TFLiteGraph(torch.nn.Module):
             y = env[t]
             outs.append(y.permute(0, 2, 3, 1).contiguous() if y.dim() == 4 else y)
         return outs
+
+
+class TFLiteSubgraph(torch.nn.Module):
+    """The operators of a :class:`TFLiteGraph` between given tensors and chosen outputs, with their
+    convolution weights and biases as trainable parameters (``w<op>``, ``b<op>``) initialised from the
+    graph: the part of a converted network that fine-tuning adapts.
+
+    Args:
+        graph: the whole graph (its constants are shared, its weights copied).
+        sources: tensor ids whose values :meth:`forward` is given (NCHW).
+        outputs: tensor ids it computes.
+
+    Raises:
+        ValueError: an operator the outputs need reads the graph's input, i.e. ``sources`` do not cut the
+            outputs off from it.
+    """
+
+    def __init__(self, graph: TFLiteGraph, sources: list[int], outputs: list[int]) -> None:
+        super().__init__()
+        self.name, self.spec, self.ops = graph.name, graph.spec, graph.ops
+        self.sources, self.outputs = list(sources), list(outputs)
+        self.order = graph.needed(self.outputs, given=self.sources)
+        self._const = graph._const
+        computed = set(self.sources) | {self.ops[i]["outputs"][0] for i in self.order}
+        for i in self.order:
+            for t in self.ops[i]["inputs"]:
+                if t >= 0 and t not in computed and t not in self._const:
+                    raise ValueError(f"{self.name}: operator #{i} reads tensor {t}, not among the sources")
+            if hasattr(graph, f"w{i}"):
+                self.register_parameter(f"w{i}", torch.nn.Parameter(getattr(graph, f"w{i}").detach().clone()))
+                self.register_parameter(f"b{i}", torch.nn.Parameter(getattr(graph, f"b{i}").detach().clone()))
+
+    def _value(self, env: dict[int, torch.Tensor], t: int) -> torch.Tensor:
+        return env[t] if t in env else self._const[t]
+
+    def forward(self, *inputs: torch.Tensor) -> list[torch.Tensor]:
+        """``inputs``: one NCHW tensor per source, in order -> the outputs (NCHW when 4-D), in order."""
+        if len(inputs) != len(self.sources):
+            raise ValueError(f"{self.name}: {len(self.sources)} source tensors expected, got {len(inputs)}")
+        env = _execute(self, self.order, dict(zip(self.sources, inputs, strict=True)))
+        return [env[t] for t in self.outputs]
+
+
+def _execute(g: torch.nn.Module, order, env: dict[int, torch.Tensor]) -> dict[int, torch.Tensor]:
+    """Run operators ``order`` of ``g`` (a graph or subgraph) on ``env`` (tensor id -> value), in place."""
+    for i in order:
+        op = g.ops[i]
+        env[op["outputs"][0]] = _HANDLERS[op["op"]](g, i, op, env)
+    return env
 
 
 def _activate(y: torch.Tensor, op: dict) -> torch.Tensor:

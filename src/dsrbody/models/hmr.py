@@ -392,6 +392,17 @@ class Regressor(nn.Module):
             extra["keypoints_2d_direct"] = head["keypoints_2d_direct"]
         return self.pose_body(rotmat, self.shape_from_raw(head["shape"]), head["cam"]) | extra
 
+    def forward_cached(self, rows: torch.Tensor, n_iter: int | None = None) -> dict[str, torch.Tensor]:
+        """:meth:`forward` from a feature cache's rows ``(B, cache_dim)``: what the backbone's frozen part
+        gave for each crop (:mod:`dsrbody.data.feature_cache`); its trainable part, if any, runs here.
+
+        Raises:
+            ValueError: the backbone has no cacheable part (``cache_rows`` / ``from_cache``).
+        """
+        if not hasattr(self.backbone, "from_cache"):
+            raise ValueError(f"backbone {type(self.backbone).__name__} has no cacheable part")
+        return self.forward_features(self.backbone.from_cache(rows), n_iter=n_iter)
+
     def pose_body(
         self, rotmat: torch.Tensor, shape: torch.Tensor, cam: torch.Tensor
     ) -> dict[str, torch.Tensor]:

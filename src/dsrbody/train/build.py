@@ -6,7 +6,7 @@ import logging
 import warnings
 from pathlib import Path
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from dsrbody.data.spin_npz import EXPECTED_LAYOUT
@@ -60,20 +60,57 @@ def build_model(cfg: DictConfig, body: nn.Module):
     from dsrbody.models import build_regressor
 
     m = cfg.model
+    warm = None
     if m.init_checkpoint:
+        from dsrbody.models.backbones import warm_start_sources
         from dsrbody.models.loader import check_checkpoint, read_checkpoint_meta
 
-        check_checkpoint(read_checkpoint_meta(m.init_checkpoint), cfg, m.init_checkpoint)
-    return build_regressor(
+        meta = read_checkpoint_meta(m.init_checkpoint)
+        if meta is not None and str(meta.get("backbone")) in warm_start_sources(str(m.backbone)):
+            warm = str(meta.get("backbone"))
+            check_checkpoint(meta, OmegaConf.merge(cfg, {"model": {"backbone": warm}}), m.init_checkpoint)
+        else:
+            check_checkpoint(meta, cfg, m.init_checkpoint)
+    reg = build_regressor(
         body,
         backbone=str(m.backbone),
         pretrained_backbone=m.pretrained_backbone,
-        checkpoint=m.init_checkpoint,
+        checkpoint=m.init_checkpoint if warm is None else None,
         n_iter=int(m.n_iter),
         dropout=float(m.dropout),
         img_res=int(m.img_res),
         spatial_channels=int(m.spatial_channels),
         keypoints=int(m.keypoints),
+    )
+    if warm is not None:
+        _warm_start(reg, str(m.init_checkpoint), warm, str(m.backbone))
+    return reg
+
+
+def _warm_start(reg: nn.Module, path: str, source: str, target: str) -> None:
+    """Load a checkpoint trained on backbone ``source`` into ``reg`` (backbone ``target``, which starts
+    as ``source``):
+    every head weight must load; the backbone keeps its own initial weights.
+
+    Raises:
+        ValueError: a head weight is missing, unexpected or of another shape.
+    """
+    from dsrbody.models.checkpoint import load_regressor_checkpoint
+
+    report = load_regressor_checkpoint(reg, path, allow_missing=True, allow_unexpected=True)
+    # source keys keep the file's wrappers (a Lightning checkpoint's ``model.``)
+    keys = report.missing + [k.removeprefix("module.").removeprefix("model.") for k in report.unexpected]
+    stray = [k for k in keys if not k.startswith("backbone.")]
+    if stray or report.mismatched:
+        raise ValueError(
+            f"{path}: not a regressor of the same head (from backbone {source!r}): "
+            f"{len(stray)} head weights missing or unexpected, {len(report.mismatched)} of another shape"
+        )
+    _log.info(
+        "model.init_checkpoint %s: head from its %s checkpoint, %s backbone from its own initial weights",
+        path,
+        source,
+        target,
     )
 
 
@@ -224,11 +261,12 @@ def build_eval_set(cfg: DictConfig, split: str = "val", features: bool | None = 
 
 
 def attach_feature_caches(sets: list, cfg: DictConfig, progress: bool = True) -> None:
-    """Give every dataset the cached features of ``cfg.model.backbone`` (a frozen backbone), building
-    the missing caches first (:mod:`dsrbody.data.feature_cache`; one pass of the backbone per sample).
+    """Give every dataset the cached output of ``cfg.model.backbone``'s frozen part (a backbone with
+    ``cache_rows``: frozen BlazePose, or the frozen stages of the tuned one), building the missing caches
+    first (:mod:`dsrbody.data.feature_cache`; one pass of the frozen part per sample).
 
     Raises:
-        ConfigError: the backbone is not frozen, or a dataset is not an annotation file.
+        ConfigError: the backbone has no frozen part, or a dataset is not an annotation file.
     """
     from dsrbody.data import SpinNpzDataset
     from dsrbody.data.feature_cache import (
@@ -249,11 +287,13 @@ def attach_feature_caches(sets: list, cfg: DictConfig, progress: bool = True) ->
             )
         path = feature_cache_path(ds.npz_path, ds.img_dir, name, res)
         if backbone is None:
-            backbone, dim = build_backbone(name)
-            if not getattr(backbone, "frozen", False):
+            backbone, _ = build_backbone(name)
+            if not hasattr(backbone, "cache_rows"):
                 raise ConfigError(
-                    f"model.feature_cache: backbone {name!r} trains, its features cannot be cached"
+                    f"model.feature_cache: backbone {name!r} trains as a whole; "
+                    "it has no frozen part to cache (cache_rows)"
                 )
+            dim = int(backbone.cache_dim)
         fingerprint = file_fingerprint(ds.npz_path)
         if not path.is_file():
             _log.info("building the %s feature cache of %s: %s", name, ds.name, path)

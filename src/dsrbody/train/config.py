@@ -281,6 +281,8 @@ class OptimConfig:
             decay to ``min_lr_ratio * lr`` at ``trainer.max_steps``; needs ``max_steps`` > 0).
         warmup_steps: steps of linear warm-up (cosine schedule).
         min_lr_ratio: final learning rate as a fraction of ``lr`` (cosine schedule).
+        backbone_lr_ratio: the backbone's trainable parameters learn at ``backbone_lr_ratio * lr`` (a
+            pretrained backbone adapting slower than a new head; 1: one rate for everything).
     """
 
     lr: float = 3e-5
@@ -288,6 +290,7 @@ class OptimConfig:
     schedule: str = "constant"
     warmup_steps: int = 0
     min_lr_ratio: float = 0.01
+    backbone_lr_ratio: float = 1.0
 
 
 @dataclass

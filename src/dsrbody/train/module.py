@@ -146,7 +146,7 @@ class DSRModule(L.LightningModule):
         """The regressor's output for a batch: from its cached backbone features ``features (B, C)``
         when the datasets carry them (``model.feature_cache``), else from ``img``."""
         if "features" in batch:
-            return self.model.forward_features(batch["features"].float()[:, :, None, None])
+            return self.model.forward_cached(batch["features"].float())
         return self(batch["img"])
 
     # ------------------------------------------------------------------------------------------
@@ -336,8 +336,19 @@ class DSRModule(L.LightningModule):
     # ------------------------------------------------------------------------------------------
     def configure_optimizers(self):
         o = self.cfg.optim
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        opt = torch.optim.Adam(params, lr=float(o.lr), weight_decay=float(o.weight_decay))
+        ratio = float(o.get("backbone_lr_ratio", 1.0))
+        if ratio < 0:
+            raise ValueError(f"optim.backbone_lr_ratio must be >= 0, got {ratio}")
+        backbone = {id(p) for p in self.model.backbone.parameters()}
+        trainable = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
+        groups = [
+            {"params": [p for _, p in trainable if id(p) not in backbone], "lr": float(o.lr)},
+            {"params": [p for _, p in trainable if id(p) in backbone], "lr": float(o.lr) * ratio},
+        ]
+        if ratio == 1.0:  # one group, as checkpoints written before the ratio existed hold
+            groups = [{"params": [p for _, p in trainable], "lr": float(o.lr)}]
+        groups = [g for g in groups if g["params"]]
+        opt = torch.optim.Adam(groups, lr=float(o.lr), weight_decay=float(o.weight_decay))
         schedule = str(o.schedule)
         if schedule == "constant":
             return opt

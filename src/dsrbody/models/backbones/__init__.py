@@ -18,6 +18,7 @@ from torch import nn
 from dsrbody.models.backbones.blazepose import (
     BLAZEPOSE_FEATURES,
     BLAZEPOSE_MARKER,
+    BLAZEPOSE_TUNED_MARKER,
     BlazePoseBackbone,
     recognise_blazepose,
 )
@@ -42,6 +43,7 @@ __all__ = [
     "backbone_keys",
     "infer_backbone",
     "register_family",
+    "warm_start_sources",
     "BasicBlock",
     "Bottleneck",
     "ResNet",
@@ -67,6 +69,9 @@ class BackboneFamily:
             ``backbone.`` prefix (SPIN's flat layout).
         recognise: ``keys -> name or None``: which of its names a state dict's backbone keys (without
             the prefix) belong to.
+        starts_from: ``name -> names`` whose checkpoints a regressor on ``name`` may start from
+            (``model.init_checkpoint``): the head loads, the backbone keeps its own initial weights
+            (the tuned BlazePose from a checkpoint trained on the frozen one: the same network at start).
     """
 
     names: tuple[str, ...]
@@ -74,6 +79,7 @@ class BackboneFamily:
     feature_dim: Callable[[str], int]
     key_roots: tuple[str, ...]
     recognise: Callable[[list[str]], str | None]
+    starts_from: Callable[[str], tuple[str, ...]] = lambda name: ()
 
 
 def _build_resnet(name: str) -> ResNet:
@@ -91,11 +97,12 @@ FAMILIES: list[BackboneFamily] = [
         recognise=recognise_resnet,
     ),
     BackboneFamily(
-        names=("blazepose",),
-        build=lambda name: BlazePoseBackbone(),
+        names=("blazepose", "blazepose_tuned"),
+        build=lambda name: BlazePoseBackbone(tune=name == "blazepose_tuned"),
         feature_dim=lambda name: BLAZEPOSE_FEATURES,
-        key_roots=(BLAZEPOSE_MARKER,),
+        key_roots=(BLAZEPOSE_MARKER, BLAZEPOSE_TUNED_MARKER),
         recognise=recognise_blazepose,
+        starts_from=lambda name: ("blazepose",) if name == "blazepose_tuned" else (),
     ),
 ]
 
@@ -125,6 +132,12 @@ def _family(name: str) -> BackboneFamily:
         if name in f.names:
             return f
     raise ValueError(f"unknown backbone {name!r}; choose one of {sorted(BACKBONES)}")
+
+
+def warm_start_sources(name: str) -> tuple[str, ...]:
+    """Backbones whose checkpoints a regressor on backbone ``name`` may start from with its own backbone
+    weights (:attr:`BackboneFamily.starts_from`); empty for most."""
+    return tuple(_family(name).starts_from(name))
 
 
 def backbone_keys(keys: list[str]) -> list[str]:
@@ -173,8 +186,8 @@ def build_backbone(name: str, pretrained: str | Path | None = None) -> tuple[nn.
     """
     family = _family(name)
     model = family.build(name)
-    if pretrained is not None and getattr(model, "frozen", False):
-        raise ValueError(f"backbone {name!r} ships its own frozen weights; pretrained_backbone must be null")
+    if pretrained is not None and getattr(model, "ships_weights", False):
+        raise ValueError(f"backbone {name!r} ships its own weights; pretrained_backbone must be null")
     if pretrained is not None:
         load_pretrained(model, pretrained)
     return model, int(model.feature_dim)
