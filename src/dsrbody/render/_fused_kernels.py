@@ -8,18 +8,24 @@ Every kernel works on numpy views of CPU tensors. Conventions (as :mod:`dsrbody.
 flattened over the batch (face ``i`` is face ``i % F`` of sample ``i // F``), flat pixel index
 ``b H W + r W + c``, pixel centre ``(c + 0.5, r + 0.5)``. ``foot (N, 4)`` int32 is each face's footprint
 ``(c0, r0, bw, bh)`` (``bw = bh = 0`` for a face that cannot be drawn) and ``off (N,)`` int64 the index
-of its first candidate pair in ``De (candidates, 2)``, which holds per candidate pair (row-major in the
-footprint) the coverage ``D`` and the softmax term ``e`` the forward pass computed, so that the backward
-pass needs no exponential. Geometry is computed in float64 whatever the input dtype, in coordinates
-local to the footprint's first pixel centre; per-pixel sums and statistics are kept in the input dtype
-(as the reference path does), the statistics in float64 for small gamma (fused.py).
+of its first candidate pair in ``De (2, candidates)``, which holds per candidate pair (row-major in the
+footprint) the coverage ``D`` (-1 for a pair that is not kept) and the softmax term ``e`` the forward pass
+computed, so that the backward pass needs neither the keep test nor an exponential. Geometry is computed
+in float64 whatever the input dtype, in coordinates local to the footprint's first pixel centre;
+per-pixel sums and statistics are kept in the input dtype (as the reference path does), the statistics
+in float64 for small gamma (fused.py).
 
 Speed: per face, the geometry of its candidate pairs (and in the forward pass their two exponentials)
 is computed first by a loop without branches into a small scratch, which the compiler vectorises (8
 float64 lanes: ``_exp_parts`` is an exponential without a libm call), together with each candidate's pixel
 offset; the kept candidates are then listed without a branch, and a scalar loop applies them to their
 pixels (a fifth of the candidates are dropped in no predictable pattern: the list spares the pair loops
-that branch). The kernels use numpy's error model (a division by zero gives inf instead of
+that branch). The backward pass lists a face's kept pairs from the ``D`` the forward pass stored, gathers
+their per-pixel statistics (scalar), then runs one vectorised loop over the kept pairs only (padded to
+whole vectors) that recomputes their geometry and applies the chain rule, without a scratch of the
+geometry in between. The number of channels ``C`` is a constant of the compiled kernels (the length of
+the ``chans`` tuple, one compilation per ``C``), so that the channel loops are unrolled. The kernels use
+numpy's error model (a division by zero gives inf instead of
 raising): Python's ``ZeroDivisionError`` check is a branch per division, which stops the vectorisation.
 
 A face's edge ``k`` goes from vertex ``k`` to vertex ``k + 1``; the barycentric coordinate of the vertex
@@ -209,12 +215,12 @@ def _depth(w0, w1, w2, iz0, iz1, iz2):
 
 @njit(cache=True, nogil=True, fastmath=_FM, error_model="numpy")
 def _forward_band(
-    b, R0, R1, proj, faces, V, foot, off, feat, B, H, W, thr, ksig, gamma, near, far, eps, per_pixel_max,
-    I, S, P, Z, M, De, store,
+    b, R0, R1, proj, faces, V, foot, off, feat, chans, B, H, W, thr, ksig, gamma, near, far, eps,
+    per_pixel_max, I, S, P, Z, M, De, store,
 ):  # fmt: skip
     """:func:`forward` for rows ``[R0, R1)`` of sample ``b``."""
     F = faces.shape[0]
-    C = I.shape[1]
+    C = len(chans)  # a constant of the compiled code (see forward)
     K = feat.shape[1]
     shared = feat.shape[0] != B * F
     inv_range = 1.0 / (far - near)
@@ -297,15 +303,15 @@ def _forward_band(
             for j in range(k1 - k0):
                 g_kept[nk] = j
                 nk += g_D[j] >= 0.0
+            if store:  # every candidate's D, -1 for those not kept: the backward pass lists the kept ones
+                for j in range(k1 - k0):
+                    De[0, o + k0 + j] = g_D[j]
             p_base = b * H * W + rs * W + c0
             for t in range(nk):
                 j = g_kept[t]
                 D = g_D[j]
                 p = p_base + np.int64(g_pix[j])
-                slot = o + k0 + j
                 P[p] *= g_omD[j]
-                if store:
-                    De[slot, 0] = D
                 if per_pixel_max:
                     zn = g_z[j]
                     if zn < 0.0:  # depth outside [near, far]
@@ -322,7 +328,7 @@ def _forward_band(
                 else:
                     e = g_z[j]  # 0 outside [near, far], which adds nothing below
                     if store:
-                        De[slot, 1] = e
+                        De[1, o + k0 + j] = e
                 Z[p] += e
                 et = I.dtype.type(e)  # the channel sums in the input dtype (vectorised), as the reference
                 if K == 1:
@@ -354,7 +360,7 @@ def _forward_band(
 
 @njit(cache=True, nogil=True, parallel=True, error_model="numpy")
 def forward(
-    proj, faces, V, foot, off, feat, B, H, W, nband, thr, ksig, gamma, near, far, eps, per_pixel_max,
+    proj, faces, V, foot, off, feat, chans, B, H, W, nband, thr, ksig, gamma, near, far, eps, per_pixel_max,
     I, S, P, Z, M, De, store,
 ):  # fmt: skip
     """The soft render: every kept face-pixel pair aggregated into its pixel.
@@ -366,7 +372,8 @@ def forward(
     shift) / gamma)`` and ``M`` (the running maximum of the normalised depth, from ``eps``, when
     ``per_pixel_max``), with ``e_j = D_j exp((z_j - shift) / gamma)``, ``shift = M`` or 1.
 
-    ``De`` gets each candidate pair's ``D`` and ``e`` (``e`` only without ``per_pixel_max``) when ``store``.
+    ``De`` gets each candidate pair's ``D`` (-1 where it is not kept) and each kept pair's ``e`` (``e`` only
+    without ``per_pixel_max``) when ``store``.
     Parallel over (sample, band of rows) tasks (``nband`` bands per sample), each of which owns its pixels:
     it initialises them, visits every face whose footprint reaches the band, and finishes them.
     """
@@ -375,8 +382,8 @@ def forward(
         b = task // nband
         R0 = (task - b * nband) * band_h
         _forward_band(
-            b, R0, min(R0 + band_h, H), proj, faces, V, foot, off, feat, B, H, W, thr, ksig, gamma, near, far,
-            eps, per_pixel_max, I, S, P, Z, M, De, store,
+            b, R0, min(R0 + band_h, H), proj, faces, V, foot, off, feat, chans, B, H, W, thr, ksig, gamma,
+            near, far, eps, per_pixel_max, I, S, P, Z, M, De, store,
         )  # fmt: skip
 
 
@@ -400,33 +407,29 @@ def pixel_stats(gI, gS, I, P, Z, M, per_pixel_max, st):
 
 @njit(cache=True, nogil=True, fastmath=_FM, error_model="numpy")
 def _backward_faces(
-    i0, i1, proj, faces, V, foot, off, feat, H, W, thr, ksig, gamma, near, far, per_pixel_max, De, gI, st,
-    want_feat, g_corner, g_feat,
+    i0, i1, proj, faces, V, foot, off, feat, chans, H, W, thr, ksig, gamma, near, far, per_pixel_max, De, gI,
+    st, want_feat, g_corner, g_feat,
 ):  # fmt: skip
     """:func:`backward` for faces ``[i0, i1)`` (a plain loop: numba optimises it better than the body of a
     parallel loop)."""
     F = faces.shape[0]
     N = foot.shape[0]
-    C = gI.shape[1]
+    C = len(chans)  # a constant of the compiled code
     K = feat.shape[1]
     shared = feat.shape[0] != N
     inv_range = 1.0 / (far - near)
     inv_gamma = 1.0 / gamma
     m = 64
-    g_code = np.empty(m)
     g_w0 = np.empty(m)
     g_w1 = np.empty(m)
     g_w2 = np.empty(m)
-    g_t = np.empty(m)
-    g_rx = np.empty(m)
-    g_ry = np.empty(m)
     g_gx = np.empty(m)
     g_gs = np.empty(m)
     g_gp0 = np.empty(m)
     g_gp1 = np.empty(m)
     g_gp2 = np.empty(m)
-    g_pix = np.empty(m)
     g_kept = np.empty(m, dtype=np.int64)
+    need_w = per_pixel_max or K != 1  # the gather needs the barycentrics of the kept pairs
     for i in range(i0, i1):
         bw = foot[i, 2]
         if bw == 0:
@@ -449,77 +452,61 @@ def _backward_faces(
         gex0 = gey0 = gex1 = gey1 = gex2 = gey2 = 0.0
         gidet = giz0 = giz1 = giz2 = 0.0
         n = bw * bh
-        if n > g_code.shape[0]:  # a footprint larger than any so far: grow the scratch
-            m = max(n, 2 * g_code.shape[0]) + 8
-            g_code = np.empty(m)
+        npad = (n + 7) // 8 * 8
+        if npad > g_gx.shape[0]:  # a footprint larger than any so far: grow the scratch
+            m = max(npad, 2 * g_gx.shape[0])
             g_w0 = np.empty(m)
             g_w1 = np.empty(m)
             g_w2 = np.empty(m)
-            g_t = np.empty(m)
-            g_rx = np.empty(m)
-            g_ry = np.empty(m)
             g_gx = np.empty(m)
             g_gs = np.empty(m)
             g_gp0 = np.empty(m)
             g_gp1 = np.empty(m)
             g_gp2 = np.empty(m)
-            g_pix = np.empty(m)
             g_kept = np.empty(m, dtype=np.int64)
-        # The geometry of every candidate into the scratch, as in the forward pass (a loop without
-        # branches that vectorises, padded to whole vectors of 8): g_code -1 for a pair that is not kept,
-        # else the edge of the distance plus 4 when inside; the barycentrics; that edge's clamped foot
-        # parameter and residual (for the distance's gradient).
+        # Where the gather below needs them, the candidates' barycentrics (a loop without branches that
+        # vectorises, padded to whole vectors of 8).
         inv_bw = 1.0 / bw
-        for k in range((n + 7) // 8 * 8):
-            kf = float(k)
-            rf = math.floor((kf + 0.5) * inv_bw)
-            px = kf - rf * bw
-            kp, inside, _, sel, w0, w1, w2 = _geometry(
-                px, rf, x0, y0, x1, y1, x2, y2, ex0, ey0, ex1, ey1, ex2, ey2, il0, il1, il2, idet, thr
-            )
-            t0, rx0, ry0, _ = _segment(px - x0, rf - y0, ex0, ey0, il0)
-            t1, rx1, ry1, _ = _segment(px - x1, rf - y1, ex1, ey1, il1)
-            t2, rx2, ry2, _ = _segment(px - x2, rf - y2, ex2, ey2, il2)
-            g_code[k] = (float(sel) + (4.0 if inside else 0.0)) if kp else -1.0
-            g_w0[k] = w0
-            g_w1[k] = w1
-            g_w2[k] = w2
-            g_t[k] = t0 if sel == 0 else (t1 if sel == 1 else t2)
-            g_rx[k] = rx0 if sel == 0 else (rx1 if sel == 1 else rx2)
-            g_ry[k] = ry0 if sel == 0 else (ry1 if sel == 1 else ry2)
-            g_pix[k] = rf * W + px  # offset from the footprint's first pixel (exact in float64)
-        # Per kept pair, what needs its pixel (scalar: gathers from the per-pixel statistics and gI), into
-        # the scratch: g_gx = dL/dx_j (x_j = +-d2 ksig, the coverage's argument), g_gs = dL/de_j e_j and
-        # g_gp_k = dL/dwp_k (the corner weights of per-corner features; 0 for per-face ones); zeros for the
-        # pairs that are not kept, for the padding, and for the depth terms of pairs whose depth lies
-        # outside [near, far] (e_j = 0), so that they add nothing below. The feature gradient is summed
-        # here.
-        npad = (n + 7) // 8 * 8
-        for k in range(npad):
-            g_gx[k] = 0.0
-            g_gs[k] = 0.0
-            g_gp0[k] = 0.0
-            g_gp1[k] = 0.0
-            g_gp2[k] = 0.0
+        if need_w:
+            for k in range(npad):
+                kf = float(k)
+                rf = math.floor((kf + 0.5) * inv_bw)
+                _, _, _, _, w0, w1, w2 = _geometry(
+                    kf - rf * bw, rf, x0, y0, x1, y1, x2, y2, ex0, ey0, ex1, ey1, ex2, ey2, il0, il1, il2,
+                    idet, thr,
+                )  # fmt: skip
+                g_w0[k] = w0
+                g_w1[k] = w1
+                g_w2[k] = w2
         # the kept candidates, listed without a branch (a fifth are dropped in no predictable pattern)
+        slot0 = off[i]
         nk = 0
-        for k in range(n):
+        for k in range(n):  # the forward pass stored D = -1 for the candidates it did not keep
             g_kept[nk] = k
-            nk += g_code[k] >= 0.0
+            nk += De[0, slot0 + k] >= 0.0
+        # Per kept pair, what needs its pixel (scalar: gathers from the per-pixel statistics and gI), into
+        # the scratch at the pair's place t in the list: g_gx = dL/dx_j (x_j = +-d2 ksig, the coverage's
+        # argument), g_gs = dL/de_j e_j and g_gp_k = dL/dwp_k (the corner weights of per-corner features; 0
+        # for per-face ones); zeros for the depth terms of pairs whose depth lies outside [near, far] (e_j =
+        # 0), and for the padding of the list to whole vectors, so that they add nothing below. The feature
+        # gradient is summed here.
         p_base = b * H * W + r0 * W + c0
         for t in range(nk):
             k = g_kept[t]
-            p = p_base + np.int64(g_pix[k])
-            slot = off[i] + k
-            D = De[slot, 0]
+            kf = float(k)
+            rf = math.floor((kf + 0.5) * inv_bw)  # the candidate's row and column in the footprint
+            p = p_base + np.int64(rf * W + (kf - rf * bw))  # exact integers in float64
+            slot = slot0 + k
+            D = De[0, slot]
             gx = st[p, 0] * D  # dL/dx_j from the silhouette, a D_j
+            gs_t = gp0_t = gp1_t = gp2_t = 0.0
             if per_pixel_max:  # small gamma: the depth from the geometry (float64), not De
                 _, _, _, _, s = _depth(g_w0[k], g_w1[k], g_w2[k], iz0, iz1, iz2)
                 zp = 1.0 / s
                 valid = zp >= near and zp <= far
                 e = D * math.exp(((far - zp) * inv_range - st[p, 3]) * inv_gamma) if valid else 0.0
             else:
-                e = De[slot, 1]  # 0 outside [near, far]
+                e = De[1, slot]  # 0 outside [near, far]
             if e != 0.0:
                 iZ = st[p, 2]
                 we = e * iZ  # the pair's softmax weight
@@ -552,34 +539,49 @@ def _backward_faces(
                             g_feat[i, 0, ch] += wp0 * g
                             g_feat[i, 1, ch] += wp1 * g
                             g_feat[i, 2, ch] += wp2 * g
-                    g_gp0[k] = gp0 * we
-                    g_gp1[k] = gp1 * we
-                    g_gp2[k] = gp2 * we
+                    gp0_t = gp0 * we
+                    gp1_t = gp1 * we
+                    gp2_t = gp2 * we
                 ge = (dot - st[p, 1]) * iZ  # dL/de_j
                 gx += (1.0 - D) * e * ge
-                g_gs[k] = ge * e
-            g_gx[k] = gx
-        # The chain from those to the face table, for every candidate at once (a loop without branches
-        # that vectorises; its sums are reductions). With zp = 1 / s, s = sum_k wc_k iz_k, wc the clipped
-        # renormalised barycentrics, zn = (far - zp) / (far - near), e_j = D_j exp((zn - shift) / gamma), and
-        # wp_k = wc_k iz_k zp the perspective-correct corner weights.
+                gs_t = ge * e
+            g_gx[t] = gx
+            g_gs[t] = gs_t
+            g_gp0[t] = gp0_t
+            g_gp1[t] = gp1_t
+            g_gp2[t] = gp2_t
+        nkpad = (nk + 7) // 8 * 8
+        for t in range(nk, nkpad):
+            g_kept[t] = 0
+            g_gx[t] = 0.0
+            g_gs[t] = 0.0
+            g_gp0[t] = 0.0
+            g_gp1[t] = 0.0
+            g_gp2[t] = 0.0
+        # The chain from those to the face table, for the kept pairs only (their list padded to whole
+        # vectors: a loop without branches that vectorises; its sums are reductions). With zp = 1 / s, s =
+        # sum_k wc_k iz_k, wc the clipped renormalised barycentrics, zn = (far - zp) / (far - near), e_j = D_j
+        # exp((zn - shift) / gamma), and wp_k = wc_k iz_k zp the perspective-correct corner weights.
         c_gs = inv_gamma * inv_range
-        for k in range(npad):
+        for t in range(nkpad):
+            k = g_kept[t]
             kf = float(k)
             py = math.floor((kf + 0.5) * inv_bw)
             px = kf - py * bw
-            code = g_code[k] if k < n else 0.0
-            inside = code >= 4.0
-            sel = code - (4.0 if inside else 0.0)
-            w0 = g_w0[k]
-            w1 = g_w1[k]
-            w2 = g_w2[k]
+            # the geometry again, here rather than from a scratch (the loop stays without branches)
+            _, inside, _, isel, w0, w1, w2 = _geometry(
+                px, py, x0, y0, x1, y1, x2, y2, ex0, ey0, ex1, ey1, ex2, ey2, il0, il1, il2, idet, thr
+            )
+            sel = float(isel)
+            t0, rx0, ry0, _ = _segment(px - x0, py - y0, ex0, ey0, il0)
+            t1, rx1, ry1, _ = _segment(px - x1, py - y1, ex1, ey1, il1)
+            t2, rx2, ry2, _ = _segment(px - x2, py - y2, ex2, ey2, il2)
             wc0, wc1, wc2, isw, s = _depth(w0, w1, w2, iz0, iz1, iz2)
             zp = 1.0 / s
-            gs = g_gs[k] * c_gs * zp * zp  # dL/ds
-            gp0 = g_gp0[k]
-            gp1 = g_gp1[k]
-            gp2 = g_gp2[k]
+            gs = g_gs[t] * c_gs * zp * zp  # dL/ds
+            gp0 = g_gp0[t]
+            gp1 = g_gp1[t]
+            gp2 = g_gp2[t]
             gs2 = -(gp0 * wc0 * iz0 + gp1 * wc1 * iz1 + gp2 * wc2 * iz2) * zp * zp
             h0 = gs + gp0 * zp + gs2  # dL/d(wc_k iz_k) through s and the corner weights
             h1 = gs + gp1 * zp + gs2
@@ -609,12 +611,12 @@ def _backward_faces(
             dy2 = py - y2
             # distance: d2 = min_k |d_k - t_k e_k|^2, d/dv_k = -2 r, d/de_k = -2 t r (envelope theorem);
             # ties go to the lowest edge
-            gd = -2.0 * g_gx[k] * (ksig if inside else -ksig)
-            gvx = gd * g_rx[k]
-            gvy = gd * g_ry[k]
-            t = g_t[k]
-            gvex = gvx * t
-            gvey = gvy * t
+            gd = -2.0 * g_gx[t] * (ksig if inside else -ksig)
+            gvx = gd * (rx0 if isel == 0 else (rx1 if isel == 1 else rx2))
+            gvy = gd * (ry0 if isel == 0 else (ry1 if isel == 1 else ry2))
+            tc = t0 if isel == 0 else (t1 if isel == 1 else t2)
+            gvex = gvx * tc
+            gvey = gvy * tc
             s0 = 1.0 if sel == 0.0 else 0.0
             s1 = 1.0 if sel == 1.0 else 0.0
             s2 = 1.0 if sel == 2.0 else 0.0
@@ -649,8 +651,8 @@ def _backward_faces(
 
 @njit(cache=True, nogil=True, parallel=True, error_model="numpy")
 def backward(
-    proj, faces, V, foot, off, feat, H, W, thr, ksig, gamma, near, far, per_pixel_max, De, gI, st, want_feat,
-    g_corner, g_feat, nchunk,
+    proj, faces, V, foot, off, feat, chans, H, W, thr, ksig, gamma, near, far, per_pixel_max, De, gI, st,
+    want_feat, g_corner, g_feat, nchunk,
 ):  # fmt: skip
     """Gradients of every face, parallel over ``nchunk`` ranges of faces (each face writes only its own
     rows): ``g_corner (N, 3, 3)`` with respect to its projected corners ``(u, v, z)``; ``g_feat (N, K, C)``
@@ -660,8 +662,8 @@ def backward(
     N = foot.shape[0]
     for t in prange(nchunk):
         _backward_faces(
-            t * N // nchunk, (t + 1) * N // nchunk, proj, faces, V, foot, off, feat, H, W, thr, ksig, gamma,
-            near, far, per_pixel_max, De, gI, st, want_feat, g_corner, g_feat,
+            t * N // nchunk, (t + 1) * N // nchunk, proj, faces, V, foot, off, feat, chans, H, W, thr, ksig,
+            gamma, near, far, per_pixel_max, De, gI, st, want_feat, g_corner, g_feat,
         )  # fmt: skip
 
 

@@ -280,17 +280,20 @@ class _FusedRasterize(torch.autograd.Function):
         M = take("M", npix if cfg.per_pixel_max else 1, sdtype)
         off = take("off", N, torch.int64)
         total = k.pair_offsets(foot.numpy(), off.numpy())  # each face's first slot in De
-        # per candidate pair: coverage D and softmax term e (with the running maximum, small gamma, only D:
-        # e is recomputed against the final maximum), so that the backward pass needs no exponential;
-        # nothing when no gradient will be asked for
+        # per candidate pair: coverage D (-1 for the pairs not kept) and softmax term e (with the running
+        # maximum, small gamma, only D: e is recomputed against the final maximum), so that the backward
+        # pass needs neither the keep test nor an exponential; nothing when no gradient will be asked for
         store = any(ctx.needs_input_grad[:2])
-        De = take("De", (total if store else 1, 2), dtype)
+        De = take("De", (2, total if store else 1), dtype)
+        # the number of channels as the length of a tuple: a constant of the compiled kernels (one compilation
+        # per C), so that their channel loops are unrolled
+        chans = (0,) * C
         nthreads = torch.get_num_threads()
         nband = 1 if nthreads == 1 or B >= 2 * nthreads else min(H, -(-4 * nthreads // max(B, 1)))
         k.forward(
-            P.numpy(), cfg.faces_np, cfg.V, foot.numpy(), off.numpy(), fe.numpy(), B, H, W, nband, cfg.thr_px,
-            cfg.k_sig, raster.gamma, raster.near, raster.far, raster.eps, cfg.per_pixel_max, I.numpy(),
-            S.numpy(), prod.numpy(), Z.numpy(), M.numpy(), De.numpy(), store,
+            P.numpy(), cfg.faces_np, cfg.V, foot.numpy(), off.numpy(), fe.numpy(), chans, B, H, W, nband,
+            cfg.thr_px, cfg.k_sig, raster.gamma, raster.near, raster.far, raster.eps, cfg.per_pixel_max,
+            I.numpy(), S.numpy(), prod.numpy(), Z.numpy(), M.numpy(), De.numpy(), store,
         )  # fmt: skip
         ctx.cfg = cfg
         ctx.save_for_backward(P, fe, foot, off, De, I, prod, Z, M)
@@ -322,9 +325,9 @@ class _FusedRasterize(torch.autograd.Function):
         nchunk = max(1, min(N, 16 * torch.get_num_threads()))  # ranges of faces for the threads
         g_feat = _empty((N, *fe.shape[1:]), fe.dtype).zero_() if want_feat else fe.new_zeros(1, 1, 1)
         k.backward(
-            P.numpy(), cfg.faces_np, cfg.V, foot.numpy(), off.numpy(), fe.numpy(), cfg.H, cfg.W, cfg.thr_px,
-            cfg.k_sig, raster.gamma, raster.near, raster.far, cfg.per_pixel_max, De.numpy(), gI.numpy(),
-            st.numpy(), want_feat, g_corner.numpy(), g_feat.numpy(), nchunk,
+            P.numpy(), cfg.faces_np, cfg.V, foot.numpy(), off.numpy(), fe.numpy(), (0,) * fe.shape[-1], cfg.H,
+            cfg.W, cfg.thr_px, cfg.k_sig, raster.gamma, raster.near, raster.far, cfg.per_pixel_max,
+            De.numpy(), gI.numpy(), st.numpy(), want_feat, g_corner.numpy(), g_feat.numpy(), nchunk,
         )  # fmt: skip
         g_proj = torch.zeros_like(P)
         k.scatter_corners(g_corner.numpy(), cfg.faces_np, cfg.V, g_proj.numpy())
