@@ -106,6 +106,51 @@ def test_row_bands_and_threads_change_nothing():
 
 
 @needs_fused
+@pytest.mark.parametrize("C", [0, 1, 17])
+@pytest.mark.parametrize("mode", ["face", "vertex"])
+def test_any_number_of_channels_matches_the_reference(C, mode):
+    """The number of channels is a constant of the compiled kernels (one compilation per C, their channel
+    loops unrolled): none (silhouette only), one, and more than a vector of float32 lanes hold, with
+    per-face and per-corner features, against the reference path."""
+    v, faces, ff, vf = random_scene(41, C=C)
+    feats = {"face_features": ff} if mode == "face" else {"vertex_features": vf}
+    kw = dict(CAM, sigma=1e-2, gamma=0.1, near=0.5, far=5.0)
+    gI, gS = _grads(5, C, (2, H, W), torch.float64)
+    got, ref = _both(v, faces, feats, gI, gS, **kw)
+    assert float(ref[1].mean()) > 0.1
+    for a, b in zip(got, ref):
+        if a is None or b is None or b.numel() == 0:  # no channels: no feature gradient to speak of
+            assert C == 0 and (a is None or a.numel() == 0) and (b is None or b.numel() == 0)
+            continue
+        assert a.shape == b.shape
+        assert _max_err(a, b) < 1e-10 * max(1.0, float(b.abs().max()))
+
+
+@needs_fused
+@pytest.mark.parametrize("gamma", [1e-1, 1e-3])
+def test_a_face_with_candidates_but_no_kept_pair(gamma):
+    """A sliver whose footprint holds pixel centres, none of them inside it or near enough to be kept: the
+    backward pass lists no pair of it (from the coverage the forward pass stored) and gives it no gradient,
+    as the reference path; beside it a face with kept pairs in the same batch."""
+    f, z = 20.0, 2.0
+    # pixel coordinates (u, v) of the sliver: along the line v = u + 0.2, some 0.14 px from the centres
+    # (c + 0.5, r + 0.5) that its bounding box holds; camera at principal point (0, 0)
+    uv = torch.tensor([[1.9, 2.1], [5.1, 5.3], [5.1, 5.33], [7.0, 1.0], [11.0, 2.0], [8.0, 7.0]])
+    v = torch.cat([uv * z / f, torch.full((6, 1), z)], -1)[None].to(torch.float64)
+    faces = torch.tensor([[0, 1, 2], [3, 4, 5]])
+    ff = torch.tensor([[0.3, 0.6], [0.8, 0.2]], dtype=torch.float64)
+    kw = dict(focal=f, principal_point=(0.0, 0.0), image_size=(H, W), sigma=1e-5, gamma=gamma)
+    gI, gS = _grads(9, 2, (1, H, W), torch.float64)
+    got, ref = _both(v, faces, {"face_features": ff}, gI, gS, **kw)
+    assert float(ref[1][0, 0, 2:5, 2:5].max()) == 0.0  # the sliver covers nothing
+    assert float(ref[1].max()) > 0.5  # the other face does
+    assert float(got[2][0, :3].abs().max()) == 0.0 and float(ref[2][0, :3].abs().max()) == 0.0
+    assert float(got[2][0, 3:].abs().max()) > 0.0
+    for a, b in zip(got, ref):
+        assert _max_err(a, b) < 1e-10 * max(1.0, float(b.abs().max()))
+
+
+@needs_fused
 def test_constant_features_need_no_feature_gradient():
     """The DSR losses' case: features without gradient give the same vertex gradient."""
     v, faces, ff, _ = random_scene(35)
