@@ -34,6 +34,9 @@ peak RSS increase over the process's state before the first render (MiB; for ``f
 LLVM and the compiled kernels are loaded, whose own RSS is reported beside it), face-pixel pairs per image,
 silhouette coverage, and the ratios to ``fused``. ``--device cuda`` times the reference calls on a GPU
 (CUDA events through ``torch.cuda.synchronize``; peak memory is then ``torch.cuda.max_memory_allocated``).
+``--ab-commit COMMIT`` times this working tree's fused path against that of an earlier commit (its
+``fused.py`` and kernel module imported under other names), alternating call by call in one process, with
+each kernel's CPU time: the way to measure a kernel change side by side on a shared machine.
 ``--mesh-cache FILE`` stores the two meshes in an ``.npz`` (or reads them from it), so that a machine
 without the ``anny`` package can run the benchmark. Usage::
 
@@ -41,6 +44,7 @@ without the ``anny`` package can run the benchmark. Usage::
     .venv/bin/python benchmarks/render.py --threads 1 --batch 32 --mesh body14k --no-brute --constant-features
     .venv/bin/python benchmarks/render.py --threads 1 --batch 32 --mesh body14k --no-brute --no-nine \
         --constant-features --same-process --repeats 7
+    .venv/bin/python benchmarks/render.py --threads 1 --batch 32 --mesh body14k --ab-commit HEAD --repeats 10
     .venv/bin/python benchmarks/render.py --mesh-cache meshes.npz --device cuda --batch 32 128 --no-brute
 """
 
