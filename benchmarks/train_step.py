@@ -128,7 +128,7 @@ def throughput(args, data: str) -> None:
         opt = _optimizer(module)
         # the same samples for both settings (the first training set, cropped at the recipe's size)
         ds = build_dataset(cfg.data.train[0], cfg, augment=bool(cfg.data.augment))
-        if bool(cfg.model.get("feature_cache", False)):  # a frozen backbone: the head trains on its cache
+        if bool(cfg.model.get("feature_cache", False)):  # the backbone's frozen part is read from its cache
             attach_feature_caches([ds], cfg, progress=False)
         batches = [collate_samples([ds[(j * B + i) % len(ds)] for i in range(B)]) for j in range(2)]
         fns.append(_full_step(module, opt, batches, dsr=module.dsr_enabled))  # as after loss.start_dsr

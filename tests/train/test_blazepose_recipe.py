@@ -1,6 +1,7 @@
-"""configs/synth_blazepose.yaml on the 16-sample set: the frozen BlazePose backbone's features are cached
-at the start of training, only the head trains, and the trained checkpoint predicts the same from images
-(the backbone run live, as demo/eval/fit do) as from the cache."""
+"""configs/synth_blazepose.yaml and synth_blazepose_tuned.yaml on the 16-sample set: the output of the
+BlazePose backbone's frozen part is cached at the start of training, only the head (and the tuned
+stages) train, the trained checkpoint predicts the same from images (the backbone run live, as
+demo/eval/fit do) as from the cache, and the tuned recipe starts from a frozen-backbone checkpoint."""
 
 from __future__ import annotations
 
@@ -31,7 +32,8 @@ def test_blazepose_recipe_trains_on_cached_features(synth16, tmp_path, recipe, b
     out = tmp_path / "run"
     args = ["train", "--config", str(CONFIGS / recipe), "--out", str(out)]
     steps = ["trainer.max_steps=3", "trainer.val_every_n_steps=3", "trainer.checkpoint_every_n_steps=0"]
-    args += tiny_overrides(root, *test, *steps, "optim.warmup_steps=1")
+    ratio = ["optim.backbone_lr_ratio=0.33"] if backbone == "blazepose_tuned" else []
+    args += tiny_overrides(root, *test, *steps, "optim.warmup_steps=1", *ratio)
     assert main(args) == 0
     cache = synth16 / "features" / f"synth_train.{backbone}_256.npy"
     test_cache = synth16 / "features" / f"synth_test.{backbone}_256.npy"
@@ -41,7 +43,7 @@ def test_blazepose_recipe_trains_on_cached_features(synth16, tmp_path, recipe, b
     loaded = load_model(out / "checkpoints" / "last.ckpt", mesh="train")
     assert loaded.backbone == backbone
     reg = loaded.regressor.eval()
-    if backbone == "blazepose_tuned":  # its last stages trained, at a third of the head's rate
+    if backbone == "blazepose_tuned":  # its last stages trained, here at a third of the head's rate
         fresh = build_backbone(backbone)[0]
         moved = [n for n, p in reg.backbone.named_parameters() if not torch.equal(p, fresh.get_parameter(n))]
         assert moved
@@ -116,6 +118,16 @@ def test_the_tuned_recipe_starts_from_a_frozen_checkpoint(synth16, tmp_path):
     imgs = torch.stack([ds[i]["img"] for i in range(4)])
     with torch.no_grad():
         torch.testing.assert_close(tuned(imgs)["joints"], frozen(imgs)["joints"], atol=1e-3, rtol=0)
+
+    # a bare state dict (no dsrbody metadata): its keys say it was trained on the frozen backbone
+    bare = tmp_path / "bare.pt"
+    torch.save(frozen.state_dict(), bare)
+    cfg = load_config(
+        CONFIGS / "synth_blazepose_tuned.yaml", tiny_overrides(root, f"model.init_checkpoint={bare}")
+    )
+    again = build_model(cfg, body).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(again(imgs)["joints"], frozen(imgs)["joints"], atol=1e-3, rtol=0)
 
     tuned_ckpt = tmp_path / "tuned.ckpt"
     torch.save({"state_dict": {f"model.{k}": v for k, v in tuned.state_dict().items()},

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 from lightning.pytorch.callbacks import Callback
+from omegaconf import OmegaConf
 from train_testkit import tiny_overrides
 
 from dsrbody.train import load_config
@@ -187,6 +188,21 @@ def test_checkpoint_of_another_body_or_backbone_is_refused(resumed_run):
     cfg = load_config(CONFIGS / "synth_dsr.yaml", ["model.backbone=resnet34", f"data.root={path.parent}"])
     with pytest.raises(ValueError, match="backbone 'resnet34'"):
         run_training(cfg, out_dir=resumed_run["out"], resume=True)
+
+
+def test_resuming_with_another_number_of_parameter_groups_is_refused(resumed_run):
+    """The run had one Adam group (optim.backbone_lr_ratio 1); a ratio of 0.5 gives two: a one-line
+    error naming the key, before anything is trained or written."""
+    from dsrbody.train.config import ConfigError
+
+    cfg = OmegaConf.merge(resumed_run["cfg"], {"optim": {"backbone_lr_ratio": 0.5}})
+    last = resumed_run["res"].last
+    stamp = last.stat().st_mtime_ns
+    with pytest.raises(
+        ConfigError, match=r"1 parameter group\(s\), this recipe gives 2 \(optim.backbone_lr_ratio=0.5"
+    ):
+        run_training(cfg, out_dir=resumed_run["out"], resume=True)
+    assert last.stat().st_mtime_ns == stamp
 
 
 def test_training_pictures_are_logged(resumed_run):

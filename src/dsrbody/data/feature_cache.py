@@ -7,8 +7,8 @@ runs that part once over each dataset's plain (un-augmented) crops and trains th
 rows: for BlazePose that is a 50 ms forward per image once instead of on every step (docs/training.md,
 "BlazePose features").
 
-A cache is one ``.npy`` file per annotation file and backbone: ``(N, C)`` float16, row ``i`` the features
-of sample ``i``, in ``<img_dir>/features/<npz stem>.<backbone>_<res>.npy``. It is written into
+A cache is one ``.npy`` file per annotation file and backbone: ``(N, C)`` float16, row ``i`` the frozen
+part's output for sample ``i``, in ``<img_dir>/features/<npz stem>.<backbone>_<res>.npy``. It is written into
 ``<name>.partial.npy`` with a small JSON record of how many rows are complete (updated after the rows
 are flushed), so a killed run resumes at the first incomplete row; the file takes its final name when
 every row is written, beside ``<name>.json`` holding a fingerprint of the annotation file it was made

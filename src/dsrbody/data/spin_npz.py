@@ -982,7 +982,7 @@ class SpinNpzDataset(SpinAnnotations, Dataset):
             rot_zero_prob=rot_zero_prob,
         )
         self.skipped = SkipLog()
-        # a frozen backbone's cached features (dsrbody.data.feature_cache.attach_feature_cache)
+        # the cached output of a backbone's frozen part (dsrbody.data.feature_cache.attach_feature_cache)
         self.feature_file: Path | None = None
         self.feature_channels = 0
         self._features: np.ndarray | None = None

@@ -61,16 +61,30 @@ def build_model(cfg: DictConfig, body: nn.Module):
 
     m = cfg.model
     warm = None
+    sources = warm_start_sources_of(cfg)
     if m.init_checkpoint:
-        from dsrbody.models.backbones import warm_start_sources
         from dsrbody.models.loader import check_checkpoint, read_checkpoint_meta
 
         meta = read_checkpoint_meta(m.init_checkpoint)
-        if meta is not None and str(meta.get("backbone")) in warm_start_sources(str(m.backbone)):
-            warm = str(meta.get("backbone"))
-            check_checkpoint(meta, OmegaConf.merge(cfg, {"model": {"backbone": warm}}), m.init_checkpoint)
+        if meta is not None:
+            source = str(meta.get("backbone"))
+        elif sources:  # a bare state dict: its keys say which backbone it was trained on
+            from dsrbody.models.loader import infer_backbone, read_checkpoint
+
+            source = str(infer_backbone(read_checkpoint(m.init_checkpoint)[0]))
+        if sources and source in sources:
+            warm = source
+            if meta is not None:
+                check_checkpoint(meta, OmegaConf.merge(cfg, {"model": {"backbone": warm}}), m.init_checkpoint)
         else:
             check_checkpoint(meta, cfg, m.init_checkpoint)
+    elif sources:
+        _log.warning(
+            "model.backbone %s is meant to start from a checkpoint trained on %s (model.init_checkpoint); "
+            "without one, its head trains from random weights",
+            m.backbone,
+            " or ".join(sources),
+        )
     reg = build_regressor(
         body,
         backbone=str(m.backbone),
@@ -87,24 +101,36 @@ def build_model(cfg: DictConfig, body: nn.Module):
     return reg
 
 
+def warm_start_sources_of(cfg: DictConfig) -> tuple[str, ...]:
+    """:func:`~dsrbody.models.backbones.warm_start_sources` of ``cfg.model.backbone``."""
+    from dsrbody.models.backbones import warm_start_sources
+
+    return warm_start_sources(str(cfg.model.backbone))
+
+
 def _warm_start(reg: nn.Module, path: str, source: str, target: str) -> None:
     """Load a checkpoint trained on backbone ``source`` into ``reg`` (backbone ``target``, which starts
     as ``source``):
     every head weight must load; the backbone keeps its own initial weights.
 
     Raises:
-        ValueError: a head weight is missing, unexpected or of another shape.
+        ValueError: a head weight is missing, unexpected or of another shape (one line naming the file).
     """
     from dsrbody.models.checkpoint import load_regressor_checkpoint
 
-    report = load_regressor_checkpoint(reg, path, allow_missing=True, allow_unexpected=True)
+    try:
+        report = load_regressor_checkpoint(reg, path, allow_missing=True, allow_unexpected=True)
+    except ValueError as e:  # a shape mismatch: the head differs (spatial summary, keypoints, width)
+        raise ValueError(
+            f"{path}: its head does not fit this recipe's (started from backbone {source!r}): {e}"
+        ) from None
     # source keys keep the file's wrappers (a Lightning checkpoint's ``model.``)
     keys = report.missing + [k.removeprefix("module.").removeprefix("model.") for k in report.unexpected]
     stray = [k for k in keys if not k.startswith("backbone.")]
-    if stray or report.mismatched:
+    if stray:
         raise ValueError(
             f"{path}: not a regressor of the same head (from backbone {source!r}): "
-            f"{len(stray)} head weights missing or unexpected, {len(report.mismatched)} of another shape"
+            f"{len(stray)} head weights missing or unexpected (first: {stray[0]})"
         )
     _log.info(
         "model.init_checkpoint %s: head from its %s checkpoint, %s backbone from its own initial weights",

@@ -87,10 +87,12 @@ class ModelConfig:
     """The regressor (:func:`dsrbody.models.build_regressor`).
 
     Attributes:
-        backbone: ``resnet18``/``resnet34``/``resnet50``.
+        backbone: ``resnet18``/``resnet34``/``resnet50``, ``blazepose`` (frozen) or ``blazepose_tuned``
+            (its last stages trained; :data:`dsrbody.models.backbones.BACKBONES`).
         pretrained_backbone: backbone weights file (torchvision/SPIN/DSR), or ``None`` (from scratch).
         init_checkpoint: full regressor weights to start from (SPIN ``model_checkpoint.pt``, DSR or
-            dsrbody checkpoints), or ``None``.
+            dsrbody checkpoints), or ``None``. ``blazepose_tuned`` also starts from a checkpoint trained
+            on ``blazepose`` (its head loads; the tuned stages start from the asset).
         n_iter: IEF iterations. dropout: head dropout.
         img_res: crop side in pixels (224, the paper's). The focal length follows it
             (``5000 * img_res / 224``), so a camera ``(s, tx, ty)`` means the same 3D placement at every
@@ -103,8 +105,9 @@ class ModelConfig:
         keypoints: 0, or the number of 2D keypoints (24: SPIN-49's ground-truth joints) of the head's
             keypoint branch, heatmaps on the backbone's feature pyramid whose soft-argmax coordinates
             feed the head; supervise it with ``loss.weights.keypoints_2d_direct`` (docs/training.md).
-        feature_cache: train the head on a frozen backbone's features computed once per sample
-            (:mod:`dsrbody.data.feature_cache`; ``blazepose``), built at the start of training; needs
+        feature_cache: compute the output of the backbone's frozen part once per sample
+            (:mod:`dsrbody.data.feature_cache`; ``blazepose``: all of it, ``blazepose_tuned``: the stages
+            before the tuned ones) at the start of training and train the rest on it; needs
             ``data.augment: false`` and npz datasets.
     """
 

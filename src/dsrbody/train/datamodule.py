@@ -35,9 +35,9 @@ class DSRDataModule(L.LightningDataModule):
         self.val_set = None
 
     def prepare_data(self) -> None:
-        """Build the frozen backbone's feature caches (``model.feature_cache``) before ``setup``: Lightning
-        calls this in one process per machine, so DDP ranks never write the same cache file at once;
-        ``setup`` then finds them complete and only attaches them."""
+        """Build the feature caches of the backbone's frozen part (``model.feature_cache``) before
+        ``setup``: Lightning calls this in one process per machine, so DDP ranks never write the same
+        cache file at once; ``setup`` then finds them complete and only attaches them."""
         if bool(self.cfg.model.get("feature_cache", False)):
             build_train_set(self.cfg)
             build_eval_set(self.cfg, "val")

@@ -21,7 +21,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from dsrbody.train.config import to_container
+from dsrbody.train.config import ConfigError, to_container
 
 __all__ = ["run_training", "output_dir", "build_trainer", "TrainResult", "Throughput"]
 
@@ -75,6 +75,31 @@ def output_dir(cfg: DictConfig, out: str | os.PathLike | None = None) -> Path:
     if cfg.out_dir:
         return Path(str(cfg.out_dir))
     return Path("outputs") / "train" / str(cfg.name)
+
+
+def check_param_groups(path: Path, module: Any) -> None:
+    """Refuse to resume a checkpoint whose optimiser has another number of parameter groups than the
+    recipe gives (``optim.backbone_lr_ratio``: 1 gives one group, any other value two), with a one-line
+    error instead of the optimiser's own. ``module``: the :class:`~dsrbody.train.module.DSRModule`.
+
+    Raises:
+        ConfigError: the counts differ.
+    """
+    import torch
+
+    saved = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    states = saved.get("optimizer_states") or []
+    if not states:
+        return
+    have = len(states[0].get("param_groups", []))
+    opt = module.configure_optimizers()
+    want = len((opt["optimizer"] if isinstance(opt, dict) else opt).param_groups)
+    if have != want:
+        raise ConfigError(
+            f"{path}: its optimiser has {have} parameter group(s), this recipe gives {want} "
+            f"(optim.backbone_lr_ratio={module.cfg.optim.get('backbone_lr_ratio', 1.0)}: 1 gives one group, "
+            "other values two); resume with the value the run started with"
+        )
 
 
 def _devices(value: Any) -> Any:
@@ -252,6 +277,8 @@ def run_training(
     dm.setup("fit")  # fail early, with the dataset's message, before any process is started
     out.mkdir(parents=True, exist_ok=True)
     module = DSRModule(to_container(cfg))
+    if ckpt_path is not None:
+        check_param_groups(last, module)
     trainer = build_trainer(cfg, out, callbacks, has_val=dm.val_set is not None)
     if trainer.global_rank == 0:
         OmegaConf.save(cfg, out / "config.yaml", resolve=True)

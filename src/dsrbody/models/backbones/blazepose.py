@@ -70,7 +70,7 @@ class BlazePoseBackbone(nn.Module):
     Frozen by default. With ``tune=True`` ("blazepose_tuned") the network's last stages, from the
     output of its first 4 x 4 block (:data:`TUNE_FROM`, ``(288, 4, 4)``) through the 2 x 2 blocks and the
     landmark, world-landmark and presence heads, are trainable parameters initialised from the asset
-    (:class:`~dsrbody.demo.tflite_graph.TFLiteSubgraph`, ~1.3 M); the stages before stay frozen buffers.
+    (:class:`~dsrbody.demo.tflite_graph.TFLiteSubgraph`, 1.2 M); the stages before stay frozen buffers.
 
     Either way a feature cache can hold the frozen part's output per crop (:meth:`cache_rows`) and
     :meth:`from_cache` finishes the features from it, so training never runs the frozen stages twice.
@@ -91,6 +91,7 @@ class BlazePoseBackbone(nn.Module):
 
     def __init__(self, graph: TFLiteGraph | None = None, tune: bool = False) -> None:
         super().__init__()
+        own_graph = graph is None
         if graph is None:
             with resources.as_file(resources.files("dsrbody") / "assets" / LANDMARK_FILE) as p:
                 graph = TFLiteGraph.load(p)
@@ -105,6 +106,11 @@ class BlazePoseBackbone(nn.Module):
         self.frozen = not tune
         if tune:
             self.tail = TFLiteSubgraph(graph, [TUNE_FROM], self._outputs)
+            if own_graph:  # the graph's copies of the tuned weights are never read: drop them
+                for i in self.tail.order:
+                    for name in (f"w{i}", f"b{i}"):
+                        if hasattr(graph, name):
+                            delattr(graph, name)
             self.cache_dim = TUNE_CHANNELS
             self.state_dict_roots = (BLAZEPOSE_TUNED_MARKER, "tail")
             self.register_buffer(BLAZEPOSE_TUNED_MARKER, torch.tensor([1], dtype=torch.int32))
