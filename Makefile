@@ -37,7 +37,8 @@ run: $(STAMP)
 	$(DSRBODY) eval --data $(OUT)/test --mean-body --out $(OUT)/eval
 
 # `make train-cpu`: the shipped model's data and training run from scratch (docs/model_card.md;
-# on a 2-core CPU ~25 min of data generation, ~45 min of BlazePose features, ~50 min of training).
+# on a 2-core CPU ~25 min of data generation, 2 x ~30-45 min of BlazePose caches, ~60 + ~50 min of
+# training in two stages: the head on the frozen features, then BlazePose's last stages with it).
 # DATA and TRAIN_OUT are variables.
 DATA ?= data/synth
 TRAIN_OUT ?= runs/synth_blazepose
@@ -50,7 +51,9 @@ train-cpu: $(STAMP)
 	$(DSRBODY) synth --out $(DATA)/test128 --num 256 --split test --seed 7 --res 128 --workers 2 --resume
 	$(DSRBODY) synth --out $(DATA)/test128_hard --num 256 --split test --seed 8 --res 128 --hard --workers 2 --resume
 	$(DSRBODY) train --config configs/synth_blazepose.yaml data.root=$(DATA) --out $(TRAIN_OUT) --resume-if-any
-	$(DSRBODY) export --ckpt $(TRAIN_OUT)/checkpoints/best.ckpt --out $(TRAIN_OUT)/dsrbody_synth_cpu.pt
+	$(DSRBODY) train --config configs/synth_blazepose_tuned.yaml data.root=$(DATA) --out $(TRAIN_OUT)_tuned \
+		--resume-if-any model.init_checkpoint=$(TRAIN_OUT)/checkpoints/best.ckpt
+	$(DSRBODY) export --ckpt $(TRAIN_OUT)_tuned/checkpoints/best.ckpt --out $(TRAIN_OUT)_tuned/dsrbody_synth_cpu.pt
 
 test: $(STAMP)
 	$(PY) -m pytest -q -m "not benchmark" $(PYTEST_ARGS)
