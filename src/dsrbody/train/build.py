@@ -60,19 +60,22 @@ def build_model(cfg: DictConfig, body: nn.Module):
     from dsrbody.models import build_regressor
 
     m = cfg.model
+    from dsrbody.models.backbones import warm_start_sources
+
     warm = None
-    sources = warm_start_sources_of(cfg)
+    sources = warm_start_sources(str(m.backbone))
     if m.init_checkpoint:
         from dsrbody.models.loader import check_checkpoint, read_checkpoint_meta
 
         meta = read_checkpoint_meta(m.init_checkpoint)
+        source = None
         if meta is not None:
             source = str(meta.get("backbone"))
         elif sources:  # a bare state dict: its keys say which backbone it was trained on
             from dsrbody.models.loader import infer_backbone, read_checkpoint
 
-            source = str(infer_backbone(read_checkpoint(m.init_checkpoint)[0]))
-        if sources and source in sources:
+            source = infer_backbone(read_checkpoint(m.init_checkpoint)[0])
+        if source in sources:
             warm = source
             if meta is not None:
                 check_checkpoint(meta, OmegaConf.merge(cfg, {"model": {"backbone": warm}}), m.init_checkpoint)
@@ -101,17 +104,9 @@ def build_model(cfg: DictConfig, body: nn.Module):
     return reg
 
 
-def warm_start_sources_of(cfg: DictConfig) -> tuple[str, ...]:
-    """:func:`~dsrbody.models.backbones.warm_start_sources` of ``cfg.model.backbone``."""
-    from dsrbody.models.backbones import warm_start_sources
-
-    return warm_start_sources(str(cfg.model.backbone))
-
-
 def _warm_start(reg: nn.Module, path: str, source: str, target: str) -> None:
     """Load a checkpoint trained on backbone ``source`` into ``reg`` (backbone ``target``, which starts
-    as ``source``):
-    every head weight must load; the backbone keeps its own initial weights.
+    as ``source``): every head weight must load; the backbone keeps its own initial weights.
 
     Raises:
         ValueError: a head weight is missing, unexpected or of another shape (one line naming the file).

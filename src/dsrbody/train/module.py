@@ -339,14 +339,15 @@ class DSRModule(L.LightningModule):
         ratio = float(o.get("backbone_lr_ratio", 1.0))
         if ratio < 0:
             raise ValueError(f"optim.backbone_lr_ratio must be >= 0, got {ratio}")
-        backbone = {id(p) for p in self.model.backbone.parameters()}
-        trainable = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
-        groups = [
-            {"params": [p for _, p in trainable if id(p) not in backbone], "lr": float(o.lr)},
-            {"params": [p for _, p in trainable if id(p) in backbone], "lr": float(o.lr) * ratio},
-        ]
+        trainable = [p for p in self.model.parameters() if p.requires_grad]
         if ratio == 1.0:  # one group, as checkpoints written before the ratio existed hold
-            groups = [{"params": [p for _, p in trainable], "lr": float(o.lr)}]
+            groups = [{"params": trainable, "lr": float(o.lr)}]
+        else:
+            backbone = {id(p) for p in self.model.backbone.parameters()}
+            groups = [
+                {"params": [p for p in trainable if id(p) not in backbone], "lr": float(o.lr)},
+                {"params": [p for p in trainable if id(p) in backbone], "lr": float(o.lr) * ratio},
+            ]
         groups = [g for g in groups if g["params"]]
         opt = torch.optim.Adam(groups, lr=float(o.lr), weight_decay=float(o.weight_decay))
         schedule = str(o.schedule)
