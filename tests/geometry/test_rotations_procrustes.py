@@ -1,8 +1,12 @@
+import math
+
+import pytest
 import roma
 import torch
 
 from dsrbody.geometry import (
     axis_angle_to_matrix,
+    centre_and_scale,
     matrix_to_axis_angle,
     matrix_to_rot6d,
     rot6d_to_matrix,
@@ -54,3 +58,27 @@ def test_procrustes_never_reflects():
     Y = X * torch.tensor([-1.0, 1.0, 1.0], dtype=torch.float64)  # a mirror image
     _, _, R, _ = similarity_procrustes(X, Y)
     assert torch.allclose(torch.linalg.det(R), torch.ones(1, dtype=torch.float64))
+
+
+def test_centre_and_scale_against_loops_and_its_invariances():
+    g = torch.Generator().manual_seed(3)
+    X = torch.randn(2, 9, 3, generator=g, dtype=torch.float64)
+    Y = 2.0 * torch.randn(2, 9, 3, generator=g, dtype=torch.float64) + 1.0
+    Xa, Yc = centre_and_scale(X, Y)
+    for b in range(2):  # one point at a time
+        mx = [sum(float(X[b, i, c]) for i in range(9)) / 9 for c in range(3)]
+        my = [sum(float(Y[b, i, c]) for i in range(9)) / 9 for c in range(3)]
+        rx = math.sqrt(sum((float(X[b, i, c]) - mx[c]) ** 2 for i in range(9) for c in range(3)) / 9)
+        ry = math.sqrt(sum((float(Y[b, i, c]) - my[c]) ** 2 for i in range(9) for c in range(3)) / 9)
+        for i in range(9):
+            for c in range(3):
+                assert float(Xa[b, i, c]) == pytest.approx((float(X[b, i, c]) - mx[c]) * ry / rx, abs=1e-12)
+                assert float(Yc[b, i, c]) == pytest.approx(float(Y[b, i, c]) - my[c], abs=1e-12)
+    # size and placement of the source do not matter; its rotation does (no rotation is removed)
+    torch.testing.assert_close(centre_and_scale(0.3 * X - 2.0, Y)[0], Xa)
+    R = axis_angle_to_matrix(torch.tensor([[0.0, 0.0, 0.5]], dtype=torch.float64))
+    assert (centre_and_scale(X @ R.transpose(1, 2), Y)[0] - Xa).abs().max() > 0.1
+    # a degenerate source (one point repeated) stays finite
+    assert torch.isfinite(centre_and_scale(torch.ones(1, 4, 3), Y[:1, :4])[0]).all()
+    with pytest.raises(ValueError, match="centre_and_scale expects two"):
+        centre_and_scale(X, Y[:, :5])

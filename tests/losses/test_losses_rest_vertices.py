@@ -1,5 +1,6 @@
-"""The metric shape term (rest-pose vertex distance): an explicit-loop reference, finite-difference
-gradients, shape checks, and its wiring into ``spin_loss_terms`` / ``combine_losses``."""
+"""The metric shape terms (rest-pose vertex distance, and the same after removing size and placement):
+explicit-loop references, finite-difference gradients, shape checks, and their wiring into
+``spin_loss_terms`` / ``combine_losses``."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ import numpy as np
 import pytest
 import torch
 
+from dsrbody.eval.metrics import pve_t_sc
 from dsrbody.geometry.rotations import axis_angle_to_matrix
 from dsrbody.losses import LossWeights, combine_losses, spin_loss_terms
-from dsrbody.losses.params import rest_vertex_loss
+from dsrbody.losses.params import rest_vertex_loss, scale_free_vertex_loss
 
 
 def _reference(pred: np.ndarray, gt: np.ndarray, eps: float) -> np.ndarray:
@@ -154,3 +156,92 @@ def test_combine_applies_the_has_smpl_mask_and_the_weight():
     _, means_c, dropped_c = combine_losses(spin_loss_terms(pred, gt_bad, w), w)
     assert dropped_c["rest_vertices"] == 1
     assert means_c["rest_vertices"].item() == pytest.approx(ref[0], rel=1e-5)
+
+
+# ----------------------------------------------------------------------------------------------
+# the scale-free term
+# ----------------------------------------------------------------------------------------------
+
+
+def _sc_reference(pred: np.ndarray, gt: np.ndarray, eps: float) -> np.ndarray:
+    """Centre both, scale pred to gt's RMS radius, then ``mean_v sqrt(|p - g|^2 + eps)``, with loops."""
+    B, V, _ = pred.shape
+    out = np.zeros(B)
+    for b in range(B):
+        mp = [sum(float(pred[b, v, c]) for v in range(V)) / V for c in range(3)]
+        mg = [sum(float(gt[b, v, c]) for v in range(V)) / V for c in range(3)]
+        rp = math.sqrt(sum((float(pred[b, v, c]) - mp[c]) ** 2 for v in range(V) for c in range(3)) / V)
+        rg = math.sqrt(sum((float(gt[b, v, c]) - mg[c]) ** 2 for v in range(V) for c in range(3)) / V)
+        acc = 0.0
+        for v in range(V):
+            d = [(float(pred[b, v, c]) - mp[c]) * rg / rp - (float(gt[b, v, c]) - mg[c]) for c in range(3)]
+            d2 = sum(x * x for x in d)
+            acc += math.sqrt(d2 + eps)
+        out[b] = acc / V
+    return out
+
+
+def test_sc_matches_brute_force_and_the_metric():
+    g = torch.Generator().manual_seed(4)
+    pred = 0.3 * torch.randn(3, 17, 3, generator=g, dtype=torch.float64)
+    gt = 0.3 * torch.randn(3, 17, 3, generator=g, dtype=torch.float64)
+    for eps in (1e-8, 1e-3):
+        out = scale_free_vertex_loss(pred, gt, eps=eps)
+        assert out.shape == (3,)
+        np.testing.assert_allclose(out.numpy(), _sc_reference(pred.numpy(), gt.numpy(), eps), rtol=1e-12)
+    # eps = 0: PVE-T-SC in metres
+    metric = pve_t_sc(pred, gt).numpy() / 1000
+    np.testing.assert_allclose(scale_free_vertex_loss(pred, gt, eps=0.0).numpy(), metric)
+
+
+def test_sc_ignores_stature_and_placement_but_not_shape():
+    g = torch.Generator().manual_seed(5)
+    gt = 0.3 * torch.randn(2, 40, 3, generator=g)
+    taller = 1.15 * gt + torch.tensor([0.0, 0.1, -0.05])
+    assert rest_vertex_loss(taller, gt).min() > 0.02  # the metric term counts the stature ...
+    assert scale_free_vertex_loss(taller, gt).max() < 1e-3  # ... this one does not (sqrt(eps) = 1e-4)
+    other = gt + 0.01 * torch.randn(2, 40, 3, generator=g)
+    base = scale_free_vertex_loss(other, gt)
+    assert base.min() > 5e-3
+    torch.testing.assert_close(scale_free_vertex_loss(0.7 * other + 0.2, gt), base)
+
+
+def test_sc_gradient_by_finite_differences_and_errors():
+    g = torch.Generator().manual_seed(6)
+    pred = (0.1 * torch.randn(2, 5, 3, generator=g, dtype=torch.float64)).requires_grad_(True)
+    gt = (0.1 * torch.randn(2, 5, 3, generator=g, dtype=torch.float64)).requires_grad_(True)
+    assert torch.autograd.gradcheck(scale_free_vertex_loss, (pred, gt), eps=1e-6, atol=1e-8)
+    with pytest.raises(ValueError, match=r"vertices must both be \(B, V, 3\)"):
+        scale_free_vertex_loss(torch.zeros(2, 5, 3), torch.zeros(2, 6, 3))
+
+
+def test_spin_terms_include_the_sc_term_only_with_its_weight():
+    pred, gt = _batch()
+    assert LossWeights().rest_vertices_sc == 0.0
+    assert "rest_vertices_sc" not in spin_loss_terms(pred, gt, LossWeights(rest_vertices=2.0))
+    w = LossWeights(rest_vertices_sc=10.0)
+    terms = spin_loss_terms(pred, gt, w)
+    assert "rest_vertices" not in terms  # each term has its own weight
+    per_sample, valid = terms["rest_vertices_sc"]
+    ref = _sc_reference(pred["rest_vertices"].double().numpy(), gt["rest_vertices"].double().numpy(), 1e-8)
+    np.testing.assert_allclose(per_sample.numpy(), ref, rtol=1e-5)
+    assert torch.equal(valid, torch.tensor([True, False, True, False]))
+    total0, _, _ = combine_losses(spin_loss_terms(pred, gt, LossWeights()), LossWeights())
+    total, means, _ = combine_losses(terms, w)
+    assert means["rest_vertices_sc"].item() == pytest.approx((ref[0] + ref[2]) / 2, rel=1e-5)
+    assert (total - total0).item() == pytest.approx(w.overall * 10.0 * (ref[0] + ref[2]) / 2, rel=1e-4)
+
+
+def test_spin_terms_posed_scale_free_term_uses_the_posed_vertices():
+    pred, gt = _batch()
+    gt["vertices"] = 0.1 * torch.randn(4, 7, 3, generator=torch.Generator().manual_seed(7))
+    assert LossWeights().vertices_sc == 0.0
+    assert "vertices_sc" not in spin_loss_terms(pred, gt, LossWeights(vertices=1.0))
+    terms = spin_loss_terms(pred, gt, LossWeights(vertices_sc=2.0))
+    assert "vertices" not in terms and "rest_vertices_sc" not in terms
+    per_sample, valid = terms["vertices_sc"]
+    ref = _sc_reference(pred["vertices"].double().numpy(), gt["vertices"].double().numpy(), 1e-8)
+    np.testing.assert_allclose(per_sample.numpy(), ref, rtol=1e-5)
+    assert torch.equal(valid, torch.tensor([True, False, True, False]))
+    no_target = {k: v for k, v in gt.items() if k != "vertices"}
+    assert "vertices_sc" not in spin_loss_terms(pred, no_target, LossWeights(vertices_sc=2.0))

@@ -215,6 +215,12 @@ def test_ground_truth_meshes_for_non_zero_weights():
     gt = spin_targets(b, body, LossWeights(vertices=0.0, rest_vertices=2.0))
     assert "vertices" not in gt
     torch.testing.assert_close(gt["rest_vertices"], torch.stack([rest0, torch.zeros(4, 3), rest2]))
+    # the scale-free terms alone need the meshes too
+    gt = spin_targets(b, body, LossWeights(vertices=0.0, vertices_sc=2.0))
+    assert "rest_vertices" not in gt and gt["vertices"].shape == (3, 4, 3)
+    gt = spin_targets(b, body, LossWeights(vertices=0.0, rest_vertices=0.0, rest_vertices_sc=10.0))
+    assert "vertices" not in gt
+    torch.testing.assert_close(gt["rest_vertices"], torch.stack([rest0, torch.zeros(4, 3), rest2]))
     n = len(body.calls)
     spin_targets(b, body, LossWeights(vertices=0.0, rest_vertices=0.0))
     assert len(body.calls) == n  # no mesh term: the body model is not run

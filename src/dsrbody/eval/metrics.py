@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import torch
 
-from dsrbody.geometry.procrustes import similarity_procrustes
+from dsrbody.geometry.procrustes import centre_and_scale, similarity_procrustes
 
 __all__ = [
     "LSP14_IN_SPIN49",
@@ -151,11 +151,6 @@ def pve_t(pred_rest: torch.Tensor, gt_rest: torch.Tensor) -> torch.Tensor:
     return (pred_rest - gt_rest).norm(dim=-1).mean(dim=-1) * _MM
 
 
-def _rms_radius(x: torch.Tensor) -> torch.Tensor:
-    """``(B, V, 3)`` centred points -> ``(B, 1, 1)`` root-mean-square distance from the origin."""
-    return x.square().sum(dim=-1).mean(dim=-1).sqrt()[:, None, None]
-
-
 def pve_t_sc(pred_rest: torch.Tensor, gt_rest: torch.Tensor) -> torch.Tensor:
     """Scale-corrected PVE-T: per-vertex error of the rest-pose meshes after centring both on their
     vertex mean and scaling the prediction to the ground truth's RMS radius (no rotation).
@@ -170,9 +165,7 @@ def pve_t_sc(pred_rest: torch.Tensor, gt_rest: torch.Tensor) -> torch.Tensor:
         ``(B,)`` millimetres.
     """
     _check_pair(pred_rest, gt_rest, "pve_t_sc")
-    p = pred_rest - pred_rest.mean(dim=1, keepdim=True)
-    g = gt_rest - gt_rest.mean(dim=1, keepdim=True)
-    p = p * (_rms_radius(g) / _rms_radius(p).clamp_min(1e-12))
+    p, g = centre_and_scale(pred_rest, gt_rest)
     return (p - g).norm(dim=-1).mean(dim=-1) * _MM
 
 

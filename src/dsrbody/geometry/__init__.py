@@ -14,7 +14,7 @@ from dsrbody.geometry.cameras import (
     weak_perspective_to_translation,
 )
 from dsrbody.geometry.mesh import face_normals, vertex_normals
-from dsrbody.geometry.procrustes import similarity_procrustes
+from dsrbody.geometry.procrustes import centre_and_scale, similarity_procrustes
 from dsrbody.geometry.rotations import (
     axis_angle_to_matrix,
     matrix_to_axis_angle,
@@ -23,6 +23,7 @@ from dsrbody.geometry.rotations import (
 )
 
 __all__ = [
+    "centre_and_scale",
     "FOCAL_LENGTH",
     "focal_for_res",
     "IMG_RES",

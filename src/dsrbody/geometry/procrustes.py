@@ -1,10 +1,11 @@
-"""Similarity Procrustes alignment (scale, rotation, translation), as used by PA-MPJPE."""
+"""Similarity alignments: Procrustes (scale, rotation, translation), as used by PA-MPJPE, and centring
+with RMS-radius scaling (no rotation), as used by PVE-T-SC and the scale-free shape loss."""
 
 from __future__ import annotations
 
 import torch
 
-__all__ = ["similarity_procrustes"]
+__all__ = ["similarity_procrustes", "centre_and_scale"]
 
 
 def similarity_procrustes(
@@ -43,3 +44,31 @@ def similarity_procrustes(
     t = mu_y.squeeze(1) - scale[:, None] * (R @ mu_x.squeeze(1)[..., None]).squeeze(-1)
     X_aligned = scale[:, None, None] * (X @ R.transpose(1, 2)) + t[:, None, :]
     return X_aligned, scale, R, t
+
+
+def centre_and_scale(
+    X: torch.Tensor, Y: torch.Tensor, eps: float = 1e-12
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Centre both point sets on their means and scale ``X`` to ``Y``'s root-mean-square radius.
+
+    No rotation: for point sets in a shared canonical frame (rest-pose meshes), where only size and
+    placement are to be removed (a crop cannot show stature). Differentiable in both.
+
+    Args:
+        X: ``(B, N, 3)`` source points (e.g. predicted rest-pose vertices, metres).
+        Y: ``(B, N, 3)`` target points, same ``N``.
+        eps: floor of ``X``'s radius (a degenerate source stays finite).
+
+    Returns:
+        ``(X_aligned (B, N, 3), Y_centred (B, N, 3))`` with ``X_aligned = (X - mean X) * r_Y / r_X``,
+        ``r = sqrt(mean_i |p_i - mean p|^2)``.
+    """
+    if X.shape != Y.shape or X.dim() != 3 or X.shape[-1] != 3:
+        raise ValueError(
+            f"centre_and_scale expects two (B, N, 3) tensors, got {tuple(X.shape)} and {tuple(Y.shape)}"
+        )
+    Xc = X - X.mean(dim=1, keepdim=True)
+    Yc = Y - Y.mean(dim=1, keepdim=True)
+    r_x = Xc.square().sum(dim=-1).mean(dim=-1).sqrt().clamp_min(eps)
+    r_y = Yc.square().sum(dim=-1).mean(dim=-1).sqrt()
+    return Xc * (r_y / r_x)[:, None, None], Yc

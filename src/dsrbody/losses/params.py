@@ -4,16 +4,25 @@ SPIN regresses rotation matrices and compares them with the ground truth's (``nn
 valid samples), compares betas the same way, penalises small camera scales with
 ``exp(-10 s)^2`` and (with weight 0 in the official recipes) the per-vertex L1 error. Each function
 returns ``(B,)``; reduce with :func:`dsrbody.losses.reduce.drop_nonfinite` and the ``has_smpl`` mask.
-:func:`rest_vertex_loss` is dsrbody's own metric shape term (not SPIN's).
+:func:`rest_vertex_loss` and :func:`scale_free_vertex_loss` are dsrbody's own metric terms (not SPIN's).
 """
 
 from __future__ import annotations
 
 import torch
 
+from dsrbody.geometry.procrustes import centre_and_scale
 from dsrbody.geometry.rotations import axis_angle_to_matrix
 
-__all__ = ["as_rotmat", "pose_loss", "betas_loss", "camera_loss", "vertex_loss", "rest_vertex_loss"]
+__all__ = [
+    "as_rotmat",
+    "pose_loss",
+    "betas_loss",
+    "camera_loss",
+    "vertex_loss",
+    "rest_vertex_loss",
+    "scale_free_vertex_loss",
+]
 
 
 def as_rotmat(pose: torch.Tensor, num_joints: int) -> torch.Tensor:
@@ -124,3 +133,29 @@ def rest_vertex_loss(pred_rest: torch.Tensor, gt_rest: torch.Tensor, eps: float 
         )
     d2 = ((pred_rest - gt_rest.to(pred_rest)) ** 2).sum(-1)
     return torch.sqrt(d2 + eps).mean(dim=1)
+
+
+def scale_free_vertex_loss(pred: torch.Tensor, gt: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """Mesh distance without size and placement: the mean Euclidean vertex distance after centring both
+    meshes and scaling the prediction to the ground truth's RMS radius
+    (:func:`~dsrbody.geometry.procrustes.centre_and_scale`; on rest-pose meshes, PVE-T-SC in metres).
+
+    A crop scaled to the person's box does not show stature (a tall person far away and a short one
+    nearby look alike), and stature is most of :func:`rest_vertex_loss` and much of :func:`vertex_loss`:
+    there its noise drowns what the image does show (docs/training.md, "Terms without stature"). On
+    rest-pose meshes this term sees the body's proportions; on posed meshes, its pose and proportions.
+    Keep :func:`rest_vertex_loss` beside it, at a lower weight, for the size. No rotation is removed:
+    the meshes share the body frame.
+
+    Args:
+        pred, gt: ``(B, V, 3)`` metres, vertices of the predicted and ground-truth bodies, same mesh and
+            frame (rest-pose, or posed in the body frame).
+        eps: inside the square root, keeps the gradient finite at zero distance.
+
+    Returns:
+        ``(B,)`` ``mean_v ||aligned pred_v - centred gt_v||`` in metres.
+    """
+    if pred.shape != gt.shape or pred.dim() != 3 or pred.shape[-1] != 3:
+        raise ValueError(f"vertices must both be (B, V, 3), got {tuple(pred.shape)} and {tuple(gt.shape)}")
+    p, g = centre_and_scale(pred, gt.to(pred))
+    return torch.sqrt(((p - g) ** 2).sum(-1) + eps).mean(dim=1)

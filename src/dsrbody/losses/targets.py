@@ -109,7 +109,8 @@ def spin_targets(
         batch: the collated batch (module docstring).
         body_model: the trained body model (``name``, ``num_joints`` J, ``shape_dim`` S).
         weights: the loss weights; the ground-truth meshes are computed only for the non-zero
-            ``vertices`` / ``rest_vertices`` terms (default :class:`LossWeights`: neither).
+            ``vertices`` / ``vertices_sc`` / ``rest_vertices`` / ``rest_vertices_sc`` terms (default
+            :class:`LossWeights`: none).
         keypoint_confidence: ``(K,)`` per-keypoint factor on the confidences (default: the body
             model's ``keypoint_confidence``; None there: every keypoint is real).
 
@@ -141,11 +142,15 @@ def spin_targets(
         and batch["betas"].shape[1] <= S
     ):
         gt["pose"], gt["betas"], gt["has_smpl"] = batch["pose"], batch["betas"], valid
-        if w.vertices != 0 or w.rest_vertices != 0:
+        want = {
+            "vertices": w.vertices != 0 or w.vertices_sc != 0,
+            "rest_vertices": w.rest_vertices != 0 or w.rest_vertices_sc != 0,
+        }
+        if any(want.values()):
             with torch.no_grad():
                 g = gt_body(body_model, batch, valid.cpu())
             for key, value in (("vertices", g.vertices), ("rest_vertices", g.rest_vertices)):
-                if getattr(w, key) != 0:
+                if want[key]:
                     verts = kp.new_zeros(kp.shape[0], value.shape[1], 3)
                     verts[valid] = value.to(verts.dtype)
                     gt[key] = verts

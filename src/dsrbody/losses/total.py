@@ -13,7 +13,14 @@ from dataclasses import asdict, dataclass
 import torch
 
 from dsrbody.losses.keypoints import NUM_OPENPOSE, keypoint_2d_loss, keypoint_3d_loss
-from dsrbody.losses.params import betas_loss, camera_loss, pose_loss, rest_vertex_loss, vertex_loss
+from dsrbody.losses.params import (
+    betas_loss,
+    camera_loss,
+    pose_loss,
+    rest_vertex_loss,
+    scale_free_vertex_loss,
+    vertex_loss,
+)
 from dsrbody.losses.reduce import drop_nonfinite
 
 __all__ = ["LossWeights", "spin_loss_terms", "combine_losses", "TERM_NAMES"]
@@ -26,7 +33,9 @@ TERM_NAMES = (
     "pose",
     "betas",
     "vertices",
+    "vertices_sc",
     "rest_vertices",
+    "rest_vertices_sc",
     "camera",
     "dsr_mc",
     "dsr_c",
@@ -44,8 +53,13 @@ class LossWeights:
             (``pred["keypoints_2d_direct"]``, the last K ground-truth keypoints; dsrbody's, 0 = off).
         pose, betas: SMPL-parameter terms (1, 0.001).
         vertices: per-vertex L1 (SPIN's ``shape_loss_weight``, 0).
+        vertices_sc: the posed vertices' distance after removing size and placement
+            (:func:`~dsrbody.losses.params.scale_free_vertex_loss`, metres; dsrbody's, 0 in the official
+            recipe).
         rest_vertices: metric shape term, the mean rest-pose vertex distance in metres
             (:func:`~dsrbody.losses.params.rest_vertex_loss`; dsrbody's, 0 in the official recipe).
+        rest_vertices_sc: the same after removing size and placement (PVE-T-SC in metres,
+            :func:`~dsrbody.losses.params.scale_free_vertex_loss`; dsrbody's, 0 in the official recipe).
         camera: the ``exp(-10 s)^2`` regulariser (1, not configurable in SPIN).
         dsr_mc, dsr_c: DSR terms (0.1 each; the code calls them SRP/SRV).
         silhouette: naive silhouette term (0; ablation only).
@@ -59,7 +73,9 @@ class LossWeights:
     pose: float = 1.0
     betas: float = 0.001
     vertices: float = 0.0
+    vertices_sc: float = 0.0
     rest_vertices: float = 0.0
+    rest_vertices_sc: float = 0.0
     camera: float = 1.0
     dsr_mc: float = 0.1
     dsr_c: float = 0.1
@@ -94,7 +110,7 @@ def spin_loss_terms(
             optional ``pose_3d (B, K - num_openpose, 4)`` + ``has_pose_3d (B,)``; optional ``pose``
             (``(B, J*3)`` axis-angle or ``(B, J, 3, 3)``), ``betas (B, S')`` + ``has_smpl (B,)``; optional
             ``vertices (B, V, 3)`` (GT mesh for the vertex term, valid where ``has_smpl``); optional
-            ``rest_vertices (B, V, 3)`` (GT rest-pose mesh for the metric shape term, same mask; the
+            ``rest_vertices (B, V, 3)`` (GT rest-pose mesh for the metric shape terms, same mask; the
             prediction's ``rest_vertices`` must be on the same mesh).
         weights: for the OpenPose/GT keypoint weights (defaults: official).
         num_openpose: leading OpenPose keypoints; the 3D term uses ``joints[:, num_openpose:]``.
@@ -136,8 +152,13 @@ def spin_loss_terms(
         terms["betas"] = (betas_loss(pred["shape"], gt["betas"]), valid)
     if "vertices" in gt and w.vertices != 0:
         terms["vertices"] = (vertex_loss(pred["vertices"], gt["vertices"]), valid)
+    if "vertices" in gt and w.vertices_sc != 0:
+        terms["vertices_sc"] = (scale_free_vertex_loss(pred["vertices"], gt["vertices"]), valid)
     if "rest_vertices" in gt and w.rest_vertices != 0:
         terms["rest_vertices"] = (rest_vertex_loss(pred["rest_vertices"], gt["rest_vertices"]), valid)
+    if "rest_vertices" in gt and w.rest_vertices_sc != 0:
+        sc = scale_free_vertex_loss(pred["rest_vertices"], gt["rest_vertices"])
+        terms["rest_vertices_sc"] = (sc, valid)
     return terms
 
 
