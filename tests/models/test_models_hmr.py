@@ -140,6 +140,29 @@ def test_bounded_shape_space_uses_a_sigmoid():
     assert (out["shape"] <= torch.tensor([1.0, 2.0, 1.0]) + 1e-6).all()
 
 
+def test_set_init_shape_moves_the_start_point_in_body_model_units():
+    from dsrbody.models.hmr import at_mean
+
+    body = TinyBody()
+    body.shape_bounds = (torch.zeros(3), torch.tensor([1.0, 2.0, 1.0]))
+    reg = Regressor(tiny_backbone(), 8, body).eval()
+    reg.set_init_shape([0.8, 1.5])  # the third keeps the body model's mean, 0.3
+    expected = torch.tensor([math.log(0.8 / 0.2), math.log(0.75 / 0.25), math.log(0.3 / 0.7)])
+    torch.testing.assert_close(reg.head.init_shape[0], expected)
+    with torch.no_grad():  # the mean body (all updates zero) now has that shape
+        got = at_mean(reg)(torch.randn(1, 3, 64, 64))["shape"][0]
+    torch.testing.assert_close(got, torch.tensor([0.8, 1.5, 0.3]))
+    for bad, what in (([0.1, 2.5], "entry 1 = 2.5 is outside .* \\[0, 2\\]"),
+                      ([0.1, 0.1, 0.1, 0.1], "expected at most 3 finite values"),
+                      ([float("nan")], "expected at most 3 finite values")):  # fmt: skip
+        with pytest.raises(ValueError, match=f"^model.init_shape: {what}"):
+            reg.set_init_shape(bad, "model.init_shape")
+    # an unbounded shape space takes the values as they are
+    free = Regressor(tiny_backbone(), 8, TinyBody())
+    free.set_init_shape([-2.0, 5.0, 0.0])
+    torch.testing.assert_close(free.head.init_shape[0], torch.tensor([-2.0, 5.0, 0.0]))
+
+
 def test_state_dict_holds_no_body_model_tensors():
     reg = Regressor(tiny_backbone(), 8, TinyBody())
     keys = list(reg.state_dict())

@@ -298,14 +298,11 @@ class Regressor(nn.Module):
             shape_mean = torch.cat([shape_mean, shape_mean.new_zeros(S - shape_mean.numel())])
         bounds = _shape_bounds(body_model)
         if bounds is not None:
-            lo, hi = bounds
-            self.register_buffer("shape_lo", lo, persistent=False)
-            self.register_buffer("shape_hi", hi, persistent=False)
-            u = ((shape_mean - lo) / (hi - lo)).clamp(1e-4, 1 - 1e-4)
-            init_shape = torch.log(u) - torch.log1p(-u)
+            self.register_buffer("shape_lo", bounds[0], persistent=False)
+            self.register_buffer("shape_hi", bounds[1], persistent=False)
         else:
             self.shape_lo = self.shape_hi = None
-            init_shape = shape_mean
+        init_shape = self._raw_shape(shape_mean)
         if init_cam is None:
             init_cam = torch.as_tensor(mean.get("cam", SPIN_MEAN_CAM), dtype=torch.float32)
         grid = feature_grid(backbone, self.img_res) if spatial_channels else None
@@ -402,6 +399,52 @@ class Regressor(nn.Module):
         if not hasattr(self.backbone, "from_cache"):
             raise ValueError(f"backbone {type(self.backbone).__name__} has no cacheable part")
         return self.forward_features(self.backbone.from_cache(rows), n_iter=n_iter)
+
+    def _raw_shape(self, shape: torch.Tensor) -> torch.Tensor:
+        """``(S,)`` shape in the body model's units -> the head's regressed vector (``logit`` of its
+        position in a bounded box, clamped to ``[1e-4, 1 - 1e-4]``; unbounded: itself)."""
+        if self.shape_lo is None:
+            return shape
+        lo, hi = self.shape_lo.to(shape), self.shape_hi.to(shape)
+        u = ((shape - lo) / (hi - lo)).clamp(1e-4, 1 - 1e-4)
+        return torch.log(u) - torch.log1p(-u)
+
+    def set_init_shape(self, shape: torch.Tensor | list[float], source: str = "init_shape") -> None:
+        """Start the IEF at another shape (SPIN starts at its training data's mean parameters).
+
+        Args:
+            shape: ``(S',)`` in the body model's units (Anny: phenotypes), ``S' <= S``; trailing
+                entries keep the body model's mean.
+            source: where the values come from, for the error message.
+
+        Raises:
+            ValueError: too many values, non-finite ones, or (bounded shape spaces) values outside the
+                box, in one line naming ``source``.
+        """
+        s = torch.as_tensor(shape, dtype=torch.float32).reshape(-1)
+        S = self.head.shape_dim
+        if s.numel() > S or not bool(torch.isfinite(s).all()):
+            got = [round(v, 6) for v in s.tolist()]
+            raise ValueError(f"{source}: expected at most {S} finite values, got {got}")
+        full = self.body_model_mean_shape().clone()
+        full[: s.numel()] = s
+        if self.shape_lo is not None:
+            lo, hi = self.shape_lo.cpu(), self.shape_hi.cpu()
+            bad = [i for i in range(s.numel()) if not (lo[i] <= full[i] <= hi[i])]
+            if bad:
+                i = bad[0]
+                raise ValueError(
+                    f"{source}: entry {i} = {float(full[i]):g} is outside the body model's range "
+                    f"[{float(lo[i]):g}, {float(hi[i]):g}]"
+                )
+        with torch.no_grad():
+            self.head.init_shape.copy_(self._raw_shape(full.to(self.head.init_shape))[None])
+
+    def body_model_mean_shape(self) -> torch.Tensor:
+        """``(S,)`` the body model's mean shape (zeros past what it gives), CPU float32."""
+        S = self.head.shape_dim
+        m = torch.as_tensor(self.body_model.mean_params()["shape"], dtype=torch.float32).reshape(-1).cpu()
+        return torch.cat([m, m.new_zeros(max(0, S - m.numel()))])[:S]
 
     def pose_body(
         self, rotmat: torch.Tensor, shape: torch.Tensor, cam: torch.Tensor

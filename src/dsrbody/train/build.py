@@ -101,6 +101,9 @@ def build_model(cfg: DictConfig, body: nn.Module):
     )
     if warm is not None:
         _warm_start(reg, str(m.init_checkpoint), warm, str(m.backbone))
+    if m.get("init_shape") is not None:
+        reg.set_init_shape([float(v) for v in m.init_shape], "model.init_shape")
+        _log.info("model.init_shape: the head starts at shape %s", list(m.init_shape))
     return reg
 
 

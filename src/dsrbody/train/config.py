@@ -109,6 +109,10 @@ class ModelConfig:
             (:mod:`dsrbody.data.feature_cache`; ``blazepose``: all of it, ``blazepose_tuned``: the stages
             before the tuned ones) at the start of training and train the rest on it; needs
             ``data.augment: false`` and npz datasets.
+        init_shape: the shape the head starts from, in the body model's units (Anny: phenotypes), or
+            ``None`` for the body model's mean. SPIN starts at its training data's mean; Anny's mean
+            is a 1.6 m teenager, far from adult training data (docs/training.md, "Terms without
+            stature"). It replaces the start point of ``init_checkpoint`` too.
     """
 
     backbone: str = "resnet50"
@@ -121,6 +125,7 @@ class ModelConfig:
     spatial_channels: int = 0
     keypoints: int = 0
     feature_cache: bool = False
+    init_shape: list[float] | None = None
 
 
 @dataclass
