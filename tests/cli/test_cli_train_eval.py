@@ -72,6 +72,23 @@ def test_eval_prints_table_and_writes_json_and_picture(trained, synth, tmp_path,
     assert pic is not None and pic.shape[0] >= 2 * 224 and pic.shape[1] >= 4 * 224
 
 
+def test_eval_with_flip_averages_crop_and_mirror(trained, synth, tmp_path, capsys):
+    ckpt = trained / "checkpoints" / "best.ckpt"
+    args = ["--quiet", "--pictures", "0", "--mean-body", f"data.root={synth}", "data.num_workers=0"]
+    res = {}
+    for flip in (False, True):
+        out = tmp_path / f"eval_{flip}"
+        extra = ["--flip"] if flip else []
+        assert main(["eval", "--config", CONFIG, "--ckpt", str(ckpt), "--out", str(out), *extra, *args]) == 0
+        text = capsys.readouterr().out
+        assert ("flip test-time augmentation" in text) == flip
+        res[flip] = json.loads((out / "metrics_test.json").read_text())
+        assert res[flip]["flip"] == flip and res[flip]["n_samples"] == 4
+    # the estimate changes; the mean body (mirror-symmetric start point) is the same either way
+    assert res[True]["pa_mpjpe"] != pytest.approx(res[False]["pa_mpjpe"], abs=1e-3)
+    assert res[True]["mean_body"]["pa_mpjpe"] == pytest.approx(res[False]["mean_body"]["pa_mpjpe"])
+
+
 def test_eval_refuses_another_backbone(trained, synth, capsys):
     ckpt = trained / "checkpoints" / "last.ckpt"
     rc = main(

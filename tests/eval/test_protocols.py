@@ -369,6 +369,13 @@ def test_regressor_predictor_with_flip(kit):
     assert torch.allclose(pred["vertices"], reg.pose_body(rot, shape, cam)["vertices"], atol=1e-6)
     assert torch.allclose(plain["vertices"], a["vertices"], atol=1e-6)
     assert not torch.allclose(pred["vertices"], plain["vertices"], atol=1e-4)
+    # FlipAveraged is the same as a module, and passes the regressor's camera through
+    from dsrbody.eval.protocols import FlipAveraged
+
+    fa = FlipAveraged(reg)
+    with torch.no_grad():
+        torch.testing.assert_close(fa(img)["vertices"], pred["vertices"])
+    assert fa.body_model is reg.body_model and fa.focal == reg.focal and fa.img_res == reg.img_res
     # the estimate on an image equals the flipped-back estimate on its mirror
     pred_m = RegressorPredictor(reg, flip=True)({"img": img.flip(-1)})
     assert torch.allclose(pred_m["cam"] * torch.tensor([1.0, -1.0, 1.0]), pred["cam"], atol=1e-5)

@@ -74,8 +74,13 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
         help="backbone of SPIN/DSR released weights (default: read from the weights)",
     )
     proto.add_argument("--workers", type=int, default=2, help="DataLoader workers")
-    proto.add_argument("--flip", action="store_true", help="flip test-time augmentation")
     proto.add_argument("--max-samples", type=int, default=None, help="evaluate only the first N samples")
+    parser.add_argument(
+        "--flip",
+        action="store_true",
+        help="flip test-time augmentation: average the estimates on the crop and on its mirror "
+        "(twice the time; docs/evaluation.md)",
+    )
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
 
 
@@ -202,6 +207,11 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = eval_config(args)
     reg, body = load_trained(cfg, args.ckpt, args.device)
+    model = reg
+    if args.flip:
+        from dsrbody.eval.protocols import FlipAveraged
+
+        model = FlipAveraged(reg)
     dataset = build_eval_set(cfg, args.split, features=False)  # the backbone runs on the images
     if dataset is None:
         raise ValueError(
@@ -224,7 +234,7 @@ def run(args: argparse.Namespace) -> int:
 
     gt_models = gender_models(body, cfg.body.model_path)
     with torch.no_grad():
-        res = evaluate(reg, body, loader, joints, device=args.device, skip_log=dataset.skipped,
+        res = evaluate(model, body, loader, joints, device=args.device, skip_log=dataset.skipped,
                        progress=not args.quiet, on_batch=on_batch, gt_models=gt_models)  # fmt: skip
         ref = None
         if args.mean_body:
@@ -236,6 +246,7 @@ def run(args: argparse.Namespace) -> int:
         "config": str(args.config) if args.config else "stored in the checkpoint",
         "data": str(args.data) if args.data else None,
         "split": args.split,
+        "flip": bool(args.flip),
         "body_model": str(body.name),
         "mesh": str(body.mesh_name),
         "joints": list(joints.names),
@@ -262,6 +273,8 @@ def run(args: argparse.Namespace) -> int:
         table.add_row(*row, "")
     console = Console()
     console.print(table)
+    if args.flip:
+        console.print("flip test-time augmentation: each crop and its mirror, averaged (model column)")
     if res["n_skipped"]:
         console.print(dataset.skipped.summary())
     if res.get("n_excluded"):

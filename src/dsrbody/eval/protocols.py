@@ -89,6 +89,7 @@ __all__ = [
     "SMPLKit",
     "Predictor",
     "RegressorPredictor",
+    "FlipAveraged",
     "EvalResult",
     "get_protocol",
     "find_protocol_file",
@@ -414,10 +415,47 @@ def flip_average(
     return rot, 0.5 * (out["shape"] + out_flipped["shape"]), 0.5 * (out["cam"] + cam_back)
 
 
+class FlipAveraged(torch.nn.Module):
+    """A :class:`~dsrbody.models.hmr.Regressor` with flip test-time augmentation: its parameters on the
+    crop and on the mirrored crop, averaged by :func:`flip_average`, then posed once
+    (:meth:`~dsrbody.models.hmr.Regressor.pose_body`). Twice the regressor's time.
+
+    Args:
+        regressor: the regressor (not copied; its ``body_model``, ``focal`` and ``img_res`` are this
+            module's).
+    """
+
+    def __init__(self, regressor: torch.nn.Module):
+        super().__init__()
+        self.regressor = regressor
+
+    @property
+    def body_model(self) -> torch.nn.Module:
+        """The regressor's body model."""
+        return self.regressor.body_model
+
+    @property
+    def focal(self) -> float:
+        """The regressor's focal length (pixels of its crop)."""
+        return self.regressor.focal
+
+    @property
+    def img_res(self) -> int:
+        """The regressor's crop side (pixels)."""
+        return self.regressor.img_res
+
+    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``images (B, 3, H, W)`` normalised crops -> the dict of ``pose_body`` for the averaged
+        parameters."""
+        out = self.regressor(images)
+        out_f = self.regressor(images.flip(-1))
+        rot, shape, cam = flip_average(out, out_f, self.regressor.body_model.joint_names)
+        return self.regressor.pose_body(rot, shape, cam)
+
+
 class RegressorPredictor:
     """A :class:`~dsrbody.models.hmr.Regressor` as a predictor, optionally with flip test-time
-    augmentation (the regressor's parameters on the crop and on its mirror, averaged by
-    :func:`flip_average`, then posed once).
+    augmentation (:class:`FlipAveraged`).
 
     Args:
         regressor: the regressor (put in eval mode here).
@@ -443,12 +481,7 @@ class RegressorPredictor:
     @torch.no_grad()
     def __call__(self, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
         images = batch["img"].to(self.device)
-        out = self.regressor(images)
-        if not self.flip:
-            return out
-        out_f = self.regressor(images.flip(-1))
-        rot, shape, cam = flip_average(out, out_f, self.regressor.body_model.joint_names)
-        return self.regressor.pose_body(rot, shape, cam)
+        return (FlipAveraged(self.regressor) if self.flip else self.regressor)(images)
 
 
 # ------------------------------------------------------------------------------------------------
