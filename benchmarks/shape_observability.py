@@ -13,8 +13,13 @@ five phenotypes by a least-squares fit (quadratic terms) on that split's bodies,
 that saw the rest of the shape perfectly could do if height is a pure scale; it is printed beside the
 split's mean height put in its place.
 
+With ``--ckpt`` (a checkpoint, or ``shipped`` for the packaged model) the regressor runs on the split's
+images: per phenotype its mean, spread and correlation with the truth, its PVE-T / PVE-T-SC beside the
+rows above (and with the true height put in), and how much of its joint error is shape: PA-MPJPE and
+MPJPE of its pose on its own shape and on the true shape.
+
     .venv/bin/python benchmarks/shape_observability.py --data DATA/test128 [--train DATA/train128]
-        [--topology anny]
+        [--topology anny] [--ckpt shipped|CKPT]
 """
 
 from __future__ import annotations
@@ -31,6 +36,9 @@ def main() -> None:
     ap.add_argument("--data", required=True, help="a dsrbody synth folder (synth_<split>.npz inside)")
     ap.add_argument("--topology", default="anny", help="Anny mesh the errors are measured on")
     ap.add_argument("--train", help="a training synth folder: predict height from the other phenotypes")
+    ap.add_argument(
+        "--ckpt", help="a regressor to diagnose on the split's images ('shipped': the packaged one)"
+    )
     args = ap.parse_args()
 
     from dsrbody.body.anny import ANNY_PHENOTYPES
@@ -84,9 +92,67 @@ def main() -> None:
         s = gt.clone()
         s[:, h] = torch.from_numpy(pred).float()
         rows.append((f"true phenotypes, height fitted (R2 {r2:.2f})", s))
+    model = None
+    if args.ckpt:
+        model = run_regressor(args.ckpt, args.data, len(ANNY_PHENOTYPES))
+        shape = model["shape"]
+        rows.append(("the model", shape))
+        s = shape.clone()
+        s[:, h] = gt[:, h]
+        rows.append(("the model, true height put in", s))
     for label, shape in rows:
         p = rest(shape)
         print(f"{label:40s} {pve_t(p, g).mean():9.1f} {pve_t_sc(p, g).mean():12.1f}")
+    if model is not None:
+        print(f"\n{'phenotype':12s} {'truth mean/std':>15s} {'model mean/std':>15s} {'correlation':>12s}")
+        for k, name in enumerate(ANNY_PHENOTYPES):
+            t, m = gt[:, k], model["shape"][:, k]
+            r = float(np.corrcoef(t.numpy(), m.numpy())[0, 1]) if m.std() > 0 else float("nan")
+            print(f"{name:12s} {t.mean():8.3f}/{t.std():.3f} {m.mean():8.3f}/{m.std():.3f} {r:12.2f}")
+        print(f"\n{'joints (12 LSP)':40s} {'PA-MPJPE':>9s} {'MPJPE':>9s}")
+        for label, pa, mp in model["joints"]:
+            print(f"{label:40s} {pa:9.1f} {mp:9.1f}")
+
+
+def run_regressor(ckpt: str, data: str, n_shape: int) -> dict:
+    """The regressor's shapes ``(N, n_shape)`` on a synth folder's images, and the PA-MPJPE / MPJPE (mm)
+    of its pose with its own shape, the true shape and the split's mean shape."""
+    import argparse as _argparse
+
+    from torch.utils.data import DataLoader
+
+    from dsrbody.cli.eval import default_checkpoint, eval_config, load_trained
+    from dsrbody.data import collate_samples
+    from dsrbody.eval.metrics import eval_joints, mpjpe, pa_mpjpe
+    from dsrbody.losses.targets import gt_body
+    from dsrbody.train.build import build_eval_set
+
+    ns = _argparse.Namespace(config=None, ckpt=None if ckpt == "shipped" else ckpt, overrides=[], data=data,
+                             split="test", quiet=True)  # fmt: skip
+    default_checkpoint(ns, "shape_observability")
+    cfg = eval_config(ns)
+    reg, body = load_trained(cfg, ns.ckpt)
+    reg.eval()
+    idx = list(eval_joints(body).indices)
+    pelvis = eval_joints(body).pelvis
+    data_set = build_eval_set(cfg, "test", features=False)
+    loader = DataLoader(data_set, batch_size=64, collate_fn=collate_samples)
+    shapes, rots, gts, gshapes = [], [], [], []
+    with torch.no_grad():
+        for b in loader:
+            out = reg(b["img"])
+            shapes.append(out["shape"])
+            rots.append(out["rotmat"])
+            gts.append(gt_body(body, b, torch.ones(len(b["img"]), dtype=torch.bool)).joints[:, idx])
+            gshapes.append(torch.as_tensor(b["betas"], dtype=torch.float32))
+        shape, rot, gj, gshape = (torch.cat(x) for x in (shapes, rots, gts, gshapes))
+        mean = gshape.mean(0, keepdim=True).expand_as(gshape)
+        joints = []
+        for label, s in (("its pose, its shape", shape), ("its pose, the true shape", gshape),
+                         ("its pose, the split's mean shape", mean)):  # fmt: skip
+            pj = body(rot[:, 0], rot[:, 1:], s).joints[:, idx]
+            joints.append((label, float(pa_mpjpe(pj, gj).mean()), float(mpjpe(pj, gj, pelvis).mean())))
+    return {"shape": shape[:, :n_shape], "joints": joints}
 
 
 if __name__ == "__main__":
