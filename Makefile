@@ -37,8 +37,9 @@ run: $(STAMP)
 	$(DSRBODY) eval --data $(OUT)/test --mean-body --out $(OUT)/eval
 
 # `make train-cpu`: the shipped model's data and training run from scratch (docs/model_card.md;
-# on a 2-core CPU ~25 min of data generation, 2 x ~30-45 min of BlazePose caches, ~60 + ~50 min of
-# training in two stages: the head on the frozen features, then BlazePose's last stages with it).
+# on a 2-core CPU ~25 min of data generation, 2 x ~30-45 min of BlazePose caches, ~60 + ~50 + ~25 min
+# of training in three stages: the head on the frozen features, then BlazePose's last stages with it,
+# then the same with the terms that leave out stature and the head started at the data's mean shape).
 # DATA and TRAIN_OUT are variables.
 DATA ?= data/synth
 TRAIN_OUT ?= runs/synth_blazepose
@@ -53,7 +54,9 @@ train-cpu: $(STAMP)
 	$(DSRBODY) train --config configs/synth_blazepose.yaml data.root=$(DATA) --out $(TRAIN_OUT) --resume-if-any
 	$(DSRBODY) train --config configs/synth_blazepose_tuned.yaml data.root=$(DATA) --out $(TRAIN_OUT)_tuned \
 		--resume-if-any model.init_checkpoint=$(TRAIN_OUT)/checkpoints/best.ckpt
-	$(DSRBODY) export --ckpt $(TRAIN_OUT)_tuned/checkpoints/best.ckpt --out $(TRAIN_OUT)_tuned/dsrbody_synth_cpu.pt
+	$(DSRBODY) train --config configs/synth_blazepose_shape.yaml data.root=$(DATA) --out $(TRAIN_OUT)_shape \
+		--resume-if-any model.init_checkpoint=$(TRAIN_OUT)_tuned/checkpoints/best.ckpt
+	$(DSRBODY) export --ckpt $(TRAIN_OUT)_shape/checkpoints/best.ckpt --out $(TRAIN_OUT)_shape/dsrbody_synth_cpu.pt
 
 test: $(STAMP)
 	$(PY) -m pytest -q -m "not benchmark" $(PYTEST_ARGS)

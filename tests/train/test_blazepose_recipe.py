@@ -1,7 +1,8 @@
-"""configs/synth_blazepose.yaml and synth_blazepose_tuned.yaml on the 16-sample set: the output of the
-BlazePose backbone's frozen part is cached at the start of training, only the head (and the tuned
-stages) train, the trained checkpoint predicts the same from images (the backbone run live, as
-demo/eval/fit do) as from the cache, and the tuned recipe starts from a frozen-backbone checkpoint."""
+"""configs/synth_blazepose.yaml, synth_blazepose_tuned.yaml and synth_blazepose_shape.yaml on the
+16-sample set: the output of the BlazePose backbone's frozen part is cached at the start of training,
+only the head (and the tuned stages) train, the trained checkpoint predicts the same from images (the
+backbone run live, as demo/eval/fit do) as from the cache, the tuned recipe starts from a
+frozen-backbone checkpoint, and the shape recipe moves its start point to the data's mean shape."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from train_testkit import cpu_recipe_root, tiny_overrides
 from dsrbody.cli import main
 from dsrbody.data import SpinNpzDataset
 from dsrbody.models.backbones import build_backbone
+from dsrbody.models.hmr import at_mean
 from dsrbody.models.loader import load_model
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -23,7 +25,11 @@ CONFIG = CONFIGS / "synth_blazepose.yaml"
 
 @pytest.mark.parametrize(
     "recipe,backbone,channels",
-    [("synth_blazepose.yaml", "blazepose", 1465), ("synth_blazepose_tuned.yaml", "blazepose_tuned", 4608)],
+    [
+        ("synth_blazepose.yaml", "blazepose", 1465),
+        ("synth_blazepose_tuned.yaml", "blazepose_tuned", 4608),
+        ("synth_blazepose_shape.yaml", "blazepose_tuned", 4608),
+    ],
 )
 def test_blazepose_recipe_trains_on_cached_features(synth16, tmp_path, recipe, backbone, channels):
     root = cpu_recipe_root(synth16)
@@ -39,6 +45,9 @@ def test_blazepose_recipe_trains_on_cached_features(synth16, tmp_path, recipe, b
     test_cache = synth16 / "features" / f"synth_test.{backbone}_256.npy"
     assert cache.is_file() and test_cache.is_file()
     assert np.load(cache).shape == (16, channels)
+    if recipe == "synth_blazepose_shape.yaml":  # the terms without stature were computed and logged
+        metrics_csv = next((out / "csv").rglob("metrics.csv")).read_text().splitlines()[0]
+        assert "train/vertices_sc" in metrics_csv and "train/rest_vertices_sc" in metrics_csv
 
     loaded = load_model(out / "checkpoints" / "last.ckpt", mesh="train")
     assert loaded.backbone == backbone
@@ -128,6 +137,16 @@ def test_the_tuned_recipe_starts_from_a_frozen_checkpoint(synth16, tmp_path):
     again = build_model(cfg, body).eval()
     with torch.no_grad():
         torch.testing.assert_close(again(imgs)["joints"], frozen(imgs)["joints"], atol=1e-3, rtol=0)
+
+    # the shape recipe's start point replaces the checkpoint's, the rest loads as before
+    cfg = load_config(CONFIGS / "synth_blazepose_shape.yaml", tiny_overrides(root, init))
+    assert cfg.loss.weights.vertices == 0 and cfg.loss.weights.vertices_sc > 0
+    shaped = build_model(cfg, body).eval()
+    with torch.no_grad():
+        mean = at_mean(shaped)(imgs[:1])["shape"][0, : len(cfg.model.init_shape)]
+    torch.testing.assert_close(mean, torch.tensor(list(cfg.model.init_shape)), atol=1e-5, rtol=0)
+    torch.testing.assert_close(shaped.head.fc1.weight, tuned.head.fc1.weight)
+    assert not torch.equal(shaped.head.init_shape, tuned.head.init_shape)
 
     tuned_ckpt = tmp_path / "tuned.ckpt"
     torch.save({"state_dict": {f"model.{k}": v for k, v in tuned.state_dict().items()},
