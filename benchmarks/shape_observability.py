@@ -16,7 +16,7 @@ split's mean height put in its place.
 With ``--ckpt`` (a checkpoint, or ``shipped`` for the packaged model) the regressor runs on the split's
 images: per phenotype its mean, spread and correlation with the truth, its PVE-T / PVE-T-SC beside the
 rows above (and with the true height put in), and how much of its joint error is shape: PA-MPJPE and
-MPJPE of its pose on its own shape and on the true shape.
+MPJPE of its pose on its own shape and on the true shape, and of the true pose on its shape.
 
     .venv/bin/python benchmarks/shape_observability.py --data DATA/test128 [--train DATA/train128]
         [--topology anny] [--ckpt shipped|CKPT]
@@ -116,7 +116,8 @@ def main() -> None:
 
 def run_regressor(ckpt: str, data: str, n_shape: int) -> dict:
     """The regressor's shapes ``(N, n_shape)`` on a synth folder's images, and the PA-MPJPE / MPJPE (mm)
-    of its pose with its own shape, the true shape and the split's mean shape."""
+    of its pose with its own shape, the true shape and the split's mean shape, and of the true pose with
+    its shape and the mean shape (the error its shape alone causes)."""
     import argparse as _argparse
 
     from torch.utils.data import DataLoader
@@ -124,6 +125,7 @@ def run_regressor(ckpt: str, data: str, n_shape: int) -> dict:
     from dsrbody.cli.eval import default_checkpoint, eval_config, load_trained
     from dsrbody.data import collate_samples
     from dsrbody.eval.metrics import eval_joints, mpjpe, pa_mpjpe
+    from dsrbody.losses.params import as_rotmat
     from dsrbody.losses.targets import gt_body
     from dsrbody.train.build import build_eval_set
 
@@ -137,7 +139,7 @@ def run_regressor(ckpt: str, data: str, n_shape: int) -> dict:
     pelvis = eval_joints(body).pelvis
     data_set = build_eval_set(cfg, "test", features=False)
     loader = DataLoader(data_set, batch_size=64, collate_fn=collate_samples)
-    shapes, rots, gts, gshapes = [], [], [], []
+    shapes, rots, gts, gshapes, grots = [], [], [], [], []
     with torch.no_grad():
         for b in loader:
             out = reg(b["img"])
@@ -145,12 +147,15 @@ def run_regressor(ckpt: str, data: str, n_shape: int) -> dict:
             rots.append(out["rotmat"])
             gts.append(gt_body(body, b, torch.ones(len(b["img"]), dtype=torch.bool)).joints[:, idx])
             gshapes.append(torch.as_tensor(b["betas"], dtype=torch.float32))
-        shape, rot, gj, gshape = (torch.cat(x) for x in (shapes, rots, gts, gshapes))
+            grots.append(as_rotmat(torch.as_tensor(b["pose"], dtype=torch.float32), body.num_joints))
+        shape, rot, gj, gshape, grot = (torch.cat(x) for x in (shapes, rots, gts, gshapes, grots))
         mean = gshape.mean(0, keepdim=True).expand_as(gshape)
         joints = []
-        for label, s in (("its pose, its shape", shape), ("its pose, the true shape", gshape),
-                         ("its pose, the split's mean shape", mean)):  # fmt: skip
-            pj = body(rot[:, 0], rot[:, 1:], s).joints[:, idx]
+        for label, r, s in (("its pose, its shape", rot, shape), ("its pose, the true shape", rot, gshape),
+                            ("its pose, the split's mean shape", rot, mean),
+                            ("the true pose, its shape", grot, shape),
+                            ("the true pose, the split's mean shape", grot, mean)):  # fmt: skip
+            pj = body(r[:, 0], r[:, 1:], s).joints[:, idx]
             joints.append((label, float(pa_mpjpe(pj, gj).mean()), float(mpjpe(pj, gj, pelvis).mean())))
     return {"shape": shape[:, :n_shape], "joints": joints}
 
