@@ -16,7 +16,8 @@ split's mean height put in its place.
 With ``--ckpt`` (a checkpoint, or ``shipped`` for the packaged model) the regressor runs on the split's
 images: per phenotype its mean, spread and correlation with the truth, its PVE-T / PVE-T-SC beside the
 rows above (and with the true height put in), and how much of its joint error is shape: PA-MPJPE and
-MPJPE of its pose on its own shape and on the true shape, and of the true pose on its shape.
+MPJPE of its pose on its own shape, the true shape and the split's mean shape, and of the true pose on
+its shape and on the mean shape.
 
     .venv/bin/python benchmarks/shape_observability.py --data DATA/test128 [--train DATA/train128]
         [--topology anny] [--ckpt shipped|CKPT]
@@ -94,7 +95,11 @@ def main() -> None:
         rows.append((f"true phenotypes, height fitted (R2 {r2:.2f})", s))
     model = None
     if args.ckpt:
-        model = run_regressor(args.ckpt, args.data, len(ANNY_PHENOTYPES))
+        split = files[0].stem.removeprefix("synth_")
+        model = run_regressor(args.ckpt, args.data, split, len(ANNY_PHENOTYPES))
+        if len(model["shape"]) != len(gt):
+            n = len(model["shape"])
+            raise SystemExit(f"{args.data}: only {n} of {len(gt)} samples could be read; fix the split")
         shape = model["shape"]
         rows.append(("the model", shape))
         s = shape.clone()
@@ -114,7 +119,7 @@ def main() -> None:
             print(f"{label:40s} {pa:9.1f} {mp:9.1f}")
 
 
-def run_regressor(ckpt: str, data: str, n_shape: int) -> dict:
+def run_regressor(ckpt: str, data: str, split: str, n_shape: int) -> dict:
     """The regressor's shapes ``(N, n_shape)`` on a synth folder's images, and the PA-MPJPE / MPJPE (mm)
     of its pose with its own shape, the true shape and the split's mean shape, and of the true pose with
     its shape and the mean shape (the error its shape alone causes)."""
@@ -130,14 +135,14 @@ def run_regressor(ckpt: str, data: str, n_shape: int) -> dict:
     from dsrbody.train.build import build_eval_set
 
     ns = _argparse.Namespace(config=None, ckpt=None if ckpt == "shipped" else ckpt, overrides=[], data=data,
-                             split="test", quiet=True)  # fmt: skip
+                             split=split, quiet=True)  # fmt: skip
     default_checkpoint(ns, "shape_observability")
     cfg = eval_config(ns)
     reg, body = load_trained(cfg, ns.ckpt)
     reg.eval()
     idx = list(eval_joints(body).indices)
     pelvis = eval_joints(body).pelvis
-    data_set = build_eval_set(cfg, "test", features=False)
+    data_set = build_eval_set(cfg, split, features=False)
     loader = DataLoader(data_set, batch_size=64, collate_fn=collate_samples)
     shapes, rots, gts, gshapes, grots = [], [], [], [], []
     with torch.no_grad():

@@ -84,9 +84,8 @@ def test_eval_with_flip_averages_crop_and_mirror(trained, synth, tmp_path, capsy
         assert ("flip test-time augmentation" in text) == flip
         res[flip] = json.loads((out / "metrics_test.json").read_text())
         assert res[flip]["flip"] == flip and res[flip]["n_samples"] == 4
-    # the estimate changes; the mean body (mirror-symmetric start point) is the same either way
+    # the estimate changes (that the mirror is right for Anny: tests/eval/test_protocols.py)
     assert res[True]["pa_mpjpe"] != pytest.approx(res[False]["pa_mpjpe"], abs=1e-3)
-    assert res[True]["mean_body"]["pa_mpjpe"] == pytest.approx(res[False]["mean_body"]["pa_mpjpe"])
 
 
 def test_eval_refuses_another_backbone(trained, synth, capsys):

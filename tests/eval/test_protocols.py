@@ -27,11 +27,13 @@ from dsrbody.eval.protocols import (
     evaluate,
     find_protocol_file,
     flip_average,
+    flip_permutation,
     get_protocol,
     mirror_rotations,
     pck,
     resolve_image_dir,
 )
+from dsrbody.geometry.rotations import axis_angle_to_matrix
 
 
 @pytest.fixture(scope="module")
@@ -564,3 +566,23 @@ def test_a_new_protocol_is_one_registry_entry(kit, tmp_path, monkeypatch):
     assert np.allclose(res.per_sample["mpjpe"], want, rtol=1e-4)
     assert res.per_joint["mpjpe"].shape == (3, 12) and len(res.joint_names) == 12
     assert res.metrics["pa_mpjpe"] < 1e-2
+
+
+def test_mirror_rotations_mirror_anny():
+    """Anny's rig: posing with the mirrored rotations gives the mirror image (x negated, left and right
+    swapped) of the posed skeleton, so flip test-time augmentation is right for Anny, not only SMPL."""
+    from dsrbody.body.factory import build_body_model
+
+    body = build_body_model("anny", topology="notoes_collapse10pc")
+    torch.manual_seed(0)
+    R = axis_angle_to_matrix(0.4 * torch.randn(2, body.num_joints, 3))
+    shape = torch.tensor([[0.2, 0.8, 0.3, 0.7, 0.4, 0.6], [0.9, 0.7, 0.6, 0.2, 0.5, 0.3]])
+    with torch.no_grad():
+        posed = body(R[:, 0], R[:, 1:], shape).skeleton_joints
+        Rm = mirror_rotations(R, body.joint_names)
+        mirrored = body(Rm[:, 0], Rm[:, 1:], shape).skeleton_joints
+    perm = flip_permutation(body.joint_names)
+    assert perm != list(range(body.num_joints))  # there are left/right pairs to swap
+    expected = (posed * torch.tensor([-1.0, 1.0, 1.0]))[:, perm]
+    torch.testing.assert_close(mirrored, expected, atol=1e-5, rtol=0)
+    assert (mirrored - posed).abs().max() > 0.05  # a real pose change, not a symmetric pose

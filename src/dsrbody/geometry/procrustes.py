@@ -51,8 +51,10 @@ def centre_and_scale(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Centre both point sets on their means and scale ``X`` to ``Y``'s root-mean-square radius.
 
-    No rotation: for point sets in a shared canonical frame (rest-pose meshes), where only size and
-    placement are to be removed (a crop cannot show stature). Differentiable in both.
+    No rotation: for point sets in a shared frame (rest-pose meshes, or posed meshes in the body frame),
+    where only size and placement are to be removed (a crop cannot show stature). On posed meshes the RMS
+    radius also depends on the pose (arms out or in), so the scale absorbs some of a pose difference as
+    well as the stature. Differentiable in both.
 
     Args:
         X: ``(B, N, 3)`` source points (e.g. predicted rest-pose vertices, metres).

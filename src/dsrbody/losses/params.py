@@ -4,7 +4,8 @@ SPIN regresses rotation matrices and compares them with the ground truth's (``nn
 valid samples), compares betas the same way, penalises small camera scales with
 ``exp(-10 s)^2`` and (with weight 0 in the official recipes) the per-vertex L1 error. Each function
 returns ``(B,)``; reduce with :func:`dsrbody.losses.reduce.drop_nonfinite` and the ``has_smpl`` mask.
-:func:`rest_vertex_loss` and :func:`scale_free_vertex_loss` are dsrbody's own metric terms (not SPIN's).
+:func:`rest_vertex_loss` (metric) and :func:`scale_free_vertex_loss` (without size) are dsrbody's own
+mesh terms (not SPIN's).
 """
 
 from __future__ import annotations
@@ -144,8 +145,9 @@ def scale_free_vertex_loss(pred: torch.Tensor, gt: torch.Tensor, eps: float = 1e
     nearby look alike), and stature is most of :func:`rest_vertex_loss` and much of :func:`vertex_loss`:
     there its noise drowns what the image does show (docs/training.md, "Terms without stature"). On
     rest-pose meshes this term sees the body's proportions; on posed meshes, its pose and proportions.
-    Keep :func:`rest_vertex_loss` beside it, at a lower weight, for the size. No rotation is removed:
-    the meshes share the body frame.
+    Keep :func:`rest_vertex_loss` beside it for the size. No rotation is removed: the meshes share the
+    body frame. On posed meshes the scale also absorbs some of a pose difference (the RMS radius
+    depends on the pose).
 
     Args:
         pred, gt: ``(B, V, 3)`` metres, vertices of the predicted and ground-truth bodies, same mesh and

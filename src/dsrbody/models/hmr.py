@@ -413,8 +413,9 @@ class Regressor(nn.Module):
         """Start the IEF at another shape (SPIN starts at its training data's mean parameters).
 
         Args:
-            shape: ``(S',)`` in the body model's units (Anny: phenotypes), ``S' <= S``; trailing
-                entries keep the body model's mean.
+            shape: ``(S',)`` in the body model's units (Anny: phenotypes), ``S' <= S``; the entries
+                past ``S'`` are set to the body model's mean (also on a model whose start point was
+                loaded from a checkpoint).
             source: where the values come from, for the error message.
 
         Raises:
@@ -438,7 +439,8 @@ class Regressor(nn.Module):
                     f"[{float(lo[i]):g}, {float(hi[i]):g}]"
                 )
         with torch.no_grad():
-            self.head.init_shape.copy_(self._raw_shape(full.to(self.head.init_shape))[None])
+            self.head.init_shape.copy_(self._raw_shape(full)[None])  # float32 on CPU, then copied over
+        self.init_note += f"; shape start set from {source}"
 
     def body_model_mean_shape(self) -> torch.Tensor:
         """``(S,)`` the body model's mean shape (zeros past what it gives), CPU float32."""
