@@ -164,21 +164,19 @@ def test_combine_applies_the_has_smpl_mask_and_the_weight():
 
 
 def _sc_reference(pred: np.ndarray, gt: np.ndarray, eps: float) -> np.ndarray:
-    """Centre both, scale pred to gt's RMS radius, then ``mean_v sqrt(|p - g|^2 + eps)``, with loops."""
+    """Centre both and scale pred to gt's RMS radius with explicit loops, then :func:`_reference`."""
     B, V, _ = pred.shape
-    out = np.zeros(B)
+    aligned, centred = np.zeros((B, V, 3)), np.zeros((B, V, 3))
     for b in range(B):
         mp = [sum(float(pred[b, v, c]) for v in range(V)) / V for c in range(3)]
         mg = [sum(float(gt[b, v, c]) for v in range(V)) / V for c in range(3)]
         rp = math.sqrt(sum((float(pred[b, v, c]) - mp[c]) ** 2 for v in range(V) for c in range(3)) / V)
         rg = math.sqrt(sum((float(gt[b, v, c]) - mg[c]) ** 2 for v in range(V) for c in range(3)) / V)
-        acc = 0.0
         for v in range(V):
-            d = [(float(pred[b, v, c]) - mp[c]) * rg / rp - (float(gt[b, v, c]) - mg[c]) for c in range(3)]
-            d2 = sum(x * x for x in d)
-            acc += math.sqrt(d2 + eps)
-        out[b] = acc / V
-    return out
+            for c in range(3):
+                aligned[b, v, c] = (float(pred[b, v, c]) - mp[c]) * rg / rp
+                centred[b, v, c] = float(gt[b, v, c]) - mg[c]
+    return _reference(aligned, centred, eps)
 
 
 def test_sc_matches_brute_force_and_the_metric():

@@ -153,8 +153,9 @@ def test_set_init_shape_moves_the_start_point_in_body_model_units():
         got = at_mean(reg)(torch.randn(1, 3, 64, 64))["shape"][0]
     torch.testing.assert_close(got, torch.tensor([0.8, 1.5, 0.3]))
     for bad, what in (([0.1, 2.5], "entry 1 = 2.5 is outside .* \\[0, 2\\]"),
-                      ([0.1, 0.1, 0.1, 0.1], "expected at most 3 finite values"),
-                      ([float("nan")], "expected at most 3 finite values")):  # fmt: skip
+                      ([0.1, 0.1, 0.1, 0.1], "expected 1 to 3 finite values"),
+                      ([], "expected 1 to 3 finite values"),
+                      ([float("nan")], "expected 1 to 3 finite values")):  # fmt: skip
         with pytest.raises(ValueError, match=f"^model.init_shape: {what}"):
             reg.set_init_shape(bad, "model.init_shape")
     # an unbounded shape space takes the values as they are

@@ -419,14 +419,14 @@ class Regressor(nn.Module):
             source: where the values come from, for the error message.
 
         Raises:
-            ValueError: too many values, non-finite ones, or (bounded shape spaces) values outside the
+            ValueError: none or too many values, non-finite ones, or (bounded shape spaces) values outside the
                 box, in one line naming ``source``.
         """
         s = torch.as_tensor(shape, dtype=torch.float32).reshape(-1)
         S = self.head.shape_dim
-        if s.numel() > S or not bool(torch.isfinite(s).all()):
+        if not 0 < s.numel() <= S or not bool(torch.isfinite(s).all()):
             got = [round(v, 6) for v in s.tolist()]
-            raise ValueError(f"{source}: expected at most {S} finite values, got {got}")
+            raise ValueError(f"{source}: expected 1 to {S} finite values, got {got}")
         full = self.body_model_mean_shape().clone()
         full[: s.numel()] = s
         if self.shape_lo is not None:
