@@ -83,17 +83,48 @@ def tuned() -> BlazePoseBackbone:
     return build_backbone("blazepose_tuned")[0]
 
 
-def test_tuned_starts_as_the_frozen_network_and_caches_its_first_4x4_block(backbone, tuned):
+@pytest.fixture(scope="module")
+def tuned8() -> BlazePoseBackbone:
+    return build_backbone("blazepose_tuned8")[0]
+
+
+@pytest.mark.parametrize("variant,shape", [("tuned", (288, 4, 4)), ("tuned8", (144, 8, 8))])
+def test_tuned_starts_as_the_frozen_network_and_caches_its_cut(backbone, request, variant, shape):
+    tuned = request.getfixturevalue(variant)
     _, x = _crops(2, seed=3)
     torch.testing.assert_close(tuned(x), backbone(x), atol=1e-4, rtol=1e-4)
     rows = tuned.cache_rows(x)
-    assert rows.shape == (2, 288 * 4 * 4) and tuned.cache_dim == rows.shape[1]
+    C, h, w = shape
+    assert rows.shape == (2, C * h * w) and tuned.cache_dim == rows.shape[1]
     assert not rows.requires_grad
+    # the rows are the graph's tensor at the cut, the map of the stated shape
+    assert tuple(tuned.graph.run(tuned._graph_input(x), [tuned.cut.tensor])[tuned.cut.tensor].shape) == (
+        2,
+        *shape,
+    )
     torch.testing.assert_close(tuned.from_cache(rows), tuned(x))
     # the frozen variant's rows are its features
     torch.testing.assert_close(backbone.from_cache(backbone.cache_rows(x)), backbone(x))
-    with pytest.raises(ValueError, match=r"rows must be \(B, 4608\)"):
+    with pytest.raises(ValueError, match=rf"rows must be \(B, {C * h * w}\)"):
         tuned.from_cache(rows[:, :100])
+
+
+def test_tuned8_trains_more_than_tuned_and_shares_its_weights_by_name(tuned, tuned8):
+    """The deeper cut's trainable weights include every weight of the 4 x 4 cut under the same name
+    and value (so a ``blazepose_tuned`` checkpoint's tuned stages load into it), plus the trunk's last
+    expansion and the regression branch's 8 x 8 stage."""
+    shallow, deep = dict(tuned.named_parameters()), dict(tuned8.named_parameters())
+    assert set(shallow) < set(deep)
+    assert all(torch.equal(shallow[n], deep[n]) for n in shallow)
+    extra = sum(p.numel() for n, p in deep.items() if n not in shallow)
+    assert 300_000 < extra < 600_000
+    reg = Regressor(tuned8, BLAZEPOSE_FEATURES, TinyBody(), img_res=256)
+    keys = list(reg.state_dict())
+    assert "backbone.blazepose_tuned8_version" in keys and "backbone.blazepose_tuned_version" not in keys
+    assert infer_backbone(keys) == "blazepose_tuned8"
+    assert BACKBONES["blazepose_tuned8"] == BLAZEPOSE_FEATURES
+    with pytest.raises(ValueError, match="unknown tuned BlazePose variant 'blazepose_tuned3'"):
+        BlazePoseBackbone(tune="blazepose_tuned3")
 
 
 def test_tuned_trains_its_last_stages_only_and_is_recognised(tuned):

@@ -1,8 +1,9 @@
-"""configs/synth_blazepose.yaml, synth_blazepose_tuned.yaml and synth_blazepose_shape.yaml on the
-16-sample set: the output of the BlazePose backbone's frozen part is cached at the start of training,
-only the head (and the tuned stages) train, the trained checkpoint predicts the same from images (the
-backbone run live, as demo/eval/fit do) as from the cache, the tuned recipe starts from a
-frozen-backbone checkpoint, and the shape recipe moves its start point to the data's mean shape."""
+"""configs/synth_blazepose.yaml, synth_blazepose_tuned.yaml, synth_blazepose_shape.yaml and
+synth_blazepose_tuned8.yaml on the 16-sample set: the output of the BlazePose backbone's frozen part is
+cached at the start of training, only the head (and the tuned stages) train, the trained checkpoint
+predicts the same from images (the backbone run live, as demo/eval/fit do) as from the cache, the tuned
+recipe starts from a frozen-backbone checkpoint (and the deeper cut from a tuned one), and the shape
+recipe moves its start point to the data's mean shape."""
 
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ CONFIG = CONFIGS / "synth_blazepose.yaml"
         ("synth_blazepose.yaml", "blazepose", 1465),
         ("synth_blazepose_tuned.yaml", "blazepose_tuned", 4608),
         ("synth_blazepose_shape.yaml", "blazepose_tuned", 4608),
+        ("synth_blazepose_tuned8.yaml", "blazepose_tuned8", 9216),
     ],
 )
 def test_blazepose_recipe_trains_on_cached_features(synth16, tmp_path, recipe, backbone, channels):
@@ -38,21 +40,25 @@ def test_blazepose_recipe_trains_on_cached_features(synth16, tmp_path, recipe, b
     out = tmp_path / "run"
     args = ["train", "--config", str(CONFIGS / recipe), "--out", str(out)]
     steps = ["trainer.max_steps=3", "trainer.val_every_n_steps=3", "trainer.checkpoint_every_n_steps=0"]
-    ratio = ["optim.backbone_lr_ratio=0.33"] if backbone == "blazepose_tuned" else []
+    tuned = backbone.startswith("blazepose_tuned")
+    ratio = ["optim.backbone_lr_ratio=0.33"] if tuned else []
     args += tiny_overrides(root, *test, *steps, "optim.warmup_steps=1", *ratio)
     assert main(args) == 0
     cache = synth16 / "features" / f"synth_train.{backbone}_256.npy"
     test_cache = synth16 / "features" / f"synth_test.{backbone}_256.npy"
     assert cache.is_file() and test_cache.is_file()
     assert np.load(cache).shape == (16, channels)
-    if recipe == "synth_blazepose_shape.yaml":  # the terms without stature were computed and logged
+    if recipe in (
+        "synth_blazepose_shape.yaml",
+        "synth_blazepose_tuned8.yaml",
+    ):  # the terms without stature were computed and logged
         metrics_csv = next((out / "csv").rglob("metrics.csv")).read_text().splitlines()[0]
         assert "train/vertices_sc" in metrics_csv and "train/rest_vertices_sc" in metrics_csv
 
     loaded = load_model(out / "checkpoints" / "last.ckpt", mesh="train")
     assert loaded.backbone == backbone
     reg = loaded.regressor.eval()
-    if backbone == "blazepose_tuned":  # its last stages trained, here at a third of the head's rate
+    if tuned:  # its last stages trained, here at a third of the head's rate
         fresh = build_backbone(backbone)[0]
         moved = [n for n, p in reg.backbone.named_parameters() if not torch.equal(p, fresh.get_parameter(n))]
         assert moved
@@ -148,10 +154,26 @@ def test_the_tuned_recipe_starts_from_a_frozen_checkpoint(synth16, tmp_path):
     torch.testing.assert_close(shaped.head.fc1.weight, tuned.head.fc1.weight)
     assert not torch.equal(shaped.head.init_shape, tuned.head.init_shape)
 
+    with torch.no_grad():  # tuned stages that differ from the asset's, as after training
+        for p in tuned.backbone.tail.parameters():
+            p.mul_(1.01)
     tuned_ckpt = tmp_path / "tuned.ckpt"
     torch.save({"state_dict": {f"model.{k}": v for k, v in tuned.state_dict().items()},
                 "dsrbody": {**torch.load(ckpt, map_location="cpu", weights_only=False)["dsrbody"],
                             "backbone": "blazepose_tuned"}}, tuned_ckpt)  # fmt: skip
+    # the deeper cut from the tuned checkpoint: the head and the tuned stages both have load, the
+    # trunk's last expansion and the regression branch's 8 x 8 stage start from the asset
+    cfg8 = load_config(
+        CONFIGS / "synth_blazepose_tuned8.yaml", tiny_overrides(root, f"model.init_checkpoint={tuned_ckpt}")
+    )
+    deep = build_model(cfg8, body)
+    shared = dict(tuned.backbone.tail.named_parameters())
+    asset = dict(build_backbone("blazepose_tuned8")[0].tail.named_parameters())
+    for n, p in deep.backbone.tail.named_parameters():
+        torch.testing.assert_close(p, shared[n] if n in shared else asset[n], rtol=0, atol=0)
+    assert len(asset) > len(shared) and not torch.equal(shared["w102"], asset["w102"])
+    torch.testing.assert_close(deep.head.fc1.weight, tuned.head.fc1.weight)
+
     back = load_config(CONFIG, tiny_overrides(root, f"model.init_checkpoint={tuned_ckpt}"))
     with pytest.raises(ValueError, match="backbone 'blazepose_tuned'"):
         build_model(back, body)

@@ -109,7 +109,9 @@ def build_model(cfg: DictConfig, body: nn.Module):
 
 def _warm_start(reg: nn.Module, path: str, source: str, target: str) -> None:
     """Load a checkpoint trained on backbone ``source`` into ``reg`` (backbone ``target``, which starts
-    as ``source``): every head weight must load; the backbone keeps its own initial weights.
+    as ``source``): every head weight must load; the backbone weights both share by name load too (a
+    ``blazepose_tuned`` checkpoint's tuned stages into ``blazepose_tuned8``), the others keep their own
+    initial weights.
 
     Raises:
         ValueError: a head weight is missing, unexpected or of another shape (one line naming the file).
@@ -130,10 +132,15 @@ def _warm_start(reg: nn.Module, path: str, source: str, target: str) -> None:
             f"{path}: not a regressor of the same head (from backbone {source!r}): "
             f"{len(stray)} head weights missing or unexpected (first: {stray[0]})"
         )
+    shared = sum(1 for _, t in report.loaded if t.startswith("backbone."))
+    own = sum(1 for k in report.missing if k.startswith("backbone."))
     _log.info(
-        "model.init_checkpoint %s: head from its %s checkpoint, %s backbone from its own initial weights",
+        "model.init_checkpoint %s: head and %d backbone tensors from its %s checkpoint, %d %s backbone "
+        "tensors from their own initial weights",
         path,
+        shared,
         source,
+        own,
         target,
     )
 

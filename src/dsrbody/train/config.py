@@ -87,12 +87,14 @@ class ModelConfig:
     """The regressor (:func:`dsrbody.models.build_regressor`).
 
     Attributes:
-        backbone: ``resnet18``/``resnet34``/``resnet50``, ``blazepose`` (frozen) or ``blazepose_tuned``
-            (its last stages trained; :data:`dsrbody.models.backbones.BACKBONES`).
+        backbone: ``resnet18``/``resnet34``/``resnet50``, ``blazepose`` (frozen), ``blazepose_tuned``
+            (its stages after the first 4 x 4 block trained) or ``blazepose_tuned8`` (also its last 8 x 8
+            stage; :data:`dsrbody.models.backbones.BACKBONES`).
         pretrained_backbone: backbone weights file (torchvision/SPIN/DSR), or ``None`` (from scratch).
         init_checkpoint: full regressor weights to start from (SPIN ``model_checkpoint.pt``, DSR or
             dsrbody checkpoints), or ``None``. ``blazepose_tuned`` also starts from a checkpoint trained
-            on ``blazepose`` (its head loads; the tuned stages start from the asset).
+            on ``blazepose`` (its head loads; the tuned stages start from the asset),
+            ``blazepose_tuned8`` from one on either (the tuned stages they share load too).
         n_iter: IEF iterations. dropout: head dropout.
         img_res: crop side in pixels (224, the paper's). The focal length follows it
             (``5000 * img_res / 224``), so a camera ``(s, tx, ty)`` means the same 3D placement at every
@@ -106,8 +108,8 @@ class ModelConfig:
             keypoint branch, heatmaps on the backbone's feature pyramid whose soft-argmax coordinates
             feed the head; supervise it with ``loss.weights.keypoints_2d_direct`` (docs/training.md).
         feature_cache: compute the output of the backbone's frozen part once per sample
-            (:mod:`dsrbody.data.feature_cache`; ``blazepose``: all of it, ``blazepose_tuned``: the stages
-            before the tuned ones) at the start of training and train the rest on it; needs
+            (:mod:`dsrbody.data.feature_cache`; ``blazepose``: all of it, the tuned variants: the
+            stages before the tuned ones) at the start of training and train the rest on it; needs
             ``data.augment: false`` and npz datasets.
         init_shape: the shape the head starts from, in the body model's units (Anny: phenotypes), or
             ``None`` for the body model's mean. SPIN starts at its training data's mean; Anny's mean

@@ -18,7 +18,7 @@ from torch import nn
 from dsrbody.models.backbones.blazepose import (
     BLAZEPOSE_FEATURES,
     BLAZEPOSE_MARKER,
-    BLAZEPOSE_TUNED_MARKER,
+    TUNED_VARIANTS,
     BlazePoseBackbone,
     recognise_blazepose,
 )
@@ -97,12 +97,12 @@ FAMILIES: list[BackboneFamily] = [
         recognise=recognise_resnet,
     ),
     BackboneFamily(
-        names=("blazepose", "blazepose_tuned"),
-        build=lambda name: BlazePoseBackbone(tune=name == "blazepose_tuned"),
+        names=("blazepose", *TUNED_VARIANTS),
+        build=lambda name: BlazePoseBackbone(tune=name if name in TUNED_VARIANTS else None),
         feature_dim=lambda name: BLAZEPOSE_FEATURES,
-        key_roots=(BLAZEPOSE_MARKER, BLAZEPOSE_TUNED_MARKER),
+        key_roots=(BLAZEPOSE_MARKER, *(c.marker for c in TUNED_VARIANTS.values())),
         recognise=recognise_blazepose,
-        starts_from=lambda name: ("blazepose",) if name == "blazepose_tuned" else (),
+        starts_from=lambda name: TUNED_VARIANTS[name].starts_from if name in TUNED_VARIANTS else (),
     ),
 ]
 

@@ -7,8 +7,9 @@ trained on many real people: the landmark model of MediaPipe Pose ("BlazePose GH
 Apache-2.0; ``dsrbody/assets/blazepose_landmark_full.npz``, run by
 :class:`~dsrbody.demo.tflite_graph.TFLiteGraph`). As the backbone ``blazepose`` it is frozen (its
 weights are buffers loaded from the asset, not trained and not stored in checkpoints); as
-``blazepose_tuned`` its stages after the first 4 x 4 block train (docs/design.md, "A frozen backbone:
-BlazePose, and its tuned variant"). Either gives one feature vector per crop:
+``blazepose_tuned`` its stages after the first 4 x 4 block train, as ``blazepose_tuned8`` also the
+regression branch's 8 x 8 stage and the trunk's last expansion (docs/design.md, "A frozen backbone:
+BlazePose, and its tuned variants"). Each gives one feature vector per crop:
 
 - the last feature map before its heads, ``(288, 2, 2)`` flattened (1,152 values);
 - its 39 landmarks: crop coordinates ``x, y`` and relative depth ``z`` mapped to ``[-1, 1]`` (pixel /
@@ -25,6 +26,7 @@ Its frozen part is deterministic, so training can read that part's output from a
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from importlib import resources
 
 import torch
@@ -39,6 +41,8 @@ __all__ = [
     "BLAZEPOSE_FEATURES",
     "BLAZEPOSE_MARKER",
     "BLAZEPOSE_TUNED_MARKER",
+    "TUNED_VARIANTS",
+    "TunedCut",
     "recognise_blazepose",
 ]
 
@@ -49,27 +53,64 @@ BLAZEPOSE_FEATURES = 288 * 4 + 39 * 5 + 39 * 3 + 1
 BLAZEPOSE_MARKER = "blazepose_full_version"
 #: the marker buffer of the fine-tuned variant ("blazepose_tuned").
 BLAZEPOSE_TUNED_MARKER = "blazepose_tuned_version"
-#: where the trainable stages start in the shipped graph: the output of the first 4 x 4 block (the
-#: ``ADD`` after its stride-2 convolution), ``(288, 4, 4)`` per crop.
-TUNE_FROM = 304
-TUNE_SHAPE = (288, 4, 4)
-TUNE_CHANNELS = 288 * 4 * 4
+
+
+@dataclass(frozen=True)
+class TunedCut:
+    """Where a tuned variant's trainable stages start in the shipped graph.
+
+    Attributes:
+        tensor: the graph tensor its cache holds and its trainable stages read.
+        shape: that tensor's ``(C, h, w)`` per crop.
+        marker: the variant's marker buffer (how a checkpoint says it was trained on it).
+        starts_from: the variants whose checkpoints it may start from (``model.init_checkpoint``); the
+            trainable weights they share by name (``tail.w<op>``) load, the others start from the asset.
+    """
+
+    tensor: int
+    shape: tuple[int, int, int]
+    marker: str
+    starts_from: tuple[str, ...]
+
+    @property
+    def channels(self) -> int:
+        """Values per cache row, ``C * h * w``."""
+        return self.shape[0] * self.shape[1] * self.shape[2]
+
+
+#: the tuned variants by backbone name. ``blazepose_tuned``: from the output of the first 4 x 4 block
+#: (the ``ADD`` after its stride-2 convolution; two 4 x 4 and seven 2 x 2 blocks and the heads, 1.22 M
+#: weights). ``blazepose_tuned8``: from the output of the trunk's last 8 x 8 block, so the trunk's last
+#: expansion and the regression branch's whole 8 x 8 stage train too (1.70 M weights; about 2.7x the
+#: former's cost per crop on the CPU, docs/training.md).
+TUNED_VARIANTS: dict[str, TunedCut] = {
+    "blazepose_tuned": TunedCut(304, (288, 4, 4), BLAZEPOSE_TUNED_MARKER, ("blazepose",)),
+    "blazepose_tuned8": TunedCut(
+        269, (144, 8, 8), "blazepose_tuned8_version", ("blazepose", "blazepose_tuned")
+    ),
+}
+# the first variant's cut, kept under its old names
+TUNE_FROM = TUNED_VARIANTS["blazepose_tuned"].tensor
+TUNE_SHAPE = TUNED_VARIANTS["blazepose_tuned"].shape
+TUNE_CHANNELS = TUNED_VARIANTS["blazepose_tuned"].channels
 
 
 def recognise_blazepose(keys: list[str]) -> str | None:
-    """``"blazepose"`` or ``"blazepose_tuned"`` when a state dict's backbone keys (without the
-    ``backbone.`` prefix) hold that variant's marker buffer, else None."""
-    if BLAZEPOSE_TUNED_MARKER in keys:
-        return "blazepose_tuned"
+    """``"blazepose"`` or a tuned variant's name (:data:`TUNED_VARIANTS`) when a state dict's backbone
+    keys (without the ``backbone.`` prefix) hold that variant's marker buffer, else None."""
+    for name, cut in TUNED_VARIANTS.items():
+        if cut.marker in keys:
+            return name
     return "blazepose" if BLAZEPOSE_MARKER in keys else None
 
 
 class BlazePoseBackbone(nn.Module):
     """BlazePose landmark network as a backbone: ``forward(images (B, 3, H, W)) -> (B, 1465, 1, 1)``.
 
-    Frozen by default. With ``tune=True`` ("blazepose_tuned") the network's last stages, from the
-    output of its first 4 x 4 block (:data:`TUNE_FROM`, ``(288, 4, 4)``) through the 2 x 2 blocks and the
-    landmark, world-landmark and presence heads, are trainable parameters initialised from the asset
+    Frozen by default. With ``tune`` a tuned variant's name (:data:`TUNED_VARIANTS`; ``True`` means
+    ``"blazepose_tuned"``) the network's last stages, from that variant's cut (for ``blazepose_tuned``
+    the output of its first 4 x 4 block, ``(288, 4, 4)``) through the 2 x 2 blocks and the landmark,
+    world-landmark and presence heads, are trainable parameters initialised from the asset
     (:class:`~dsrbody.demo.tflite_graph.TFLiteSubgraph`, 1.2 M); the stages before stay frozen buffers.
 
     Either way a feature cache can hold the frozen part's output per crop (:meth:`cache_rows`) and
@@ -77,20 +118,28 @@ class BlazePoseBackbone(nn.Module):
 
     Args:
         graph: the converted landmark graph (default: the shipped asset).
-        tune: train the last stages.
+        tune: the tuned variant's name, ``True`` (``"blazepose_tuned"``), or ``False``/``None`` (frozen).
 
     Attributes:
         feature_dim: 1465 (:data:`BLAZEPOSE_FEATURES`). frozen: True when nothing here trains.
         ships_weights: True (its weights come with dsrbody; ``model.pretrained_backbone`` is refused).
-        cache_dim: channels of a cache row: 1465 frozen, 4608 (``288 * 4 * 4``) tuned.
+        cache_dim: channels of a cache row: 1465 frozen, the cut's ``C * h * w`` tuned (4608 for
+            ``blazepose_tuned``, 9216 for ``blazepose_tuned8``).
         input_res: 256, the network's input side.
     """
 
     frozen = True
     ships_weights = True
 
-    def __init__(self, graph: TFLiteGraph | None = None, tune: bool = False) -> None:
+    def __init__(self, graph: TFLiteGraph | None = None, tune: bool | str | None = False) -> None:
         super().__init__()
+        if tune is True:
+            tune = "blazepose_tuned"
+        if tune and tune not in TUNED_VARIANTS:
+            raise ValueError(
+                f"unknown tuned BlazePose variant {tune!r}; choose one of {sorted(TUNED_VARIANTS)}"
+            )
+        self.cut = TUNED_VARIANTS[tune] if tune else None
         own_graph = graph is None
         if graph is None:
             with resources.as_file(resources.files("dsrbody") / "assets" / LANDMARK_FILE) as p:
@@ -105,15 +154,15 @@ class BlazePoseBackbone(nn.Module):
         self.feature_dim = BLAZEPOSE_FEATURES
         self.frozen = not tune
         if tune:
-            self.tail = TFLiteSubgraph(graph, [TUNE_FROM], self._outputs)
+            self.tail = TFLiteSubgraph(graph, [self.cut.tensor], self._outputs)
             if own_graph:  # the graph's copies of the tuned weights are never read: drop them
                 for i in self.tail.order:
                     for name in (f"w{i}", f"b{i}"):
                         if hasattr(graph, name):
                             delattr(graph, name)
-            self.cache_dim = TUNE_CHANNELS
-            self.state_dict_roots = (BLAZEPOSE_TUNED_MARKER, "tail")
-            self.register_buffer(BLAZEPOSE_TUNED_MARKER, torch.tensor([1], dtype=torch.int32))
+            self.cache_dim = self.cut.channels
+            self.state_dict_roots = (self.cut.marker, "tail")
+            self.register_buffer(self.cut.marker, torch.tensor([1], dtype=torch.int32))
         else:
             self.tail = None
             self.cache_dim = BLAZEPOSE_FEATURES
@@ -159,7 +208,7 @@ class BlazePoseBackbone(nn.Module):
         x = self._graph_input(images)
         if self.tail is None:
             return self._features(self.graph.run(x, self._outputs)).flatten(1)
-        return self.graph.run(x, [TUNE_FROM])[TUNE_FROM].flatten(1)
+        return self.graph.run(x, [self.cut.tensor])[self.cut.tensor].flatten(1)
 
     def from_cache(self, rows: torch.Tensor) -> torch.Tensor:
         """Features from cache rows: ``(B, cache_dim)`` -> ``(B, 1465, 1, 1)`` (the trainable stages
@@ -168,7 +217,7 @@ class BlazePoseBackbone(nn.Module):
             raise ValueError(f"BlazePose cache rows must be (B, {self.cache_dim}), got {tuple(rows.shape)}")
         if self.tail is None:
             return rows.float()[:, :, None, None]
-        src = rows.float().reshape(rows.shape[0], *TUNE_SHAPE)
+        src = rows.float().reshape(rows.shape[0], *self.cut.shape)
         return self._features(dict(zip(self._outputs, self.tail(src), strict=True)))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
