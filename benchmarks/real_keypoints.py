@@ -200,8 +200,9 @@ def match_detections(det: np.ndarray, boxes: list[tuple], min_iou: float) -> lis
     return out
 
 
-def evaluate(reg, img, people, crops, opts, holdout) -> dict[str, list]:
-    """Regression, refinement and held-out refinement of ``people`` in the ``crops`` boxes.
+def evaluate(reg, img, people, crops, opts, holdout, flip: bool = False) -> dict[str, list]:
+    """Regression, refinement and held-out refinement of ``people`` in the ``crops`` boxes
+    (``flip``: flip test-time augmentation of the regression, as ``dsrbody demo --flip``).
 
     Returns:
         ``{"reg" | "ref" | "held": [(dataset, hits (F,), scored joints, seconds), ...]}`` per person.
@@ -211,7 +212,7 @@ def evaluate(reg, img, people, crops, opts, holdout) -> dict[str, list]:
 
     out: dict[str, list] = {"reg": [], "ref": [], "held": []}
     t0 = time.perf_counter()
-    results = predict_people(reg, img, crops)
+    results = predict_people(reg, img, crops, flip=flip)
     t_reg = (time.perf_counter() - t0) / len(people)
     for a, r in zip(people, results):
         out["reg"].append((a.dataset, *keypoint_pck(r, a.keypoints, a.size, FRACTIONS), t_reg))
@@ -265,6 +266,11 @@ def main() -> None:
     ap.add_argument(
         "--window-scales", type=float, nargs="*", default=None, help="BlazePose's windows (default 1 0.5)"
     )
+    ap.add_argument(
+        "--flip",
+        action="store_true",
+        help="flip test-time augmentation of the regressor (dsrbody demo --flip)",
+    )
     ap.add_argument("--detect-only", action="store_true", help="only count the people the detector finds")
     ap.add_argument("--holdout", choices=sorted(HOLDOUT), default="sides", help="the held-out folds")
     ap.add_argument("--detector", choices=("blazepose", "hog"), default="blazepose", help="person detector")
@@ -294,7 +300,7 @@ def main() -> None:
     assert sorted(holdout[0] + holdout[1]) == sorted(LIMB_KEYPOINTS)
     print(
         f"{loaded.describe()}; {args.iters} refinement steps; mask term: {args.refine_mask}; "
-        f"held-out folds: {args.holdout}"
+        f"held-out folds: {args.holdout}" + ("; flip test-time augmentation" if args.flip else "")
     )
 
     names = {
@@ -346,7 +352,7 @@ def main() -> None:
         crops = [Person(a.center, a.scale, "bbox", keypoints=a.keypoints) for a in ann]
         for a, r in zip(ann, predict_people(mean_reg, img, crops)):
             rows["mean"].add(a.dataset, *keypoint_pck(r, a.keypoints, a.size, FRACTIONS), None)
-        for k, recs in evaluate(reg, img, ann, crops, opts, holdout).items():
+        for k, recs in evaluate(reg, img, ann, crops, opts, holdout, args.flip).items():
             for rec in recs:
                 rows[k].add(*rec)
         t0 = time.perf_counter()
@@ -358,13 +364,13 @@ def main() -> None:
         if hit:
             sub = [a for a, _ in hit]
             det_crops = [replace(p, keypoints=a.keypoints) for a, p in hit]
-            for k, recs in evaluate(reg, img, sub, det_crops, opts, holdout).items():
+            for k, recs in evaluate(reg, img, sub, det_crops, opts, holdout, args.flip).items():
                 for rec in recs:
                     rows["det_" + k].add(*rec)
                     rows["all_" + k].add(*rec)
             if "demo_found" in rows:  # the demo: the detector's own keypoints
                 t0 = time.perf_counter()
-                results = predict_people(reg, img, [p for _, p in hit])
+                results = predict_people(reg, img, [p for _, p in hit], flip=args.flip)
                 t_reg = (time.perf_counter() - t0) / len(hit)
                 refined, reports = refine_people(reg, results, opts)
                 for (a, _), r, rep in zip(hit, refined, reports):

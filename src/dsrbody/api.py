@@ -61,6 +61,7 @@ def predict(
     *,
     refine: bool = True,
     batch_size: int = 16,
+    flip: bool = False,
 ) -> list[PersonResult]:
     """The bodies of the people in one image, in one call.
 
@@ -73,6 +74,8 @@ def predict(
         refine: refine the bodies of people with 2D keypoints on them (as ``dsrbody demo``: the
             detector's keypoints; boxes alone have none).
         batch_size: crops per regressor call.
+        flip: flip test-time augmentation (as ``dsrbody demo --flip``): each estimate averaged with the
+            mirrored crop's; twice the regressor's time.
 
     Returns:
         One :class:`~dsrbody.demo.run.PersonResult` per person: ``rotmat (J, 3, 3)`` (camera-frame
@@ -119,7 +122,7 @@ def predict(
         people = people_from_boxes(arr.tolist())
     for person in people:
         check_box(person, H, W)
-    results = predict_people(regressor, img, people, batch_size)
+    results = predict_people(regressor, img, people, batch_size, flip=flip)
     if refine:
         results = refine_results(regressor, results, DemoOptions(refine=True))
     return results

@@ -165,6 +165,16 @@ def test_demo_boxes_and_openpose(ckpt, synth, tmp_path, capsys):
         == 0
     )
     assert not bool(np.load(out / "test_000001_p0_params.npz")["refined"])
+    # --flip: the refinement starts from the flip-averaged estimate (it has the head's vectors too)
+    for name, extra in (("op_flip", ["--no-refine"]), ("op_flip_refined", [])):
+        assert main(["demo", "--ckpt", str(ckpt), "--image", str(image), "--openpose", str(op_dir),
+                     "--out", str(tmp_path / name), "--no-mesh", "--flip", *extra, *FAST]) == 0  # fmt: skip
+    plain = np.load(out / "test_000001_p0_params.npz")
+    flipped = np.load(tmp_path / "op_flip" / "test_000001_p0_params.npz")
+    refined = np.load(tmp_path / "op_flip_refined" / "test_000001_p0_params.npz")
+    assert not np.allclose(flipped["body_pose"], plain["body_pose"], atol=1e-4)
+    assert bool(refined["refined"]) and not bool(flipped["refined"])
+    assert float(refined["keypoint_error_px_after"]) < float(refined["keypoint_error_px_before"])
 
 
 def test_demo_coco_keypoints(ckpt, synth, tmp_path, capsys):

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "demo"))
 from demo_testkit import shared_checkpoint, shared_synth  # noqa: E402
@@ -61,6 +62,32 @@ def test_fit_from_checkpoint_with_dsr(ckpt, synth, tmp_path, capsys):
     )
     assert pic.shape == (2 * 224, 4 * 224, 3) and pic.dtype == np.uint8
     assert not np.array_equal(pic[:224, 224:448], pic[:224, :224])  # the ground-truth body is drawn
+
+
+def test_fit_from_the_flip_averaged_estimate(ckpt, synth, tmp_path):
+    """--flip: the start is the regressor's flip test-time estimate (eval --flip's), in the report."""
+    from dsrbody.data import SpinNpzDataset
+    from dsrbody.eval.protocols import FlipAveraged
+    from dsrbody.models.loader import load_model
+
+    args = ["fit", "--data", str(synth), "--ckpt", str(ckpt), "--losses", "kp", "--iters", "1", "--lr", "0"]
+    shapes = {}
+    for flip in (False, True):
+        out = tmp_path / f"flip{flip}"
+        assert main([*args, "--limit", "1", "--batch-size", "1", "--out", str(out), "--quiet",
+                     *(["--flip"] if flip else [])]) == 0  # fmt: skip
+        report = json.loads((out / "fit_metrics.json").read_text())
+        assert report["flip"] is flip and report["start"] == "regressor"
+        shapes[flip] = np.load(out / "fits.npz")["shape"][0]
+    reg = load_model(ckpt).regressor.eval()
+    ds = SpinNpzDataset(synth / "synth_test.npz", synth, parsing=False, res=reg.img_res)
+    with torch.no_grad():
+        plain, flipped = reg(ds[0]["img"][None]), FlipAveraged(reg)(ds[0]["img"][None])
+    # a learning rate of 0 leaves each fit where it started: the plain and the flip-averaged estimates
+    np.testing.assert_allclose(shapes[False], plain["shape"][0].double().numpy(), atol=1e-5)
+    np.testing.assert_allclose(shapes[True], flipped["shape"][0].double().numpy(), atol=1e-5)
+    assert not np.allclose(shapes[True], shapes[False], atol=1e-5)
+    assert main([*args, "--flip", "--start", "mean", "--out", str(tmp_path / "x"), "--quiet"]) == 1
 
 
 def test_fit_keypoints_only_from_the_mean_body(synth, tmp_path, capsys):

@@ -64,6 +64,13 @@ def test_cli_device_defaults_to_auto(command, monkeypatch):
     assert seen["device"] == "cpu"
 
 
+def _crop(rgb: np.ndarray, person, res: int) -> np.ndarray:
+    """The regressor's crop of ``person`` (the demo's)."""
+    from dsrbody.data.crop_augment import AugmentParams, rgb_processing
+
+    return rgb_processing(rgb, person.center, person.scale, AugmentParams(), res)
+
+
 def test_load_model_and_predict(tiny_ckpt, synth_dir):
     from dsrbody.demo.inputs import Person
     from dsrbody.demo.run import PersonResult, predict_people
@@ -89,6 +96,16 @@ def test_load_model_and_predict(tiny_ckpt, synth_dir):
     again = dsrbody.predict(model.regressor, image, box=[[W * 0.25, H * 0.1, W * 0.5, H * 0.8]])[0]
     for r in (ref, again):
         np.testing.assert_allclose(r.vertices_cam, p.vertices_cam, atol=1e-6)
+    # flip test-time augmentation: the averaged estimate, refined or not, as the demo's --flip
+    from dsrbody.eval.protocols import FlipAveraged
+
+    flipped = dsrbody.predict(model, rgb, box=[box], flip=True, refine=False)[0]
+    with torch.no_grad():
+        crop = torch.from_numpy(_crop(rgb, box, model.regressor.img_res))[None]
+        want = FlipAveraged(model.regressor)(crop.to(next(model.regressor.parameters()).device))
+    np.testing.assert_allclose(flipped.cam, want["cam"][0].cpu().numpy(), atol=1e-5)
+    assert not np.allclose(flipped.vertices_cam, p.vertices_cam, atol=1e-4)
+    np.testing.assert_allclose(flipped.shape_raw, want["shape_raw"][0].cpu().double().numpy(), atol=1e-5)
     whole = dsrbody.predict(model, rgb, box="image")
     assert len(whole) == 1 and whole[0].person.source == "image"
     found = dsrbody.predict(model, rgb)  # the built-in detector, the whole image when it finds nobody

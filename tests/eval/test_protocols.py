@@ -378,6 +378,16 @@ def test_regressor_predictor_with_flip(kit):
     with torch.no_grad():
         torch.testing.assert_close(fa(img)["vertices"], pred["vertices"])
     assert fa.body_model is reg.body_model and fa.focal == reg.focal and fa.img_res == reg.img_res
+    # ... and the head's vectors of the averaged parameters, which the demo's refinement and fit start from
+    from dsrbody.geometry.rotations import rot6d_to_matrix
+
+    with torch.no_grad():
+        out = fa(img)
+    J = out["rotmat"].shape[1]
+    torch.testing.assert_close(
+        rot6d_to_matrix(out["pose6d"].reshape(2, J, 6)), out["rotmat"], atol=1e-5, rtol=0
+    )
+    torch.testing.assert_close(reg.shape_from_raw(out["shape_raw"]), out["shape"], atol=1e-5, rtol=0)
     # the estimate on an image equals the flipped-back estimate on its mirror
     pred_m = RegressorPredictor(reg, flip=True)({"img": img.flip(-1)})
     assert torch.allclose(pred_m["cam"] * torch.tensor([1.0, -1.0, 1.0]), pred["cam"], atol=1e-5)

@@ -2,7 +2,7 @@
 
     dsrbody demo [--ckpt K] (--image P | --folder D | --video V) [--bbox JSON | --openpose DIR | --coco JSON]
                  [--detector auto|blazepose|hog|mediapipe|none] [--whole-image-if-none] [--no-refine]
-                 [--model-path SMPL] --out DIR
+                 [--flip] [--model-path SMPL] --out DIR
 
 The checkpoint may be a ``dsrbody train`` checkpoint (self-describing), SPIN's ``model_checkpoint.pt``
 or DSR's ``dsr_w3DPW_checkpoint.pt`` (SMPL: ``--model-path`` with the SMPL files), or a bare regressor
@@ -13,7 +13,8 @@ annotations (``--coco``), else a person detector (:data:`dsrbody.demo.detect.DET
 the built-in BlazePose (every person, with 2D keypoints and a mask; :mod:`dsrbody.demo.blazepose`).
 An image where the detector finds nobody is skipped with a message (``--whole-image-if-none``: the
 whole image is the box). Bodies whose person has 2D keypoints
-are refined on them (:mod:`dsrbody.demo.refine`; ``--no-refine`` turns it off). Outputs: see
+are refined on them (:mod:`dsrbody.demo.refine`; ``--no-refine`` turns it off). ``--flip`` averages
+each crop's estimate with its mirror's before refinement (as ``dsrbody eval --flip``). Outputs: see
 :mod:`dsrbody.demo.run`.
 """
 
@@ -61,6 +62,12 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--no-refine", action="store_true", help="do not refine the bodies on the people's 2D keypoints"
+    )
+    parser.add_argument(
+        "--flip",
+        action="store_true",
+        help="flip test-time augmentation: average each crop's estimate with its mirror's (twice the "
+        "regressor's time; docs/evaluation.md)",
     )
     parser.add_argument(
         "--refine-iters", type=int, default=None, help="refinement steps per person (default 40)"
@@ -160,6 +167,7 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         refine=not args.no_refine,
         refine_options=refine_opts,
+        flip=bool(args.flip),
         smooth_sigma=max(0.0, float(args.smooth)),
     )
     out = Path(args.out)

@@ -45,6 +45,12 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
         help="also fit from the start turned round (180 degrees about the vertical) and keep the better "
         "fit per sample (SMPLify's two orientations; twice the time)",
     )
+    parser.add_argument(
+        "--flip",
+        action="store_true",
+        help="start from the regressor's flip test-time estimate: each crop's averaged with its mirror's "
+        "(as dsrbody eval --flip; only with --start regressor)",
+    )
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument(
         "--start",
@@ -265,6 +271,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         npz, img_dir = resolve_data(data)
     reg, eval_body, start = _models(args)
+    if args.flip and str(start) != "regressor":
+        raise CLIError(f"--flip averages the regressor's estimate; it needs --start regressor, not {start}")
     prior = _prior(args, reg.body_model) if any(t in losses for t in ("mc", "c", "sil")) else None
     config = FitConfig(
         losses=losses,
@@ -290,6 +298,7 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         parsing_root=parsing_root,
         pose_gmm=_pose_prior(args, reg.body_model),
+        flip=bool(args.flip),
     )
     for s in report["skipped"][:10]:
         print(f"dsrbody fit: skipped {s}", file=sys.stderr)

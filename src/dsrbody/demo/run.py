@@ -101,6 +101,8 @@ class DemoOptions:
         refine: refine each body on its person's 2D keypoints where there are some
             (:mod:`dsrbody.demo.refine`).
         refine_options: :class:`~dsrbody.demo.refine.RefineOptions` (default ones when None).
+        flip: flip test-time augmentation: each crop's estimate averaged with its mirror's
+            (:class:`~dsrbody.eval.protocols.FlipAveraged`; twice the regressor's time).
         smooth_sigma: video: standard deviation (frames) of the Gaussian that smooths each track's
             parameters over time (0: no smoothing).
     """
@@ -111,6 +113,7 @@ class DemoOptions:
     progress: bool = True
     refine: bool = True
     refine_options: RefineOptions | None = None
+    flip: bool = False
     smooth_sigma: float = 1.5
 
 
@@ -182,7 +185,7 @@ def original_camera(person: Person, focal: float, img_res: int) -> tuple[float, 
 
 @torch.no_grad()
 def predict_people(
-    regressor, image: np.ndarray, people: list[Person], batch_size: int = 16
+    regressor, image: np.ndarray, people: list[Person], batch_size: int = 16, flip: bool = False
 ) -> list[PersonResult]:
     """Crop every person's box, regress, and express the bodies in the original camera.
 
@@ -190,19 +193,24 @@ def predict_people(
         regressor: a :class:`~dsrbody.models.Regressor` (eval mode).
         image: ``(H, W, 3)`` uint8 RGB.
         people: the boxes.
+        batch_size: crops per regressor call.
+        flip: average each estimate with the mirrored crop's
+            (:class:`~dsrbody.eval.protocols.FlipAveraged`).
 
     Returns:
         One :class:`PersonResult` per person, same order.
     """
     from dsrbody.data.crop_augment import AugmentParams, rgb_processing
+    from dsrbody.eval.protocols import FlipAveraged
 
     res = int(regressor.img_res)
     dev = next(regressor.parameters()).device
+    model = FlipAveraged(regressor) if flip else regressor
     out: list[PersonResult] = []
     for start in range(0, len(people), batch_size):
         chunk = people[start : start + batch_size]
         crops = np.stack([rgb_processing(image, p.center, p.scale, AugmentParams(), res) for p in chunk])
-        pred = regressor(torch.from_numpy(crops).to(dev))
+        pred = model(torch.from_numpy(crops).to(dev))
         out += [result_from_prediction(regressor, p, pred, i) for i, p in enumerate(chunk)]
     return out
 
@@ -535,7 +543,7 @@ def run_images(
             if len(boxes.messages) == n_messages:
                 boxes.messages.append(f"{path}: nobody to reconstruct; nothing written")
             continue
-        results = predict_people(regressor, img, people, opts.batch_size)
+        results = predict_people(regressor, img, people, opts.batch_size, flip=opts.flip)
         if opts.refine:
             results = refine_results(regressor, results, opts)
         import imageio.v3 as iio
@@ -703,7 +711,7 @@ def run_video(
             if not people and boxes.detector is not None and len(boxes.messages) > n_messages:
                 del boxes.messages[n_messages:]  # one line for the whole video, not one per frame
                 nobody.append(i)
-            results = predict_people(regressor, frame, people, opts.batch_size) if people else []
+            results = predict_people(regressor, frame, people, opts.batch_size, opts.flip) if people else []
             if results and opts.refine:
                 results = refine_results(regressor, results, opts)
             per_frame.append(results)

@@ -418,7 +418,9 @@ def flip_average(
 class FlipAveraged(torch.nn.Module):
     """A :class:`~dsrbody.models.hmr.Regressor` with flip test-time augmentation: its parameters on the
     crop and on the mirrored crop, averaged by :func:`flip_average`, then posed once
-    (:meth:`~dsrbody.models.hmr.Regressor.pose_body`). Twice the regressor's time.
+    (:meth:`~dsrbody.models.hmr.Regressor.pose_body`). Twice the regressor's time. Its output has the
+    regressor's ``pose6d`` and ``shape_raw`` too (of the averaged parameters), so the demo's refinement
+    and ``dsrbody fit`` start from it as from the regressor.
 
     Args:
         regressor: the regressor (not copied; its ``body_model``, ``focal`` and ``img_res`` are this
@@ -446,11 +448,14 @@ class FlipAveraged(torch.nn.Module):
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         """``images (B, 3, H, W)`` normalised crops -> the dict of ``pose_body`` for the averaged
-        parameters."""
+        parameters, with ``pose6d (B, J*6)`` and ``shape_raw (B, S)`` (the head's vectors for them)."""
+        from dsrbody.geometry.rotations import matrix_to_rot6d
+
         out = self.regressor(images)
         out_f = self.regressor(images.flip(-1))
         rot, shape, cam = flip_average(out, out_f, self.regressor.body_model.joint_names)
-        return self.regressor.pose_body(rot, shape, cam)
+        extra = {"pose6d": matrix_to_rot6d(rot).flatten(1), "shape_raw": self.regressor.raw_from_shape(shape)}
+        return self.regressor.pose_body(rot, shape, cam) | extra
 
 
 class RegressorPredictor:

@@ -92,6 +92,7 @@ def fit_dataset(
     progress: bool = True,
     parsing_root: str | Path | None = None,
     pose_gmm=None,
+    flip: bool = False,
 ) -> dict[str, Any]:
     """Fit a dataset file (module docstring).
 
@@ -112,6 +113,8 @@ def fit_dataset(
             training does.
         parsing_root: root of ``grph_sequences`` (default ``img_dir``).
         pose_gmm: a :class:`~dsrbody.fit.priors.PoseGMM` (the fit's ``pose_gmm`` term), or None.
+        flip: start from the regressor's flip test-time estimate
+            (:class:`~dsrbody.eval.protocols.FlipAveraged`); only with ``start="regressor"``.
 
     Returns:
         ``{"fits": path, "metrics_start": {...}, "metrics_fit": {...}, "terms_start": {...},
@@ -122,10 +125,13 @@ def fit_dataset(
 
     from dsrbody.data import SpinNpzDataset, collate_samples, drop_nonfinite_samples
     from dsrbody.eval.metrics import MetricAccumulator, eval_joints
+    from dsrbody.eval.protocols import FlipAveraged
     from dsrbody.eval.synth_eval import batch_metrics, summarize
     from dsrbody.geometry.rotations import matrix_to_axis_angle
     from dsrbody.losses.targets import dsr_targets
 
+    if flip and str(start) != "regressor":
+        raise ValueError(f"flip test-time augmentation is of the regressor's estimate; the start is {start}")
     start_fits = None
     if str(start) not in ("regressor", "mean"):
         start_fits = _read_start_fits(start, regressor)
@@ -174,7 +180,7 @@ def fit_dataset(
             targets = dsr_targets(batch, res, clean=clean_parsing, with_distance=config.mc_form == "distance")
         if start == "regressor":
             with torch.no_grad():
-                p = regressor(batch["img"].to(dev))
+                p = (FlipAveraged(regressor) if flip else regressor)(batch["img"].to(dev))
             s = {"rotmat": p["rotmat"], "shape_raw": p["shape_raw"], "cam": p["cam"]}
         elif start_fits is not None:
             s = _rows_start(start_fits, batch["sample_index"], fitter)
@@ -242,6 +248,7 @@ def fit_dataset(
         "fits": str(fits_path),
         "body_model": body_name,
         "start": start,
+        "flip": bool(flip),
         "config": {**asdict(config), "losses": list(config.losses)},
         "n_fitted": int(ok.sum()),
         "n_skipped": len(skipped),
