@@ -10,8 +10,8 @@ sigma 1e-5, gamma 0.1 (the DSR recipe).
 Methods, side by side in one run (each configuration in a fresh subprocess, so that its peak memory
 can be read from the process's peak RSS, ``VmHWM``):
 
-- ``fused``: one :func:`dsrbody.render.soft.soft_render` call with all 9 channels on the fused CPU
-  kernels (``backend="fused"``; skipped with a note where numba is missing, and on CUDA);
+- ``fused``: one :func:`dsrbody.render.soft.soft_render` call with all 9 channels on the fused kernels
+  (``backend="fused"``: numba on the CPU, Triton on CUDA; skipped with a note where they are missing);
 - ``reference``: the same call on the pure-PyTorch path (``backend="reference"``);
 - ``9x1ch``: nine single-channel calls of the reference path (the official approach: one render per
   channel);
@@ -32,8 +32,9 @@ Reported: forward (no grad) and forward+backward milliseconds per image (median 
 wall clock, and the process's CPU time, which is what an idle core would take on a shared machine),
 peak RSS increase over the process's state before the first render (MiB; for ``fused`` after numba,
 LLVM and the compiled kernels are loaded, whose own RSS is reported beside it), face-pixel pairs per image,
-silhouette coverage, and the ratios to ``fused``. ``--device cuda`` times the reference calls on a GPU
-(CUDA events through ``torch.cuda.synchronize``; peak memory is then ``torch.cuda.max_memory_allocated``).
+silhouette coverage, and the ratios to ``fused``. ``--device cuda`` times the Triton kernels and the
+reference calls on a GPU (through ``torch.cuda.synchronize``; peak memory is then
+``torch.cuda.max_memory_allocated``; the kernels are compiled before the timing).
 ``--ab-commit COMMIT`` times this working tree's fused path against that of an earlier commit (its
 ``fused.py`` and kernel module imported under other names), alternating call by call in one process, with
 each kernel's CPU time: the way to measure a kernel change side by side on a shared machine.
@@ -267,9 +268,12 @@ def worker(args) -> None:
     lib = _rss_mib()
     # numba, LLVM and the kernels, once per process: reported on their own
     if args.method in ("fused", "alternating"):
-        tri = torch.tensor([[[0.0, 0.0, 2.0], [1.0, 0.0, 2.0], [0.0, 1.0, 2.0]]], requires_grad=True)
-        one = torch.ones(1, 1)
-        I, S = soft_render(tri, torch.tensor([[0, 1, 2]]), face_features=one, **kw, **dsr("fused"))
+        tri = torch.tensor(
+            [[[0.0, 0.0, 2.0], [1.0, 0.0, 2.0], [0.0, 1.0, 2.0]]], device=dev, requires_grad=True
+        )
+        one = torch.ones(1, 1, device=dev)
+        tri_faces = torch.tensor([[0, 1, 2]], device=dev)
+        I, S = soft_render(tri, tri_faces, face_features=one, **kw, **dsr("fused"))
         (I.sum() + S.sum()).backward()
     base = _rss_mib()
     lib = base - lib
@@ -618,12 +622,12 @@ def main() -> None:
     if cuda:
         where = f"device {torch.cuda.get_device_name(torch.device(args.device))}"
         args.no_brute = True  # the brute force is a CPU reference
-    from dsrbody.render import fused
+    from dsrbody.render import fused, fused_triton
 
-    have_fused = fused.available() and not cuda
+    kernels = fused_triton if cuda else fused
+    have_fused = kernels.available()
     if not have_fused:
-        why = "no CUDA kernel" if cuda else fused.unavailable_reason()
-        print(f"note: fused kernels skipped ({why})")
+        print(f"note: fused kernels skipped ({kernels.unavailable_reason()})")
     try:
         import pytorch3d  # noqa: F401
 

@@ -217,19 +217,6 @@ def test_kernels_that_fail_at_first_use_fall_back_too(monkeypatch, caplog):
         soft_render(v, faces, face_features=ff, **CAM, backend="fused")
 
 
-@pytest.mark.cuda
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_fused_backend_is_cpu_only():
-    """There is no CUDA kernel: "auto" takes the reference path on CUDA tensors, "fused" refuses them."""
-    v, faces, ff, _ = random_scene(41)
-    v, faces, ff = v.cuda(), faces.cuda(), ff.cuda()
-    a = soft_render(v, faces, face_features=ff, **CAM)
-    b = soft_render(v, faces, face_features=ff, **CAM, backend="reference")
-    assert torch.equal(a[0], b[0])
-    with pytest.raises(ValueError, match="CPU only"):
-        soft_render(v, faces, face_features=ff, **CAM, backend="fused")
-
-
 @needs_fused
 @pytest.mark.parametrize("gamma", [1e-1, 1e-3])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])

@@ -33,9 +33,10 @@ pair). The default, 65,536 pairs, keeps a chunk's working set in the CPU caches.
 ``torch.autograd.Function`` recomputes the pair geometry in the backward pass and applies hand-derived
 gradients; all C channels are aggregated in the same pass. The same code runs on CPU and CUDA.
 
-That pure-PyTorch path is the *reference* backend, the implementation the tests hold the other one
-against; on CPU tensors the default backend (``SoftRasterSettings.backend="auto"``) runs the same
-forward and backward fused per face-pixel pair in numba kernels (:mod:`dsrbody.render.fused`).
+That pure-PyTorch path is the *reference* backend, the implementation the tests hold the others
+against; the default backend (``SoftRasterSettings.backend="auto"``) runs the same forward and backward
+fused per face-pixel pair, on CPU tensors in numba kernels (:mod:`dsrbody.render.fused`), on CUDA
+tensors with per-face features in Triton kernels (:mod:`dsrbody.render.fused_triton`).
 """
 
 from __future__ import annotations
@@ -73,9 +74,10 @@ _PER_PIXEL_MAX_GAMMA = 1.0 / 80.0
 
 #: The values of ``nonfinite``.
 NONFINITE_MODES = ("raise", "mask")
-#: The values of ``backend``: ``"fused"`` the compiled CPU kernels (:mod:`dsrbody.render.fused`, needs
-#: numba), ``"reference"`` the pure-PyTorch path of this module (CPU and CUDA), ``"auto"`` the fused kernels
-#: on CPU tensors when numba is importable, else the reference path.
+#: The values of ``backend``: ``"fused"`` the fused kernels of the tensors' device (CPU: numba,
+#: :mod:`dsrbody.render.fused`; CUDA: Triton, :mod:`dsrbody.render.fused_triton`), ``"reference"`` the
+#: pure-PyTorch path of this module (CPU and CUDA), ``"auto"`` the fused kernels where they run, else the
+#: reference path.
 BACKENDS = ("auto", "fused", "reference")
 
 
@@ -93,11 +95,13 @@ class SoftRasterSettings:
             memory about ``max_pairs_per_chunk * (150 + 12 C)`` bytes in float32); >= 1.
         nonfinite: ``"raise"`` (ValueError naming the batch indices with non-finite vertices) or
             ``"mask"`` (those samples come out as NaN images with zero gradient; others unaffected).
-        backend: ``"auto"`` (default: the fused CPU kernels of :mod:`dsrbody.render.fused` on CPU tensors
-            when numba is importable, else, with a one-line warning once, the reference path; the
-            reference path on CUDA), ``"fused"`` (those kernels; an error on CUDA tensors or without
-            numba) or ``"reference"`` (this module's pure-PyTorch pair passes, CPU and CUDA). Both give
-            the same images and gradients to float rounding.
+        backend: ``"auto"`` (default: the fused kernels where they run, else, with a one-line warning
+            once, the reference path: on CPU tensors the numba kernels of :mod:`dsrbody.render.fused`,
+            on CUDA tensors with per-face features the Triton kernels of
+            :mod:`dsrbody.render.fused_triton`; per-vertex features on CUDA take the reference path),
+            ``"fused"`` (those kernels; an error where they cannot run) or ``"reference"`` (this
+            module's pure-PyTorch pair passes, CPU and CUDA). All give the same images and gradients
+            to float rounding.
 
     Raises:
         ValueError: a one-line message naming the bad setting.
@@ -467,7 +471,16 @@ def soft_render(
     dist_scale = (2.0 / max(H, W)) ** 2  # pixel^2 -> NDC^2
     thr_px = coverage_threshold(settings.sigma) / dist_scale
     per_pixel_max = settings.gamma < _PER_PIXEL_MAX_GAMMA
-    if _use_fused(settings.backend, dev, dtype):
+    if _use_triton(settings.backend, dev, dtype, vertex_mode):
+        from dsrbody.render.fused_triton import triton_render
+
+        if feat.dim() == 3:
+            feat = feat.reshape(B * F, C)
+        I, S = triton_render(
+            safe_vertices, faces, feat, finite, focal, principal_point, H, W, settings, dist_scale, thr_px,
+            per_pixel_max,
+        )  # fmt: skip
+    elif _use_fused(settings.backend, dev, dtype):
         from dsrbody.render.fused import fused_render
 
         if feat.dim() == 3 and not vertex_mode:
@@ -499,14 +512,36 @@ def _use_fused(backend: str, device: torch.device, dtype: torch.dtype = torch.fl
     from dsrbody.render import fused
 
     if device.type != "cpu":
-        if backend == "fused":
-            raise ValueError(f"soft_render: backend='fused' runs on the CPU only, got a {device.type} tensor")
         return False
     if fused.ready(dtype):
         return True
     if backend == "fused":
         raise RuntimeError(f"soft_render: backend='fused' needs numba ({fused.unavailable_reason()})")
     fused.notice_fallback()
+    return False
+
+
+def _use_triton(backend: str, device: torch.device, dtype: torch.dtype, vertex_mode: bool) -> bool:
+    """Whether this call goes through the Triton kernels: CUDA tensors, per-face features, and the
+    kernels ready (see :class:`SoftRasterSettings`, ``backend``)."""
+    if backend == "reference" or device.type != "cuda":
+        return False
+    if vertex_mode:
+        if backend == "fused":
+            raise ValueError(
+                "soft_render: backend='fused' on CUDA takes per-face features; per-vertex features run on "
+                "the reference path (backend='reference' or 'auto')"
+            )
+        return False
+    from dsrbody.render import fused_triton
+
+    if fused_triton.ready(device, dtype):
+        return True
+    if backend == "fused":
+        raise RuntimeError(
+            f"soft_render: backend='fused' on CUDA needs Triton ({fused_triton.unavailable_reason()})"
+        )
+    fused_triton.notice_fallback()
     return False
 
 
