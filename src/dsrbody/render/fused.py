@@ -30,8 +30,8 @@ its backward, so two forwards before their backwards are safe; ``_WORKSPACE.clea
 
 The kernels (:mod:`dsrbody.render._fused_kernels`) are numba functions compiled on first use and cached
 on disk, so there is no build step at install. Where numba cannot be imported the ``"auto"`` backend
-falls back to the reference path and says so once (a logging warning). There is no CUDA kernel: on a
-GPU the reference path runs.
+falls back to the reference path and says so once (a logging warning). CUDA tensors go to the Triton
+kernels of :mod:`dsrbody.render.fused_triton` instead.
 
 Threads: the kernels use as many threads as torch (``torch.get_num_threads()``), so that one setting
 governs both paths.
