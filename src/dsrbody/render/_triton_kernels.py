@@ -167,8 +167,8 @@ def forward_kernel(
     end = tl.load(tile_ptr + pid + 1)
     for j in range(start, end):
         f = tl.load(face_list + j)
-        g = _pair_geometry(tab, f, px, py)
-        w0, w1, w2, d2 = g[0], g[1], g[2], g[3]
+        (w0, w1, w2, d2, idet, ex0, ey0, ex1, ey1, ex2, ey2, dx0, dy0, dx1, dy1, dx2, dy2,
+         t0, t1, t2, rx0, ry0, rx1, ry1, rx2, ry2, dk0, dk1) = _pair_geometry(tab, f, px, py)  # fmt: skip
         inside = (w0 > 0) & (w1 > 0) & (w2 > 0)
         keep = _kept(foot, f, rr, cc, inside, d2, thr, in_img)
         x = tl.where(inside, d2, -d2) * k_sig
@@ -176,8 +176,7 @@ def forward_kernel(
         sp = tl.maximum(x, 0.0) + tl.log(1.0 + tl.exp(-tl.abs(x)))
         L = L - tl.where(keep, sp, 0.0)
         D = 1.0 / (1.0 + tl.exp(-x))
-        dep = _depth(tab, f, w0, w1, w2, near, far, PPM)
-        zn, in_range = dep[8], dep[9]
+        wc0, wc1, wc2, sw, iz0, iz1, iz2, s, zn, in_range = _depth(tab, f, w0, w1, w2, near, far, PPM)
         use = keep & in_range
         fj = tl.load(feat + (f % feat_rows) * C + ch, mask=ch_ok, other=0.0)
         if PPM:
@@ -231,20 +230,14 @@ def backward_kernel(
     end = tl.load(tile_ptr + pid + 1)
     for j in range(start, end):
         f = tl.load(face_list + j)
-        g = _pair_geometry(tab, f, px, py)
-        w0, w1, w2, d2, idet = g[0], g[1], g[2], g[3], g[4]
-        ex0, ey0, ex1, ey1, ex2, ey2 = g[5], g[6], g[7], g[8], g[9], g[10]
-        dx0, dy0, dx1, dy1, dx2, dy2 = g[11], g[12], g[13], g[14], g[15], g[16]
-        t0, t1, t2 = g[17], g[18], g[19]
-        rx0, ry0, rx1, ry1, rx2, ry2 = g[20], g[21], g[22], g[23], g[24], g[25]
-        dk0, dk1 = g[26], g[27]
+        (w0, w1, w2, d2, idet, ex0, ey0, ex1, ey1, ex2, ey2, dx0, dy0, dx1, dy1, dx2, dy2,
+         t0, t1, t2, rx0, ry0, rx1, ry1, rx2, ry2, dk0, dk1) = _pair_geometry(tab, f, px, py)  # fmt: skip
+
         inside = (w0 > 0) & (w1 > 0) & (w2 > 0)
         keep = _kept(foot, f, rr, cc, inside, d2, thr, in_img)
         sgn = tl.where(inside, k_sig, -k_sig)
         D = 1.0 / (1.0 + tl.exp(-(d2 * sgn)))
-        dep = _depth(tab, f, w0, w1, w2, near, far, PPM)
-        wc0, wc1, wc2, sw = dep[0], dep[1], dep[2], dep[3]
-        iz0, iz1, iz2, s, zn, in_range = dep[4], dep[5], dep[6], dep[7], dep[8], dep[9]
+        wc0, wc1, wc2, sw, iz0, iz1, iz2, s, zn, in_range = _depth(tab, f, w0, w1, w2, near, far, PPM)
         use = keep & in_range
         e = tl.where(use, tl.exp((zn - m) / gamma).to(D.dtype) * D, 0.0)
         fj = tl.load(feat + (f % feat_rows) * C + ch, mask=ch_ok, other=0.0)
