@@ -175,6 +175,11 @@ def test_demo_boxes_and_openpose(ckpt, synth, tmp_path, capsys):
     assert not np.allclose(flipped["body_pose"], plain["body_pose"], atol=1e-4)
     assert bool(refined["refined"]) and not bool(flipped["refined"])
     assert float(refined["keypoint_error_px_after"]) < float(refined["keypoint_error_px_before"])
+    # refinement started from the flip-averaged body, not the plain one: another starting error
+    first = np.load(out.parent / "op" / "test_000001_p0_params.npz")
+    assert float(refined["keypoint_error_px_before"]) != pytest.approx(
+        float(first["keypoint_error_px_before"])
+    )
 
 
 def test_demo_coco_keypoints(ckpt, synth, tmp_path, capsys):

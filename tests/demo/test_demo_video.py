@@ -108,6 +108,30 @@ def test_video_tracks_two_people_and_counts_frames_right(regressor, clip, tmp_pa
     assert len(frames) == 3 and frames[0].shape[:2] == (224, 300)
 
 
+def test_video_with_flip_regresses_each_frame_flip_averaged(regressor, clip, tmp_path):
+    """--flip on a video: each person's estimate is the flip-averaged one of its frame's crop (no
+    smoothing here, so the written parameters are that estimate)."""
+    from dsrbody.demo.inputs import people_from_boxes
+    from dsrbody.demo.run import predict_people
+
+    boxes = [[10, 10, 100, 200], [150, 20, 110, 190]]
+    (tmp_path / "boxes.json").write_text(json.dumps({"bbox": boxes}))
+    source = BoxSource(bbox=tmp_path / "boxes.json")
+    written = {}
+    for flip in (False, True):
+        opts = DemoOptions(
+            side_size=32, mesh=False, progress=False, refine=False, smooth_sigma=0.0, flip=flip
+        )
+        files = run_video(regressor, "anny", clip, source, tmp_path / f"out{flip}", opts, max_frames=2)
+        written[flip] = np.load(files["params_npz"])
+    with imageio.get_reader(str(clip), format="FFMPEG") as reader:
+        frame0 = reader.get_data(0)
+    want = predict_people(regressor, frame0, people_from_boxes(boxes), flip=True)
+    for k, person in enumerate(want):
+        np.testing.assert_allclose(written[True]["cam"][k], person.cam, atol=1e-5)
+    assert not np.allclose(written[True]["body_pose"], written[False]["body_pose"], atol=1e-4)
+
+
 def test_video_without_max_frames_counts_every_frame(regressor, clip, tmp_path):
     from dsrbody.demo.run import _frame_count
 

@@ -84,7 +84,7 @@ def _check(cases: dict) -> None:
     """Images to 1e-5 and gradients to 1e-4 (relative to the largest), float64 to 1e-10, against the
     brute force; against the reference path too, except float32 at gamma 1e-3 where the reference path
     itself is off the brute force by more (test_render_fused.py)."""
-    assert len(cases) == 14
+    assert len(cases) == 16
     for name, errs in cases.items():
         f64 = "float32" not in name
         tol_img, tol_grad = (1e-10, 1e-10) if f64 else (1e-5, 1e-4)
@@ -111,6 +111,35 @@ def test_kernels_under_the_interpreter_match_reference_and_brute_force():
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     _check(json.loads(proc.stdout.strip().splitlines()[-1]))
+
+
+@needs_triton
+def test_kernels_that_fail_their_first_check_fall_back(monkeypatch, caplog):
+    """A Triton that imports but cannot compile or launch the kernels (the one-triangle check, once per
+    device and dtype) is a fallback with one notice for "auto", an error naming the failure for
+    "fused"."""
+
+    def broken(device, dtype):
+        raise RuntimeError("cannot compile")
+
+    cuda = torch.device("cuda")
+    monkeypatch.setattr(fused_triton, "_smoke", broken)
+    monkeypatch.setattr(fused_triton, "_CHECKED", {})
+    monkeypatch.setattr(fused_triton, "_REASON", None)
+    monkeypatch.setattr(fused_triton, "_NOTICED", False)
+    with caplog.at_level(logging.WARNING, logger="dsrbody.render.fused_triton"):
+        assert not soft._use_triton("auto", cuda, torch.float32, False)
+        assert not soft._use_triton("auto", cuda, torch.float32, False)
+    notices = [r.getMessage() for r in caplog.records if r.name == "dsrbody.render.fused_triton"]
+    assert len(notices) == 1 and "cannot compile" in notices[0]
+    assert fused_triton._CHECKED == {("cuda", torch.float32): False}  # checked once
+    with pytest.raises(RuntimeError, match="cannot compile"):
+        soft._use_triton("fused", cuda, torch.float32, False)
+
+
+def test_fused_on_another_device_is_refused():
+    with pytest.raises(ValueError, match="CPU and CUDA tensors, got a meta tensor"):
+        soft._use_fused("fused", torch.device("meta"), torch.float32)
 
 
 @needs_triton

@@ -121,16 +121,26 @@ def run_cases(device: str) -> dict[str, dict[str, list[float]]]:
     kw = dict(focal=60.0, principal_point=(24.0, 20.0), image_size=(40, 48), sigma=1e-4, gamma=1e-1)
     gI, gS = _grads(13, 4, 2, 40, 48, torch.float64)
     put("tiles_40x48", v, faces, {"face_features": ff}, gI, gS, kw)
-    # constant features (the DSR losses' case): no feature gradient asked for
-    v, faces, ff, _ = random_scene(3)
-    vv = v.to(dev).clone().requires_grad_(True)
-    I, S = soft_render(vv, faces.to(dev), face_features=ff.to(dev), **CAM, sigma=1e-2)
-    (I.square().sum() + S.sum()).backward()
-    ref_v = v.clone().requires_grad_(True)
-    Ir, Sr = soft_render(ref_v, faces, face_features=ff, **CAM, sigma=1e-2, backend="reference")
-    (Ir.square().sum() + Sr.sum()).backward()
-    out["constant_features"] = {"ref": [_max_err(I.cpu(), Ir), _max_err(S.cpu(), Sr),
-                                        _max_err(vv.grad.cpu(), ref_v.grad), 0.0]}  # fmt: skip
+    # a near plane through the scene (depths 2-2.6 m): faces partly out of the depth range leave the
+    # features but keep their silhouette
+    v, faces, ff, _ = random_scene(4)
+    kw = dict(CAM, sigma=1e-2, gamma=1e-1, near=2.3, far=5.0)
+    gI, gS = _grads(14, ff.shape[1], 2, H, W, torch.float64)
+    put("near_cuts", v, faces, {"face_features": ff}, gI, gS, kw)
+    # constant features (the DSR losses' case): no feature gradient asked for, both softmax forms
+    for gamma in (1e-1, 1e-3):
+        v, faces, ff, _ = random_scene(3)
+        vv = v.to(dev).clone().requires_grad_(True)
+        I, S = soft_render(vv, faces.to(dev), face_features=ff.to(dev), **CAM, sigma=1e-2, gamma=gamma)
+        (I.square().sum() + S.sum()).backward()
+        ref_v = v.clone().requires_grad_(True)
+        Ir, Sr = soft_render(
+            ref_v, faces, face_features=ff, **CAM, sigma=1e-2, gamma=gamma, backend="reference"
+        )
+        (Ir.square().sum() + Sr.sum()).backward()
+        out[f"constant_features_g{gamma}"] = {
+            "ref": [_max_err(I.cpu(), Ir), _max_err(S.cpu(), Sr), _max_err(vv.grad.cpu(), ref_v.grad), 0.0]
+        }
     return out
 
 

@@ -11,7 +11,7 @@ per pair: the forward pass accumulates per pixel in registers and stores ``I``, 
 the backward pass needs (``log prod (1 - D)``, ``Z`` and, with ``PPM``, the running maximum ``m``); the
 backward pass recomputes each pair, applies the hand-derived gradients of the reference path
 (``_SoftRasterize`` in :mod:`dsrbody.render.soft`), sums them over the tile's pixels and adds them to the
-face's row of the face-table gradient with one atomic add per table row (a face meets 1-4 tiles).
+face's row of the face-table gradient with one vector atomic add (a face meets 1-4 tiles).
 
 Conventions as :mod:`dsrbody.render.pairs`: the face table ``(N, 19)`` in absolute pixel coordinates
 (rows ``5k .. 5k+4``: ``x_k, y_k, ex_k, ey_k, 1/|e_k|^2``; row 15 ``1/det``; rows 16-18 ``1/z_k``), pixel
@@ -109,6 +109,12 @@ def _params(params):
     ``eps`` and ``1 / (far - near)``."""
     return (tl.load(params + 0), tl.load(params + 1), tl.load(params + 2), tl.load(params + 3),
             tl.load(params + 4), tl.load(params + 5), tl.load(params + 6))  # fmt: skip
+
+
+@triton.jit
+def _lane(k: tl.constexpr, x):
+    """``sum(x)`` (a tile's pixels) in lane ``k`` of a 32-lane vector, zeros elsewhere."""
+    return tl.where(tl.arange(0, 32) == k, tl.sum(x, axis=0), 0.0)
 
 
 @triton.jit
@@ -270,21 +276,18 @@ def backward_kernel(
         gd0 = tl.where(s0, g_d2, 0.0)
         gd1 = tl.where(s1, g_d2, 0.0)
         gd2 = tl.where(s2, g_d2, 0.0)
-        row = g_tab + f * 19
-        # edge 0 carries the weight of vertex 2, edge 1 of vertex 0, edge 2 of vertex 1
-        tl.atomic_add(row + 0, tl.sum(gd0 * rx0 + gc2 * ey0, axis=0))
-        tl.atomic_add(row + 1, tl.sum(gd0 * ry0 - gc2 * ex0, axis=0))
-        tl.atomic_add(row + 2, tl.sum(gd0 * rx0 * t0 + gc2 * dy0, axis=0))
-        tl.atomic_add(row + 3, tl.sum(gd0 * ry0 * t0 - gc2 * dx0, axis=0))
-        tl.atomic_add(row + 5, tl.sum(gd1 * rx1 + gc0 * ey1, axis=0))
-        tl.atomic_add(row + 6, tl.sum(gd1 * ry1 - gc0 * ex1, axis=0))
-        tl.atomic_add(row + 7, tl.sum(gd1 * rx1 * t1 + gc0 * dy1, axis=0))
-        tl.atomic_add(row + 8, tl.sum(gd1 * ry1 * t1 - gc0 * dx1, axis=0))
-        tl.atomic_add(row + 10, tl.sum(gd2 * rx2 + gc1 * ey2, axis=0))
-        tl.atomic_add(row + 11, tl.sum(gd2 * ry2 - gc1 * ex2, axis=0))
-        tl.atomic_add(row + 12, tl.sum(gd2 * rx2 * t2 + gc1 * dy2, axis=0))
-        tl.atomic_add(row + 13, tl.sum(gd2 * ry2 * t2 - gc1 * dx2, axis=0))
-        tl.atomic_add(row + 15, tl.sum(g_idet, axis=0))
-        tl.atomic_add(row + 16, tl.sum(g_iz0, axis=0))
-        tl.atomic_add(row + 17, tl.sum(g_iz1, axis=0))
-        tl.atomic_add(row + 18, tl.sum(g_iz2, axis=0))
+        # the face's 19 table rows at once (rows 4, 9, 14, the inverse squared edge lengths, get nothing:
+        # the envelope theorem); edge 0 carries the weight of vertex 2, edge 1 of vertex 0, edge 2 of
+        # vertex 1
+        sums = (
+            _lane(0, gd0 * rx0 + gc2 * ey0) + _lane(1, gd0 * ry0 - gc2 * ex0)
+            + _lane(2, gd0 * rx0 * t0 + gc2 * dy0) + _lane(3, gd0 * ry0 * t0 - gc2 * dx0)
+            + _lane(5, gd1 * rx1 + gc0 * ey1) + _lane(6, gd1 * ry1 - gc0 * ex1)
+            + _lane(7, gd1 * rx1 * t1 + gc0 * dy1) + _lane(8, gd1 * ry1 * t1 - gc0 * dx1)
+            + _lane(10, gd2 * rx2 + gc1 * ey2) + _lane(11, gd2 * ry2 - gc1 * ex2)
+            + _lane(12, gd2 * rx2 * t2 + gc1 * dy2) + _lane(13, gd2 * ry2 * t2 - gc1 * dx2)
+            + _lane(15, g_idet) + _lane(16, g_iz0) + _lane(17, g_iz1) + _lane(18, g_iz2)
+        )  # fmt: skip
+        rows = tl.arange(0, 32)
+        write = (rows < 19) & (rows != 4) & (rows != 9) & (rows != 14)
+        tl.atomic_add(g_tab + f * 19 + rows, sums.to(g_tab.dtype.element_ty), mask=write)

@@ -13,7 +13,7 @@ passes over a list of face-pixel pairs in memory, here no pair is ever stored:
    softmax for small gamma), then ``I``, ``S`` and three statistics per pixel stored;
 3. **backward** (:func:`~dsrbody.render._triton_kernels.backward_kernel`, one program per tile): each
    pair recomputed, the reference path's hand-derived gradients applied, summed over the tile and added
-   to the face's row of the face-table gradient (one atomic add per table row and tile), from where
+   to the face's row of the face-table gradient (one vector atomic add per face and tile), from where
    autograd carries them to the vertices as on the reference path.
 
 Memory: the per-pixel outputs and statistics, ``B H W (C + 3)`` numbers, and the bins (two integers per
@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from types import ModuleType
 
 import torch
@@ -82,8 +83,10 @@ def interpreted() -> bool:
     """Whether the kernels run under Triton's interpreter (``TRITON_INTERPRET=1``)."""
     if _load() is None:
         return False
-    from triton import knobs
-
+    try:
+        from triton import knobs  # Triton >= 3.4
+    except ImportError:
+        return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
     return bool(knobs.runtime.interpret)
 
 
@@ -113,23 +116,27 @@ def ready(device: torch.device, dtype: torch.dtype = torch.float32) -> bool:
 
 
 def _smoke(device: torch.device, dtype: torch.dtype) -> None:
-    """One triangle on an 8 x 8 image through :func:`triton_render`, forward and backward."""
+    """One triangle on an 8 x 8 image through :func:`triton_render`, forward and backward, in each
+    compiled variant a render can need: the plain softmax with a feature gradient, and the per-pixel
+    maximum of small gamma with constant features (the DSR losses' case)."""
     from dsrbody.render.soft import SoftRasterSettings, coverage_threshold
 
-    raster = SoftRasterSettings(sigma=1e-2)
     scale = (2.0 / 8) ** 2
     tri = [[[-0.5, -0.5, 2.0], [0.5, -0.5, 2.0], [0.0, 0.5, 2.0]]]
-    v = torch.tensor(tri, dtype=dtype, device=device, requires_grad=True)
-    feat = torch.ones(1, 1, dtype=dtype, device=device, requires_grad=True)
     faces = torch.tensor([[0, 1, 2]], device=device)
     ok = torch.ones(1, dtype=torch.bool, device=device)
-    with torch.enable_grad():
-        I, S = triton_render(
-            v, faces, feat, ok, 8.0, (4.0, 4.0), 8, 8, raster, scale, coverage_threshold(1e-2) / scale, False
-        )
-        (I.sum() + S.sum()).backward()
-    if not (torch.isfinite(I).all() and torch.isfinite(v.grad).all() and float(S.max()) > 0.5):
-        raise RuntimeError("the one-triangle check gave wrong values")
+    for gamma, feat_grad in ((1e-1, True), (1e-3, False)):
+        raster = SoftRasterSettings(sigma=1e-2, gamma=gamma)
+        v = torch.tensor(tri, dtype=dtype, device=device, requires_grad=True)
+        feat = torch.ones(1, 3, dtype=dtype, device=device, requires_grad=feat_grad)
+        with torch.enable_grad():
+            I, S = triton_render(
+                v, faces, feat, ok, 8.0, (4.0, 4.0), 8, 8, raster, scale, coverage_threshold(1e-2) / scale,
+                gamma < 1.0 / 80.0,
+            )  # fmt: skip
+            (I.sum() + S.sum()).backward()
+        if not (torch.isfinite(I).all() and torch.isfinite(v.grad).all() and float(S.max()) > 0.5):
+            raise RuntimeError(f"the one-triangle check gave wrong values (gamma {gamma})")
 
 
 def unavailable_reason() -> str | None:
@@ -196,6 +203,14 @@ class _Call:
         self.__dict__.update(kw)
 
 
+def _on(device: torch.device):
+    """``torch.cuda.device(device)`` for a CUDA device (the tensors' GPU, not the current one), else a
+    context that does nothing (the interpreter)."""
+    import contextlib
+
+    return torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
+
+
 def _params(cfg: _Call, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     """The kernels' numbers (``_triton_kernels._params``) as a tensor of the render's dtype."""
     r = cfg.raster
@@ -218,11 +233,12 @@ class _TritonRasterize(torch.autograd.Function):
         Z = torch.empty(n_pix, dtype=dtype, device=dev)
         m = torch.empty(n_pix if cfg.per_pixel_max else 1, dtype=torch.float64, device=dev)
         grid = (cfg.B * cfg.nTx * cfg.nTy,)
-        k.forward_kernel[grid](
-            table, feat, feat.shape[0], cfg.foot, cfg.face_list, cfg.tile_ptr, I, L, Z, m,
-            _params(cfg, dtype, dev), cfg.H, cfg.W, cfg.nTx, cfg.nTy, cfg.C,
-            TH=TILE_H, TW=TILE_W, CP=cfg.CP, PPM=cfg.per_pixel_max,
-        )  # fmt: skip
+        with _on(dev):  # Triton launches on the current CUDA device
+            k.forward_kernel[grid](
+                table, feat, feat.shape[0], cfg.foot, cfg.face_list, cfg.tile_ptr, I, L, Z, m,
+                _params(cfg, dtype, dev), cfg.H, cfg.W, cfg.nTx, cfg.nTy, cfg.C,
+                TH=TILE_H, TW=TILE_W, CP=cfg.CP, PPM=cfg.per_pixel_max,
+            )  # fmt: skip
         S = 1.0 - torch.exp(L)
         ctx.cfg = cfg
         ctx.save_for_backward(table, feat, I, L, Z, m)
@@ -241,11 +257,12 @@ class _TritonRasterize(torch.autograd.Function):
         feat_grad = bool(ctx.needs_input_grad[1])
         g_feat = torch.zeros_like(feat) if feat_grad else feat.new_zeros(1)
         grid = (cfg.B * cfg.nTx * cfg.nTy,)
-        k.backward_kernel[grid](
-            table, feat, feat.shape[0], cfg.foot, cfg.face_list, cfg.tile_ptr, a, q, invZ, m, gI, g_tab,
-            g_feat, _params(cfg, table.dtype, table.device), cfg.H, cfg.W, cfg.nTx, cfg.nTy, cfg.C,
-            TH=TILE_H, TW=TILE_W, CP=cfg.CP, PPM=cfg.per_pixel_max, FEAT_GRAD=feat_grad,
-        )  # fmt: skip
+        with _on(table.device):
+            k.backward_kernel[grid](
+                table, feat, feat.shape[0], cfg.foot, cfg.face_list, cfg.tile_ptr, a, q, invZ, m, gI, g_tab,
+                g_feat, _params(cfg, table.dtype, table.device), cfg.H, cfg.W, cfg.nTx, cfg.nTy, cfg.C,
+                TH=TILE_H, TW=TILE_W, CP=cfg.CP, PPM=cfg.per_pixel_max, FEAT_GRAD=feat_grad,
+            )  # fmt: skip
         return g_tab, (g_feat if feat_grad else None), None
 
 

@@ -512,6 +512,10 @@ def _use_fused(backend: str, device: torch.device, dtype: torch.dtype = torch.fl
     from dsrbody.render import fused
 
     if device.type != "cpu":
+        if backend == "fused" and device.type != "cuda":
+            raise ValueError(
+                f"soft_render: backend='fused' runs on CPU and CUDA tensors, got a {device.type} tensor"
+            )
         return False
     if fused.ready(dtype):
         return True
