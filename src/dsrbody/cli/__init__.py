@@ -31,6 +31,11 @@ COMMANDS: list[tuple[str, str, str]] = [
         "recipes",
         "list the packaged training recipes or copy one out (dsrbody recipes copy NAME DEST)",
     ),
+    (
+        "cache",
+        "cache",
+        "build the frozen backbone's feature caches of a recipe's datasets, several processes at once",
+    ),
     ("curve", "curve", "plot a training run's validation metrics against samples seen, beside the mean body"),
     ("export", "export", "write the inference weights (fp16, no optimiser state) of a training checkpoint"),
     ("eval", "eval", "evaluate a checkpoint: MPJPE, PA-MPJPE, PVE, PVE-T (mm), JSON and a table"),

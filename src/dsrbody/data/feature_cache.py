@@ -85,6 +85,7 @@ def build_feature_cache(
     num_workers: int = 0,
     progress: bool = True,
     fingerprint: str | None = None,
+    position: int | None = None,
 ) -> Path:
     """Compute (or finish) the cache of ``dataset``'s plain crops under ``backbone``.
 
@@ -97,6 +98,7 @@ def build_feature_cache(
         progress: show a progress bar.
         fingerprint: what the data were (:func:`file_fingerprint` of the annotation file), stored
             beside the cache for :func:`attach_feature_cache` to check.
+        position: the progress bar's line (several processes building caches at once).
 
     Returns:
         ``path``, complete.
@@ -135,7 +137,14 @@ def build_feature_cache(
                 done = int(record.get("done", 0))
     backbone = backbone.eval()
     rows = getattr(backbone, "cache_rows", backbone)
-    bar = tqdm(total=n, initial=done, desc=f"features {path.name}", unit="img", disable=not progress)
+    bar = tqdm(
+        total=n,
+        initial=done,
+        desc=f"features {path.name}",
+        unit="img",
+        disable=not progress,
+        position=position,
+    )
     loader = DataLoader(
         Subset(dataset, range(done, n)),
         batch_size=batch_size,

@@ -25,6 +25,7 @@ __all__ = [
     "build_train_set",
     "build_eval_set",
     "attach_feature_caches",
+    "build_feature_caches",
 ]
 
 
@@ -291,39 +292,58 @@ def build_eval_set(cfg: DictConfig, split: str = "val", features: bool | None = 
     return EvalConcatDataset(sets)
 
 
+def _cache_backbone(cfg: DictConfig):
+    """``cfg.model.backbone`` built, when it has a frozen part to cache (``cache_rows``).
+
+    Raises:
+        ConfigError: it trains as a whole.
+    """
+    from dsrbody.models.backbones import build_backbone
+
+    name = str(cfg.model.backbone)
+    backbone, _ = build_backbone(name)
+    if not hasattr(backbone, "cache_rows"):
+        raise ConfigError(
+            f"model.feature_cache: backbone {name!r} trains as a whole; "
+            "it has no frozen part to cache (cache_rows)"
+        )
+    return backbone
+
+
+def _cache_path(ds, cfg: DictConfig) -> Path:
+    """Where ``ds``'s cache under ``cfg.model.backbone`` lives.
+
+    Raises:
+        ConfigError: ``ds`` is not an annotation file (a synthetic stream has no fixed samples).
+    """
+    from dsrbody.data import SpinNpzDataset
+    from dsrbody.data.feature_cache import feature_cache_path
+
+    if not isinstance(ds, SpinNpzDataset):
+        raise ConfigError(
+            f"model.feature_cache: dataset {getattr(ds, 'name', ds)!r} is not an annotation file "
+            "(streamed synthetic data has no fixed samples to cache)"
+        )
+    return feature_cache_path(ds.npz_path, ds.img_dir, str(cfg.model.backbone), int(cfg.model.img_res))
+
+
 def attach_feature_caches(sets: list, cfg: DictConfig, progress: bool = True) -> None:
     """Give every dataset the cached output of ``cfg.model.backbone``'s frozen part (a backbone with
     ``cache_rows``: frozen BlazePose, or the frozen stages of the tuned one), building the missing caches
-    first (:mod:`dsrbody.data.feature_cache`; one pass of the frozen part per sample).
+    first (:mod:`dsrbody.data.feature_cache`; one pass of the frozen part per sample, in this process:
+    :func:`build_feature_caches` builds them with several).
 
     Raises:
         ConfigError: the backbone has no frozen part, or a dataset is not an annotation file.
     """
-    from dsrbody.data import SpinNpzDataset
-    from dsrbody.data.feature_cache import (
-        attach_feature_cache,
-        build_feature_cache,
-        feature_cache_path,
-        file_fingerprint,
-    )
-    from dsrbody.models.backbones import build_backbone
+    from dsrbody.data.feature_cache import attach_feature_cache, build_feature_cache, file_fingerprint
 
-    name, res = str(cfg.model.backbone), int(cfg.model.img_res)
+    name = str(cfg.model.backbone)
     backbone = None
     for ds in sets:
-        if not isinstance(ds, SpinNpzDataset):
-            raise ConfigError(
-                f"model.feature_cache: dataset {getattr(ds, 'name', ds)!r} is not an annotation file "
-                "(streamed synthetic data has no fixed samples to cache)"
-            )
-        path = feature_cache_path(ds.npz_path, ds.img_dir, name, res)
+        path = _cache_path(ds, cfg)
         if backbone is None:
-            backbone, _ = build_backbone(name)
-            if not hasattr(backbone, "cache_rows"):
-                raise ConfigError(
-                    f"model.feature_cache: backbone {name!r} trains as a whole; "
-                    "it has no frozen part to cache (cache_rows)"
-                )
+            backbone = _cache_backbone(cfg)
             dim = int(backbone.cache_dim)
         fingerprint = file_fingerprint(ds.npz_path)
         if not path.is_file():
@@ -337,3 +357,116 @@ def attach_feature_caches(sets: list, cfg: DictConfig, progress: bool = True) ->
                 fingerprint=fingerprint,
             )
         attach_feature_cache(ds, path, dim, fingerprint=fingerprint)
+
+
+def _recipe_cache_sets(cfg: DictConfig, splits: tuple[str, ...]) -> list[tuple[str, int, object, Path]]:
+    """``(split, index, dataset, cache path)`` of every annotation file the recipe lists under
+    ``data.<split>``, one per cache file (folders that are links to one another share it)."""
+    rows, seen = [], set()
+    for split in splits:
+        if split not in ("train", "val", "test"):
+            raise ValueError(f"unknown split {split!r}; choose train, val or test")
+        for i, spec in enumerate(list(cfg.data.get(split) or [])):
+            need = training_keys(cfg) if split == "train" else ()
+            ds = build_dataset(spec, cfg, augment=False, required=need)
+            path = _cache_path(ds, cfg)
+            key = path.resolve()
+            if key not in seen:
+                seen.add(key)
+                rows.append((split, i, ds, path))
+    return rows
+
+
+def _cache_job(cfg: dict, split: str, index: int, position: int, threads: int, progress: bool) -> str:
+    """One worker process of :func:`build_feature_caches`: the cache of ``data.<split>[index]``."""
+    import torch
+
+    from dsrbody.data.feature_cache import build_feature_cache, file_fingerprint
+
+    torch.set_num_threads(threads)
+    cfg = OmegaConf.create(cfg)
+    spec = list(cfg.data.get(split))[index]
+    ds = build_dataset(spec, cfg, augment=False, required=training_keys(cfg) if split == "train" else ())
+    path = _cache_path(ds, cfg)
+    build_feature_cache(
+        ds,
+        _cache_backbone(cfg),
+        path,
+        progress=progress,
+        fingerprint=file_fingerprint(ds.npz_path),
+        position=position,
+    )
+    return str(path)
+
+
+def build_feature_caches(
+    cfg: DictConfig,
+    jobs: int = 1,
+    splits: tuple[str, ...] = ("train", "val"),
+    progress: bool = True,
+) -> list[tuple[Path, int, bool]]:
+    """Build the missing feature caches of a recipe's datasets (those ``dsrbody train`` builds itself
+    at its start, one after the other), ``jobs`` files at a time in as many processes.
+
+    The frozen part of the backbone runs on one core per process (about 20 crops/s for BlazePose on
+    this project's CPU), so on ``N`` cores ``jobs=N`` is about ``N`` times faster, as long as there are
+    as many files: each file is built by one process, the largest first. A killed build resumes where
+    each file's last complete batch ended (:func:`~dsrbody.data.feature_cache.build_feature_cache`).
+
+    Args:
+        cfg: the recipe (``model.backbone`` with a frozen part; ``data.<split>`` annotation files).
+        jobs: processes (1: in this one).
+        splits: which of ``data.train``, ``data.val``, ``data.test`` to cache.
+        progress: progress bars, one line per file.
+
+    Returns:
+        ``(cache path, samples, built now)`` per cache file, in the recipe's order.
+
+    Raises:
+        ConfigError: the backbone has no frozen part, or a dataset is not an annotation file.
+        FileNotFoundError / ValueError: as :func:`build_dataset`, or a worker's error (its message).
+    """
+    import concurrent.futures as cf
+    import multiprocessing as mp
+
+    import torch
+
+    from dsrbody.data.feature_cache import build_feature_cache, file_fingerprint
+
+    if jobs < 1:
+        raise ValueError(f"jobs must be at least 1, got {jobs}")
+    rows = _recipe_cache_sets(cfg, splits)
+    if rows:
+        _cache_backbone(cfg)  # refuse a backbone without a frozen part before any work
+    todo = sorted((r for r in rows if not r[3].is_file()), key=lambda r: -len(r[2]))
+    if jobs == 1 or len(todo) <= 1:
+        backbone = _cache_backbone(cfg) if todo else None
+        for _, _, ds, path in todo:
+            _log.info("building the %s feature cache of %s: %s", cfg.model.backbone, ds.name, path)
+            build_feature_cache(
+                ds,
+                backbone,
+                path,
+                num_workers=int(cfg.data.num_workers),
+                progress=progress,
+                fingerprint=file_fingerprint(ds.npz_path),
+            )
+    else:
+        workers = min(jobs, len(todo))
+        threads = max(1, torch.get_num_threads() // workers)
+        container = OmegaConf.to_container(cfg, resolve=True)
+        with cf.ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
+            futures = [
+                pool.submit(_cache_job, container, split, i, pos, threads, progress)
+                for pos, (split, i, _, _) in enumerate(todo)
+            ]
+            try:
+                for f in cf.as_completed(futures):
+                    f.result()  # a worker's error, raised here with its message
+            except cf.process.BrokenProcessPool as e:
+                raise RuntimeError(
+                    f"a feature-cache process died ({e}); run again to resume: finished caches are "
+                    "kept and an unfinished one continues from its last complete batch"
+                ) from None
+    built = {r[3] for r in todo}
+    return [(path, len(ds), path in built) for _, _, ds, path in rows]
