@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from models_testkit import TinyBody
 
 from dsrbody.data.crop_augment import IMG_NORM_MEAN, IMG_NORM_STD
-from dsrbody.models.backbones import BACKBONES, build_backbone, infer_backbone
+from dsrbody.models.backbones import BACKBONES, build_backbone, infer_backbone, warm_start_sources
 from dsrbody.models.backbones.blazepose import BLAZEPOSE_FEATURES, BlazePoseBackbone
 from dsrbody.models.hmr import Regressor
 
@@ -88,7 +88,14 @@ def tuned8() -> BlazePoseBackbone:
     return build_backbone("blazepose_tuned8")[0]
 
 
-@pytest.mark.parametrize("variant,shape", [("tuned", (288, 4, 4)), ("tuned8", (144, 8, 8))])
+@pytest.fixture(scope="module")
+def tuned8b() -> BlazePoseBackbone:
+    return build_backbone("blazepose_tuned8b")[0]
+
+
+@pytest.mark.parametrize(
+    "variant,shape", [("tuned", (288, 4, 4)), ("tuned8", (144, 8, 8)), ("tuned8b", (144, 8, 8))]
+)
 def test_tuned_starts_as_the_frozen_network_and_caches_its_cut(backbone, request, variant, shape):
     tuned = request.getfixturevalue(variant)
     _, x = _crops(2, seed=3)
@@ -125,6 +132,23 @@ def test_tuned8_trains_more_than_tuned_and_shares_its_weights_by_name(tuned, tun
     assert BACKBONES["blazepose_tuned8"] == BLAZEPOSE_FEATURES
     with pytest.raises(ValueError, match="unknown tuned BlazePose variant 'blazepose_tuned3'"):
         BlazePoseBackbone(tune="blazepose_tuned3")
+
+
+def test_tuned8b_adds_the_trunks_last_unit_to_tuned8(tuned8, tuned8b):
+    """One inverted-residual unit earlier: every ``blazepose_tuned8`` weight under the same name and
+    value, plus that unit's expansion, 5 x 5 depthwise and projection convolutions (144 -> 864 -> 144 at
+    8 x 8); its cache is another tensor of the same shape."""
+    shallow, deep = dict(tuned8.named_parameters()), dict(tuned8b.named_parameters())
+    assert set(shallow) < set(deep)
+    assert all(torch.equal(shallow[n], deep[n]) for n in shallow)
+    extra = {n: p for n, p in deep.items() if n not in shallow}
+    weights = sorted(tuple(p.shape) for n, p in extra.items() if n.startswith("tail.w"))
+    assert weights == sorted([(864, 144, 1, 1), (864, 1, 5, 5), (144, 864, 1, 1)])
+    assert tuned8b.cut.tensor != tuned8.cut.tensor and tuned8b.cache_dim == tuned8.cache_dim
+    reg = Regressor(tuned8b, BLAZEPOSE_FEATURES, TinyBody(), img_res=256)
+    keys = list(reg.state_dict())
+    assert infer_backbone(keys) == "blazepose_tuned8b"
+    assert warm_start_sources("blazepose_tuned8b") == ("blazepose", "blazepose_tuned", "blazepose_tuned8")
 
 
 def test_tuned_trains_its_last_stages_only_and_is_recognised(tuned):

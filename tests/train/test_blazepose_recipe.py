@@ -31,6 +31,7 @@ CONFIG = CONFIGS / "synth_blazepose.yaml"
         ("synth_blazepose_tuned.yaml", "blazepose_tuned", 4608),
         ("synth_blazepose_shape.yaml", "blazepose_tuned", 4608),
         ("synth_blazepose_tuned8.yaml", "blazepose_tuned8", 9216),
+        ("synth_blazepose_tuned8b.yaml", "blazepose_tuned8b", 9216),
     ],
 )
 def test_blazepose_recipe_trains_on_cached_features(synth16, tmp_path, recipe, backbone, channels):
@@ -51,6 +52,7 @@ def test_blazepose_recipe_trains_on_cached_features(synth16, tmp_path, recipe, b
     if recipe in (
         "synth_blazepose_shape.yaml",
         "synth_blazepose_tuned8.yaml",
+        "synth_blazepose_tuned8b.yaml",
     ):  # the terms without stature were computed and logged
         metrics_csv = next((out / "csv").rglob("metrics.csv")).read_text().splitlines()[0]
         assert "train/vertices_sc" in metrics_csv and "train/rest_vertices_sc" in metrics_csv

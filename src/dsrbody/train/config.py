@@ -88,13 +88,15 @@ class ModelConfig:
 
     Attributes:
         backbone: ``resnet18``/``resnet34``/``resnet50``, ``blazepose`` (frozen), ``blazepose_tuned``
-            (its stages after the first 4 x 4 block trained) or ``blazepose_tuned8`` (also its last 8 x 8
-            stage; :data:`dsrbody.models.backbones.BACKBONES`).
+            (its stages after the first 4 x 4 block trained), ``blazepose_tuned8`` (also its last 8 x 8
+            stage) or ``blazepose_tuned8b`` (also the trunk's last 8 x 8 unit;
+            :data:`dsrbody.models.backbones.BACKBONES`).
         pretrained_backbone: backbone weights file (torchvision/SPIN/DSR), or ``None`` (from scratch).
         init_checkpoint: full regressor weights to start from (SPIN ``model_checkpoint.pt``, DSR or
             dsrbody checkpoints), or ``None``. ``blazepose_tuned`` also starts from a checkpoint trained
             on ``blazepose`` (its head loads; the tuned stages start from the asset),
-            ``blazepose_tuned8`` from one on either (the tuned stages they share load too).
+            ``blazepose_tuned8`` from one on either, ``blazepose_tuned8b`` from one on any of the
+            three (the tuned stages they share load too).
         n_iter: IEF iterations. dropout: head dropout.
         img_res: crop side in pixels (224, the paper's). The focal length follows it
             (``5000 * img_res / 224``), so a camera ``(s, tx, ty)`` means the same 3D placement at every

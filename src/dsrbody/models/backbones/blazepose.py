@@ -8,7 +8,8 @@ Apache-2.0; ``dsrbody/assets/blazepose_landmark_full.npz``, run by
 :class:`~dsrbody.demo.tflite_graph.TFLiteGraph`). As the backbone ``blazepose`` it is frozen (its
 weights are buffers loaded from the asset, not trained and not stored in checkpoints); as
 ``blazepose_tuned`` its stages after the first 4 x 4 block train, as ``blazepose_tuned8`` also the
-regression branch's 8 x 8 stage and the trunk's last expansion (docs/design.md, "A frozen backbone:
+regression branch's 8 x 8 stage and the trunk's last expansion, as ``blazepose_tuned8b`` also the trunk's
+last 8 x 8 unit (docs/design.md, "A frozen backbone:
 BlazePose, and its tuned variants"). Each gives one feature vector per crop:
 
 - the last feature map before its heads, ``(288, 2, 2)`` flattened (1,152 values);
@@ -82,11 +83,19 @@ class TunedCut:
 #: (the ``ADD`` after its stride-2 convolution; two 4 x 4 and seven 2 x 2 blocks and the heads, 1.22 M
 #: weights). ``blazepose_tuned8``: from the output of the trunk's last 8 x 8 block, so the trunk's last
 #: expansion and the regression branch's whole 8 x 8 stage train too (1.70 M weights; about 2.7x the
-#: former's cost per crop on the CPU, docs/training.md).
+#: former's cost per crop on the CPU, docs/training.md). ``blazepose_tuned8b``: one inverted-residual
+#: unit earlier, from the input of the trunk's last 8 x 8 unit (144 -> 864 -> 144 channels with a
+#: skip), so that unit trains too (1.97 M weights).
 TUNED_VARIANTS: dict[str, TunedCut] = {
     "blazepose_tuned": TunedCut(304, (288, 4, 4), BLAZEPOSE_TUNED_MARKER, ("blazepose",)),
     "blazepose_tuned8": TunedCut(
         269, (144, 8, 8), "blazepose_tuned8_version", ("blazepose", "blazepose_tuned")
+    ),
+    "blazepose_tuned8b": TunedCut(
+        265,
+        (144, 8, 8),
+        "blazepose_tuned8b_version",
+        ("blazepose", "blazepose_tuned", "blazepose_tuned8"),
     ),
 }
 # the first variant's cut, kept under its old names
@@ -124,7 +133,7 @@ class BlazePoseBackbone(nn.Module):
         feature_dim: 1465 (:data:`BLAZEPOSE_FEATURES`). frozen: True when nothing here trains.
         ships_weights: True (its weights come with dsrbody; ``model.pretrained_backbone`` is refused).
         cache_dim: channels of a cache row: 1465 frozen, the cut's ``C * h * w`` tuned (4608 for
-            ``blazepose_tuned``, 9216 for ``blazepose_tuned8``).
+            ``blazepose_tuned``, 9216 for ``blazepose_tuned8`` and ``blazepose_tuned8b``).
         input_res: 256, the network's input side.
     """
 
