@@ -37,10 +37,11 @@ run: $(STAMP)
 	$(DSRBODY) eval --data $(OUT)/test --mean-body --out $(OUT)/eval
 
 # `make train-cpu`: the shipped model's data and training run from scratch (docs/model_card.md;
-# on a 2-core CPU ~25 min of data generation, 2 x ~30-45 min of BlazePose caches, ~60 + ~50 + ~25 min
-# of training in three stages: the head on the frozen features, then BlazePose's last stages with it,
-# then the same with the terms that leave out stature and the head started at the data's mean shape).
-# DATA and TRAIN_OUT are variables.
+# on a 2-core CPU ~25 min of data generation, 3 x ~25-45 min of BlazePose caches, ~60 + ~50 + ~25 + ~70
+# min of training in four stages: the head on the frozen features, then BlazePose's last stages with it,
+# then the same with the terms that leave out stature and the head started at the data's mean shape,
+# then BlazePose tuned from its last 8 x 8 block). `dsrbody cache --jobs 2` builds each stage's feature
+# caches with one process per core (the shape stage reads the tuned stage's). DATA and TRAIN_OUT are variables.
 DATA ?= data/synth
 TRAIN_OUT ?= runs/synth_blazepose
 
@@ -51,12 +52,17 @@ train-cpu: $(STAMP)
 	$(DSRBODY) synth --out $(DATA)/val128 --num 256 --split val --seed 9 --res 128 --workers 2 --resume
 	$(DSRBODY) synth --out $(DATA)/test128 --num 256 --split test --seed 7 --res 128 --workers 2 --resume
 	$(DSRBODY) synth --out $(DATA)/test128_hard --num 256 --split test --seed 8 --res 128 --hard --workers 2 --resume
+	$(DSRBODY) cache --config configs/synth_blazepose.yaml --jobs 2 data.root=$(DATA)
 	$(DSRBODY) train --config configs/synth_blazepose.yaml data.root=$(DATA) --out $(TRAIN_OUT) --resume-if-any
+	$(DSRBODY) cache --config configs/synth_blazepose_tuned.yaml --jobs 2 data.root=$(DATA)
 	$(DSRBODY) train --config configs/synth_blazepose_tuned.yaml data.root=$(DATA) --out $(TRAIN_OUT)_tuned \
 		--resume-if-any model.init_checkpoint=$(TRAIN_OUT)/checkpoints/best.ckpt
 	$(DSRBODY) train --config configs/synth_blazepose_shape.yaml data.root=$(DATA) --out $(TRAIN_OUT)_shape \
 		--resume-if-any model.init_checkpoint=$(TRAIN_OUT)_tuned/checkpoints/best.ckpt
-	$(DSRBODY) export --ckpt $(TRAIN_OUT)_shape/checkpoints/best.ckpt --out $(TRAIN_OUT)_shape/dsrbody_synth_cpu.pt
+	$(DSRBODY) cache --config configs/synth_blazepose_tuned8.yaml --jobs 2 data.root=$(DATA)
+	$(DSRBODY) train --config configs/synth_blazepose_tuned8.yaml data.root=$(DATA) --out $(TRAIN_OUT)_tuned8 \
+		--resume-if-any model.init_checkpoint=$(TRAIN_OUT)_shape/checkpoints/best.ckpt
+	$(DSRBODY) export --ckpt $(TRAIN_OUT)_tuned8/checkpoints/best.ckpt --out $(TRAIN_OUT)_tuned8/dsrbody_synth_cpu.pt
 
 test: $(STAMP)
 	$(PY) -m pytest -q -m "not benchmark" $(PYTEST_ARGS)
