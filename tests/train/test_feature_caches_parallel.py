@@ -91,3 +91,23 @@ def test_cache_refuses_what_has_nothing_to_cache(root, capsys):
     assert main(["cache", "--config", str(RECIPE), *overrides, *stream]) == 1
     err = capsys.readouterr().err
     assert err.startswith("dsrbody cache: error:") and "not an annotation file" in err
+
+
+def test_a_workers_error_is_one_line(root, capsys):
+    """A file whose unfinished cache was started for another number of samples: its worker's error
+    reaches the command as one line."""
+    from dsrbody.data.feature_cache import file_fingerprint
+
+    data, overrides = root
+    b = (data / "train128_hard").resolve()
+    partial = b / "features" / "synth_train.blazepose_tuned8_256.partial.npy"
+    partial.parent.mkdir()
+    np.save(partial, np.zeros((5, 9216), np.float16))
+    fp = file_fingerprint(b / "synth_train.npz")
+    partial.with_name(partial.name.replace(".npy", ".json")).write_text(
+        f'{{"done": 2, "n": 5, "fingerprint": "{fp}"}}'
+    )
+    assert main(["cache", "--config", str(RECIPE), "--jobs", "2", *overrides]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("dsrbody cache: error:") and "an unfinished cache of 5 samples" in err
+    assert len(err.strip().splitlines()) == 1

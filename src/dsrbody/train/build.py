@@ -436,11 +436,10 @@ def build_feature_caches(
     if jobs < 1:
         raise ValueError(f"jobs must be at least 1, got {jobs}")
     rows = _recipe_cache_sets(cfg, splits)
-    if rows:
-        _cache_backbone(cfg)  # refuse a backbone without a frozen part before any work
+    # refuses a backbone without a frozen part before any work
+    backbone = _cache_backbone(cfg) if rows else None
     todo = sorted((r for r in rows if not r[3].is_file()), key=lambda r: -len(r[2]))
     if jobs == 1 or len(todo) <= 1:
-        backbone = _cache_backbone(cfg) if todo else None
         for _, _, ds, path in todo:
             _log.info("building the %s feature cache of %s: %s", cfg.model.backbone, ds.name, path)
             build_feature_cache(
@@ -463,10 +462,18 @@ def build_feature_caches(
             try:
                 for f in cf.as_completed(futures):
                     f.result()  # a worker's error, raised here with its message
-            except cf.process.BrokenProcessPool as e:
-                raise RuntimeError(
-                    f"a feature-cache process died ({e}); run again to resume: finished caches are "
-                    "kept and an unfinished one continues from its last complete batch"
-                ) from None
+            except BaseException as e:
+                # stop the other workers now rather than after their files (nothing is lost: an
+                # unfinished cache resumes from its last complete batch)
+                procs = getattr(pool, "_processes", None) or {}
+                for proc in list(procs.values()):
+                    proc.terminate()
+                pool.shutdown(wait=False, cancel_futures=True)
+                if isinstance(e, cf.process.BrokenProcessPool):
+                    raise RuntimeError(
+                        f"a feature-cache process died ({e}); run again to resume: finished caches "
+                        "are kept and an unfinished one continues from its last complete batch"
+                    ) from None
+                raise
     built = {r[3] for r in todo}
     return [(path, len(ds), path in built) for _, _, ds, path in rows]
