@@ -101,9 +101,8 @@ def main(argv: list[str] | None = None) -> None:
         table["differences"][c] = {
             m: {"mean": a, "se": s, "z": _z(a, s)} for m, (a, s, _) in zip(args.metrics, cells)
         }
-        print(
-            f"{('- first: ' + c)[-40:]:<40} " + " ".join(f"{a:>+7.2f} z{_z(a, s):>+6.1f}" for a, s, _ in cells)
-        )
+        label = f"{c[-30:]} - first"  # the marker survives a long path
+        print(f"{label:<40} " + " ".join(f"{a:>+7.2f} z{_z(a, s):>+6.1f}" for a, s, _ in cells))
     if args.json:
         Path(args.json).write_text(json.dumps(table, indent=2))
 
