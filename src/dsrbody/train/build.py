@@ -327,6 +327,24 @@ def _cache_path(ds, cfg: DictConfig) -> Path:
     return feature_cache_path(ds.npz_path, ds.img_dir, str(cfg.model.backbone), int(cfg.model.img_res))
 
 
+def _build_cache(
+    ds, backbone, path: Path, cfg: DictConfig, progress: bool, position: int | None = None
+) -> None:
+    """Build ``ds``'s missing cache at ``path`` in this process (one pass of the frozen part per sample)."""
+    from dsrbody.data.feature_cache import build_feature_cache, file_fingerprint
+
+    _log.info("building the %s feature cache of %s: %s", cfg.model.backbone, ds.name, path)
+    build_feature_cache(
+        ds,
+        backbone,
+        path,
+        num_workers=int(cfg.data.num_workers),
+        progress=progress,
+        fingerprint=file_fingerprint(ds.npz_path),
+        position=position,
+    )
+
+
 def attach_feature_caches(sets: list, cfg: DictConfig, progress: bool = True) -> None:
     """Give every dataset the cached output of ``cfg.model.backbone``'s frozen part (a backbone with
     ``cache_rows``: frozen BlazePose, or the frozen stages of the tuned one), building the missing caches
@@ -336,27 +354,17 @@ def attach_feature_caches(sets: list, cfg: DictConfig, progress: bool = True) ->
     Raises:
         ConfigError: the backbone has no frozen part, or a dataset is not an annotation file.
     """
-    from dsrbody.data.feature_cache import attach_feature_cache, build_feature_cache, file_fingerprint
+    from dsrbody.data.feature_cache import attach_feature_cache, file_fingerprint
 
-    name = str(cfg.model.backbone)
     backbone = None
     for ds in sets:
         path = _cache_path(ds, cfg)
         if backbone is None:
             backbone = _cache_backbone(cfg)
             dim = int(backbone.cache_dim)
-        fingerprint = file_fingerprint(ds.npz_path)
         if not path.is_file():
-            _log.info("building the %s feature cache of %s: %s", name, ds.name, path)
-            build_feature_cache(
-                ds,
-                backbone,
-                path,
-                num_workers=int(cfg.data.num_workers),
-                progress=progress,
-                fingerprint=fingerprint,
-            )
-        attach_feature_cache(ds, path, dim, fingerprint=fingerprint)
+            _build_cache(ds, backbone, path, cfg, progress)
+        attach_feature_cache(ds, path, dim, fingerprint=file_fingerprint(ds.npz_path))
 
 
 def _recipe_cache_sets(cfg: DictConfig, splits: tuple[str, ...]) -> list[tuple[str, int, object, Path]]:
@@ -381,21 +389,12 @@ def _cache_job(cfg: dict, split: str, index: int, position: int, threads: int, p
     """One worker process of :func:`build_feature_caches`: the cache of ``data.<split>[index]``."""
     import torch
 
-    from dsrbody.data.feature_cache import build_feature_cache, file_fingerprint
-
     torch.set_num_threads(threads)
     cfg = OmegaConf.create(cfg)
     spec = list(cfg.data.get(split))[index]
     ds = build_dataset(spec, cfg, augment=False, required=training_keys(cfg) if split == "train" else ())
     path = _cache_path(ds, cfg)
-    build_feature_cache(
-        ds,
-        _cache_backbone(cfg),
-        path,
-        progress=progress,
-        fingerprint=file_fingerprint(ds.npz_path),
-        position=position,
-    )
+    _build_cache(ds, _cache_backbone(cfg), path, cfg, progress, position)
     return str(path)
 
 
@@ -431,8 +430,6 @@ def build_feature_caches(
 
     import torch
 
-    from dsrbody.data.feature_cache import build_feature_cache, file_fingerprint
-
     if jobs < 1:
         raise ValueError(f"jobs must be at least 1, got {jobs}")
     rows = _recipe_cache_sets(cfg, splits)
@@ -441,15 +438,7 @@ def build_feature_caches(
     todo = sorted((r for r in rows if not r[3].is_file()), key=lambda r: -len(r[2]))
     if jobs == 1 or len(todo) <= 1:
         for _, _, ds, path in todo:
-            _log.info("building the %s feature cache of %s: %s", cfg.model.backbone, ds.name, path)
-            build_feature_cache(
-                ds,
-                backbone,
-                path,
-                num_workers=int(cfg.data.num_workers),
-                progress=progress,
-                fingerprint=file_fingerprint(ds.npz_path),
-            )
+            _build_cache(ds, backbone, path, cfg, progress)
     else:
         workers = min(jobs, len(todo))
         threads = max(1, torch.get_num_threads() // workers)
