@@ -88,6 +88,22 @@ def test_eval_with_flip_averages_crop_and_mirror(trained, synth, tmp_path, capsy
     assert res[True]["pa_mpjpe"] != pytest.approx(res[False]["pa_mpjpe"], abs=1e-3)
 
 
+def test_eval_max_samples_takes_the_first_n(trained, synth, tmp_path, capsys):
+    ckpt = trained / "checkpoints" / "best.ckpt"
+    args = ["--quiet", "--pictures", "0", f"data.root={synth}", "data.num_workers=0"]
+    counts = {}
+    for n in (2, 100):
+        out = tmp_path / f"eval_{n}"
+        run = ["eval", "--config", CONFIG, "--ckpt", str(ckpt), "--out", str(out), "--max-samples", str(n)]
+        assert main([*run, *args]) == 0
+        counts[n] = json.loads((out / "metrics_test.json").read_text())["n_samples"]
+    assert counts == {2: 2, 100: 4}  # the split has 4
+    capsys.readouterr()
+    assert main(["eval", "--config", CONFIG, "--ckpt", str(ckpt), "--max-samples", "0", *args]) == 1
+    err = capsys.readouterr().err
+    assert "--max-samples must be at least 1, got 0" in err and err.count("\n") == 1
+
+
 def test_eval_refuses_another_backbone(trained, synth, capsys):
     ckpt = trained / "checkpoints" / "last.ckpt"
     rc = main(

@@ -74,7 +74,12 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
         help="backbone of SPIN/DSR released weights (default: read from the weights)",
     )
     proto.add_argument("--workers", type=int, default=2, help="DataLoader workers")
-    proto.add_argument("--max-samples", type=int, default=None, help="evaluate only the first N samples")
+    parser.add_argument(
+        "--max-samples",
+        type=int,
+        default=None,
+        help="evaluate only the first N samples of the split (all when not given)",
+    )
     parser.add_argument(
         "--flip",
         action="store_true",
@@ -191,13 +196,17 @@ def eval_config(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     """Evaluate and report."""
+    from dsrbody.cli import CLIError
+
+    if args.max_samples is not None and args.max_samples < 1:
+        raise CLIError(f"--max-samples must be at least 1, got {args.max_samples}")
     default_checkpoint(args, "eval")
     if args.dataset is not None:
         return _run_protocol(args)
     import torch
     from rich.console import Console
     from rich.table import Table
-    from torch.utils.data import DataLoader
+    from torch.utils.data import DataLoader, Subset
 
     from dsrbody.data import collate_samples
     from dsrbody.eval.metrics import eval_joints
@@ -217,8 +226,11 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(
             f"{args.config or args.ckpt}: the recipe lists no '{args.split}' data (data.{args.split})"
         )
+    evaluated = dataset
+    if args.max_samples is not None:
+        evaluated = Subset(dataset, range(min(len(dataset), args.max_samples)))
     loader = DataLoader(
-        dataset,
+        evaluated,
         batch_size=args.batch_size or int(cfg.data.val_batch_size),
         shuffle=False,
         num_workers=int(cfg.data.num_workers),
