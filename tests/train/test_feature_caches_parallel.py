@@ -44,9 +44,12 @@ def root(synth16, tmp_path) -> tuple[Path, list[str]]:
 
 def test_cache_command_builds_each_file_once_in_parallel(root, capsys):
     data, overrides = root
+    # overrides may follow --splits (its list ends where KEY=VALUE words begin)
+    assert main(["cache", "--config", str(RECIPE), "--jobs", "2", "--splits", "val", *overrides]) == 0
+    assert "1 cache file(s) of backbone blazepose_tuned8 ready" in capsys.readouterr().out
     assert main(["cache", "--config", str(RECIPE), "--jobs", "2", *overrides]) == 0
     out = capsys.readouterr().out
-    assert "3 cache file(s) of backbone blazepose_tuned8 ready" in out and out.count("(built)") == 3
+    assert "3 cache file(s) of backbone blazepose_tuned8 ready" in out and out.count("(built)") == 2
     a, b = (data / "train128").resolve(), (data / "train128_hard").resolve()
     name = "blazepose_tuned8_256.npy"
     files = [
@@ -83,6 +86,8 @@ def test_cache_refuses_what_has_nothing_to_cache(root, capsys):
         build_feature_caches(cfg, jobs=2)
     assert main(["cache", "--config", str(RECIPE), "--jobs", "0", *overrides]) == 1
     assert "--jobs must be at least 1" in capsys.readouterr().err
+    assert main(["cache", "--config", str(RECIPE), "--splits", "train", "tset", *overrides]) == 1
+    assert "--splits: expected some of train, val, test, got train tset" in capsys.readouterr().err
     stream = [
         "data.train.0.npz=null",
         "data.train.0.img_dir=null",

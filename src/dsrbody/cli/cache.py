@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import argparse
 
+SPLITS = ("train", "val", "test")
+
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
     """Options of ``dsrbody cache``."""
@@ -29,9 +31,9 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
         "--splits",
         nargs="+",
         default=["train", "val"],
-        choices=["train", "val", "test"],
+        metavar="{train,val,test}",
         help="which of the recipe's data.train / data.val / data.test to cache (default: train val, "
-        "what training reads)",
+        "what training reads); KEY=VALUE overrides may follow",
     )
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides (data.root=DATA)")
 
@@ -46,6 +48,12 @@ def run(args: argparse.Namespace) -> int:
 
     if args.jobs < 1:
         raise CLIError(f"--jobs must be at least 1, got {args.jobs}")
+    # --splits takes every word after it, so overrides written after it arrive there: move them back
+    args.overrides = [*args.overrides, *(s for s in args.splits if "=" in s)]
+    args.splits = [s for s in args.splits if "=" not in s]
+    if not args.splits or any(s not in SPLITS for s in args.splits):
+        got = " ".join(args.splits) or "none"
+        raise CLIError(f"--splits: expected some of {', '.join(SPLITS)}, got {got}")
     cfg = load_config(args.config, args.overrides)
     t0 = time.perf_counter()
     rows = build_feature_caches(cfg, jobs=args.jobs, splits=tuple(args.splits))
