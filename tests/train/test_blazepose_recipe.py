@@ -1,9 +1,10 @@
-"""configs/synth_blazepose.yaml, synth_blazepose_tuned.yaml, synth_blazepose_shape.yaml and
-synth_blazepose_tuned8.yaml on the 16-sample set: the output of the BlazePose backbone's frozen part is
-cached at the start of training, only the head (and the tuned stages) train, the trained checkpoint
-predicts the same from images (the backbone run live, as demo/eval/fit do) as from the cache, the tuned
-recipe starts from a frozen-backbone checkpoint (and the deeper cut from a tuned one), and the shape
-recipe moves its start point to the data's mean shape."""
+"""configs/synth_blazepose.yaml, synth_blazepose_tuned.yaml, synth_blazepose_shape.yaml,
+synth_blazepose_tuned8.yaml, synth_blazepose_tuned8b.yaml and synth_blazepose_100k.yaml on the 16-sample
+set: the output of the BlazePose backbone's frozen part is cached at the start of training, only the
+head (and the tuned stages) train, the trained checkpoint predicts the same from images (the backbone
+run live, as demo/eval/fit do) as from the cache, the tuned recipe starts from a frozen-backbone
+checkpoint (and the deeper cut from a tuned one), and the shape recipe moves its start point to the
+data's mean shape."""
 
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ CONFIG = CONFIGS / "synth_blazepose.yaml"
         ("synth_blazepose_shape.yaml", "blazepose_tuned", 4608),
         ("synth_blazepose_tuned8.yaml", "blazepose_tuned8", 9216),
         ("synth_blazepose_tuned8b.yaml", "blazepose_tuned8b", 9216),
+        ("synth_blazepose_100k.yaml", "blazepose_tuned8b", 9216),
     ],
 )
 def test_blazepose_recipe_trains_on_cached_features(synth16, tmp_path, recipe, backbone, channels):
@@ -53,6 +55,7 @@ def test_blazepose_recipe_trains_on_cached_features(synth16, tmp_path, recipe, b
         "synth_blazepose_shape.yaml",
         "synth_blazepose_tuned8.yaml",
         "synth_blazepose_tuned8b.yaml",
+        "synth_blazepose_100k.yaml",
     ):  # the terms without stature were computed and logged
         metrics_csv = next((out / "csv").rglob("metrics.csv")).read_text().splitlines()[0]
         assert "train/vertices_sc" in metrics_csv and "train/rest_vertices_sc" in metrics_csv

@@ -40,16 +40,18 @@ CPU_RUN_STEPS, CPU_RUN_VAL_EVERY, CPU_RUN_BATCH = 4, 2, 4
 
 
 def cpu_recipe_root(synth16: Path) -> Path:
-    """A data root with configs/synth_cpu.yaml's layout (every training folder it names, e.g.
-    ``train128/``, ``train128b/``, ``train128_hard/``): each the 16-sample set."""
+    """A data root with the layout of the synthetic CPU recipes (every training folder that a
+    ``configs/synth_*.yaml`` names, e.g. ``train128/``, ``train128b/``, ``train128_hard/``): each the
+    16-sample set."""
     import yaml
 
-    config = Path(__file__).resolve().parents[2] / "configs" / "synth_cpu.yaml"
-    train = yaml.safe_load(config.read_text())["data"]["train"]
-    names = [str(t["img_dir"]).replace("${data.root}/", "") for t in train]
+    names = set()
+    for config in sorted((Path(__file__).resolve().parents[2] / "configs").glob("synth_*.yaml")):
+        data = yaml.safe_load(config.read_text()).get("data") or {}
+        names |= {str(t["img_dir"]).replace("${data.root}/", "") for t in data.get("train") or []}
     root = synth16.parent / "dsrbody_cpu_recipe_root"
     root.mkdir(exist_ok=True)
-    for name in names:
+    for name in sorted(names):
         if not (root / name).exists():
             (root / name).symlink_to(synth16, target_is_directory=True)
     return root
