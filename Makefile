@@ -37,10 +37,11 @@ run: $(STAMP)
 	$(DSRBODY) eval --data $(OUT)/test --mean-body --out $(OUT)/eval
 
 # `make train-cpu`: the shipped model's data and training run from scratch (docs/model_card.md;
-# on a 2-core CPU ~25 min of data generation, 4 x ~25-45 min of BlazePose caches, ~60 + ~50 + ~25 + ~70
-# + ~40 min of training in five stages: the head on the frozen features, then BlazePose's last stages with
-# it, then the same with the terms that leave out stature and the head started at the data's mean shape,
-# then BlazePose tuned from its last 8 x 8 block, then from its last 8 x 8 unit). `dsrbody cache --jobs 2` builds each stage's feature
+# on a 2-core CPU ~25 + ~45 min of data generation, 5 x ~25-45 min of BlazePose caches, ~60 + ~50 + ~25
+# + ~70 + ~40 + ~45 min of training in six stages: the head on the frozen features, then BlazePose's last
+# stages with it, then the same with the terms that leave out stature and the head started at the data's
+# mean shape, then BlazePose tuned from its last 8 x 8 block, then from its last 8 x 8 unit, then the same
+# on 100,000 samples instead of 50,000). `dsrbody cache --jobs 2` builds each stage's feature
 # caches with one process per core (the shape stage reads the tuned stage's). DATA and TRAIN_OUT are variables.
 DATA ?= data/synth
 TRAIN_OUT ?= runs/synth_blazepose
@@ -67,6 +68,13 @@ train-cpu: $(STAMP)
 	OMP_NUM_THREADS=2 $(DSRBODY) train --config configs/synth_blazepose_tuned8b.yaml data.root=$(DATA) --out $(TRAIN_OUT)_tuned8b \
 		--resume-if-any model.init_checkpoint=$(TRAIN_OUT)_tuned8/dsrbody_synth_cpu.pt
 	$(DSRBODY) export --ckpt $(TRAIN_OUT)_tuned8b/checkpoints/best.ckpt --out $(TRAIN_OUT)_tuned8b/dsrbody_synth_cpu.pt
+	$(DSRBODY) synth --out $(DATA)/train128c --num 20000 --split train --seed 2 --res 128 --workers 2 --resume
+	$(DSRBODY) synth --out $(DATA)/train128d --num 20000 --split train --seed 3 --res 128 --workers 2 --resume
+	$(DSRBODY) synth --out $(DATA)/train128_hard2 --num 10000 --split train --seed 101 --res 128 --hard --workers 2 --resume
+	$(DSRBODY) cache --config configs/synth_blazepose_100k.yaml --jobs 2 data.root=$(DATA)
+	OMP_NUM_THREADS=2 $(DSRBODY) train --config configs/synth_blazepose_100k.yaml data.root=$(DATA) --out $(TRAIN_OUT)_100k \
+		--resume-if-any model.init_checkpoint=$(TRAIN_OUT)_tuned8b/dsrbody_synth_cpu.pt
+	$(DSRBODY) export --ckpt $(TRAIN_OUT)_100k/checkpoints/best.ckpt --out $(TRAIN_OUT)_100k/dsrbody_synth_cpu.pt
 
 test: $(STAMP)
 	$(PY) -m pytest -q -m "not benchmark" $(PYTEST_ARGS)
