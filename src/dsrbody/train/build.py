@@ -443,7 +443,10 @@ def build_feature_caches(
         workers = min(jobs, len(todo))
         threads = max(1, torch.get_num_threads() // workers)
         container = OmegaConf.to_container(cfg, resolve=True)
-        with cf.ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
+        from dsrbody.data.workers import exit_with_parent
+
+        ctx = mp.get_context("spawn")
+        with cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=exit_with_parent) as pool:
             futures = [
                 pool.submit(_cache_job, container, split, i, pos, threads, progress)
                 for pos, (split, i, _, _) in enumerate(todo)

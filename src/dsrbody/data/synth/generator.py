@@ -374,6 +374,10 @@ def _worker_init(cfg_dict: dict, defer_errors: bool = False) -> None:
     """
     global _MAKER, _INIT_ERROR
     torch.set_num_threads(1)
+    if defer_errors:
+        from dsrbody.data.workers import exit_with_parent
+
+        exit_with_parent()  # a killed dsrbody synth does not leave its workers behind
     try:
         _MAKER = SampleMaker(SynthConfig(**cfg_dict))
     except Exception as exc:
