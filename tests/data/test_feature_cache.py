@@ -1,5 +1,6 @@
-"""Cached backbone features: the stored rows are the backbone's output on each plain crop, a killed
-build resumes at the first incomplete row, and wrong caches are refused with the file named."""
+"""Cached backbone features: the stored rows are the backbone's output on each plain (or mirrored) crop,
+a killed build resumes at the first incomplete row, wrong caches are refused with the file named, and
+with a mirrored cache an item's features and labels are those of the same crop."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ import torch
 from torch import nn
 
 from dsrbody.data import SpinNpzDataset
+from dsrbody.data.crop_augment import AugmentParams
 from dsrbody.data.feature_cache import (
+    MirroredCrops,
     attach_feature_cache,
     build_feature_cache,
     feature_cache_path,
@@ -156,3 +159,65 @@ def test_a_backbone_without_a_frozen_part_is_refused(make_dataset):
     cfg = load_config(None, ["model.backbone=resnet18", "model.feature_cache=true"])
     with pytest.raises(ConfigError, match="'resnet18' trains as a whole"):
         attach_feature_caches([ds], cfg)
+
+
+def test_mirrored_cache_rows_are_the_backbone_on_each_mirrored_crop(make_dataset):
+    ds = _dataset(make_dataset)
+    path = feature_cache_path(ds.npz_path, ds.img_dir, "stats", 32, mirrored=True)
+    assert path == ds.img_dir / "features" / "train.stats_32.mirrored.npy"
+    mirrored = MirroredCrops(ds)
+    build_feature_cache(mirrored, StatsBackbone(), path, batch_size=2, progress=False)
+    feats = load_feature_cache(path, len(ds), 6)
+    for i in range(len(ds)):
+        crop = mirrored[i]["img"]
+        torch.testing.assert_close(crop, ds[i]["img"].flip(-1))  # u -> res - u, nothing else
+        assert bool(mirrored[i]["is_flipped"])
+        want = StatsBackbone()(crop[None]).flatten()
+        np.testing.assert_allclose(feats[i], want.numpy(), rtol=2e-3, atol=2e-3)
+    with pytest.raises(ValueError, match="augments"):
+        MirroredCrops(_dataset(make_dataset, augment=True))
+
+
+class ColumnBackbone(nn.Module):
+    """A frozen stand-in that tells a crop from its mirror: the mean of the crop's leftmost column."""
+
+    frozen = True
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[:, :, :, 0].mean(2)[:, :, None, None]
+
+
+def test_with_a_mirrored_cache_items_are_mirrored_half_the_time(make_dataset):
+    ds = _dataset(make_dataset, n=40)
+    plain = feature_cache_path(ds.npz_path, ds.img_dir, "col", 32)
+    mirrored = feature_cache_path(ds.npz_path, ds.img_dir, "col", 32, mirrored=True)
+    build_feature_cache(ds, ColumnBackbone(), plain, progress=False)
+    build_feature_cache(MirroredCrops(ds), ColumnBackbone(), mirrored, progress=False)
+    attach_feature_cache(ds, plain, 3, fingerprint=file_fingerprint(ds.npz_path), mirrored_path=mirrored)
+    ds = pickle.loads(pickle.dumps(ds))  # as a DataLoader worker gets it
+    flips = []
+    for i in range(len(ds)):
+        item = ds[i]
+        flip = bool(item["is_flipped"])
+        flips.append(flip)
+        # the features are those of the crop the labels describe
+        want = MirroredCrops(ds)[i] if flip else ds.item(i, AugmentParams())
+        torch.testing.assert_close(item["keypoints"], want["keypoints"])
+        torch.testing.assert_close(item["pose"], want["pose"])
+        np.testing.assert_allclose(
+            item["features"].numpy(), ColumnBackbone()(want["img"][None]).flatten().numpy(), atol=2e-3
+        )
+    assert 10 <= sum(flips) <= 30  # flip_prob 0.5
+    assert flips == [bool(ds[i]["is_flipped"]) for i in range(len(ds))]  # drawn per seed, epoch, index
+    ds.set_epoch(1)
+    assert flips != [bool(ds[i]["is_flipped"]) for i in range(len(ds))]
+
+
+def test_a_mirrored_cache_of_other_data_is_refused(make_dataset):
+    ds = _dataset(make_dataset)
+    plain = feature_cache_path(ds.npz_path, ds.img_dir, "stats", 32)
+    mirrored = feature_cache_path(ds.npz_path, ds.img_dir, "stats", 32, mirrored=True)
+    build_feature_cache(ds, StatsBackbone(), plain, progress=False, fingerprint="a")
+    build_feature_cache(MirroredCrops(ds), StatsBackbone(), mirrored, progress=False, fingerprint="b")
+    with pytest.raises(ValueError, match=r"mirrored\.npy: feature cache made from another version"):
+        attach_feature_cache(ds, plain, 6, fingerprint="a", mirrored_path=mirrored)

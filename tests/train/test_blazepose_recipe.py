@@ -1,10 +1,10 @@
 """configs/synth_blazepose.yaml, synth_blazepose_tuned.yaml, synth_blazepose_shape.yaml,
-synth_blazepose_tuned8.yaml, synth_blazepose_tuned8b.yaml and synth_blazepose_100k.yaml on the 16-sample
-set: the output of the BlazePose backbone's frozen part is cached at the start of training, only the
-head (and the tuned stages) train, the trained checkpoint predicts the same from images (the backbone
-run live, as demo/eval/fit do) as from the cache, the tuned recipe starts from a frozen-backbone
-checkpoint (and the deeper cut from a tuned one), and the shape recipe moves its start point to the
-data's mean shape."""
+synth_blazepose_tuned8.yaml, synth_blazepose_tuned8b.yaml and synth_blazepose_mirrored.yaml (over
+synth_blazepose_100k.yaml, with mirrored caches) on the 16-sample set: the output of the BlazePose
+backbone's frozen part is cached at the start of training, only the head (and the tuned stages) train, the
+trained checkpoint predicts the same from images (the backbone run live, as demo/eval/fit do) as from the
+cache, the tuned recipe starts from a frozen-backbone checkpoint (and the deeper cut from a tuned one), and
+the shape recipe moves its start point to the data's mean shape."""
 
 from __future__ import annotations
 
@@ -33,7 +33,8 @@ CONFIG = CONFIGS / "synth_blazepose.yaml"
         ("synth_blazepose_shape.yaml", "blazepose_tuned", 4608),
         ("synth_blazepose_tuned8.yaml", "blazepose_tuned8", 9216),
         ("synth_blazepose_tuned8b.yaml", "blazepose_tuned8b", 9216),
-        ("synth_blazepose_100k.yaml", "blazepose_tuned8b", 9216),
+        # the sixth stage's recipe and its mirrored caches (the 100k recipe is its base)
+        ("synth_blazepose_mirrored.yaml", "blazepose_tuned8b", 9216),
     ],
 )
 def test_blazepose_recipe_trains_on_cached_features(synth16, tmp_path, recipe, backbone, channels):
@@ -51,11 +52,13 @@ def test_blazepose_recipe_trains_on_cached_features(synth16, tmp_path, recipe, b
     test_cache = synth16 / "features" / f"synth_test.{backbone}_256.npy"
     assert cache.is_file() and test_cache.is_file()
     assert np.load(cache).shape == (16, channels)
+    if recipe == "synth_blazepose_mirrored.yaml":  # the mirrored crops' cache too
+        assert np.load(cache.with_name(cache.name.replace(".npy", ".mirrored.npy"))).shape == (16, channels)
     if recipe in (
         "synth_blazepose_shape.yaml",
         "synth_blazepose_tuned8.yaml",
         "synth_blazepose_tuned8b.yaml",
-        "synth_blazepose_100k.yaml",
+        "synth_blazepose_mirrored.yaml",
     ):  # the terms without stature were computed and logged
         metrics_csv = next((out / "csv").rglob("metrics.csv")).read_text().splitlines()[0]
         assert "train/vertices_sc" in metrics_csv and "train/rest_vertices_sc" in metrics_csv

@@ -116,3 +116,29 @@ def test_a_workers_error_is_one_line(root, capsys):
     err = capsys.readouterr().err
     assert err.startswith("dsrbody cache: error:") and "an unfinished cache of 5 samples" in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_mirrored_caches_are_built_for_the_training_files(root, capsys):
+    """``model.feature_cache_mirrored``: each training file also gets the cache of its mirrored crops
+    (validation files do not: validation never mirrors), and the training set reads both."""
+    from dsrbody.train.build import build_train_set
+
+    data, overrides = root
+    overrides = [*overrides, "model.feature_cache_mirrored=true"]
+    assert main(["cache", "--config", str(RECIPE), "--jobs", "2", *overrides]) == 0
+    out = capsys.readouterr().out
+    assert "5 cache file(s) of backbone blazepose_tuned8 ready" in out and out.count("(built)") == 5
+    a = (data / "train128").resolve()
+    mirrored = a / "features/synth_train.blazepose_tuned8_256.mirrored.npy"
+    assert mirrored.is_file()
+    assert not (a / "features/synth_test.blazepose_tuned8_256.mirrored.npy").exists()
+    backbone = build_backbone("blazepose_tuned8")[0].eval()
+    ds = SpinNpzDataset(a / "synth_train.npz", a, parsing=False, res=256)
+    imgs = torch.stack([ds[i]["img"].flip(-1) for i in range(3)])
+    rows = torch.from_numpy(np.load(mirrored)[:3].astype(np.float32))
+    torch.testing.assert_close(rows, backbone.cache_rows(imgs), atol=2e-2, rtol=2e-3)
+
+    train = build_train_set(load_config(RECIPE, overrides))
+    assert all(s.mirrored_feature_file is not None for s in train.datasets)
+    with pytest.raises(ConfigError, match="feature_cache_mirrored needs model.feature_cache"):
+        build_train_set(load_config(CONFIGS / "synth_cpu.yaml", overrides))

@@ -16,6 +16,12 @@ from. A sample whose image cannot be read gets a row of zeros (training skips it
 invalid). Reading checks the shape against the annotation file and the fingerprint against the file as
 it is now, and refuses a cache of another backbone, size or version of the data with a one-line error
 naming the file.
+
+A *mirrored* cache (``<stem>.<backbone>_<res>.mirrored.npy``, same format) holds the rows of each
+sample's horizontally mirrored plain crop (:class:`MirroredCrops`). With both attached, a training set
+without augmentation still mirrors: each item takes the mirrored crop's rows and the mirrored labels
+(keypoints re-ordered left/right, pose mirrored) with probability ``flip_prob``, the one augmentation
+that fixed crops allow (docs/training.md, "Mirrored caches").
 """
 
 from __future__ import annotations
@@ -39,16 +45,44 @@ __all__ = [
     "build_feature_cache",
     "load_feature_cache",
     "attach_feature_cache",
+    "MirroredCrops",
 ]
 
 _log = logging.getLogger(__name__)
 
 
 def feature_cache_path(
-    npz_path: str | os.PathLike, img_dir: str | os.PathLike, backbone: str, res: int
+    npz_path: str | os.PathLike,
+    img_dir: str | os.PathLike,
+    backbone: str,
+    res: int,
+    mirrored: bool = False,
 ) -> Path:
-    """Where the cache of an annotation file lives: ``<img_dir>/features/<stem>.<backbone>_<res>.npy``."""
-    return Path(img_dir) / "features" / f"{Path(npz_path).stem}.{backbone}_{int(res)}.npy"
+    """Where the cache of an annotation file lives: ``<img_dir>/features/<stem>.<backbone>_<res>.npy``,
+    or ``....mirrored.npy`` for that of its mirrored crops."""
+    tail = ".mirrored" if mirrored else ""
+    return Path(img_dir) / "features" / f"{Path(npz_path).stem}.{backbone}_{int(res)}{tail}.npy"
+
+
+class MirroredCrops(Dataset):
+    """The plain crops of a :class:`~dsrbody.data.SpinNpzDataset`, horizontally mirrored: item ``i`` is
+    ``dataset.item(i, AugmentParams(flip=True))`` (image ``u -> res - u``, labels mirrored), what a
+    mirrored feature cache is built from."""
+
+    augment = False
+
+    def __init__(self, dataset: Any) -> None:
+        if getattr(dataset, "augment", False):
+            raise ValueError(f"{dataset.name}: mirrored crops are of the plain crops; the dataset augments")
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        from dsrbody.data.crop_augment import AugmentParams
+
+        return self.dataset.item(int(index), AugmentParams(flip=True))
 
 
 def file_fingerprint(path: str | os.PathLike) -> str:
@@ -198,21 +232,9 @@ def load_feature_cache(path: str | os.PathLike, n: int, channels: int) -> np.nda
     return arr
 
 
-def attach_feature_cache(
-    dataset: Any, path: str | os.PathLike, channels: int, fingerprint: str | None = None
-) -> None:
-    """Make ``dataset`` (a :class:`~dsrbody.data.SpinNpzDataset`) add ``features (C,)`` float32 to its
-    items, read from the cache at ``path`` (checked now, opened lazily in each worker).
-
-    Args:
-        fingerprint: the annotation file's :func:`file_fingerprint` now; a cache that stored another
-            one was made from other data and is refused.
-
-    Raises:
-        FileNotFoundError, ValueError: as :func:`load_feature_cache`; ValueError also for a stale cache.
-    """
-    load_feature_cache(path, len(dataset), channels)
-    meta = _meta_path(Path(path))
+def _check_cache(path: Path, n: int, channels: int, fingerprint: str | None) -> None:
+    load_feature_cache(path, n, channels)
+    meta = _meta_path(path)
     if fingerprint is not None and meta.is_file():
         try:
             stored = json.loads(meta.read_text()).get("fingerprint")
@@ -223,5 +245,31 @@ def attach_feature_cache(
                 f"{path}: feature cache made from another version of the annotation file; delete it "
                 "(and its .json) to rebuild"
             )
+
+
+def attach_feature_cache(
+    dataset: Any,
+    path: str | os.PathLike,
+    channels: int,
+    fingerprint: str | None = None,
+    mirrored_path: str | os.PathLike | None = None,
+) -> None:
+    """Make ``dataset`` (a :class:`~dsrbody.data.SpinNpzDataset`) add ``features (C,)`` float32 to its
+    items, read from the cache at ``path`` (checked now, opened lazily in each worker).
+
+    Args:
+        fingerprint: the annotation file's :func:`file_fingerprint` now; a cache that stored another
+            one was made from other data and is refused.
+        mirrored_path: the cache of the mirrored crops, or None. With it, an item of a dataset without
+            augmentation is mirrored (crop rows from this cache, labels mirrored) with probability
+            ``flip_prob``, drawn per seed, epoch and index.
+
+    Raises:
+        FileNotFoundError, ValueError: as :func:`load_feature_cache`; ValueError also for a stale cache.
+    """
+    _check_cache(Path(path), len(dataset), channels, fingerprint)
+    if mirrored_path is not None:
+        _check_cache(Path(mirrored_path), len(dataset), channels, fingerprint)
     dataset.feature_file = Path(path)
     dataset.feature_channels = int(channels)
+    dataset.mirrored_feature_file = Path(mirrored_path) if mirrored_path is not None else None

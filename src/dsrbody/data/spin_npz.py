@@ -986,19 +986,30 @@ class SpinNpzDataset(SpinAnnotations, Dataset):
         self.feature_file: Path | None = None
         self.feature_channels = 0
         self._features: np.ndarray | None = None
+        # the same for the mirrored crops (flip augmentation with cached features)
+        self.mirrored_feature_file: Path | None = None
+        self._mirrored_features: np.ndarray | None = None
 
         SpinAnnotations.__init__(self, data, self.npz_path, ignore_3d=ignore_3d, pose_joints=pose_joints)
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_features"] = None  # a worker opens its own memory map
+        state["_mirrored_features"] = None
         return state
 
-    def cached_features(self, index: int) -> torch.Tensor:
-        """``(C,)`` float32 features of sample ``index`` from the attached cache."""
-        if self._features is None:
-            from dsrbody.data.feature_cache import load_feature_cache
+    def cached_features(self, index: int, mirrored: bool = False) -> torch.Tensor:
+        """``(C,)`` float32 features of sample ``index`` from the attached cache (of its mirrored crop
+        with ``mirrored``)."""
+        from dsrbody.data.feature_cache import load_feature_cache
 
+        if mirrored:
+            if self._mirrored_features is None:
+                self._mirrored_features = load_feature_cache(
+                    self.mirrored_feature_file, len(self), self.feature_channels
+                )
+            return torch.from_numpy(np.asarray(self._mirrored_features[index], dtype=np.float32))
+        if self._features is None:
             self._features = load_feature_cache(self.feature_file, len(self), self.feature_channels)
         return torch.from_numpy(np.asarray(self._features[index], dtype=np.float32))
 
@@ -1016,8 +1027,14 @@ class SpinNpzDataset(SpinAnnotations, Dataset):
         return f"{self.name}: " + self.skipped.summary()
 
     def augment_params(self, index: int) -> AugmentParams:
-        """The augmentation of sample ``index`` in the current epoch (identity when ``augment`` is off)."""
+        """The augmentation of sample ``index`` in the current epoch: identity when ``augment`` is off,
+        except that with a mirrored feature cache attached the crop is mirrored with probability
+        ``flip_prob`` (the one augmentation cached features allow)."""
         if not self.augment:
+            if self.mirrored_feature_file is not None:
+                # its own stream ([..., 1]): not the flip draw of the full augmentation
+                rng = np.random.default_rng([self.seed, self.epoch, index, 1])
+                return AugmentParams(flip=bool(rng.uniform() < self.aug_settings["flip_prob"]))
             return AugmentParams()
         rng = np.random.default_rng([self.seed, self.epoch, index])
         return sample_augment_params(rng, **self.aug_settings)
@@ -1036,18 +1053,27 @@ class SpinNpzDataset(SpinAnnotations, Dataset):
             index += len(self)
         if not 0 <= index < len(self):
             raise IndexError(f"index {index} out of range for {self.name} ({len(self)} samples)")
+        params = self.augment_params(index)
+        item = self.item(index, params)
+        if self.feature_file is not None:
+            item["features"] = self.cached_features(index, mirrored=params.flip)
+        return item
+
+    def item(self, index: int, params: AugmentParams) -> dict[str, Any]:
+        """Sample ``index`` (``0 <= index < len(self)``) under the augmentation ``params``, without
+        cached features (:meth:`__getitem__` draws ``params`` and adds them)."""
         img_path = str(self.image_path(index))
         ppath = str(self.parsing_path(index))
 
         def load_parsing(shape: tuple[int, int]) -> tuple[np.ndarray, bool]:
             return _fit_parsing_to_image(_read_parsing_raw(ppath), shape, ppath), True
 
-        item = build_item(
+        return build_item(
             self,
             index,
             index=index,
             name=self.name,
-            params=self.augment_params(index),
+            params=params,
             res=self.res,
             load_image=lambda: (read_image(img_path, bgr=True), True),
             img_path=img_path,
@@ -1056,9 +1082,6 @@ class SpinNpzDataset(SpinAnnotations, Dataset):
             parsing_interp=self.parsing_interp,
             skipped=self.skipped,
         )
-        if self.feature_file is not None:
-            item["features"] = self.cached_features(index)
-        return item
 
 
 def drop_nonfinite_samples(

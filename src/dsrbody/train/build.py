@@ -261,7 +261,9 @@ def build_train_set(cfg: DictConfig):
             raise ConfigError(
                 "model.feature_cache: the cached features are of the plain crops; set data.augment: false"
             )
-        attach_feature_caches(sets, cfg)
+        attach_feature_caches(sets, cfg, mirrored=bool(cfg.model.get("feature_cache_mirrored", False)))
+    elif bool(cfg.model.get("feature_cache_mirrored", False)):
+        raise ConfigError("model.feature_cache_mirrored needs model.feature_cache: true")
     return MixedDataset(
         sets, [float(s.ratio) for s in specs], length=cfg.data.epoch_length, seed=int(cfg.seed)
     )
@@ -310,8 +312,9 @@ def _cache_backbone(cfg: DictConfig):
     return backbone
 
 
-def _cache_path(ds, cfg: DictConfig) -> Path:
-    """Where ``ds``'s cache under ``cfg.model.backbone`` lives.
+def _cache_path(ds, cfg: DictConfig, mirrored: bool = False) -> Path:
+    """Where ``ds``'s cache under ``cfg.model.backbone`` lives (that of its mirrored crops with
+    ``mirrored``).
 
     Raises:
         ConfigError: ``ds`` is not an annotation file (a synthetic stream has no fixed samples).
@@ -324,18 +327,27 @@ def _cache_path(ds, cfg: DictConfig) -> Path:
             f"model.feature_cache: dataset {getattr(ds, 'name', ds)!r} is not an annotation file "
             "(streamed synthetic data has no fixed samples to cache)"
         )
-    return feature_cache_path(ds.npz_path, ds.img_dir, str(cfg.model.backbone), int(cfg.model.img_res))
+    return feature_cache_path(
+        ds.npz_path, ds.img_dir, str(cfg.model.backbone), int(cfg.model.img_res), mirrored=mirrored
+    )
 
 
 def _build_cache(
-    ds, backbone, path: Path, cfg: DictConfig, progress: bool, position: int | None = None
+    ds,
+    backbone,
+    path: Path,
+    cfg: DictConfig,
+    progress: bool,
+    position: int | None = None,
+    mirrored: bool = False,
 ) -> None:
-    """Build ``ds``'s missing cache at ``path`` in this process (one pass of the frozen part per sample)."""
-    from dsrbody.data.feature_cache import build_feature_cache, file_fingerprint
+    """Build ``ds``'s missing cache at ``path`` in this process (one pass of the frozen part per sample;
+    over the mirrored crops with ``mirrored``)."""
+    from dsrbody.data.feature_cache import MirroredCrops, build_feature_cache, file_fingerprint
 
     _log.info("building the %s feature cache of %s: %s", cfg.model.backbone, ds.name, path)
     build_feature_cache(
-        ds,
+        MirroredCrops(ds) if mirrored else ds,
         backbone,
         path,
         num_workers=int(cfg.data.num_workers),
@@ -345,11 +357,13 @@ def _build_cache(
     )
 
 
-def attach_feature_caches(sets: list, cfg: DictConfig, progress: bool = True) -> None:
+def attach_feature_caches(sets: list, cfg: DictConfig, progress: bool = True, mirrored: bool = False) -> None:
     """Give every dataset the cached output of ``cfg.model.backbone``'s frozen part (a backbone with
     ``cache_rows``: frozen BlazePose, or the frozen stages of the tuned one), building the missing caches
     first (:mod:`dsrbody.data.feature_cache`; one pass of the frozen part per sample, in this process:
-    :func:`build_feature_caches` builds them with several).
+    :func:`build_feature_caches` builds them with several). With ``mirrored`` each dataset also gets the
+    cache of its mirrored crops, and its items are mirrored half the time
+    (``model.feature_cache_mirrored``).
 
     Raises:
         ConfigError: the backbone has no frozen part, or a dataset is not an annotation file.
@@ -364,12 +378,17 @@ def attach_feature_caches(sets: list, cfg: DictConfig, progress: bool = True) ->
             dim = int(backbone.cache_dim)
         if not path.is_file():
             _build_cache(ds, backbone, path, cfg, progress)
-        attach_feature_cache(ds, path, dim, fingerprint=file_fingerprint(ds.npz_path))
+        mpath = _cache_path(ds, cfg, mirrored=True) if mirrored else None
+        if mpath is not None and not mpath.is_file():
+            _build_cache(ds, backbone, mpath, cfg, progress, mirrored=True)
+        attach_feature_cache(ds, path, dim, fingerprint=file_fingerprint(ds.npz_path), mirrored_path=mpath)
 
 
-def _recipe_cache_sets(cfg: DictConfig, splits: tuple[str, ...]) -> list[tuple[str, int, object, Path]]:
-    """``(split, index, dataset, cache path)`` of every annotation file the recipe lists under
-    ``data.<split>``, one per cache file (folders that are links to one another share it)."""
+def _recipe_cache_sets(cfg: DictConfig, splits: tuple[str, ...]) -> list[tuple[str, int, object, Path, bool]]:
+    """``(split, index, dataset, cache path, mirrored)`` of every annotation file the recipe lists under
+    ``data.<split>``, one per cache file (folders that are links to one another share it); with
+    ``model.feature_cache_mirrored`` each training file has a second row, its mirrored crops' cache."""
+    mirror = bool(cfg.model.get("feature_cache_mirrored", False))
     rows, seen = [], set()
     for split in splits:
         if split not in ("train", "val", "test"):
@@ -377,24 +396,28 @@ def _recipe_cache_sets(cfg: DictConfig, splits: tuple[str, ...]) -> list[tuple[s
         for i, spec in enumerate(list(cfg.data.get(split) or [])):
             need = training_keys(cfg) if split == "train" else ()
             ds = build_dataset(spec, cfg, augment=False, required=need)
-            path = _cache_path(ds, cfg)
-            key = path.resolve()
-            if key not in seen:
-                seen.add(key)
-                rows.append((split, i, ds, path))
+            for mirrored in (False, True) if mirror and split == "train" else (False,):
+                path = _cache_path(ds, cfg, mirrored=mirrored)
+                key = path.resolve()
+                if key not in seen:
+                    seen.add(key)
+                    rows.append((split, i, ds, path, mirrored))
     return rows
 
 
-def _cache_job(cfg: dict, split: str, index: int, position: int, threads: int, progress: bool) -> str:
-    """One worker process of :func:`build_feature_caches`: the cache of ``data.<split>[index]``."""
+def _cache_job(
+    cfg: dict, split: str, index: int, position: int, threads: int, progress: bool, mirrored: bool
+) -> str:
+    """One worker process of :func:`build_feature_caches`: the cache of ``data.<split>[index]`` (of its
+    mirrored crops with ``mirrored``)."""
     import torch
 
     torch.set_num_threads(threads)
     cfg = OmegaConf.create(cfg)
     spec = list(cfg.data.get(split))[index]
     ds = build_dataset(spec, cfg, augment=False, required=training_keys(cfg) if split == "train" else ())
-    path = _cache_path(ds, cfg)
-    _build_cache(ds, _cache_backbone(cfg), path, cfg, progress, position)
+    path = _cache_path(ds, cfg, mirrored=mirrored)
+    _build_cache(ds, _cache_backbone(cfg), path, cfg, progress, position, mirrored=mirrored)
     return str(path)
 
 
@@ -437,8 +460,8 @@ def build_feature_caches(
     backbone = _cache_backbone(cfg) if rows else None
     todo = sorted((r for r in rows if not r[3].is_file()), key=lambda r: -len(r[2]))
     if jobs == 1 or len(todo) <= 1:
-        for _, _, ds, path in todo:
-            _build_cache(ds, backbone, path, cfg, progress)
+        for _, _, ds, path, mirrored in todo:
+            _build_cache(ds, backbone, path, cfg, progress, mirrored=mirrored)
     else:
         workers = min(jobs, len(todo))
         threads = max(1, torch.get_num_threads() // workers)
@@ -448,8 +471,8 @@ def build_feature_caches(
         ctx = mp.get_context("spawn")
         with cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=exit_with_parent) as pool:
             futures = [
-                pool.submit(_cache_job, container, split, i, pos, threads, progress)
-                for pos, (split, i, _, _) in enumerate(todo)
+                pool.submit(_cache_job, container, split, i, pos, threads, progress, mirrored)
+                for pos, (split, i, _, _, mirrored) in enumerate(todo)
             ]
             try:
                 for f in cf.as_completed(futures):
@@ -468,4 +491,4 @@ def build_feature_caches(
                     ) from None
                 raise
     built = {r[3] for r in todo}
-    return [(path, len(ds), path in built) for _, _, ds, path in rows]
+    return [(path, len(ds), path in built) for _, _, ds, path, _ in rows]

@@ -113,6 +113,9 @@ class ModelConfig:
             (:mod:`dsrbody.data.feature_cache`; ``blazepose``: all of it, the tuned variants: the
             stages before the tuned ones) at the start of training and train the rest on it; needs
             ``data.augment: false`` and npz datasets.
+        feature_cache_mirrored: also cache each training crop's mirror image, and train on the
+            mirrored crop with mirrored labels with probability 0.5 (the flip augmentation that
+            cached features allow; docs/training.md, "Mirrored caches"). Needs ``feature_cache``.
         init_shape: the shape the head starts from, in the body model's units (Anny: phenotypes), or
             ``None`` for the body model's mean. SPIN starts at its training data's mean; Anny's mean
             is a 1.6 m teenager, far from adult training data (docs/training.md, "Terms without
@@ -129,6 +132,7 @@ class ModelConfig:
     spatial_channels: int = 0
     keypoints: int = 0
     feature_cache: bool = False
+    feature_cache_mirrored: bool = False
     init_shape: list[float] | None = None
 
 
