@@ -221,3 +221,40 @@ def test_a_mirrored_cache_of_other_data_is_refused(make_dataset):
     build_feature_cache(MirroredCrops(ds), StatsBackbone(), mirrored, progress=False, fingerprint="b")
     with pytest.raises(ValueError, match=r"mirrored\.npy: feature cache made from another version"):
         attach_feature_cache(ds, plain, 6, fingerprint="a", mirrored_path=mirrored)
+    augmenting = _dataset(make_dataset, augment=True)
+    with pytest.raises(ValueError, match=r"mirrored\.npy: mirrored crops replace the augmentation"):
+        attach_feature_cache(augmenting, plain, 6, fingerprint="a", mirrored_path=mirrored)
+
+
+def test_mirrored_items_keep_their_rows_through_a_mix_and_workers(make_dataset):
+    """As training reads them: two mirrored-cache datasets in a :class:`MixedDataset`, loaded by two
+    persistent workers over two epochs; every item's features are the frozen part on the crop it
+    carries (its ``img``, mirrored or not), and the epochs mirror different items."""
+    from torch.utils.data import DataLoader
+
+    from dsrbody.data import MixedDataset
+    from dsrbody.data.spin_npz import collate_samples
+
+    sets = []
+    for name in ("a", "b"):
+        ds = _dataset(make_dataset, n=12, name=name)
+        plain = feature_cache_path(ds.npz_path, ds.img_dir, "col", 32)
+        mirrored = feature_cache_path(ds.npz_path, ds.img_dir, "col", 32, mirrored=True)
+        if not mirrored.is_file():
+            build_feature_cache(ds, ColumnBackbone(), plain, progress=False)
+            build_feature_cache(MirroredCrops(ds), ColumnBackbone(), mirrored, progress=False)
+        attach_feature_cache(ds, plain, 3, mirrored_path=mirrored)
+        sets.append(ds)
+    mix = MixedDataset(sets, [0.5, 0.5], seed=1)
+    loader = DataLoader(mix, batch_size=4, num_workers=2, persistent_workers=True, collate_fn=collate_samples)
+    epochs = []
+    for epoch in range(2):
+        mix.set_epoch(epoch)
+        flipped = []
+        for batch in loader:
+            want = ColumnBackbone()(batch["img"]).flatten(1)
+            torch.testing.assert_close(batch["features"], want, atol=2e-3, rtol=0)
+            flipped += batch["is_flipped"].tolist()
+        assert 0 < sum(flipped) < len(flipped)
+        epochs.append(flipped)
+    assert epochs[0] != epochs[1]

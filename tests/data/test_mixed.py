@@ -104,3 +104,22 @@ def test_mixed_over_real_readers(make_dataset, tmp_path):
     assert all(bool(it["valid"]) == (it["sample_index"] != 0) for it in items)
     assert mix.skipped.dropped == sum(1 for it in items if not bool(it["valid"]))
     assert a.skipped is mix.skipped and b.skipped is mix.skipped
+
+
+def test_the_dataset_choice_does_not_decide_the_augmentation(make_dataset):
+    """Item ``i`` of a dataset as long as the epoch is its sample ``i``, which draws its augmentation
+    from ``[seed, epoch, i]``; the choice of dataset must not come from that same draw (it made every
+    item of a first dataset with ratio <= flip_prob mirrored, and none of the next)."""
+    npz, img_dir, _ = make_dataset(n=300)
+    sets = [
+        SpinNpzDataset(npz, img_dir, name=name, augment=True, parsing=False, res=32, seed=3)
+        for name in ("h36m", "coco")
+    ]
+    mix = MixedDataset(sets, {"h36m": 0.5, "coco": 0.5}, seed=3)
+    flips = {"h36m": [], "coco": []}
+    for i in range(len(mix)):
+        k, j = mix.locate(i)
+        assert j == i
+        flips[sets[k].name].append(sets[k].augment_params(j).flip)
+    for name, f in flips.items():
+        assert len(f) > 100 and 0.38 < np.mean(f) < 0.62, (name, np.mean(f))

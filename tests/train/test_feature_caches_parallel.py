@@ -140,5 +140,6 @@ def test_mirrored_caches_are_built_for_the_training_files(root, capsys):
 
     train = build_train_set(load_config(RECIPE, overrides))
     assert all(s.mirrored_feature_file is not None for s in train.datasets)
-    with pytest.raises(ConfigError, match="feature_cache_mirrored needs model.feature_cache"):
-        build_train_set(load_config(CONFIGS / "synth_cpu.yaml", overrides))
+    for build in (build_train_set, build_feature_caches):
+        with pytest.raises(ConfigError, match="feature_cache_mirrored needs model.feature_cache"):
+            build(load_config(CONFIGS / "synth_cpu.yaml", overrides))

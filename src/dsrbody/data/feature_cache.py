@@ -121,10 +121,11 @@ def build_feature_cache(
     fingerprint: str | None = None,
     position: int | None = None,
 ) -> Path:
-    """Compute (or finish) the cache of ``dataset``'s plain crops under ``backbone``.
+    """Compute (or finish) the cache of ``dataset``'s crops under ``backbone``.
 
     Args:
-        dataset: a dataset without augmentation whose items have ``img (3, res, res)`` and ``valid``.
+        dataset: a dataset without augmentation whose items have ``img (3, res, res)`` and ``valid``
+            (the plain crops, or :class:`MirroredCrops` of them).
         backbone: a backbone with ``cache_rows (B, 3, res, res) -> (B, C)`` (its frozen part), or a
             frozen module ``(B, 3, res, res) -> (B, C, 1, 1)`` or ``(B, C)``.
         path: the cache file (:func:`feature_cache_path`).
@@ -269,6 +270,10 @@ def attach_feature_cache(
     """
     _check_cache(Path(path), len(dataset), channels, fingerprint)
     if mirrored_path is not None:
+        if getattr(dataset, "augment", False):
+            raise ValueError(
+                f"{mirrored_path}: mirrored crops replace the augmentation; the dataset augments"
+            )
         _check_cache(Path(mirrored_path), len(dataset), channels, fingerprint)
     dataset.feature_file = Path(path)
     dataset.feature_channels = int(channels)

@@ -3,8 +3,11 @@
 :class:`MixedDataset` follows SPIN/DSR's ``MixedDataset``: each item is drawn from dataset ``k`` with
 probability ``ratios[k]``, an epoch has the size of the largest dataset, and the sample taken from
 dataset ``k`` for item ``i`` is ``i mod len(dataset_k)``. Unlike the official code (global
-``np.random``), the dataset choice comes from ``np.random.default_rng([seed, epoch, i])``, so it is
-reproducible and independent of DataLoader workers; call :meth:`MixedDataset.set_epoch` each epoch
+``np.random``), the dataset choice comes from ``np.random.default_rng([seed, epoch, i, MIX_STREAM])``,
+so it is reproducible and independent of DataLoader workers, and independent of the member datasets'
+augmentation draws (``[seed, epoch, j]``: without the stream code a dataset's sample ``j == i``
+drew its flip from the very number that chose the dataset, so under :data:`DSR_MIX` every Human3.6M
+item was mirrored and no COCO one); call :meth:`MixedDataset.set_epoch` each epoch
 (it is forwarded to the member datasets' augmentation; the epoch is shared with persistent workers).
 """
 
@@ -20,6 +23,10 @@ from torch.utils.data import ConcatDataset, Dataset
 from dsrbody.data.spin_npz import SharedEpoch, SkipLog
 
 __all__ = ["DSR_MIX", "DSR_MIX_WITH_3DPW", "MixedDataset", "EvalConcatDataset"]
+
+#: Appended to ``[seed, epoch, i]`` for the dataset choice: a stream of its own, apart from the member
+#: datasets' ``[seed, epoch, j]`` augmentation draws (ASCII "mix").
+MIX_STREAM = 0x6D6978
 
 #: The official DSR recipe: H36M / COCO (EFT) / MPI-INF-3DHP per-sample ratios (docs/design.md, Paper recipe).
 DSR_MIX: dict[str, float] = {"h36m": 0.5, "coco": 0.3, "mpi-inf-3dhp": 0.2}
@@ -101,7 +108,7 @@ class MixedDataset(Dataset):
         """Which dataset and which of its samples item ``index`` is: ``(k, j)``."""
         if not 0 <= index < self.length:
             raise IndexError(f"index {index} out of range ({self.length} items)")
-        u = np.random.default_rng([self.seed, self.epoch, int(index)]).uniform()
+        u = np.random.default_rng([self.seed, self.epoch, int(index), MIX_STREAM]).uniform()
         k = min(bisect.bisect_right(self.partition.tolist(), u), len(self.datasets) - 1)
         return k, int(index) % len(self.datasets[k])
 

@@ -895,7 +895,8 @@ class SpinNpzDataset(SpinAnnotations, Dataset):
         name: ``dataset_name`` of its samples (default: the registry's name for known file names,
             else the file stem).
         augment: draw the training augmentation (flip, rotation, scale, pixel noise); ``False`` gives
-            the plain crop (evaluation).
+            the plain crop (evaluation), or, with a mirrored feature cache attached
+            (:func:`~dsrbody.data.feature_cache.attach_feature_cache`), the plain or mirrored crop.
         parsing: load parsing maps (``False``: ``has_parsing`` is always false, nothing counted);
             ``None`` (default): on, except for the evaluation files of the registry (split ``"test"``).
         parsing_root: root of the ``grph_sequences`` folder (default ``img_dir``).
@@ -1032,7 +1033,7 @@ class SpinNpzDataset(SpinAnnotations, Dataset):
         ``flip_prob`` (the one augmentation cached features allow)."""
         if not self.augment:
             if self.mirrored_feature_file is not None:
-                # its own stream ([..., 1]): not the flip draw of the full augmentation
+                # a stream of its own ([..., 1]), apart from MixedDataset's choice of dataset
                 rng = np.random.default_rng([self.seed, self.epoch, index, 1])
                 return AugmentParams(flip=bool(rng.uniform() < self.aug_settings["flip_prob"]))
             return AugmentParams()

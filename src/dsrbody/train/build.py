@@ -389,6 +389,8 @@ def _recipe_cache_sets(cfg: DictConfig, splits: tuple[str, ...]) -> list[tuple[s
     ``data.<split>``, one per cache file (folders that are links to one another share it); with
     ``model.feature_cache_mirrored`` each training file has a second row, its mirrored crops' cache."""
     mirror = bool(cfg.model.get("feature_cache_mirrored", False))
+    if mirror and not bool(cfg.model.get("feature_cache", False)):
+        raise ConfigError("model.feature_cache_mirrored needs model.feature_cache: true")
     rows, seen = [], set()
     for split in splits:
         if split not in ("train", "val", "test"):
