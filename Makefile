@@ -75,6 +75,10 @@ train-cpu: $(STAMP)
 	OMP_NUM_THREADS=2 $(DSRBODY) train --config configs/synth_blazepose_100k.yaml data.root=$(DATA) --out $(TRAIN_OUT)_100k \
 		--resume-if-any model.init_checkpoint=$(TRAIN_OUT)_tuned8b/dsrbody_synth_cpu.pt
 	$(DSRBODY) export --ckpt $(TRAIN_OUT)_100k/checkpoints/best.ckpt --out $(TRAIN_OUT)_100k/dsrbody_synth_cpu.pt
+	$(DSRBODY) cache --config configs/synth_blazepose_mirrored.yaml --jobs 2 data.root=$(DATA)
+	OMP_NUM_THREADS=2 $(DSRBODY) train --config configs/synth_blazepose_mirrored.yaml data.root=$(DATA) --out $(TRAIN_OUT)_mirrored \
+		--resume-if-any model.init_checkpoint=$(TRAIN_OUT)_100k/dsrbody_synth_cpu.pt
+	$(DSRBODY) export --ckpt $(TRAIN_OUT)_mirrored/checkpoints/best.ckpt --out $(TRAIN_OUT)_mirrored/dsrbody_synth_cpu.pt
 
 test: $(STAMP)
 	$(PY) -m pytest -q -m "not benchmark" $(PYTEST_ARGS)
