@@ -37,11 +37,12 @@ run: $(STAMP)
 	$(DSRBODY) eval --data $(OUT)/test --mean-body --out $(OUT)/eval
 
 # `make train-cpu`: the shipped model's data and training run from scratch (docs/model_card.md;
-# on a 2-core CPU ~25 + ~45 min of data generation, 5 x ~25-45 min of BlazePose caches, ~60 + ~50 + ~25
-# + ~70 + ~40 + ~45 min of training in six stages: the head on the frozen features, then BlazePose's last
-# stages with it, then the same with the terms that leave out stature and the head started at the data's
-# mean shape, then BlazePose tuned from its last 8 x 8 block, then from its last 8 x 8 unit, then the same
-# on 100,000 samples instead of 50,000). `dsrbody cache --jobs 2` builds each stage's feature
+# on a 2-core CPU ~25 + ~45 min of data generation, 5 x ~25-45 min of BlazePose caches and ~61 min of
+# mirrored ones, ~60 + ~50 + ~25 + ~70 + ~40 + ~45 + ~45 min of training in seven stages: the head on the
+# frozen features, then BlazePose's last stages with it, then the same with the terms that leave out
+# stature and the head started at the data's mean shape, then BlazePose tuned from its last 8 x 8 block,
+# then from its last 8 x 8 unit, then the same on 100,000 samples instead of 50,000, then with each crop's
+# mirror image cached too and half the items mirrored). `dsrbody cache --jobs 2` builds each stage's feature
 # caches with one process per core (the shape stage reads the tuned stage's). DATA and TRAIN_OUT are variables.
 DATA ?= data/synth
 TRAIN_OUT ?= runs/synth_blazepose
