@@ -1002,15 +1002,17 @@ class SpinNpzDataset(SpinAnnotations, Dataset):
     def cached_features(self, index: int, mirrored: bool = False) -> torch.Tensor:
         """``(C,)`` float32 features of sample ``index`` from the attached cache (of its mirrored crop
         with ``mirrored``)."""
-        from dsrbody.data.feature_cache import load_feature_cache
-
         if mirrored:
             if self._mirrored_features is None:
+                from dsrbody.data.feature_cache import load_feature_cache
+
                 self._mirrored_features = load_feature_cache(
                     self.mirrored_feature_file, len(self), self.feature_channels
                 )
             return torch.from_numpy(np.asarray(self._mirrored_features[index], dtype=np.float32))
         if self._features is None:
+            from dsrbody.data.feature_cache import load_feature_cache
+
             self._features = load_feature_cache(self.feature_file, len(self), self.feature_channels)
         return torch.from_numpy(np.asarray(self._features[index], dtype=np.float32))
 
