@@ -36,6 +36,8 @@ def test_curve_cli(cpu_run, tmp_path, capsys):
     assert lines[-1] == f"wrote {out}"
     pic = iio.imread(out)
     assert pic.ndim == 3 and pic.shape[1] > 2 * pic.shape[0]
+    assert main(argv[:3] + [str(tmp_path / "zoom.png"), "--zoom"]) == 0 and (tmp_path / "zoom.png").is_file()
+    capsys.readouterr()
     assert main(["curve", str(cpu_run), "--out", str(tmp_path / "x.png"), "--target", "pa_mpjpe"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "expected METRIC=MM" in err[0] and not (tmp_path / "x.png").exists()

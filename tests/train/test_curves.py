@@ -136,7 +136,12 @@ def test_continued_runs_on_one_axis(tmp_path):
     assert log["mpjpe"] == [200.0, 150.0, 120.0, 110.0]
     assert math.isnan(log["pa_mpjpe"][0]) and log["pa_mpjpe"][2:] == [70.0, 60.0]
     assert log.reference == {"mpjpe": 400.0}
+    assert log.starts == [(0, "first"), (320, "second")]  # where each run begins, for the plot's marks
+    assert read_validation_log(first).starts == [(0, "first")]
     plot_learning_curve([first, second], tmp_path / "chain.png")
+    # zoomed: the axes fit the values (the mean body, 400 mm, goes in the panel's title)
+    out = plot_learning_curve([first, second], tmp_path / "zoom.png", targets={"mpjpe": 100.0}, zoom=True)
+    assert out.stat().st_size > 0
     # a later run that does not say where it started is refused
     with pytest.raises(ValueError, match="does not continue"):
         read_continued_log([first, first])

@@ -26,6 +26,11 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
         metavar="METRIC=MM",
         help="a target line, e.g. pa_mpjpe=65 (repeatable)",
     )
+    parser.add_argument(
+        "--zoom",
+        action="store_true",
+        help="fit each axis to the validation values and target, not to zero and the mean body",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -46,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
         except ValueError:
             raise CLIError(f"--target {item!r}: expected METRIC=MM, e.g. pa_mpjpe=65") from None
     runs = list(args.run)
-    out = plot_learning_curve(runs, args.out, title=args.title, targets=targets)
+    out = plot_learning_curve(runs, args.out, title=args.title, targets=targets, zoom=args.zoom)
     log = read_continued_log(runs) if len(runs) > 1 else read_validation_log(runs[0])
     parts = []
     for key, label in CURVE_METRICS:

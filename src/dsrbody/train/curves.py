@@ -6,7 +6,9 @@
 (``step * data.batch_size * processes``), with the mean body's values as dashed lines
 (``dsrbody curve RUN --out curve.png``). A run that continues another one from its checkpoint
 (``model.init_checkpoint``) is drawn after it: ``dsrbody curve FIRST SECOND --out curve.png`` counts the
-second run's samples from the step stored in the checkpoint it started from (:func:`read_continued_log`).
+second run's samples from the step stored in the checkpoint it started from (:func:`read_continued_log`),
+and marks where each run begins; ``--zoom`` fits the axes to the validation values rather than to zero
+and the mean body (whose values then go in the panels' titles).
 """
 
 from __future__ import annotations
@@ -31,11 +33,13 @@ CURVE_METRICS = (("mpjpe", "MPJPE"), ("pa_mpjpe", "PA-MPJPE"), ("pve_t", "PVE-T"
 
 class ValidationLog(dict):
     """``{"step": [...], "samples": [...], "<metric>": [...]}`` (mm), with ``.reference`` (the mean body's
-    metrics, ``{}`` when not logged), ``.batch`` (samples per step) and ``.run`` (the run folder)."""
+    metrics, ``{}`` when not logged), ``.batch`` (samples per step), ``.run`` (the run folder) and
+    ``.starts`` (``[(samples seen when the run began, run folder name), ...]``, one per run of a chain)."""
 
     reference: dict[str, float]
     batch: int
     run: Path
+    starts: list[tuple[int, str]]
 
 
 def _samples_per_step(run: Path) -> int:
@@ -86,6 +90,7 @@ def read_validation_log(run: str | Path) -> ValidationLog:
     for key in {k for d in rows.values() for k in d}:
         log[key] = [rows[s].get(key, math.nan) for s in steps]
     log.reference, log.batch, log.run = reference, per_step, run
+    log.starts = [(0, run.name)]
     return log
 
 
@@ -128,6 +133,7 @@ def read_continued_log(runs: list[str | Path]) -> ValidationLog:
     logs = [read_validation_log(r) for r in runs]
     merged = ValidationLog(step=[], samples=[])
     offset_samples, offset_steps = 0, 0
+    starts: list[tuple[int, str]] = []
     keys = sorted({k for lg in logs for k in lg if k not in ("step", "samples")})
     for i, lg in enumerate(logs):
         if i > 0:
@@ -138,6 +144,7 @@ def read_continued_log(runs: list[str | Path]) -> ValidationLog:
             keep = [j for j, s in enumerate(merged["step"]) if s < offset_steps]
             for k in list(merged):
                 merged[k] = [merged[k][j] for j in keep]
+        starts.append((offset_samples, lg.run.name))
         for j, s in enumerate(lg["step"]):
             merged["step"].append(offset_steps + s)
             merged["samples"].append(offset_samples + lg["samples"][j])
@@ -146,6 +153,7 @@ def read_continued_log(runs: list[str | Path]) -> ValidationLog:
                     lg[k][j] if k in lg else math.nan
                 )
     merged.reference, merged.batch, merged.run = logs[0].reference, logs[0].batch, logs[0].run
+    merged.starts = starts
     return merged
 
 
@@ -154,9 +162,11 @@ def plot_learning_curve(
     out: str | Path,
     title: str | None = None,
     targets: dict[str, float] | None = None,
+    zoom: bool = False,
 ) -> Path:
     """Draw MPJPE, PA-MPJPE, PVE-T and PVE-T-SC (mm) against samples seen, the mean body dashed (a metric
-    the run did not log gets no panel).
+    the run did not log gets no panel). In a chain of runs, a grey line marks where each later run
+    begins, named in the first panel.
 
     Args:
         run: the ``dsrbody train`` output folder, or a list of them where each later run continues the
@@ -164,6 +174,8 @@ def plot_learning_curve(
         out: the picture to write (``.png``).
         title: the figure title (default: the run folder's name).
         targets: optional ``{metric: mm}`` drawn as dotted lines (e.g. the model card's targets).
+        zoom: fit each panel's axis to its validation values and target rather than to zero and the
+            mean body; a mean body off the axis is given in the panel's title instead.
 
     Returns:
         ``out``.
@@ -180,17 +192,44 @@ def plot_learning_curve(
     axes = axes[0]
     x = [s / 1000.0 for s in log["samples"]]
     for ax, (key, label) in zip(axes, panels):
+        panel_title = f"{label} (mm)"
+        vals = [v for v in log.get(key, []) if math.isfinite(v)]
+        if targets and key in targets:
+            vals.append(targets[key])
+        if zoom and vals:
+            pad = 0.1 * (max(vals) - min(vals)) + 0.01 * max(abs(v) for v in vals)
+            lo, hi = min(vals) - pad, max(vals) + pad
         if key in log:
             ax.plot(x, log[key], marker="o", ms=3, color="tab:blue", label="validation")
         if key in log.reference:
-            ax.axhline(log.reference[key], ls="--", color="tab:red", label="mean body")
+            ref = log.reference[key]
+            if zoom and vals and not lo <= ref <= hi:
+                panel_title = f"{label} (mm; mean body {ref:.1f})"
+            else:
+                ax.axhline(ref, ls="--", color="tab:red", label="mean body")
         if targets and key in targets:
             ax.axhline(targets[key], ls=":", color="tab:green", label="target")
-        ax.set_title(f"{label} (mm)")
+        for k, (start, name) in enumerate(log.starts[1:]):
+            ax.axvline(start / 1000.0, color="0.6", lw=0.8)
+            if ax is axes[0]:
+                ax.annotate(
+                    name,
+                    (start / 1000.0, 1.0),
+                    xycoords=("data", "axes fraction"),
+                    xytext=(2, -4 - 9 * (k % 2)),
+                    textcoords="offset points",
+                    fontsize=6,
+                    color="0.4",
+                    va="top",
+                )
+        ax.set_title(panel_title)
         ax.set_xlabel("training samples seen (thousands)")
         ax.grid(alpha=0.3)
-        ax.set_ylim(bottom=0)
-    axes[0].legend(loc="upper right", fontsize=8)
+        if zoom and vals:
+            ax.set_ylim(lo, hi)
+        else:
+            ax.set_ylim(bottom=0)
+    axes[0].legend(loc="lower left" if zoom else "upper right", fontsize=8)
     fig.suptitle(title or " + ".join(Path(r).name for r in runs))
     fig.tight_layout()
     out = Path(out)
