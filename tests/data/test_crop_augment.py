@@ -305,3 +305,18 @@ def test_anny_pose_flip_mirrors_the_body(anny_body):
     # the SMPL permutation on Anny's rig would not mirror it (its joints 13/14 are spine01/neck01)
     jw, _ = run(flip_pose(pose, SMPL24))
     assert (jw - (j * mirror)[flip_perm_from_names(names)]).abs().max() > 1e-2
+
+
+def test_augmentation_stream_is_not_the_generators():
+    """The draw for (seed, epoch 0, index) was the synthetic generator's for (seed, split "train", index)
+    when both were ``[seed, 0, index]``: a recipe whose seed equalled the data's generation seed then had
+    the first epoch's colour noise follow the drawn body weight."""
+    from dsrbody.data.crop_augment import augment_rng
+    from dsrbody.data.synth.generator import SPLIT_CODES
+
+    for i in range(8):
+        generator = np.random.default_rng(np.random.SeedSequence([0, SPLIT_CODES["train"], i]))
+        assert not np.allclose(generator.uniform(size=4), augment_rng(0, 0, i).uniform(size=4))
+    # a pure function of its arguments, and the streams differ
+    assert augment_rng(3, 1, 7).uniform() == augment_rng(3, 1, 7).uniform()
+    assert augment_rng(3, 1, 7).uniform() != augment_rng(3, 1, 7, stream=1).uniform()

@@ -289,6 +289,29 @@ def test_identity_params_without_augment(make_dataset):
     assert ds.augment_params(0) == AugmentParams()
 
 
+def test_augmentation_draw_is_augment_rng(make_dataset):
+    """A sample's augmentation is :func:`augment_rng`'s draw for (seed, epoch, index): the stream the tests
+    of crop_augment check is apart from the synthetic generator's."""
+    from dsrbody.data.crop_augment import augment_rng, sample_augment_params
+
+    npz, img_dir, _ = make_dataset(n=3)
+    ds = SpinNpzDataset(npz, img_dir, augment=True, seed=5)
+    ds.set_epoch(2)
+    for i in range(3):
+        assert ds.augment_params(i) == sample_augment_params(augment_rng(5, 2, i))
+
+
+def test_has_pose_3d_is_per_sample(make_dataset):
+    """A file with 3D joints may hold rows without them (all confidences 0, as `dsrbody synth --labels 2d`
+    writes): those samples are not counted in the 3D term as zero-error ones."""
+    npz, img_dir, arrays = make_dataset(n=2)
+    S = np.array(arrays["S"], dtype=np.float64)
+    S[0] = 0.0
+    npz, img_dir, _ = make_dataset(n=2, S=S)
+    ds = SpinNpzDataset(npz, img_dir, augment=False)
+    assert not bool(ds[0]["has_pose_3d"]) and bool(ds[1]["has_pose_3d"])
+
+
 def test_has_params_keeps_non_smpl_targets_and_nan_is_dropped(make_dataset):
     rng = np.random.default_rng(9)
     pose = rng.normal(0, 0.3, (3, 72))

@@ -102,6 +102,22 @@ class AugmentParams:
     pixel_noise: tuple[float, float, float] = (1.0, 1.0, 1.0)
 
 
+#: Appended to ``[seed, epoch, index]`` for a sample's augmentation draw (ASCII "aug"): a stream of its
+#: own, apart from the synthetic generator's ``SeedSequence([seed, split, index])``, which is the same
+#: stream when a recipe's seed equals the data's generation seed (the colour noise then followed the
+#: drawn body weight in the first epoch), and from :class:`~dsrbody.data.MixedDataset`'s choice.
+AUG_STREAM = 0x617567
+#: The stream of the mirror draw alone (a dataset that does not augment but reads a mirrored feature
+#: cache).
+MIRROR_STREAM = 1
+
+
+def augment_rng(seed: int, epoch: int, index: int, stream: int = AUG_STREAM) -> np.random.Generator:
+    """The random generator of sample ``index``'s augmentation in ``epoch``: a pure function of its
+    arguments, so items do not depend on DataLoader workers or the order of requests."""
+    return np.random.default_rng([int(seed), int(epoch), int(index), int(stream)])
+
+
 def sample_augment_params(
     rng: np.random.Generator,
     *,
@@ -118,7 +134,7 @@ def sample_augment_params(
     ``rot_zero_prob``; scale ``clip(N(1, scale_factor), 1 +- scale_factor)``.
 
     Args:
-        rng: the random generator (e.g. ``np.random.default_rng([seed, epoch, index])``).
+        rng: the random generator (e.g. :func:`augment_rng`).
 
     Returns:
         the drawn :class:`AugmentParams`.

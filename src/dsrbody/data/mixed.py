@@ -5,10 +5,11 @@ probability ``ratios[k]``, an epoch has the size of the largest dataset, and the
 dataset ``k`` for item ``i`` is ``i mod len(dataset_k)``. Unlike the official code (global
 ``np.random``), the dataset choice comes from ``np.random.default_rng([seed, epoch, i, MIX_STREAM])``,
 so it is reproducible and independent of DataLoader workers, and independent of the member datasets'
-augmentation draws (``[seed, epoch, j]``: without the stream code a dataset's sample ``j == i``
-drew its flip from the very number that chose the dataset, so under :data:`DSR_MIX` every Human3.6M
-item was mirrored and no COCO one); call :meth:`MixedDataset.set_epoch` each epoch
-(it is forwarded to the member datasets' augmentation; the epoch is shared with persistent workers).
+augmentation draws (:func:`~dsrbody.data.crop_augment.augment_rng`; when both were ``[seed, epoch,
+i]``, a dataset's sample ``j == i`` drew its flip from the very number that chose the dataset, so under
+:data:`DSR_MIX` every Human3.6M item was mirrored and no COCO one); call
+:meth:`MixedDataset.set_epoch` each epoch (it is forwarded to the member datasets' augmentation; the
+epoch is shared with persistent workers).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from dsrbody.data.spin_npz import SharedEpoch, SkipLog
 __all__ = ["DSR_MIX", "DSR_MIX_WITH_3DPW", "MixedDataset", "EvalConcatDataset"]
 
 #: Appended to ``[seed, epoch, i]`` for the dataset choice: a stream of its own, apart from the member
-#: datasets' ``[seed, epoch, j]`` augmentation draws (ASCII "mix").
+#: datasets' augmentation draws (:func:`~dsrbody.data.crop_augment.augment_rng`; ASCII "mix").
 MIX_STREAM = 0x6D6978
 
 #: The official DSR recipe: H36M / COCO (EFT) / MPI-INF-3DHP per-sample ratios (docs/design.md, Paper recipe).

@@ -49,7 +49,8 @@ records into it in its own process, and the consumer calls ``dataset.skipped.upd
 each batch (needed with ``num_workers > 0``, harmless without: events are de-duplicated per
 sample), then ``dataset.summary()`` at the end of the epoch and ``dataset.skipped.reset()``.
 
-Augmentation is drawn per sample from ``np.random.default_rng([seed, epoch, index])`` (call
+Augmentation is drawn per sample from :func:`~dsrbody.data.crop_augment.augment_rng` (``[seed, epoch,
+index, AUG_STREAM]``; call
 :meth:`SpinNpzDataset.set_epoch` each epoch), so a run is reproducible regardless of workers. The
 epoch lives in a shared-memory tensor (:class:`SharedEpoch`), so ``set_epoch`` in the main process
 reaches persistent DataLoader workers too. ``__getitem__`` uses numpy and OpenCV and no
@@ -73,9 +74,11 @@ from torch.utils.data import Dataset, default_collate
 from dsrbody.body.keypoints import SMPL24, SPIN49, SPIN_GT24, KeypointSet
 from dsrbody.data.crop_augment import (
     CIHP_LABEL_FLIP_PERM,
+    MIRROR_STREAM,
     PARSING_INTERPOLATIONS,
     UNKNOWN_LABEL,
     AugmentParams,
+    augment_rng,
     crop_camera,
     j2d_processing,
     j3d_processing,
@@ -844,7 +847,8 @@ def build_item(
         "has_smpl": torch.tensor(has_smpl),
         "has_params": torch.tensor(bool(ann.has_params[row])),
         "params_nonfinite": torch.tensor(bool(ann.params_nonfinite[row])),
-        "has_pose_3d": torch.tensor(ann.pose_3d is not None),
+        # per sample: a file may hold rows without 3D joints (all confidences 0, e.g. `synth --labels 2d`)
+        "has_pose_3d": torch.tensor(ann.pose_3d is not None and bool((ann.pose_3d[row][:, 3] > 0).any())),
         "parsing": parsing,
         "has_parsing": torch.tensor(parsing_status == "ok"),
         "parsing_status": parsing_status,
@@ -1035,12 +1039,11 @@ class SpinNpzDataset(SpinAnnotations, Dataset):
         ``flip_prob`` (the one augmentation cached features allow)."""
         if not self.augment:
             if self.mirrored_feature_file is not None:
-                # a stream of its own ([..., 1]), apart from MixedDataset's choice of dataset
-                rng = np.random.default_rng([self.seed, self.epoch, index, 1])
+                # a stream of its own, apart from MixedDataset's choice of dataset
+                rng = augment_rng(self.seed, self.epoch, index, MIRROR_STREAM)
                 return AugmentParams(flip=bool(rng.uniform() < self.aug_settings["flip_prob"]))
             return AugmentParams()
-        rng = np.random.default_rng([self.seed, self.epoch, index])
-        return sample_augment_params(rng, **self.aug_settings)
+        return sample_augment_params(augment_rng(self.seed, self.epoch, index), **self.aug_settings)
 
     def image_path(self, index: int) -> Path:
         """Path of sample ``index``'s image."""

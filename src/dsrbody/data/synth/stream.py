@@ -9,7 +9,7 @@ the image differs, by the JPEG compression the files have and the stream does no
 ``parsing_path`` name no file (``synth:<split>:seed<seed>/<imgname>``).
 
 Determinism: a sample is a pure function of ``(seed, split, index)`` (the generator's contract),
-and its augmentation is drawn from ``np.random.default_rng([seed, epoch, index])`` with the
+and its augmentation is drawn from :func:`~dsrbody.data.crop_augment.augment_rng` with the
 dataset's (augmentation) ``seed``, as :class:`~dsrbody.data.SpinNpzDataset` does, so items do not
 depend on DataLoader workers or on the order of requests.
 
@@ -35,7 +35,12 @@ from torch.utils.data import Dataset
 
 from dsrbody.body.factory import body_spec
 from dsrbody.body.keypoints import KeypointSet
-from dsrbody.data.crop_augment import PARSING_INTERPOLATIONS, AugmentParams, sample_augment_params
+from dsrbody.data.crop_augment import (
+    PARSING_INTERPOLATIONS,
+    AugmentParams,
+    augment_rng,
+    sample_augment_params,
+)
 from dsrbody.data.spin_npz import SharedEpoch, SkipLog, SpinAnnotations, build_item, check_annotations
 from dsrbody.data.synth.generator import SampleMaker, SynthConfig, _imgname, _stack
 
@@ -155,8 +160,7 @@ class SynthStreamDataset(Dataset):
         """The augmentation of sample ``index`` in the current epoch (identity when ``augment`` is off)."""
         if not self.augment:
             return AugmentParams()
-        rng = np.random.default_rng([self.seed, self.epoch, index])
-        return sample_augment_params(rng, **self.aug_settings)
+        return sample_augment_params(augment_rng(self.seed, self.epoch, index), **self.aug_settings)
 
     def image_path(self, index: int) -> str:
         """What stands for sample ``index``'s image path (no file): ``synth:<split>:seed<seed>/<imgname>``."""
