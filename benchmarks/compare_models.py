@@ -26,30 +26,44 @@ import numpy as np
 import torch
 
 
-def per_sample(ckpt: str, folders: list[Path], flip: bool, batch_size: int) -> dict[str, np.ndarray]:
+def per_sample(
+    ckpt: str, folders: list[Path], flip: bool, batch_size: int, body_model_path: str | None = None
+) -> dict[str, np.ndarray]:
     """``{metric: (N,) mm}`` of one checkpoint over the folders' samples, in order (NaN where a metric
-    does not apply)."""
+    does not apply). A gendered body model's samples with a ``gender`` are scored against that gender's
+    model, which ``dsrbody synth`` rendered (as ``dsrbody eval``), from ``body_model_path`` or the
+    checkpoint recipe's ``body.model_path``."""
     from torch.utils.data import DataLoader
 
+    from dsrbody.body.factory import body_spec
     from dsrbody.data import SpinNpzDataset, collate_samples
     from dsrbody.eval.metrics import eval_joints
     from dsrbody.eval.protocols import FlipAveraged
-    from dsrbody.eval.synth_eval import batch_metrics
+    from dsrbody.eval.synth_eval import batch_metrics, gender_models
     from dsrbody.models.loader import load_model
     from dsrbody.models.shipped import shipped_model_path
 
-    reg = load_model(str(shipped_model_path()) if ckpt == "shipped" else ckpt).regressor.eval()
+    loaded = load_model(str(shipped_model_path()) if ckpt == "shipped" else ckpt)
+    reg = loaded.regressor.eval()
     body = reg.body_model  # the recipe's evaluation mesh (the full Anny mesh), as dsrbody eval
+    path = body_model_path or ((loaded.meta.get("config") or {}).get("body") or {}).get("model_path")
+    gt_models = gender_models(body, path)
     joints = eval_joints(body)
     model = FlipAveraged(reg) if flip else reg
     out: dict[str, list[np.ndarray]] = {}
     for folder in folders:
         (npz,) = sorted(folder.glob("synth_*.npz"))
         ds = SpinNpzDataset(npz, folder, parsing=False, res=int(reg.img_res))
+        spec = body_spec(str(body.name), missing_ok=True)
+        if gt_models is None and spec is not None and spec.gendered and np.isin(ds.gender, (0, 1)).any():
+            raise SystemExit(
+                f"{npz}: male and female {body.name} bodies; pass --body-model-path, the folder with the "
+                "male and female files"
+            )
         for batch in DataLoader(ds, batch_size=batch_size, collate_fn=collate_samples):
             with torch.no_grad():
                 pred = model(batch["img"])
-            for k, v in batch_metrics(pred, batch, body, joints).items():
+            for k, v in batch_metrics(pred, batch, body, joints, gt_models=gt_models).items():
                 out.setdefault(k, []).append(v.double().numpy())
     return {k: np.concatenate(v) for k, v in out.items()}
 
@@ -78,6 +92,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--metrics", nargs="+", default=["mpjpe", "pa_mpjpe", "pve", "pve_t", "pve_t_sc"])
     ap.add_argument("--json", help="write the table here")
+    ap.add_argument(
+        "--body-model-path",
+        help="SMPL checkpoints: the folder with the male and female files (default: the recipe's)",
+    )
     args = ap.parse_args(argv)
     if len(args.ckpt) < 2:
         raise SystemExit("--ckpt: give two checkpoints or more (the first is the baseline)")
@@ -86,7 +104,7 @@ def main(argv: list[str] | None = None) -> None:
     for f in folders:
         if not any(f.glob("synth_*.npz")):
             raise SystemExit(f"{f}: no synth_<split>.npz (a dsrbody synth folder)")
-    results = {c: per_sample(c, folders, args.flip, args.batch_size) for c in args.ckpt}
+    results = {c: per_sample(c, folders, args.flip, args.batch_size, args.body_model_path) for c in args.ckpt}
     n = len(next(iter(results[args.ckpt[0]].values())))
     print(f"{n} samples from {', '.join(str(f) for f in folders)}" + (", flip TTA" if args.flip else ""))
     table: dict = {"samples": n, "flip": args.flip, "models": {}, "differences": {}}

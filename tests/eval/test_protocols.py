@@ -596,3 +596,66 @@ def test_mirror_rotations_mirror_anny():
     expected = (posed * torch.tensor([-1.0, 1.0, 1.0]))[:, perm]
     torch.testing.assert_close(mirrored, expected, atol=1e-5, rtol=0)
     assert (mirrored - posed).abs().max() > 0.05  # a real pose change, not a symmetric pose
+
+
+def test_synth_protocol_scores_gendered_smpl_against_that_gender(kit, smpl_dir, tmp_path):
+    """``dsrbody synth`` renders SMPL people with their gender's model: the protocol's ground truth is that
+    body (as ``dsrbody eval --data`` with ``gender_models``), not the checkpoint's neutral one, so the
+    neutral body at the true parameters is not scored 0; without the male and female files it says so."""
+    from protocol_files import base_arrays, write_images
+
+    from dsrbody.eval.metrics import eval_joints
+    from dsrbody.eval.synth_eval import batch_metrics
+
+    rng = np.random.default_rng(11)
+    n = 4
+    pose, shape = random_smpl_params(n, rng)
+    arrays = base_arrays(n, rng, "images") | {
+        "pose": pose, "shape": shape, "has_smpl": np.ones(n), "has_params": np.ones(n),
+        "body_model": np.array(["smpl"] * n), "gender": np.array(["m", "f", "m", "f"]),
+    }  # fmt: skip
+    np.savez(tmp_path / "synth_test.npz", **arrays)
+    write_images(tmp_path, arrays["imgname"], rng)
+    bm = kit.models["neutral"]
+    pred = ParamPredictor(bm, pose, shape, 0.0)
+    res = evaluate("synth", tmp_path / "synth_test.npz", tmp_path, pred, smpl_kit=kit, progress=False)
+    batch = {
+        "sample_index": torch.arange(n), "keypoints": torch.zeros(n, 49, 3), "has_smpl": torch.ones(n),
+        "pose": torch.as_tensor(pose, dtype=torch.float32),
+        "betas": torch.as_tensor(shape, dtype=torch.float32), "gender": torch.tensor([0, 1, 0, 1]),
+    }  # fmt: skip
+    gt_models = {0: kit.models["male"], 1: kit.models["female"]}
+    want = batch_metrics(pred(batch), batch, bm, eval_joints(bm), rerun=False, gt_models=gt_models)
+    for k in ("mpjpe", "pve", "pve_t"):
+        assert np.allclose(res.per_sample[k], want[k].numpy(), rtol=1e-4, atol=1e-3), k
+        assert res.per_sample[k].min() > 1.0, k  # the neutral body is not the rendered one
+    by_dir = evaluate("synth", tmp_path / "synth_test.npz", tmp_path, pred, smpl_dir=smpl_dir, progress=False)
+    assert np.allclose(by_dir.per_sample["pve"], res.per_sample["pve"], atol=1e-3)
+    with pytest.raises(ValueError, match="4 of its bodies are male or female smpl"):
+        evaluate("synth", tmp_path / "synth_test.npz", tmp_path, pred, progress=False)
+
+
+def test_samples_are_cropped_at_the_predictors_resolution(kit, tmp_path):
+    """A model trained on 96-px crops is given 96-px crops (``img_res``), not SPIN's 224."""
+    from protocol_files import base_arrays, write_images
+
+    rng = np.random.default_rng(12)
+    n = 2
+    pose, shape = random_smpl_params(n, rng)
+    arrays = base_arrays(n, rng, "images") | {
+        "pose": pose, "shape": shape, "has_smpl": np.ones(n), "has_params": np.ones(n),
+    }  # fmt: skip
+    np.savez(tmp_path / "synth_test.npz", **arrays)
+    write_images(tmp_path, arrays["imgname"], rng)
+    seen = []
+
+    class Recording(ParamPredictor):
+        def __call__(self, batch):
+            seen.append(tuple(batch["img"].shape[-2:]))
+            return super().__call__(batch)
+
+    pred = Recording(kit.models["neutral"], pose, shape, 0.0)
+    evaluate("synth", tmp_path / "synth_test.npz", tmp_path, pred, progress=False)
+    pred.img_res = 96
+    evaluate("synth", tmp_path / "synth_test.npz", tmp_path, pred, progress=False)
+    assert seen == [(224, 224), (96, 96)]

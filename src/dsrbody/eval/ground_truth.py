@@ -113,7 +113,9 @@ class GroundTruth:
     needs_smpl = False
     genders: tuple[str, ...] = ("neutral",)
 
-    def prepare(self, protocol, ds, n_total: int, predictor, smpl_kit, annotation_file: Path) -> list[str]:
+    def prepare(
+        self, protocol, ds, n_total: int, predictor, smpl_kit, annotation_file: Path, smpl_dir=None
+    ) -> list[str]:
         """Check the file and the predictor against this ground truth before the loop.
 
         Args:
@@ -123,6 +125,7 @@ class GroundTruth:
             predictor: the predictor (``body_model`` attribute where it has one).
             smpl_kit: the :class:`~dsrbody.eval.protocols.SMPLKit` or None.
             annotation_file: for messages.
+            smpl_dir: the SMPL folder when one was given (gendered ground truth of SMPL parameters).
 
         Returns:
             notes for the report.
@@ -189,8 +192,10 @@ class GenderedSMPLBodies(GroundTruth):
     def _smpl_note(self) -> str:
         return ", gender-specific SMPL ground truth"
 
-    def prepare(self, protocol, ds, n_total, predictor, smpl_kit, annotation_file) -> list[str]:
-        notes = super().prepare(protocol, ds, n_total, predictor, smpl_kit, annotation_file)
+    def prepare(
+        self, protocol, ds, n_total, predictor, smpl_kit, annotation_file, smpl_dir=None
+    ) -> list[str]:
+        notes = super().prepare(protocol, ds, n_total, predictor, smpl_kit, annotation_file, smpl_dir)
         g = torch.as_tensor(ds.gender)[:n_total]
         unknown = int(((g != 0) & (g != 1)).sum())
         if unknown:
@@ -221,8 +226,10 @@ class FileJoints3D(GroundTruth):
     kind = "S"
     needs_smpl = True
 
-    def prepare(self, protocol, ds, n_total, predictor, smpl_kit, annotation_file) -> list[str]:
-        notes = super().prepare(protocol, ds, n_total, predictor, smpl_kit, annotation_file)
+    def prepare(
+        self, protocol, ds, n_total, predictor, smpl_kit, annotation_file, smpl_dir=None
+    ) -> list[str]:
+        notes = super().prepare(protocol, ds, n_total, predictor, smpl_kit, annotation_file, smpl_dir)
         if ds.pose_3d is not None and n_total:
             pelvis = torch.as_tensor(ds.pose_3d)[:n_total, 14, :3].norm(dim=-1)
             if float(pelvis.median()) > 0.01:
@@ -247,16 +254,23 @@ class FileJoints3D(GroundTruth):
 
 
 class BodyParameters(GroundTruth):
-    """dsrbody's synthetic split: the file's parameters through the predictor's own body model."""
+    """dsrbody's synthetic split: the file's parameters through the predictor's own body model, or, for a
+    gendered family (SMPL) and samples with a ``gender``, through that gender's model, which is the body
+    ``dsrbody synth`` rendered (as :func:`dsrbody.eval.synth_eval.batch_metrics` with ``gt_models``)."""
 
     kind = "params"
 
     def __init__(self) -> None:
         self.body_model: Any = None
         self.joints: Any = None
+        self.gt_models: dict[int, Any] | None = None
 
-    def prepare(self, protocol, ds, n_total, predictor, smpl_kit, annotation_file) -> list[str]:
+    def prepare(
+        self, protocol, ds, n_total, predictor, smpl_kit, annotation_file, smpl_dir=None
+    ) -> list[str]:
+        from dsrbody.body.factory import body_spec
         from dsrbody.eval.metrics import eval_joints
+        from dsrbody.eval.synth_eval import gender_models
 
         bm = getattr(predictor, "body_model", None)
         if bm is None:
@@ -277,6 +291,21 @@ class BodyParameters(GroundTruth):
                 f"{annotation_file}: 'pose' has {ds.pose_dim // 3} joints but the checkpoint's body model "
                 f"{bm.name!r} has {bm.num_joints}"
             )
+        spec = body_spec(str(bm.name), missing_ok=True)
+        n_gendered = int(np.isin(np.asarray(ds.gender)[:n_total], (0, 1)).sum())
+        self.gt_models = None
+        if spec is not None and spec.gendered and n_gendered:
+            if smpl_kit is not None and {"male", "female"} <= set(smpl_kit.models):
+                self.gt_models = {0: smpl_kit.models["male"], 1: smpl_kit.models["female"]}
+            else:
+                self.gt_models = gender_models(bm, smpl_dir)
+            if self.gt_models is None:
+                raise ValueError(
+                    f"{annotation_file}: {n_gendered} of its bodies are male or female {bm.name} "
+                    f"parameters, whose ground truth is that gender's model; pass the {bm.name} folder "
+                    "with the male and female files (smpl_dir / --smpl-dir)"
+                )
+            self.gt_models = {c: m.to(bm.faces.device) for c, m in self.gt_models.items()}
         return []
 
     def extra_columns(self, ds) -> dict[str, np.ndarray]:
@@ -294,19 +323,37 @@ class BodyParameters(GroundTruth):
             "pose": torch.as_tensor(ds.pose[rows], dtype=torch.float32),
             "betas": torch.as_tensor(ds.betas[rows], dtype=torch.float32),
         }
-        with torch.no_grad():
-            g = gt_body(self.body_model, params, torch.ones_like(sel))
         jidx, pel = list(self.joints.indices), list(self.joints.pelvis)
+        groups = [(torch.ones_like(sel), self.body_model)]
+        if self.gt_models:
+            gender = torch.as_tensor(np.asarray(ds.gender)[rows])
+            groups = [(gender == c, m) for c, m in self.gt_models.items()]
+            groups.append((~torch.isin(gender, torch.tensor(list(self.gt_models))), self.body_model))
+        gj = gv = gr = None
+        with torch.no_grad():
+            for rows_in, model in groups:
+                if not bool(rows_in.any()):
+                    continue
+                g = gt_body(model, params, rows_in)
+                if gj is None:  # filled group by group (the groups partition the batch)
+                    gj = g.joints.new_zeros((len(rows), *g.joints.shape[1:]))
+                    gv = g.vertices.new_zeros((len(rows), *g.vertices.shape[1:]))
+                    gr = g.rest_vertices.new_zeros((len(rows), *g.rest_vertices.shape[1:]))
+                gj[rows_in], gv[rows_in], gr[rows_in] = (
+                    g.joints,
+                    g.vertices,
+                    g.rest_vertices,
+                )  # gt_body: rows_in only
         pj = pred["joints"].detach().to(device=device, dtype=torch.float32)[:, jidx]
-        gj = g.joints.float().to(device)[:, jidx]
+        gj = gj.float().to(device)[:, jidx]
         sel_d = sel.to(device)
         finite = torch.isfinite(gj.reshape(gj.shape[0], -1)).all(dim=1)
         return GroundTruthBatch(
             pred_joints=pj - pj[:, pel].mean(dim=1, keepdim=True),
             gt_joints=gj - gj[:, pel].mean(dim=1, keepdim=True),
             mask=sel_d[:, None].expand(-1, len(jidx)),
-            gt_vertices=g.vertices.float().to(device),
-            gt_rest_vertices=g.rest_vertices,
+            gt_vertices=gv.float().to(device),
+            gt_rest_vertices=gr,
             gt_bad=(~finite & sel_d) | torch.as_tensor(ds.params_nonfinite[rows], device=device),
         )
 

@@ -142,7 +142,9 @@ def pve_t(pred_rest: torch.Tensor, gt_rest: torch.Tensor) -> torch.Tensor:
 
     Args:
         pred_rest, gt_rest: ``(B, V, 3)`` rest-pose vertices (``BodyOutput.rest_vertices``), metres, in
-            the body model's canonical frame (for Anny the root joint is at the origin), no alignment.
+            the body model's canonical frame, no alignment (SMPL's is the template's; Anny's rest mesh
+            stands with its soles at a fixed height whatever the phenotypes, so stature shows as error
+            at the head; its rest pose is Anny's A-pose).
 
     Returns:
         ``(B,)`` millimetres.

@@ -483,6 +483,11 @@ class RegressorPredictor:
         """``(F, 3)`` mesh triangles."""
         return self.regressor.body_model.faces
 
+    @property
+    def img_res(self) -> int:
+        """The regressor's crop side (pixels): the size :func:`evaluate` crops the samples at."""
+        return int(self.regressor.img_res)
+
     @torch.no_grad()
     def __call__(self, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
         images = batch["img"].to(self.device)
@@ -731,7 +736,8 @@ def evaluate(
         image_dir: the folder ``imgname`` is relative to.
         predictor: ``batch -> {"vertices": (B, V, 3), ...}`` (see the module docstring), e.g. a
             :class:`RegressorPredictor`. Batches are those of
-            :func:`dsrbody.data.spin_npz.collate_samples` (``img``, ``sample_index``, ...).
+            :func:`dsrbody.data.spin_npz.collate_samples` (``img``, ``sample_index``, ...), cropped at
+            the predictor's ``img_res`` (pixels; 224, SPIN's, for a predictor without one).
         smpl_kit / smpl_dir: SMPL models and H36M regressor (SMPL protocols; one of them).
         batch_size, workers: DataLoader settings.
         num_worst: how many of the worst samples to keep (vertices) for the report.
@@ -758,9 +764,12 @@ def evaluate(
         smpl_kit = SMPLKit(smpl_dir, genders=gt.genders, device=device)
 
     annotation_file = Path(annotation_file)
-    ds = SpinNpzDataset(annotation_file, image_dir, augment=False, parsing=False, required=p.required)
+    res = int(getattr(predictor, "img_res", 224))  # the crop the model was trained on
+    ds = SpinNpzDataset(
+        annotation_file, image_dir, augment=False, parsing=False, required=p.required, res=res
+    )
     n_total = len(ds) if max_samples is None else min(len(ds), int(max_samples))
-    notes = gt.prepare(p, ds, n_total, predictor, smpl_kit, annotation_file)
+    notes = gt.prepare(p, ds, n_total, predictor, smpl_kit, annotation_file, smpl_dir)
 
     # box size / distance / occlusion columns
     extra_cols: dict[str, np.ndarray] = {"box_px": (ds.scale * 200.0).astype(np.float32)}
