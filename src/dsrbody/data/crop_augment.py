@@ -370,6 +370,12 @@ def crop_camera(
 def transform_translation(translation: np.ndarray, params: AugmentParams) -> np.ndarray:
     """Turn and mirror a camera-frame translation as :func:`j3d_processing` does with joints.
 
+    Exact when there is no rotation (flips only: a symmetric body's root lies on its mirror plane). The
+    turned pose (:func:`rotate_global_orient`) turns the body about its root joint ``r``, not the origin,
+    so under a rotation ``Rz`` the body's translation is ``Rz (t + r) - r``; this gives ``Rz t``, off by
+    ``Rz r - r`` (centimetres at 30 degrees: ground-truth overlays of rotated training crops are
+    shifted by a few pixels; no loss uses it).
+
     Args:
         translation: ``(3,)`` metres.
         params: the augmentation.
