@@ -480,3 +480,22 @@ def test_truncated_images_and_off_palette_maps_are_skipped_and_counted(make_data
     assert (
         official[6]["parsing_unknown"] == 0 and official[0]["parsing_unknown"] == items[0]["parsing_unknown"]
     )
+
+
+def test_a_batch_mixing_files_with_and_without_body_model_keeps_it(make_dataset, tmp_path):
+    """A file without ``body_model`` holds SPIN's (SMPL) parameters; its items say so, so that a batch
+    mixing it with a synthetic Anny file still knows which samples have Anny parameters (the key was
+    dropped from such a batch, and every Anny sample lost its ground truth)."""
+    from dsrbody.data.spin_npz import collate_samples
+    from dsrbody.losses.targets import params_valid
+
+    npz_smpl, img_dir, _ = make_dataset(n=1, filename="smpl.npz")
+    rng = np.random.default_rng(3)
+    npz_anny, _, _ = make_dataset(
+        n=1, filename="anny.npz", pose=rng.normal(0, 0.2, (1, 72)), shape=np.full((1, 10), 0.5),
+        has_params=np.ones(1), body_model=np.array(["anny"]),
+    )  # fmt: skip
+    items = [SpinNpzDataset(npz_anny, img_dir)[0], SpinNpzDataset(npz_smpl, img_dir)[0]]
+    batch = collate_samples(items)
+    assert list(batch["body_model"]) == ["anny", "smpl"]
+    assert params_valid(batch, "anny").tolist() == [True, False]

@@ -71,6 +71,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, default_collate
 
+from dsrbody.body.factory import spin_body_model
 from dsrbody.body.keypoints import SMPL24, SPIN49, SPIN_GT24, KeypointSet
 from dsrbody.data.crop_augment import (
     CIHP_LABEL_FLIP_PERM,
@@ -873,6 +874,9 @@ def build_item(
             item[k] = x.decode() if isinstance(x, bytes) else str(x)
         else:
             item[k] = torch.as_tensor(np.asarray(x))
+    if "body_model" not in item:  # a file without the field holds SPIN's (SMPL) parameters; said per
+        # item, so that a batch mixing it with a synthetic file keeps every sample's body model
+        item["body_model"] = spin_body_model()
     if "focal_length" in ann.extras and "principal_point" in ann.extras:
         f, pp = crop_camera(
             ann.extras["focal_length"][row],
