@@ -37,12 +37,13 @@ run: $(STAMP)
 	$(DSRBODY) eval --data $(OUT)/test --mean-body --out $(OUT)/eval
 
 # `make train-cpu`: the shipped model's data and training run from scratch (docs/model_card.md;
-# on a 2-core CPU ~25 + ~45 min of data generation, 5 x ~25-45 min of BlazePose caches and ~61 min of
-# mirrored ones, ~60 + ~50 + ~25 + ~70 + ~40 + ~45 + ~45 min of training in seven stages: the head on the
-# frozen features, then BlazePose's last stages with it, then the same with the terms that leave out
-# stature and the head started at the data's mean shape, then BlazePose tuned from its last 8 x 8 block,
-# then from its last 8 x 8 unit, then the same on 100,000 samples instead of 50,000, then with each crop's
-# mirror image cached too and half the items mirrored). `dsrbody cache --jobs 2` builds each stage's feature
+# on a 2-core CPU ~25 + ~45 + ~26 min of data generation, 5 x ~25-45 min of BlazePose caches, ~61 min of
+# mirrored ones and ~48 min of both for the last stage's new people, ~60 + ~50 + ~25 + ~70 + ~40 + ~45 +
+# ~45 + ~44 min of training in eight stages: the head on the frozen features, then BlazePose's last stages
+# with it, then the same with the terms that leave out stature and the head started at the data's mean
+# shape, then BlazePose tuned from its last 8 x 8 block, then from its last 8 x 8 unit, then the same on
+# 100,000 samples instead of 50,000, then with each crop's mirror image cached too and half the items
+# mirrored, then on 130,000 people). `dsrbody cache --jobs 2` builds each stage's feature
 # caches with one process per core (the shape stage reads the tuned stage's). DATA and TRAIN_OUT are variables.
 DATA ?= data/synth
 TRAIN_OUT ?= runs/synth_blazepose
@@ -80,6 +81,12 @@ train-cpu: $(STAMP)
 	OMP_NUM_THREADS=2 $(DSRBODY) train --config configs/synth_blazepose_mirrored.yaml data.root=$(DATA) --out $(TRAIN_OUT)_mirrored \
 		--resume-if-any model.init_checkpoint=$(TRAIN_OUT)_100k/dsrbody_synth_cpu.pt
 	$(DSRBODY) export --ckpt $(TRAIN_OUT)_mirrored/checkpoints/best.ckpt --out $(TRAIN_OUT)_mirrored/dsrbody_synth_cpu.pt
+	$(DSRBODY) synth --out $(DATA)/train128e --num 24000 --split train --seed 4 --res 128 --workers 2 --resume
+	$(DSRBODY) synth --out $(DATA)/train128_hard3 --num 6000 --split train --seed 102 --res 128 --hard --workers 2 --resume
+	$(DSRBODY) cache --config configs/synth_blazepose_130k.yaml --jobs 2 --splits train data.root=$(DATA)
+	OMP_NUM_THREADS=2 $(DSRBODY) train --config configs/synth_blazepose_130k.yaml data.root=$(DATA) --out $(TRAIN_OUT)_130k \
+		--resume-if-any model.init_checkpoint=$(TRAIN_OUT)_mirrored/dsrbody_synth_cpu.pt
+	$(DSRBODY) export --ckpt $(TRAIN_OUT)_130k/checkpoints/best.ckpt --out $(TRAIN_OUT)_130k/dsrbody_synth_cpu.pt
 
 test: $(STAMP)
 	$(PY) -m pytest -q -m "not benchmark" $(PYTEST_ARGS)
