@@ -315,6 +315,7 @@ class BodyParameters(GroundTruth):
         return list(self.joints.names)
 
     def batch(self, protocol, ds, index, pred, pred_vertices, smpl_kit, device) -> GroundTruthBatch:
+        from dsrbody.eval.synth_eval import gender_groups
         from dsrbody.losses.targets import gt_body
 
         rows = index.numpy()
@@ -324,11 +325,9 @@ class BodyParameters(GroundTruth):
             "betas": torch.as_tensor(ds.betas[rows], dtype=torch.float32),
         }
         jidx, pel = list(self.joints.indices), list(self.joints.pelvis)
-        groups = [(torch.ones_like(sel), self.body_model)]
-        if self.gt_models:
-            gender = torch.as_tensor(np.asarray(ds.gender)[rows])
-            groups = [(gender == c, m) for c, m in self.gt_models.items()]
-            groups.append((~torch.isin(gender, torch.tensor(list(self.gt_models))), self.body_model))
+        gender = torch.as_tensor(np.asarray(ds.gender)[rows]) if self.gt_models else None
+        every = torch.ones(len(rows), dtype=torch.bool)
+        groups = gender_groups(gender, self.gt_models, self.body_model, every)
         gj = gv = gr = None
         with torch.no_grad():
             for rows_in, model in groups:

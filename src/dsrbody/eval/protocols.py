@@ -550,13 +550,14 @@ class SMPLKit:
         Returns:
             ``(B, 6890, 3)`` metres, model frame, no translation.
         """
+        from dsrbody.eval.synth_eval import gender_groups
         from dsrbody.geometry.rotations import axis_angle_to_matrix
 
         B = pose.shape[0]
         rot = axis_angle_to_matrix(pose.reshape(B, 24, 3))
         out = None
-        for code, g in ((0, "male"), (1, "female"), (-1, "neutral")):
-            sel = (gender == code) if code >= 0 else ~((gender == 0) | (gender == 1))
+        every = torch.ones(B, dtype=torch.bool, device=gender.device)
+        for sel, g in gender_groups(gender, {0: "male", 1: "female"}, "neutral", every):
             if not bool(sel.any()):
                 continue
             if g not in self.models:

@@ -37,6 +37,7 @@ __all__ = [
     "params_valid",
     "gt_body",
     "gender_models",
+    "gender_groups",
     "batch_metrics",
     "evaluate",
     "exclusion_reasons",
@@ -68,6 +69,39 @@ def gender_models(body_model, model_path) -> dict[int, Any] | None:
         return None
     dev = body_model.faces.device
     return {c: m.to(dev) for c, m in models.items()}
+
+
+def gender_groups(
+    gender: torch.Tensor | None,
+    gt_models: Mapping[int, Any] | None,
+    default: Any,
+    valid: torch.Tensor,
+) -> list[tuple[torch.Tensor, Any]]:
+    """The samples ``valid`` split by the body model of their ground truth.
+
+    Args:
+        gender: ``(B,)`` int gender codes (0 male, 1 female; anything else: unknown), or None.
+        gt_models: gender code -> that gender's body model (:func:`gender_models`), or None.
+        default: the body model of every other sample (unknown gender, or no gendered models); any
+            object, so a caller may pass names instead of models.
+        valid: ``(B,)`` bool, the samples to split.
+
+    Returns:
+        ``[(mask (B,) bool, model), ...]``: one group per entry of ``gt_models`` and a last one for
+        ``default``, pairwise disjoint, their union ``valid``; a group may be empty.
+    """
+    valid = torch.as_tensor(valid).bool()
+    if not gt_models or gender is None:
+        return [(valid, default)]
+    gender = torch.as_tensor(gender).to(valid.device)
+    rest = valid.clone()
+    groups = []
+    for code, model in gt_models.items():
+        sel = valid & (gender == int(code))
+        rest &= ~sel
+        groups.append((sel, model))
+    groups.append((rest, default))
+    return groups
 
 
 @torch.no_grad()
@@ -107,16 +141,7 @@ def batch_metrics(
     res = {k: nan.clone() for k in METRIC_NAMES}
     idx = list(joints.indices)
     valid = params_valid(batch, str(body_model.name)).to(dev)
-    groups = [(valid, body_model)]
-    if gt_models and "gender" in batch:
-        gender = torch.as_tensor(batch["gender"]).to(dev)
-        rest = valid.clone()
-        groups = []
-        for code, model in gt_models.items():
-            sel = valid & (gender == int(code))
-            rest &= ~sel
-            groups.append((sel, model))
-        groups.append((rest, body_model))
+    groups = gender_groups(batch.get("gender"), gt_models, body_model, valid)
     # a NaN/infinite prediction or ground truth leaves the sample's metrics NaN (it would break the SVD)
     pred_ok = _finite_rows(p_joints[:, idx], p_verts, p_rest)
     for sel, model in groups:
