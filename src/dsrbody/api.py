@@ -62,6 +62,7 @@ def predict(
     refine: bool = True,
     batch_size: int = 16,
     flip: bool = False,
+    height: float | None = None,
 ) -> list[PersonResult]:
     """The bodies of the people in one image, in one call.
 
@@ -76,6 +77,9 @@ def predict(
         batch_size: crops per regressor call.
         flip: flip test-time augmentation (as ``dsrbody demo --flip``): each estimate averaged with the
             mirrored crop's; twice the regressor's time.
+        height: every person's stature in metres, when known (as ``dsrbody demo --height``): the body is
+            made that tall and placed at the distance its size needs
+            (:func:`dsrbody.demo.run.with_known_stature`); None: the regressor's estimate.
 
     Returns:
         One :class:`~dsrbody.demo.run.PersonResult` per person: ``rotmat (J, 3, 3)`` (camera-frame
@@ -125,4 +129,8 @@ def predict(
     results = predict_people(regressor, img, people, batch_size, flip=flip)
     if refine:
         results = refine_results(regressor, results, DemoOptions(refine=True))
+    if height is not None:
+        from dsrbody.demo.run import with_known_stature
+
+        results = with_known_stature(regressor, results, height)
     return results

@@ -93,6 +93,20 @@ def test_demo_video(ckpt, synth, tmp_path):
         for f in reader:  # (list() would ask the reader for its length, which ffmpeg reports as inf)
             frames.append(f)
     assert len(frames) == 3 and frames[0].shape[:2] == (224, 224)
+    # --height: every frame's body that tall (after the smoothing), farther away as it grew
+    import torch
+
+    from dsrbody.body.stature import rest_stature
+    from dsrbody.models.loader import load_model
+
+    tall_args = [str(tmp_path / "tall") if a == str(out) else a for a in args]
+    assert main([*tall_args, "--height", "1.92"]) == 0
+    tall = np.load(tmp_path / "tall" / "clip_params.npz")
+    body = load_model(str(ckpt)).regressor.body_model
+    heights = rest_stature(body, torch.tensor(tall["shape"], dtype=torch.float32))
+    np.testing.assert_allclose(heights.numpy(), 1.92, atol=1e-3)
+    before = rest_stature(body, torch.tensor(p["shape"], dtype=torch.float32)).numpy()
+    np.testing.assert_allclose(tall["translation"][:, 2] / p["translation"][:, 2], 1.92 / before, rtol=0.02)
 
 
 def test_demo_boxes_and_openpose(ckpt, synth, tmp_path, capsys):
@@ -239,6 +253,7 @@ def test_demo_bad_inputs(ckpt, synth, tmp_path, capsys):
         (["--video", str(bad_video)], "cannot be decoded as a video"),
         (["--image", str(tmp_path / "missing.jpg")], "missing.jpg"),
         (["--folder", str(tmp_path / "nofolder")], "nofolder"),
+        (["--image", str(image), "--height", "175"], "--height is a stature in metres (0.3-3), got 175"),
     ]
     for extra, message in cases:
         capsys.readouterr()

@@ -88,6 +88,26 @@ def test_eval_with_flip_averages_crop_and_mirror(trained, synth, tmp_path, capsy
     assert res[True]["pa_mpjpe"] != pytest.approx(res[False]["pa_mpjpe"], abs=1e-3)
 
 
+def test_eval_with_known_stature_scores_both_columns_at_the_true_height(trained, synth, tmp_path, capsys):
+    ckpt = trained / "checkpoints" / "best.ckpt"
+    args = ["--quiet", "--pictures", "0", "--mean-body", f"data.root={synth}", "data.num_workers=0"]
+    res = {}
+    for known in (False, True):
+        out = tmp_path / f"eval_{known}"
+        extra = ["--known-stature"] if known else []
+        assert main(["eval", "--config", CONFIG, "--ckpt", str(ckpt), "--out", str(out), *extra, *args]) == 0
+        assert ("known stature: each body given" in capsys.readouterr().out) == known
+        res[known] = json.loads((out / "metrics_test.json").read_text())
+        assert res[known]["known_stature"] == known and res[known]["n_samples"] == 4
+    for col in (res[True], res[True]["mean_body"]):  # both columns: the height changes PVE-T
+        assert col["pve_t"] > 0
+    assert res[True]["pve_t"] != pytest.approx(res[False]["pve_t"], abs=1e-3)
+    assert res[True]["mean_body"]["pve_t"] != pytest.approx(res[False]["mean_body"]["pve_t"], abs=1e-3)
+    assert main(["eval", "--dataset", "3dpw", "--ckpt", str(ckpt), "--known-stature"]) == 1
+    err = capsys.readouterr().err
+    assert "--known-stature is for --data/--config" in err and err.count("\n") == 1
+
+
 def test_eval_max_samples_takes_the_first_n(trained, synth, tmp_path, capsys):
     ckpt = trained / "checkpoints" / "best.ckpt"
     args = ["--quiet", "--pictures", "0", f"data.root={synth}", "data.num_workers=0"]

@@ -118,6 +118,37 @@ def test_load_model_and_predict(tiny_ckpt, synth_dir):
         dsrbody.predict(model, rgb, box=[1, 2, 3])
 
 
+def test_predict_with_a_known_height(tiny_ckpt, synth_dir):
+    """``height=``: the body is that tall, covers the same pixels, and stands as much farther away as it
+    grew; its weak-perspective camera says the same translation; a height in centimetres is refused."""
+    from dsrbody.body.stature import rest_stature
+    from dsrbody.data.spin_npz import read_image
+    from dsrbody.geometry.cameras import weak_perspective_to_translation
+
+    model = dsrbody.load_model(tiny_ckpt, device="cpu")
+    reg, body = model.regressor, model.regressor.body_model
+    rgb = read_image(sorted(Path(synth_dir).glob("images/*.jpg"))[0])
+    H, W = rgb.shape[:2]
+    box = [W * 0.25, H * 0.1, W * 0.5, H * 0.8]
+    plain = dsrbody.predict(model, rgb, box=box, refine=False)[0]
+    start = float(rest_stature(body, torch.tensor(plain.shape[None], dtype=torch.float32))[0])
+    seen = plain.keypoint_confidence > 0
+    for height in (start - 0.12, start + 0.15):
+        tall = dsrbody.predict(model, rgb, box=box, refine=False, height=height)[0]
+        got = float(rest_stature(body, torch.tensor(tall.shape[None], dtype=torch.float32))[0])
+        assert got == pytest.approx(height, abs=1e-3)
+        moved = np.abs(tall.keypoints_2d()[seen] - plain.keypoints_2d()[seen]).max()
+        assert moved < 0.01 * box[3], moved  # pixels
+        assert tall.translation[2] / plain.translation[2] == pytest.approx(height / start, rel=0.02)
+        cam_t = weak_perspective_to_translation(torch.tensor(tall.cam[None]), reg.focal, reg.img_res)[0]
+        np.testing.assert_allclose(cam_t.numpy(), tall.translation, rtol=1e-6)
+        np.testing.assert_allclose(
+            reg.shape_from_raw(torch.tensor(tall.shape_raw[None])).numpy()[0], tall.shape, atol=1e-4
+        )
+    with pytest.raises(ValueError, match="in metres"):
+        dsrbody.predict(model, rgb, box=box, refine=False, height=175)
+
+
 def test_load_model_default_is_the_shipped_model():
     from dsrbody.models.shipped import shipped_model_path
 

@@ -26,3 +26,37 @@ def test_gender_groups_without_gendered_models_is_one_group():
     for gender, models in ((torch.tensor([0, 1, 0]), None), (torch.tensor([0, 1, 0]), {}), (None, {0: "m"})):
         ((mask, model),) = gender_groups(gender, models, "default", valid)
         assert model == "default" and torch.equal(mask, valid)
+
+
+def test_known_stature_gives_back_a_height_phenotype_that_only_scaled_the_body(anny_body):
+    """Predictions right in everything but Anny's height phenotype: scored as they are, PVE-T and MPJPE
+    see the height; given the true stature first, the height phenotype is found again and every error
+    is (nearly) zero. Samples without body ground truth stay NaN."""
+    import numpy as np
+
+    from dsrbody.eval.metrics import eval_joints
+    from dsrbody.eval.synth_eval import batch_metrics
+    from dsrbody.geometry.rotations import axis_angle_to_matrix
+
+    rng = np.random.default_rng(5)
+    B, J = 3, anny_body.num_joints
+    pose = torch.tensor(rng.normal(0, 0.2, (B, J * 3)), dtype=torch.float32)
+    betas = torch.tensor([[0.1, 0.8, 0.4, 0.6, 0.3, 0.5], [0.9, 0.7, 0.5, 0.3, 0.8, 0.6], [0.5] * 6])
+    batch = {
+        "keypoints": torch.zeros(B, 49, 3), "pose": pose, "betas": betas,
+        "has_params": torch.tensor([1.0, 1.0, 0.0]), "body_model": ["anny"] * B,
+    }  # fmt: skip
+    shape = betas.clone()
+    shape[:, anny_body.stature_index] = torch.tensor([0.6, 0.5, 0.5])  # a wrong height for the first two
+    rot = axis_angle_to_matrix(pose.reshape(B, J, 3))
+    with torch.no_grad():
+        out = anny_body(rot[:, 0], rot[:, 1:], shape)
+    pred = {"rotmat": rot, "shape": shape, "joints": out.joints, "vertices": out.vertices,
+            "rest_vertices": out.rest_vertices}  # fmt: skip
+    joints = eval_joints(anny_body)
+    plain = batch_metrics(pred, batch, anny_body, joints, rerun=False)
+    known = batch_metrics(pred, batch, anny_body, joints, rerun=False, known_stature=True)
+    assert bool((plain["pve_t"][:2] > 20).all()) and bool((plain["mpjpe"][:2] > 5).all())
+    for k in ("mpjpe", "pa_mpjpe", "pve", "pve_t", "pve_t_sc"):
+        assert float(known[k][:2].abs().max()) < 1.0, k  # mm
+        assert bool(torch.isnan(known[k][2])), k

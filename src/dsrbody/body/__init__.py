@@ -24,6 +24,8 @@ __all__ = [
     "vertex_body_parts",
     "face_body_parts",
     "limb_coordinate",
+    "stature",
+    "with_stature",
 ]
 
 _LAZY = {
@@ -40,6 +42,8 @@ _LAZY = {
     "vertex_body_parts": "dsrbody.body.parts",
     "face_body_parts": "dsrbody.body.parts",
     "limb_coordinate": "dsrbody.body.parts",
+    "stature": "dsrbody.body.stature",
+    "with_stature": "dsrbody.body.stature",
 }
 
 

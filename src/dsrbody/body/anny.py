@@ -577,6 +577,7 @@ class AnnyBody(BodyModel):
     keypoint_set: KeypointSet = SPIN49
     shape_dim = len(ANNY_PHENOTYPES)
     shape_names = ANNY_PHENOTYPES
+    stature_index = ANNY_PHENOTYPES.index("height")  # [0, 1]: its shape bounds are searched
 
     def __init__(
         self,

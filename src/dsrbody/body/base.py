@@ -71,6 +71,8 @@ class BodyModel(nn.Module):
     - :attr:`smpl_equivalents`, :attr:`limited_joints`: which joints are SMPL's (pose retargeting,
       joint limits).
     - :meth:`sample_shape`: the synthetic data's shape distribution.
+    - :attr:`stature_index`, :attr:`stature_range`: the shape coefficient that sets the body's height
+      and the range searched (:func:`dsrbody.body.stature.with_stature`).
 
     Facts needed before a model is built (its options, files, genders, what data files hold) are the
     fields of its :class:`~dsrbody.body.factory.BodySpec` in the registry.
@@ -89,6 +91,11 @@ class BodyModel(nn.Module):
     #: (:mod:`dsrbody.models.hmr`), and fitting optimises that logit. A class or instance attribute,
     #: or a property (Anny).
     shape_bounds: tuple[torch.Tensor, torch.Tensor] | None = None
+    #: The shape coefficient that sets the body's stature, which :func:`dsrbody.body.stature.with_stature`
+    #: searches when a person's height is known, or None (the body's height cannot be set).
+    stature_index: int | None = None
+    #: ``(lo, hi)``: the range of that coefficient searched. A bounded shape space searches its bounds.
+    stature_range: tuple[float, float] = (-5.0, 5.0)
 
     def __init__(self) -> None:
         super().__init__()

@@ -62,6 +62,10 @@ class SMPL(BodyModel):
     """
 
     name = "smpl"
+    #: The first beta: the first principal component of SMPL's shape space, mostly stature; +-5 standard
+    #: deviations are searched (docs/design.md, "Known stature").
+    stature_index = 0
+    stature_range = (-5.0, 5.0)
 
     def __init__(
         self,

@@ -2,7 +2,7 @@
 
     dsrbody demo [--ckpt K] (--image P | --folder D | --video V) [--bbox JSON | --openpose DIR | --coco JSON]
                  [--detector auto|blazepose|hog|mediapipe|none] [--whole-image-if-none] [--no-refine]
-                 [--flip] [--model-path SMPL] --out DIR
+                 [--flip] [--height M] [--model-path SMPL] --out DIR
 
 The checkpoint may be a ``dsrbody train`` checkpoint (self-describing), SPIN's ``model_checkpoint.pt``
 or DSR's ``dsr_w3DPW_checkpoint.pt`` (SMPL: ``--model-path`` with the SMPL files), or a bare regressor
@@ -14,8 +14,10 @@ the built-in BlazePose (every person, with 2D keypoints and a mask; :mod:`dsrbod
 An image where the detector finds nobody is skipped with a message (``--whole-image-if-none``: the
 whole image is the box). Bodies whose person has 2D keypoints
 are refined on them (:mod:`dsrbody.demo.refine`; ``--no-refine`` turns it off). ``--flip`` averages
-each crop's estimate with its mirror's before refinement (as ``dsrbody eval --flip``). Outputs: see
-:mod:`dsrbody.demo.run`.
+each crop's estimate with its mirror's before refinement (as ``dsrbody eval --flip``). ``--height``
+gives every person that stature (metres): a crop does not show how tall a person is, so their size
+and distance from the camera follow from it (:func:`dsrbody.demo.run.with_known_stature`). Outputs:
+see :mod:`dsrbody.demo.run`.
 """
 
 from __future__ import annotations
@@ -68,6 +70,14 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="flip test-time augmentation: average each crop's estimate with its mirror's (twice the "
         "regressor's time; docs/evaluation.md)",
+    )
+    parser.add_argument(
+        "--height",
+        type=float,
+        default=None,
+        metavar="M",
+        help="every person's stature in metres, when known: the body is made that tall and placed at the "
+        "distance its size needs (a crop shows neither; docs/demo.md, 'Known height')",
     )
     parser.add_argument(
         "--refine-iters", type=int, default=None, help="refinement steps per person (default 40)"
@@ -153,6 +163,8 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"--refine-iters must be at least 1, got {args.refine_iters}")
     if args.max_frames is not None and args.max_frames < 1:
         raise CLIError(f"--max-frames must be at least 1, got {args.max_frames}")
+    if args.height is not None and not 0.3 <= args.height <= 3.0:
+        raise CLIError(f"--height is a stature in metres (0.3-3), got {args.height}")
     refine_opts = RefineOptions()
     if args.refine_iters is not None:
         refine_opts.iters = int(args.refine_iters)
@@ -169,6 +181,7 @@ def run(args: argparse.Namespace) -> int:
         refine_options=refine_opts,
         flip=bool(args.flip),
         smooth_sigma=max(0.0, float(args.smooth)),
+        height=args.height,
     )
     out = Path(args.out)
     reg = loaded.regressor

@@ -86,6 +86,13 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
         help="flip test-time augmentation: average the estimates on the crop and on its mirror "
         "(twice the time; docs/evaluation.md)",
     )
+    parser.add_argument(
+        "--known-stature",
+        action="store_true",
+        help="give each prediction its ground truth's stature first (its height coefficient set so its "
+        "rest mesh is as tall as the true one; --data/--config only): shape without the scale a crop "
+        "does not show (docs/evaluation.md, 'Known stature')",
+    )
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
 
 
@@ -202,6 +209,8 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"--max-samples must be at least 1, got {args.max_samples}")
     default_checkpoint(args, "eval")
     if args.dataset is not None:
+        if args.known_stature:
+            raise CLIError("--known-stature is for --data/--config (synthetic splits with body ground truth)")
         return _run_protocol(args)
     import torch
     from rich.console import Console
@@ -216,6 +225,8 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = eval_config(args)
     reg, body = load_trained(cfg, args.ckpt, args.device)
+    if args.known_stature and body.stature_index is None:
+        raise CLIError(f"--known-stature: the {body.name} body model has no stature coefficient")
     model = reg
     if args.flip:
         from dsrbody.eval.protocols import FlipAveraged
@@ -246,19 +257,22 @@ def run(args: argparse.Namespace) -> int:
 
     gt_models = gender_models(body, cfg.body.model_path)
     with torch.no_grad():
+        known = bool(args.known_stature)
         res = evaluate(model, body, loader, joints, device=args.device, skip_log=dataset.skipped,
-                       progress=not args.quiet, on_batch=on_batch, gt_models=gt_models)  # fmt: skip
+                       progress=not args.quiet, on_batch=on_batch, gt_models=gt_models,
+                       known_stature=known)  # fmt: skip
         ref = None
         if args.mean_body:
             dataset.skipped.reset()
             ref = evaluate(at_mean(reg), body, loader, joints, device=args.device, skip_log=dataset.skipped,
-                           progress=not args.quiet, gt_models=gt_models)  # fmt: skip
+                           progress=not args.quiet, gt_models=gt_models, known_stature=known)  # fmt: skip
     res = {
         "checkpoint": str(args.ckpt),
         "config": str(args.config) if args.config else "stored in the checkpoint",
         "data": str(args.data) if args.data else None,
         "split": args.split,
         "flip": bool(args.flip),
+        "known_stature": bool(args.known_stature),
         "body_model": str(body.name),
         "mesh": str(body.mesh_name),
         "joints": list(joints.names),
@@ -287,6 +301,8 @@ def run(args: argparse.Namespace) -> int:
     console.print(table)
     if args.flip:
         console.print("flip test-time augmentation: each crop and its mirror, averaged (model column)")
+    if args.known_stature:
+        console.print("known stature: each body given its ground truth's height first (every column)")
     if res["n_skipped"]:
         console.print(dataset.skipped.summary())
     if res.get("n_excluded"):

@@ -105,6 +105,8 @@ class DemoOptions:
             (:class:`~dsrbody.eval.protocols.FlipAveraged`; twice the regressor's time).
         smooth_sigma: video: standard deviation (frames) of the Gaussian that smooths each track's
             parameters over time (0: no smoothing).
+        height: every person's stature in metres, when known (:func:`with_known_stature`, applied last);
+            None: the regressor's estimate.
     """
 
     side_size: int = 448
@@ -115,6 +117,7 @@ class DemoOptions:
     refine_options: RefineOptions | None = None
     flip: bool = False
     smooth_sigma: float = 1.5
+    height: float | None = None
 
 
 @dataclass
@@ -242,6 +245,84 @@ def result_from_prediction(
         shape_raw=None if raw is None else raw.detach().cpu().double().numpy(),
         keypoint_confidence=None if conf is None else conf.detach().cpu().numpy(),
     )
+
+
+def with_known_stature(
+    regressor, results: list[PersonResult], height: float, batch_size: int = 32
+) -> list[PersonResult]:
+    """The people made ``height`` metres tall, each as far from the camera as that size needs.
+
+    A crop shows a person's shape but not their size: a tall person far away and a short one nearby
+    give the same crop. A known height gives both: each body's stature coefficient is set so its rest
+    mesh is ``height`` tall (:func:`dsrbody.body.stature.with_stature`, pose and the other shape
+    coefficients kept), and the body is scaled about the camera by the stature's ratio, so it covers the
+    same pixels (its mesh centroid moves from ``c`` to ``k c``; the shape change is a near-uniform scale)
+    at a metric distance.
+
+    Args:
+        regressor: the model (its ``body_model``).
+        results: the people (:func:`predict_people`, :func:`refine_results`).
+        height: metres.
+        batch_size: people per search (each runs the body model on ``17 x batch_size`` shapes).
+
+    Returns:
+        New :class:`PersonResult` objects (``shape``, ``cam``, ``translation``, ``vertices_cam``,
+        ``joints_cam`` changed), same order.
+
+    Raises:
+        ValueError: ``height`` outside 0.3-3 m, or outside what a person's other shape coefficients allow
+            (the range that is possible is named).
+    """
+    from dataclasses import replace
+
+    from dsrbody.body.stature import rest_stature, with_stature
+
+    if not 0.3 <= float(height) <= 3.0:
+        raise ValueError(f"a person's height is given in metres (0.3-3), got {height}")
+    if len(results) > batch_size:
+        return [
+            r
+            for start in range(0, len(results), batch_size)
+            for r in with_known_stature(regressor, results[start : start + batch_size], height, batch_size)
+        ]
+    if not results:
+        return []
+    body = regressor.body_model
+    dev = body.faces.device
+    shape = torch.tensor(np.stack([r.shape for r in results]), dtype=torch.float32, device=dev)
+    rot = torch.tensor(np.stack([r.rotmat for r in results]), dtype=torch.float32, device=dev)
+    fit = with_stature(body, shape, float(height))
+    if bool(fit.clamped.any()):
+        i = int(fit.clamped.nonzero()[0, 0])
+        reach = with_stature(body, shape[i : i + 1].repeat(2, 1), torch.tensor([0.3, 3.0])).stature
+        raise ValueError(
+            f"a height of {float(height):.2f} m is out of reach for the person in box "
+            f"{[round(float(x)) for x in results[i].person.box]} with the rest of their estimated shape "
+            f"({body.name}): {float(reach[0]):.2f}-{float(reach[1]):.2f} m"
+        )
+    with torch.no_grad():
+        before = body(rot[:, 0], rot[:, 1:], shape)
+        after = body(rot[:, 0], rot[:, 1:], fit.shape)
+        raw = regressor.raw_from_shape(fit.shape).double().cpu().numpy()
+    k = (fit.stature / rest_stature(body, shape)).double().cpu().numpy()
+    f, res = float(regressor.focal), int(regressor.img_res)
+    out = []
+    for i, r in enumerate(results):
+        v_old = before.vertices[i].double().cpu().numpy()
+        v_new = after.vertices[i].double().cpu().numpy()
+        t = k[i] * (v_old.mean(0) + r.translation) - v_new.mean(0)
+        out.append(
+            replace(
+                r,
+                shape=fit.shape[i].double().cpu().numpy(),
+                shape_raw=raw[i],
+                cam=np.array([2.0 * f / (res * t[2]), t[0], t[1]]),  # weak_perspective_to_translation^-1
+                translation=t,
+                vertices_cam=v_new + t,
+                joints_cam=after.joints[i].double().cpu().numpy() + t,
+            )
+        )
+    return out
 
 
 def mesh_vertices(result: PersonResult) -> np.ndarray:
@@ -546,6 +627,8 @@ def run_images(
         results = predict_people(regressor, img, people, opts.batch_size, flip=opts.flip)
         if opts.refine:
             results = refine_results(regressor, results, opts)
+        if opts.height is not None:
+            results = with_known_stature(regressor, results, opts.height)
         import imageio.v3 as iio
 
         summary = out / f"{path.stem}_result.png"
@@ -740,6 +823,10 @@ def run_video(
         r.person.track = ids[f][k]
     if rows and opts.smooth_sigma > 0:
         rows = _smoothed_rows(regressor, rows, opts.smooth_sigma)
+    if rows and opts.height is not None:
+        tall = with_known_stature(regressor, [r for _, _, r in rows], opts.height)
+        rows = [(f, k, r) for (f, k, _), r in zip(rows, tall)]
+    if rows and (opts.smooth_sigma > 0 or opts.height is not None):
         per_frame = [[] for _ in range(n_frames)]
         for f, _, r in rows:
             per_frame[f].append(r)

@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from dsrbody.body.stature import stature, with_stature
 from dsrbody.eval.metrics import (
     EvalJoints,
     MetricAccumulator,
@@ -112,6 +113,7 @@ def batch_metrics(
     joints: EvalJoints,
     rerun: bool = True,
     gt_models: Mapping[int, Any] | None = None,
+    known_stature: bool = False,
 ) -> dict[str, torch.Tensor]:
     """Per-sample metrics of one batch.
 
@@ -126,6 +128,9 @@ def batch_metrics(
             model has another mesh); False uses ``pred``'s vertices and joints as they are.
         gt_models: gender code (0 male, 1 female; the batch's ``gender``) -> body model of the ground
             truth for those samples (3DPW's gender-specific SMPL); others use ``body_model``.
+        known_stature: give the prediction the ground truth's stature first: its stature coefficient
+            is set so its rest mesh is as tall as the true one (:func:`dsrbody.body.stature.with_stature`;
+            needs ``pred["rotmat"]`` and ``pred["shape"]``). Samples with body ground truth only.
 
     Returns:
         ``{name: (B,) mm}`` for :data:`METRIC_NAMES`, NaN where a metric does not apply.
@@ -156,12 +161,15 @@ def batch_metrics(
             if not sel.any():
                 continue
         gj, gv, gr = g.joints[g_ok][:, idx].float(), g.vertices[g_ok].float(), g.rest_vertices[g_ok].float()
-        pj = p_joints[sel][:, idx].float()
+        pj, pv, pr = p_joints[sel][:, idx].float(), p_verts[sel].float(), p_rest[sel].float()
+        if known_stature:
+            pj, pv, pr = _at_stature(pred, sel, body_model, stature(gr))
+            pj = pj[:, idx]
         res["mpjpe"][sel] = mpjpe(pj, gj, joints.pelvis)
         res["pa_mpjpe"][sel] = pa_mpjpe(pj, gj)
-        res["pve"][sel] = pve(p_verts[sel].float(), gv)
-        res["pve_t"][sel] = pve_t(p_rest[sel].float(), gr)
-        res["pve_t_sc"][sel] = pve_t_sc(p_rest[sel].float(), gr)
+        res["pve"][sel] = pve(pv, gv)
+        res["pve_t"][sel] = pve_t(pr, gr)
+        res["pve_t_sc"][sel] = pve_t_sc(pr, gr)
     # joints only, from the file's 3D joints (SPIN_GT24 = SPIN-49 indices 25..48)
     if "pose_3d" in batch and "has_pose_3d" in batch:
         s3 = batch["pose_3d"].to(dev).float()
@@ -195,6 +203,18 @@ def summarize(acc: MetricAccumulator) -> dict[str, float | int]:
 
 
 @torch.no_grad()
+def _at_stature(
+    pred: Mapping[str, torch.Tensor], sel: torch.Tensor, body_model, height: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``joints (N, K, 3), vertices (N, V, 3), rest_vertices (N, V, 3)`` of the predictions ``sel``
+    with their stature set to ``height`` (``(N,)`` metres), through ``body_model``."""
+    dev = body_model.faces.device
+    rot = pred["rotmat"][sel.to(pred["rotmat"].device)].to(dev, torch.float32)
+    fit = with_stature(body_model, pred["shape"][sel.to(pred["shape"].device)], height.to(dev))
+    out = body_model(rot[:, 0], rot[:, 1:], fit.shape)
+    return out.joints.float(), out.vertices.float(), out.rest_vertices.float()
+
+
 def evaluate(
     regressor,
     body_model,
@@ -205,6 +225,7 @@ def evaluate(
     progress: bool = True,
     on_batch=None,
     gt_models: Mapping[int, Any] | None = None,
+    known_stature: bool = False,
 ) -> dict[str, float | int]:
     """Evaluate a regressor over a DataLoader of :func:`~dsrbody.data.collate_samples` batches.
 
@@ -216,6 +237,7 @@ def evaluate(
         progress: show a tqdm bar.
         on_batch: optional ``callable(batch, pred)`` (e.g. to draw pictures).
         gt_models: gender-specific ground-truth body models (see :func:`batch_metrics`).
+        known_stature: each prediction is given its ground truth's stature (see :func:`batch_metrics`).
 
     Returns:
         :func:`summarize` of the whole set, plus ``n_samples`` (the samples behind the means: those
@@ -237,7 +259,9 @@ def evaluate(
         if batch["num_valid"] == 0:
             continue
         pred = regressor(batch["img"].to(device))
-        values = batch_metrics(pred, batch, body_model, joints, rerun=rerun, gt_models=gt_models)
+        values = batch_metrics(
+            pred, batch, body_model, joints, rerun=rerun, gt_models=gt_models, known_stature=known_stature
+        )
         acc.add(values)
         for reason in exclusion_reasons(values, pred, batch):
             excluded[reason] = excluded.get(reason, 0) + 1
