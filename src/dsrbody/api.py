@@ -89,13 +89,18 @@ def predict(
         ``dsrbody demo`` writes (axis-angle pose, ...).
 
     Raises:
-        FileNotFoundError: no such image file. ValueError: not an RGB image, a bad box.
+        FileNotFoundError: no such image file. ValueError: not an RGB image, a bad box, a ``height``
+        outside 0.3-3 m or out of a person's reach with the rest of their estimated shape.
     """
     import numpy as np
 
     from dsrbody.demo.inputs import Person, check_box, people_from_boxes, whole_image
     from dsrbody.demo.run import BoxSource, DemoOptions, _read_rgb, predict_people, refine_results
 
+    if height is not None:
+        from dsrbody.demo.run import check_height
+
+        height = check_height(height)
     regressor = getattr(model, "regressor", model)
     if isinstance(image, (str, Path)):
         p = Path(image)

@@ -62,3 +62,40 @@ def test_bad_requests_are_one_line_errors(anny_body):
 
     with pytest.raises(ValueError, match="box: its shape has no stature coefficient"):
         with_stature(NoStature(), torch.zeros(1, 6), 1.7)
+
+
+class _Parabola(torch.nn.Module):
+    """A stand-in body whose rest mesh is ``1 + c**2`` metres tall for its one shape coefficient ``c``:
+    not monotonic, so a height of 2 m has two answers, c = -1 and c = +1."""
+
+    name, stature_index, stature_range, shape_bounds, num_joints = "parabola", 0, (-2.0, 2.0), None, 1
+    faces = torch.zeros(1, 3, dtype=torch.long)
+
+    def pad_shape(self, shape):
+        return shape
+
+    def forward(self, global_orient, body_pose, shape):
+        from types import SimpleNamespace
+
+        rest = torch.zeros(shape.shape[0], 2, 3)
+        rest[:, 1, 1] = 1 + shape[:, 0] ** 2
+        return SimpleNamespace(rest_vertices=rest)
+
+
+def test_the_answer_nearest_the_shapes_own_coefficient_is_taken():
+    """Where the stature is not monotonic in the coefficient, the crossing nearest the shape's value is
+    the one narrowed (the smallest change), found and clamped rows may share a batch, and an unreachable
+    height keeps the grid point nearest in stature."""
+    fit = with_stature(
+        _Parabola(), torch.tensor([[0.8], [-0.4], [1.7], [0.3]]), torch.tensor([2.0, 2.0, 2.0, 0.5])
+    )
+    torch.testing.assert_close(fit.shape[:3, 0], torch.tensor([1.0, -1.0, 1.0]), atol=1e-5, rtol=0)
+    assert fit.clamped.tolist() == [False, False, False, True]
+    assert float(fit.shape[3, 0]) == 0.0 and float(fit.stature[3]) == 1.0  # the lowest it gets
+
+
+def test_one_height_or_one_per_shape():
+    with pytest.raises(ValueError, match="3 statures for 2 shapes"):
+        with_stature(_Parabola(), torch.zeros(2, 1), torch.tensor([1.5, 2.0, 2.5]))
+    fit = with_stature(_Parabola(), torch.tensor([[0.5], [-0.5]]), torch.tensor([2.0]))
+    torch.testing.assert_close(fit.shape[:, 0], torch.tensor([1.0, -1.0]), atol=1e-5, rtol=0)

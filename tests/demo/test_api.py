@@ -147,6 +147,19 @@ def test_predict_with_a_known_height(tiny_ckpt, synth_dir):
         )
     with pytest.raises(ValueError, match="in metres"):
         dsrbody.predict(model, rgb, box=box, refine=False, height=175)
+    with pytest.raises(ValueError, match=r"cannot be 2.90 m tall .*\(anny: 1\.\d\d-2\.\d\d m\)"):
+        dsrbody.predict(model, rgb, box=box, refine=False, height=2.9)
+    # several people are searched in batches of batch_size, with the same result
+    from dsrbody.demo.run import with_known_stature
+
+    two = dsrbody.predict(model, rgb, box=[box, [W * 0.3, H * 0.2, W * 0.4, H * 0.6]], refine=False)
+    one_by_one = with_known_stature(reg, two, 1.7, batch_size=1)
+    together = with_known_stature(reg, two, 1.7)
+    for a, b in zip(one_by_one, together):
+        np.testing.assert_allclose(a.vertices_cam, b.vertices_cam, atol=1e-5)
+    far: list[str] = []
+    kept = with_known_stature(reg, two, 2.9, out_of_reach=far)
+    assert len(far) == 2 and "; made 2." in far[0] and len(kept) == 2
 
 
 def test_load_model_default_is_the_shipped_model():

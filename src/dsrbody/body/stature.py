@@ -9,7 +9,7 @@ so that its rest mesh is that tall, the other coefficients kept.
 - :func:`stature`: the height of rest meshes, metres.
 - :func:`rest_stature`: the height of a body model's rest mesh for given shapes.
 - :func:`with_stature`: the shapes whose rest meshes have the given heights (a grid over the
-  coefficient's range finds the first bracket, bisection narrows it), with the heights reached.
+  coefficient's range finds a bracket, bisection narrows it), with the heights reached.
 """
 
 from __future__ import annotations
@@ -37,22 +37,27 @@ def stature(rest_vertices: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def rest_stature(body_model: BodyModel, shape: torch.Tensor) -> torch.Tensor:
+def rest_stature(body_model: BodyModel, shape: torch.Tensor, chunk: int = 256) -> torch.Tensor:
     """The stature of ``body_model``'s rest mesh for each shape.
 
     Args:
         body_model: the body model (its mesh is the one measured).
         shape: ``(B, S')`` shape coefficients (completed by the model's ``pad_shape``).
+        chunk: shapes per body-model call (bounds the memory of a large ``B``).
 
     Returns:
         ``(B,)`` metres.
     """
     dev = body_model.faces.device
-    shape = body_model.pad_shape(shape.to(dev, torch.float32))
-    B, J = shape.shape[0], int(body_model.num_joints)
+    shape = body_model.pad_shape(torch.as_tensor(shape).to(dev, torch.float32))
+    J = int(body_model.num_joints)
     eye = torch.eye(3, device=dev)
-    out = body_model(eye.expand(B, 3, 3), eye.expand(B, J - 1, 3, 3), shape)
-    return stature(out.rest_vertices.float())
+    out = []
+    for part in shape.split(chunk):
+        b = part.shape[0]
+        rest = body_model(eye.expand(b, 3, 3), eye.expand(b, J - 1, 3, 3), part).rest_vertices
+        out.append(stature(rest.float()))
+    return torch.cat(out) if out else shape.new_zeros(0)
 
 
 @dataclass
@@ -91,15 +96,17 @@ def with_stature(
     """The shapes whose rest meshes are ``height`` tall, only the stature coefficient changed.
 
     The coefficient's range (:attr:`~dsrbody.body.base.BodyModel.stature_range`, or the shape bounds
-    of a bounded model) is sampled on ``grid`` points; the first interval where the stature crosses
-    the height is narrowed by ``iterations`` bisection steps (about ``range / (grid - 1) / 2 **
-    iterations``, far under a millimetre). Where no interval crosses it, the grid point nearest in
-    stature is kept and the sample is marked ``clamped``.
+    of a bounded model) is sampled on ``grid`` points; of the intervals where the stature crosses the
+    height, the one nearest the shape's own coefficient (the smallest change, should the stature not
+    be monotonic in it) is narrowed by ``iterations`` bisection steps (about ``range / (grid - 1) / 2
+    ** iterations``, far under a millimetre). Where no interval crosses it, the grid point nearest in
+    stature is kept (a bound of the range, for a monotonic stature) and the sample is marked
+    ``clamped``.
 
     Args:
         body_model: the body model (:attr:`~dsrbody.body.base.BodyModel.stature_index` set).
         shape: ``(B, S')`` shape coefficients (completed by ``pad_shape``).
-        height: ``(B,)`` or a number: the statures wanted, metres.
+        height: ``(B,)``, ``(1,)`` or a number: the statures wanted, metres.
         grid: points of the first search.
         iterations: bisection steps.
         tolerance: metres; a height off by more than this after the search counts as ``clamped``.
@@ -116,7 +123,10 @@ def with_stature(
     dev = body_model.faces.device
     shape = body_model.pad_shape(torch.as_tensor(shape).to(dev, torch.float32)).clone()
     B = shape.shape[0]
-    target = torch.as_tensor(height, dtype=torch.float32, device=dev).expand(B).clone()
+    target = torch.as_tensor(height, dtype=torch.float32, device=dev).reshape(-1)
+    if target.numel() not in (1, B):
+        raise ValueError(f"{target.numel()} statures for {B} shapes: give one, or one per shape")
+    target = target.expand(B).clone()
     if not bool(torch.isfinite(target).all()) or bool((target <= 0).any()):
         raise ValueError(f"a stature is a positive number of metres, got {target.tolist()}")
     lo, hi = _search_range(body_model, index)
@@ -127,7 +137,9 @@ def with_stature(
     d = h - target[:, None]
     crosses = (d[:, :-1] * d[:, 1:]) <= 0  # (B, grid - 1)
     found = crosses.any(dim=1)
-    first = crosses.float().argmax(dim=1)
+    centres = (values[:-1] + values[1:]) / 2
+    away = (centres[None, :] - shape[:, index : index + 1]).abs().masked_fill(~crosses, float("inf"))
+    first = away.argmin(dim=1)  # the crossing nearest the shape's own coefficient
     a, b = values[first], values[(first + 1).clamp(max=grid - 1)]
     da = d.gather(1, first[:, None])[:, 0]
     nearest = values[d.abs().argmin(dim=1)]

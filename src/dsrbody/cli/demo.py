@@ -132,6 +132,8 @@ def run(args: argparse.Namespace) -> int:
             raise FileNotFoundError(f"{value}: --{opt} does not exist")
     if args.folder and not Path(args.folder).is_dir():
         raise FileNotFoundError(f"{args.folder}: --folder is not a folder")
+    if args.height is not None and not 0.3 <= args.height <= 3.0:
+        raise CLIError(f"--height is a stature in metres (0.3-3), got {args.height}")
     from dsrbody.body.factory import DEFAULT_BODY_MODEL, body_spec
 
     if args.ckpt is None and args.body not in (None, DEFAULT_BODY_MODEL):  # the shipped model's body
@@ -163,8 +165,6 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"--refine-iters must be at least 1, got {args.refine_iters}")
     if args.max_frames is not None and args.max_frames < 1:
         raise CLIError(f"--max-frames must be at least 1, got {args.max_frames}")
-    if args.height is not None and not 0.3 <= args.height <= 3.0:
-        raise CLIError(f"--height is a stature in metres (0.3-3), got {args.height}")
     refine_opts = RefineOptions()
     if args.refine_iters is not None:
         refine_opts.iters = int(args.refine_iters)

@@ -303,6 +303,12 @@ def run(args: argparse.Namespace) -> int:
         console.print("flip test-time augmentation: each crop and its mirror, averaged (model column)")
     if args.known_stature:
         console.print("known stature: each body given its ground truth's height first (every column)")
+        for name, col in (("model", res), ("mean body", ref or {})):
+            if col.get("n_stature_clamped"):
+                console.print(
+                    f"{name}: {col['n_stature_clamped']} sample(s) could not reach their true stature with "
+                    "the rest of their shape and were scored at the nearest they allow"
+                )
     if res["n_skipped"]:
         console.print(dataset.skipped.summary())
     if res.get("n_excluded"):

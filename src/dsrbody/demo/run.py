@@ -247,8 +247,24 @@ def result_from_prediction(
     )
 
 
+def check_height(height: float, source: str = "height") -> float:
+    """``height`` as a float, or a one-line ``ValueError`` (naming ``source``) for a value that is not a
+    person's stature in metres (0.3-3 m)."""
+    try:
+        value = float(height)
+    except (TypeError, ValueError):
+        raise ValueError(f"{source} is a stature in metres (0.3-3), got {height!r}") from None
+    if not 0.3 <= value <= 3.0:
+        raise ValueError(f"{source} is a stature in metres (0.3-3), got {height}")
+    return value
+
+
 def with_known_stature(
-    regressor, results: list[PersonResult], height: float, batch_size: int = 32
+    regressor,
+    results: list[PersonResult],
+    height: float,
+    batch_size: int = 32,
+    out_of_reach: list[str] | None = None,
 ) -> list[PersonResult]:
     """The people made ``height`` metres tall, each as far from the camera as that size needs.
 
@@ -257,33 +273,38 @@ def with_known_stature(
     mesh is ``height`` tall (:func:`dsrbody.body.stature.with_stature`, pose and the other shape
     coefficients kept), and the body is scaled about the camera by the stature's ratio, so it covers the
     same pixels (its mesh centroid moves from ``c`` to ``k c``; the shape change is a near-uniform scale)
-    at a metric distance.
+    at the distance that size needs in the demo's camera. A refined person's ``refine_report`` still
+    describes the body before the change (its projected keypoints move by a few pixels at most).
 
     Args:
         regressor: the model (its ``body_model``).
         results: the people (:func:`predict_people`, :func:`refine_results`).
         height: metres.
         batch_size: people per search (each runs the body model on ``17 x batch_size`` shapes).
+        out_of_reach: None: a height that a person's other shape coefficients cannot reach is an error.
+            A list: such a person is made the nearest height they can reach, and a line naming their
+            box and the range possible is appended to it.
 
     Returns:
-        New :class:`PersonResult` objects (``shape``, ``cam``, ``translation``, ``vertices_cam``,
-        ``joints_cam`` changed), same order.
+        New :class:`PersonResult` objects (``shape``, ``shape_raw``, ``cam``, ``translation``,
+        ``vertices_cam``, ``joints_cam`` changed), same order.
 
     Raises:
-        ValueError: ``height`` outside 0.3-3 m, or outside what a person's other shape coefficients allow
-            (the range that is possible is named).
+        ValueError: ``height`` outside 0.3-3 m, or, without ``out_of_reach``, outside what a person's
+            other shape coefficients allow (the range that is possible is named).
     """
     from dataclasses import replace
 
     from dsrbody.body.stature import rest_stature, with_stature
 
-    if not 0.3 <= float(height) <= 3.0:
-        raise ValueError(f"a person's height is given in metres (0.3-3), got {height}")
+    height = check_height(height)
     if len(results) > batch_size:
         return [
             r
             for start in range(0, len(results), batch_size)
-            for r in with_known_stature(regressor, results[start : start + batch_size], height, batch_size)
+            for r in with_known_stature(
+                regressor, results[start : start + batch_size], height, batch_size, out_of_reach
+            )
         ]
     if not results:
         return []
@@ -291,15 +312,17 @@ def with_known_stature(
     dev = body.faces.device
     shape = torch.tensor(np.stack([r.shape for r in results]), dtype=torch.float32, device=dev)
     rot = torch.tensor(np.stack([r.rotmat for r in results]), dtype=torch.float32, device=dev)
-    fit = with_stature(body, shape, float(height))
-    if bool(fit.clamped.any()):
-        i = int(fit.clamped.nonzero()[0, 0])
+    fit = with_stature(body, shape, height)
+    for i in fit.clamped.nonzero().flatten().tolist():
         reach = with_stature(body, shape[i : i + 1].repeat(2, 1), torch.tensor([0.3, 3.0])).stature
-        raise ValueError(
-            f"a height of {float(height):.2f} m is out of reach for the person in box "
-            f"{[round(float(x)) for x in results[i].person.box]} with the rest of their estimated shape "
-            f"({body.name}): {float(reach[0]):.2f}-{float(reach[1]):.2f} m"
+        what = (
+            f"the person in box {[round(float(x)) for x in results[i].person.box]} cannot be {height:.2f} m "
+            f"tall with the rest of their estimated shape ({body.name}: {float(reach[0]):.2f}-"
+            f"{float(reach[1]):.2f} m)"
         )
+        if out_of_reach is None:
+            raise ValueError(what)
+        out_of_reach.append(f"{what}; made {float(fit.stature[i]):.2f} m")
     with torch.no_grad():
         before = body(rot[:, 0], rot[:, 1:], shape)
         after = body(rot[:, 0], rot[:, 1:], fit.shape)
@@ -628,7 +651,9 @@ def run_images(
         if opts.refine:
             results = refine_results(regressor, results, opts)
         if opts.height is not None:
-            results = with_known_stature(regressor, results, opts.height)
+            far: list[str] = []
+            results = with_known_stature(regressor, results, opts.height, out_of_reach=far)
+            boxes.messages += [f"{path.name}: {line}" for line in far]
         import imageio.v3 as iio
 
         summary = out / f"{path.stem}_result.png"
@@ -824,8 +849,15 @@ def run_video(
     if rows and opts.smooth_sigma > 0:
         rows = _smoothed_rows(regressor, rows, opts.smooth_sigma)
     if rows and opts.height is not None:
-        tall = with_known_stature(regressor, [r for _, _, r in rows], opts.height)
+        far: list[str] = []
+        tall = with_known_stature(regressor, [r for _, _, r in rows], opts.height, out_of_reach=far)
         rows = [(f, k, r) for (f, k, _), r in zip(rows, tall)]
+        if far:
+            boxes.messages.append(
+                f"{video.name}: {len(far)} of {len(rows)} bodies could not be {opts.height:.2f} m tall with "
+                f"the rest of their estimated shape and were made the nearest height they can reach (first: "
+                f"{far[0]})"
+            )
     if rows and (opts.smooth_sigma > 0 or opts.height is not None):
         per_frame = [[] for _ in range(n_frames)]
         for f, _, r in rows:

@@ -130,10 +130,13 @@ def batch_metrics(
             truth for those samples (3DPW's gender-specific SMPL); others use ``body_model``.
         known_stature: give the prediction the ground truth's stature first: its stature coefficient
             is set so its rest mesh is as tall as the true one (:func:`dsrbody.body.stature.with_stature`;
-            needs ``pred["rotmat"]`` and ``pred["shape"]``). Samples with body ground truth only.
+            needs ``pred["rotmat"]`` and ``pred["shape"]``). Samples with body ground truth only: those
+            with 3D joints alone have no stature to give and get no metric.
 
     Returns:
-        ``{name: (B,) mm}`` for :data:`METRIC_NAMES`, NaN where a metric does not apply.
+        ``{name: (B,) mm}`` for :data:`METRIC_NAMES`, NaN where a metric does not apply; with
+        ``known_stature`` also ``stature_clamped (B,)``: 1 where the true stature was out of the
+        prediction's reach (scored at the nearest it allows), 0 where it was given, NaN elsewhere.
     """
     dev = body_model.faces.device
     B = int(pred["shape"].shape[0])
@@ -143,7 +146,7 @@ def batch_metrics(
     else:
         p_joints, p_verts, p_rest = pred["joints"], pred["vertices"], pred["rest_vertices"]
     nan = torch.full((B,), float("nan"), device=dev)
-    res = {k: nan.clone() for k in METRIC_NAMES}
+    res = {k: nan.clone() for k in METRIC_NAMES + (("stature_clamped",) if known_stature else ())}
     idx = list(joints.indices)
     valid = params_valid(batch, str(body_model.name)).to(dev)
     groups = gender_groups(batch.get("gender"), gt_models, body_model, valid)
@@ -163,15 +166,16 @@ def batch_metrics(
         gj, gv, gr = g.joints[g_ok][:, idx].float(), g.vertices[g_ok].float(), g.rest_vertices[g_ok].float()
         pj, pv, pr = p_joints[sel][:, idx].float(), p_verts[sel].float(), p_rest[sel].float()
         if known_stature:
-            pj, pv, pr = _at_stature(pred, sel, body_model, stature(gr))
+            pj, pv, pr, clamped = _at_stature(pred, sel, body_model, stature(gr))
             pj = pj[:, idx]
+            res["stature_clamped"][sel] = clamped.to(dev).float()
         res["mpjpe"][sel] = mpjpe(pj, gj, joints.pelvis)
         res["pa_mpjpe"][sel] = pa_mpjpe(pj, gj)
         res["pve"][sel] = pve(pv, gv)
         res["pve_t"][sel] = pve_t(pr, gr)
         res["pve_t_sc"][sel] = pve_t_sc(pr, gr)
     # joints only, from the file's 3D joints (SPIN_GT24 = SPIN-49 indices 25..48)
-    if "pose_3d" in batch and "has_pose_3d" in batch:
+    if "pose_3d" in batch and "has_pose_3d" in batch and not known_stature:
         s3 = batch["pose_3d"].to(dev).float()
         gt_idx = [i - 25 for i in idx]
         full = (s3[:, gt_idx, 3] > 0).all(dim=1)
@@ -205,14 +209,15 @@ def summarize(acc: MetricAccumulator) -> dict[str, float | int]:
 @torch.no_grad()
 def _at_stature(
     pred: Mapping[str, torch.Tensor], sel: torch.Tensor, body_model, height: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """``joints (N, K, 3), vertices (N, V, 3), rest_vertices (N, V, 3)`` of the predictions ``sel``
-    with their stature set to ``height`` (``(N,)`` metres), through ``body_model``."""
+    with their stature set to ``height`` (``(N,)`` metres), through ``body_model``, and ``clamped (N,)``
+    bool (:class:`~dsrbody.body.stature.StatureFit`)."""
     dev = body_model.faces.device
     rot = pred["rotmat"][sel.to(pred["rotmat"].device)].to(dev, torch.float32)
     fit = with_stature(body_model, pred["shape"][sel.to(pred["shape"].device)], height.to(dev))
     out = body_model(rot[:, 0], rot[:, 1:], fit.shape)
-    return out.joints.float(), out.vertices.float(), out.rest_vertices.float()
+    return out.joints.float(), out.vertices.float(), out.rest_vertices.float(), fit.clamped
 
 
 def evaluate(
@@ -243,14 +248,15 @@ def evaluate(
         :func:`summarize` of the whole set, plus ``n_samples`` (the samples behind the means: those
         with at least one metric), ``n_skipped`` (samples dropped by the data: unreadable images...),
         ``n_excluded`` and ``excluded`` (reason -> samples read but with no metric:
-        :data:`EXCLUSION_REASONS`).
+        :data:`EXCLUSION_REASONS`); with ``known_stature`` also ``n_stature_clamped`` (samples whose
+        true stature the prediction could not reach: scored at the nearest it allows).
     """
     from tqdm import tqdm
 
     regressor.eval()
     acc = MetricAccumulator()
     excluded: dict[str, int] = {}
-    n_seen = n_skipped = 0
+    n_seen = n_skipped = n_clamped = 0
     rerun = regressor.body_model is not body_model
     for batch in tqdm(loader, desc="eval", unit="batch", disable=not progress):
         if skip_log is not None:
@@ -262,8 +268,11 @@ def evaluate(
         values = batch_metrics(
             pred, batch, body_model, joints, rerun=rerun, gt_models=gt_models, known_stature=known_stature
         )
+        clamped = values.pop("stature_clamped", None)
+        if clamped is not None:
+            n_clamped += int((clamped == 1).sum())
         acc.add(values)
-        for reason in exclusion_reasons(values, pred, batch):
+        for reason in exclusion_reasons(values, pred, batch, known_stature=known_stature):
             excluded[reason] = excluded.get(reason, 0) + 1
         n_seen += int(batch["num_valid"])
         if on_batch is not None:
@@ -273,6 +282,8 @@ def evaluate(
     out["n_skipped"] = n_skipped
     out["n_excluded"] = sum(excluded.values())
     out["excluded"] = excluded
+    if known_stature:
+        out["n_stature_clamped"] = n_clamped
     return out
 
 
@@ -281,11 +292,15 @@ EXCLUSION_REASONS = {
     "nonfinite_prediction": "non-finite prediction",
     "nonfinite_ground_truth": "non-finite ground truth (pose/shape or 3D joints)",
     "no_ground_truth": "no ground truth for the body model (no parameters of it, no complete 3D joints)",
+    "joints_only_known_stature": "3D joints only: no body whose stature --known-stature could give",
 }
 
 
 def exclusion_reasons(
-    values: Mapping[str, torch.Tensor], pred: Mapping[str, torch.Tensor], batch: Mapping[str, Any]
+    values: Mapping[str, torch.Tensor],
+    pred: Mapping[str, torch.Tensor],
+    batch: Mapping[str, Any],
+    known_stature: bool = False,
 ) -> list[str]:
     """The reason (a key of :data:`EXCLUSION_REASONS`) of each sample of a batch that got no metric.
 
@@ -293,6 +308,7 @@ def exclusion_reasons(
         values: :func:`batch_metrics` of the batch (``{name: (B,)}``).
         pred: the prediction (``rotmat``, ``shape``).
         batch: the batch (``params_nonfinite``, ``pose_3d``, ``has_pose_3d`` where present).
+        known_stature: the metrics were computed with ``known_stature`` (3D joints alone give none).
 
     Returns:
         one reason per sample whose every metric is NaN, in batch order.
@@ -310,11 +326,16 @@ def exclusion_reasons(
         gt_bad |= batch["params_nonfinite"].cpu().bool()
     if torch.is_tensor(batch.get("pose_3d")) and torch.is_tensor(batch.get("has_pose_3d")):
         gt_bad |= batch["has_pose_3d"].cpu().bool() & ~_finite_rows(batch["pose_3d"].cpu())
+    joints_only = torch.zeros(B, dtype=torch.bool)
+    if known_stature and torch.is_tensor(batch.get("has_pose_3d")):
+        joints_only = batch["has_pose_3d"].cpu().bool()
     return [
         "nonfinite_prediction"
         if not pred_ok[i]
         else "nonfinite_ground_truth"
         if gt_bad[i]
+        else "joints_only_known_stature"
+        if joints_only[i]
         else "no_ground_truth"
         for i in torch.nonzero(none).flatten().tolist()
     ]
