@@ -72,37 +72,38 @@ def test_eval_prints_table_and_writes_json_and_picture(trained, synth, tmp_path,
     assert pic is not None and pic.shape[0] >= 2 * 224 and pic.shape[1] >= 4 * 224
 
 
-def test_eval_with_flip_averages_crop_and_mirror(trained, synth, tmp_path, capsys):
+def _eval_without_and_with(flag: str, said: str, trained, synth, tmp_path, capsys) -> dict[bool, dict]:
+    """``dsrbody eval --mean-body`` of the trained run on the test split, without and with ``flag``: its
+    metrics_test.json each time; the printed line ``said`` appears only with the flag."""
     ckpt = trained / "checkpoints" / "best.ckpt"
     args = ["--quiet", "--pictures", "0", "--mean-body", f"data.root={synth}", "data.num_workers=0"]
     res = {}
-    for flip in (False, True):
-        out = tmp_path / f"eval_{flip}"
-        extra = ["--flip"] if flip else []
+    for on in (False, True):
+        out = tmp_path / f"eval_{on}"
+        extra = [flag] if on else []
         assert main(["eval", "--config", CONFIG, "--ckpt", str(ckpt), "--out", str(out), *extra, *args]) == 0
-        text = capsys.readouterr().out
-        assert ("flip test-time augmentation" in text) == flip
-        res[flip] = json.loads((out / "metrics_test.json").read_text())
-        assert res[flip]["flip"] == flip and res[flip]["n_samples"] == 4
+        assert (said in capsys.readouterr().out) == on
+        res[on] = json.loads((out / "metrics_test.json").read_text())
+        assert res[on]["n_samples"] == 4
+    return res
+
+
+def test_eval_with_flip_averages_crop_and_mirror(trained, synth, tmp_path, capsys):
+    res = _eval_without_and_with("--flip", "flip test-time augmentation", trained, synth, tmp_path, capsys)
+    assert [res[on]["flip"] for on in (False, True)] == [False, True]
     # the estimate changes (that the mirror is right for Anny: tests/eval/test_protocols.py)
     assert res[True]["pa_mpjpe"] != pytest.approx(res[False]["pa_mpjpe"], abs=1e-3)
 
 
 def test_eval_with_known_stature_scores_both_columns_at_the_true_height(trained, synth, tmp_path, capsys):
-    ckpt = trained / "checkpoints" / "best.ckpt"
-    args = ["--quiet", "--pictures", "0", "--mean-body", f"data.root={synth}", "data.num_workers=0"]
-    res = {}
-    for known in (False, True):
-        out = tmp_path / f"eval_{known}"
-        extra = ["--known-stature"] if known else []
-        assert main(["eval", "--config", CONFIG, "--ckpt", str(ckpt), "--out", str(out), *extra, *args]) == 0
-        assert ("known stature: each body given" in capsys.readouterr().out) == known
-        res[known] = json.loads((out / "metrics_test.json").read_text())
-        assert res[known]["known_stature"] == known and res[known]["n_samples"] == 4
+    said = "known stature: each body given"
+    res = _eval_without_and_with("--known-stature", said, trained, synth, tmp_path, capsys)
+    assert [res[on]["known_stature"] for on in (False, True)] == [False, True]
     for col in (res[True], res[True]["mean_body"]):  # both columns: the height changes PVE-T
         assert col["pve_t"] > 0
     assert res[True]["pve_t"] != pytest.approx(res[False]["pve_t"], abs=1e-3)
     assert res[True]["mean_body"]["pve_t"] != pytest.approx(res[False]["mean_body"]["pve_t"], abs=1e-3)
+    ckpt = trained / "checkpoints" / "best.ckpt"
     assert main(["eval", "--dataset", "3dpw", "--ckpt", str(ckpt), "--known-stature"]) == 1
     err = capsys.readouterr().err
     assert "--known-stature is for --data/--config" in err and err.count("\n") == 1
